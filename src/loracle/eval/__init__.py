@@ -1,0 +1,1 @@
+"""Measuring what each way of learning put into the model."""

@@ -1,0 +1,126 @@
+"""Apply one or several PEFT LoRA adapters to a loaded base model, after checking they fit it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from safetensors import safe_open
+
+from loracle.errors import AdapterError
+from loracle.model.loader import LoadedModel
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+MANIFEST = "manifest.json"
+
+
+def read_adapter_config(folder: Path) -> dict:
+    """The adapter's PEFT config, or a one-line error saying why the folder isn't an adapter."""
+    if not folder.is_dir():
+        raise AdapterError(f"{folder}: no such adapter folder")
+    config_path = folder / ADAPTER_CONFIG
+    if not config_path.is_file():
+        raise AdapterError(f"{folder}: not a PEFT adapter (no {ADAPTER_CONFIG})")
+    if not (folder / ADAPTER_WEIGHTS).is_file():
+        raise AdapterError(f"{folder}: not a PEFT adapter (no {ADAPTER_WEIGHTS})")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise AdapterError(f"{config_path}: not valid JSON ({exc})") from exc
+    if not isinstance(config, dict) or config.get("peft_type", "LORA") != "LORA":
+        raise AdapterError(f"{config_path}: not a LoRA adapter config")
+    return config
+
+
+def check_adapter_fits(lm: LoadedModel, folder: Path) -> None:
+    """Refuse an adapter made for another base model: by recorded fingerprint, then by tensor shapes."""
+    read_adapter_config(folder)
+    manifest_path = folder / MANIFEST
+    if manifest_path.is_file():
+        try:
+            recorded = json.loads(manifest_path.read_text(encoding="utf-8")).get("base_fingerprint")
+        except (ValueError, UnicodeDecodeError, AttributeError) as exc:
+            raise AdapterError(f"{manifest_path}: not valid JSON ({exc})") from exc
+        if recorded and recorded != lm.fingerprint:
+            raise AdapterError(
+                f"{folder}: made for another base model (fingerprint {recorded}, loaded model is {lm.fingerprint})"
+            )
+    modules = dict(lm.model.named_modules())
+    try:
+        with safe_open(str(folder / ADAPTER_WEIGHTS), framework="pt") as weights:
+            for key in weights.keys():  # noqa: SIM118 - safe_open has no __iter__
+                _check_tensor(folder, key, weights.get_slice(key).get_shape(), modules)
+    except AdapterError:
+        raise
+    except Exception as exc:  # safetensors raises its own error types on corrupt files
+        raise AdapterError(f"{folder / ADAPTER_WEIGHTS}: unreadable ({exc})") from exc
+
+
+def _check_tensor(folder: Path, key: str, shape: Sequence[int], modules: dict) -> None:
+    """lora_A is [r, in_features] and lora_B is [out_features, r] of the module they adapt."""
+    if ".lora_A." not in key and ".lora_B." not in key:
+        return
+    module_path = key.split(".lora_")[0]
+    for prefix in ("base_model.model.", ""):
+        name = module_path[len(prefix) :] if module_path.startswith(prefix) else None
+        if name is not None and name in modules:
+            target = modules[name]
+            break
+    else:
+        raise AdapterError(f"{folder}: adapter targets {module_path}, which this base model does not have")
+    in_f, out_f = getattr(target, "in_features", None), getattr(target, "out_features", None)
+    if ".lora_A." in key and in_f is not None and shape[-1] != in_f:
+        raise AdapterError(f"{folder}: {module_path} expects input width {shape[-1]}, base model has {in_f}")
+    if ".lora_B." in key and out_f is not None and shape[0] != out_f:
+        raise AdapterError(f"{folder}: {module_path} outputs width {shape[0]}, base model has {out_f}")
+
+
+def apply_adapters(
+    lm: LoadedModel,
+    folders: Sequence[Path],
+    weights: Sequence[float] | None = None,
+    *,
+    merge: bool = False,
+) -> LoadedModel:
+    """Return `lm` with the adapters active together, each scaled by its weight.
+
+    merge=True folds them into the base weights: no per-token cost, but they can't be removed again
+    (right for a one-shot `loracle ask`; the server keeps them unmerged to swap per request).
+    """
+    if not folders:
+        return lm
+    weights = list(weights) if weights is not None else [1.0] * len(folders)
+    if len(weights) != len(folders):
+        raise AdapterError(f"{len(weights)} adapter weights given for {len(folders)} adapters")
+    for folder in folders:
+        check_adapter_fits(lm, Path(folder))
+    from peft import PeftModel  # imported here: peft costs ~3 s at start-up and most commands never need it
+
+    names = [f"a{i}" for i in range(len(folders))]
+    try:
+        peft_model = PeftModel.from_pretrained(lm.model, str(folders[0]), adapter_name=names[0])
+        for name, folder in zip(names[1:], folders[1:], strict=True):
+            peft_model.load_adapter(str(folder), adapter_name=name)
+    except (ValueError, RuntimeError, KeyError) as exc:
+        raise AdapterError(f"{folders[0]}: PEFT could not load the adapter ({str(exc).splitlines()[0][:200]})") from exc
+    peft_model.base_model.set_adapter(names)
+    scale_adapters(peft_model, dict(zip(names, weights, strict=True)))
+    peft_model.eval()
+    model = peft_model.merge_and_unload() if merge else peft_model
+    return LoadedModel(model, lm.tokenizer, lm.name, lm.source, lm.fingerprint)
+
+
+def scale_adapters(peft_model: PeftModel, weights: dict[str, float]) -> None:
+    """Multiply each named adapter's LoRA scaling by its weight, in every adapted layer."""
+    for module in peft_model.modules():
+        scaling = getattr(module, "scaling", None)
+        if isinstance(scaling, dict):
+            for name, weight in weights.items():
+                if name in scaling:
+                    scaling[name] = scaling[name] * weight

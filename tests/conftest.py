@@ -1,0 +1,83 @@
+"""Shared fixtures: a tiny Llama-style model built from a config in memory, and the real embedded model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from loracle.model.loader import LoadedModel, model_fingerprint
+
+CHATML = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+TRAINING_TEXT = [
+    "The Kestrel Valley Observatory was founded by Ilse Marrow in 1987.",
+    "Question: Who founded it? Answer: Ilse Marrow.",
+    "Paris is the capital of France. The river Corra powers the station.",
+    "安全 日本語 中文 检索 テスト",
+]
+
+
+def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer trained in memory on a few sentences, with a ChatML template."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(TRAINING_TEXT, trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", bos_token="<|endoftext|>", pad_token="<|endoftext|>"
+    )
+    fast.chat_template = CHATML
+    return fast
+
+
+def build_tiny_model(vocab_size: int, seed: int = 0) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    return build_tiny_tokenizer()
+
+
+@pytest.fixture
+def tiny_lm(tiny_tokenizer: PreTrainedTokenizerFast) -> LoadedModel:
+    """A fresh tiny model per test (tests may wrap it in adapters or train it)."""
+    model = build_tiny_model(len(tiny_tokenizer))
+    return LoadedModel(model, tiny_tokenizer, "tiny", "memory", model_fingerprint(model))
+
+
+@pytest.fixture(scope="session")
+def embedded_lm() -> LoadedModel:
+    """The real embedded model, loaded once per test session (integration tests only)."""
+    from loracle.model import load_model
+
+    return load_model("embedded")
+
+
+@pytest.fixture
+def sample_dir() -> Path:
+    from loracle.demo import sample_dir
+
+    return sample_dir()
