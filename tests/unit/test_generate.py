@@ -10,10 +10,14 @@ def test_greedy_stream_matches_transformers_generate(tiny_lm: LoadedModel) -> No
     stream = stream_ids(tiny_lm, prompt, GenerationConfig(max_new_tokens=12))
     text = stream.text()
     reference = tiny_lm.model.generate(
-        torch.tensor([prompt]), max_new_tokens=12, do_sample=False, eos_token_id=sorted(stop_token_ids(tiny_lm.tokenizer))
+        torch.tensor([prompt]),
+        max_new_tokens=12,
+        do_sample=False,
+        eos_token_id=sorted(stop_token_ids(tiny_lm.tokenizer)),
     )[0, len(prompt) :]
     expected = tiny_lm.tokenizer.decode(
-        [t for t in reference.tolist() if t not in stop_token_ids(tiny_lm.tokenizer)], skip_special_tokens=True
+        [t for t in reference.tolist() if t not in stop_token_ids(tiny_lm.tokenizer)],
+        skip_special_tokens=True,
     )
     assert text == expected
     assert stream.stats.prompt_tokens == len(prompt) and 1 <= stream.stats.new_tokens <= 12
@@ -36,4 +40,6 @@ def test_logit_bias_forces_a_token(tiny_lm: LoadedModel) -> None:
 def test_document_goes_into_prompt(tiny_lm: LoadedModel) -> None:
     messages = question_messages("Who?", "The founder is Ilse.")
     assert "The founder is Ilse." in messages[-1]["content"] and "Who?" in messages[-1]["content"]
-    assert len(encode_chat(tiny_lm.tokenizer, messages)) > len(encode_chat(tiny_lm.tokenizer, question_messages("Who?")))
+    assert len(encode_chat(tiny_lm.tokenizer, messages)) > len(
+        encode_chat(tiny_lm.tokenizer, question_messages("Who?"))
+    )

@@ -34,7 +34,9 @@ def _root(
     State.debug = debug
 
 
-ModelOption = typer.Option("embedded", "--model", "-m", help="Base model: 'embedded', a folder, a .gguf file or a hub id.")
+ModelOption = typer.Option(
+    "embedded", "--model", "-m", help="Base model: 'embedded', a folder, a .gguf file or a hub id."
+)
 ThreadsOption = typer.Option(0, "--threads", help="Torch threads (0 = choose; see `loracle doctor`).")
 
 

@@ -53,9 +53,7 @@ class TextStream:
         return "".join(self._pieces)
 
 
-def stream_ids(
-    lm: LoadedModel, prompt_ids: Sequence[int], config: GenerationConfig | None = None
-) -> TextStream:
+def stream_ids(lm: LoadedModel, prompt_ids: Sequence[int], config: GenerationConfig | None = None) -> TextStream:
     """Decode from `prompt_ids`, yielding text pieces as soon as they form complete characters."""
     config = config or GenerationConfig()
     stats = GenerationStats(prompt_tokens=len(prompt_ids))

@@ -48,7 +48,9 @@ def model_fingerprint(model: PreTrainedModel) -> str:
     return digest.hexdigest()[:16]
 
 
-def load_model(spec: str = EMBEDDED_SPEC, *, device: str | None = None, dtype: torch.dtype = torch.float32) -> LoadedModel:
+def load_model(
+    spec: str = EMBEDDED_SPEC, *, device: str | None = None, dtype: torch.dtype = torch.float32
+) -> LoadedModel:
     """Load `spec`: "embedded", a local HF folder, a .gguf file, or a hub id (only where a hub is reachable)."""
     if spec == EMBEDDED_SPEC:
         model, tokenizer = _load_gguf(embedded_gguf_path(), dtype)

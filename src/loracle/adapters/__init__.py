@@ -1,0 +1,1 @@
+"""Adapters on disk: PEFT format, manifests, store, merge and export."""

@@ -1,0 +1,1 @@
+"""Learners: ways for the model to learn documents (see base.Learner)."""

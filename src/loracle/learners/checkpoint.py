@@ -1,0 +1,52 @@
+"""Learner checkpoints: a folder with tensors.safetensors and meta.json, written atomically.
+
+The meta records the learner and the base model's fingerprint; loading refuses a checkpoint made
+for another learner or another base model with a one-line error.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from loracle.atomic import atomic_folder
+from loracle.errors import LoracleError
+
+TENSORS = "tensors.safetensors"
+META = "meta.json"
+
+
+def save_checkpoint(
+    path: Path, learner: str, fingerprint: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+) -> None:
+    with atomic_folder(path) as staging:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(staging / TENSORS))
+        record = {"learner": learner, "base_fingerprint": fingerprint, **meta}
+        (staging / META).write_text(json.dumps(record, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+def load_checkpoint(path: Path, learner: str, fingerprint: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    meta_path = path / META
+    if not meta_path.is_file():
+        raise LoracleError(f"{path}: not a loracle checkpoint (no {META})")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise LoracleError(f"{meta_path}: not valid JSON ({exc})") from exc
+    if meta.get("learner") != learner:
+        raise LoracleError(f"{path}: a checkpoint of learner {meta.get('learner')!r}, not {learner!r}")
+    if meta.get("base_fingerprint") != fingerprint:
+        raise LoracleError(
+            f"{path}: made for another base model "
+            f"(fingerprint {meta.get('base_fingerprint')}, loaded model is {fingerprint})"
+        )
+    tensor_path = path / TENSORS
+    try:
+        tensors = load_file(str(tensor_path)) if tensor_path.is_file() else {}
+    except Exception as exc:  # safetensors raises its own error types on corrupt files
+        raise LoracleError(f"{tensor_path}: unreadable ({exc})") from exc
+    return tensors, meta
