@@ -33,6 +33,8 @@ class GenerationStats:
     new_tokens: int = 0
     prefill_s: float = 0.0
     decode_s: float = 0.0
+    #: True when the model ended its turn (a stop token), False when the token budget ran out
+    stopped: bool = False
 
     @property
     def decode_tokens_per_s(self) -> float:
@@ -94,6 +96,7 @@ def _decode(lm: LoadedModel, prompt: list[int], config: GenerationConfig, stats:
                 stats.decode_s = now - start - stats.prefill_s
             stats.new_tokens += 1
             if token in stops:
+                stats.stopped = True
                 break
             generated.append(token)
             text = tokenizer.decode(generated, skip_special_tokens=True)
