@@ -1,0 +1,131 @@
+"""The writer LLM: plain completions and JSON that fits a pydantic schema, with repair and one retry."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from loracle.errors import LoracleError
+from loracle.llm.backends import Backend, EndpointBackend, LocalBackend
+from loracle.llm.jsonfix import JSONNotFound, extract_json, fit_to_schema, schema_hint
+
+if TYPE_CHECKING:
+    from loracle.config import Config
+    from loracle.model import LoadedModel, Message
+
+Role = Literal["fast", "writer"]
+T = TypeVar("T", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """How much an LLM was used: calls (retries included), retries, and tokens both ways."""
+
+    calls: int = 0
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def __sub__(self, earlier: Usage) -> Usage:
+        return Usage(
+            self.calls - earlier.calls,
+            self.retries - earlier.retries,
+            self.prompt_tokens - earlier.prompt_tokens,
+            self.completion_tokens - earlier.completion_tokens,
+        )
+
+
+class LLM:
+    """One role's model. Thread-safe: calls are serialised (one local model decodes one thing at a time)."""
+
+    def __init__(self, backend: Backend, role: str = "writer") -> None:
+        self.backend = backend
+        self.role = role
+        #: completions requested so far (a JSON retry counts as a call), and tokens both ways
+        self.calls = 0
+        self.retries = 0
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.backend.name
+
+    def usage(self) -> Usage:
+        """A snapshot; subtract two to get the cost of what happened between them."""
+        return Usage(self.calls, self.retries, self.prompt_tokens, self.completion_tokens)
+
+    def complete(self, messages: Sequence[Message], max_tokens: int = 256, temperature: float = 0.0) -> str:
+        with self._lock:
+            result = self.backend.chat(messages, max_tokens, temperature)
+            self.calls += 1
+            self.prompt_tokens += result.prompt_tokens
+            self.completion_tokens += result.completion_tokens
+        return result.text
+
+    def complete_json(self, messages: Sequence[Message], schema: type[T], max_tokens: int = 256) -> T:
+        """An instance of `schema` from the model's answer; one retry that shows the model its error.
+
+        Raises LoracleError when the second answer is still unusable, so a caller never writes a
+        page from a malformed answer.
+        """
+        prompt = list(messages)
+        prompt[-1] = {
+            "role": prompt[-1]["role"],
+            "content": f"{prompt[-1]['content']}\n\nAnswer with JSON only, shaped like: {schema_hint(schema)}",
+        }
+        answer = self.complete(prompt, max_tokens=max_tokens)
+        try:
+            return parse_answer(answer, schema)
+        except ValueError as first_error:
+            problem = str(first_error)
+        retry = [
+            *prompt,
+            {"role": "assistant", "content": answer[:2000]},
+            {
+                "role": "user",
+                "content": f"That was not valid: {problem}. Reply again with only the JSON object, "
+                f"shaped like: {schema_hint(schema)}",
+            },
+        ]
+        self.retries += 1
+        second = self.complete(retry, max_tokens=max_tokens)
+        try:
+            return parse_answer(second, schema)
+        except ValueError as exc:
+            raise LoracleError(
+                f"{self.name}: the model's answer is not valid {schema.__name__} JSON after one retry ({exc})"
+            ) from exc
+
+
+def parse_answer(answer: str, schema: type[T]) -> T:
+    """Extract, repair and validate; a ValueError says briefly what is wrong (it is shown to the model)."""
+    try:
+        value = extract_json(answer)
+    except JSONNotFound as exc:
+        raise ValueError(str(exc)) from exc
+    try:
+        return schema.model_validate(fit_to_schema(value, schema))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "the object"
+        raise ValueError(f"{where}: {first['msg']} (got {json.dumps(value)[:120]})") from exc
+
+
+def make_llm(config: Config, role: Role = "writer", lm: LoadedModel | None = None) -> LLM:
+    """The LLM for `role`: its OpenAI-compatible endpoint when one is configured, else the local model.
+
+    `lm` (an already loaded model) is used instead of loading config.model.base again.
+    """
+    if role not in ("fast", "writer"):
+        raise LoracleError(f"unknown llm role {role!r} (expected 'fast' or 'writer')")
+    endpoint = getattr(config.llm, role)
+    if endpoint.base_url:
+        return LLM(EndpointBackend(endpoint), role)
+    return LLM(LocalBackend(config.model.base, lm), role)
