@@ -57,17 +57,36 @@ def split_frontmatter(text: str, path: Path) -> tuple[dict, str]:
     raise DocumentError(f"{path}: frontmatter opened with '---' is never closed")
 
 
-def read_document(path: Path) -> Document:
-    """A markdown or plain-text file as a Document (title from frontmatter, first heading, or file name)."""
+MARKDOWN_SUFFIXES = (".md", ".markdown")
+TEXT_SUFFIXES = (".txt", ".text", ".rst")
+HTML_SUFFIXES = (".html", ".htm", ".xhtml")
+PDF_SUFFIXES = (".pdf",)
+SUPPORTED_SUFFIXES = MARKDOWN_SUFFIXES + TEXT_SUFFIXES + HTML_SUFFIXES + PDF_SUFFIXES
+
+
+def read_document(path: Path, doc_id: str | None = None) -> Document:
+    """A markdown, text, HTML or PDF file as a Document (markdown title: frontmatter, first heading, file name).
+
+    `doc_id` defaults to the slug of the file name; `read_folder` passes one made from the relative path.
+    """
+    suffix = path.suffix.lower()
+    if suffix in HTML_SUFFIXES:
+        from loracle.sources.html import read_html
+
+        return read_html(path, doc_id)
+    if suffix in PDF_SUFFIXES:
+        from loracle.sources.pdf import read_pdf
+
+        return read_pdf(path, doc_id)
     text = read_text(path)
     meta: dict = {}
     body = text
-    if path.suffix.lower() in (".md", ".markdown"):
+    if suffix in MARKDOWN_SUFFIXES:
         meta, body = split_frontmatter(text, path)
         if not body.strip():
             raise DocumentError(f"{path}: empty (frontmatter only)")
     title = str(meta.get("title") or _first_heading(body) or path.stem)
-    return Document.from_text(body.strip(), title, path=path, frontmatter=meta, doc_id=slugify(path.stem))
+    return Document.from_text(body.strip(), title, path=path, frontmatter=meta, doc_id=doc_id or slugify(path.stem))
 
 
 def _first_heading(body: str) -> str | None:
