@@ -44,6 +44,10 @@ class ServeConfig(BaseModel):
     token: str = ""
     cors_origins: list[str] = Field(default_factory=list)
     max_request_bytes: int = 1_000_000
+    #: adapters kept loaded in the server's model at once (least recently used first out)
+    max_loaded_adapters: int = 16
+    #: requests that take turns at the model, one decoding step each (1 = first come, first served)
+    max_interleaved: int = 8
 
 
 class Config(BaseModel):

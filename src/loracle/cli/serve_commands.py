@@ -1,0 +1,38 @@
+"""`loracle serve`: the OpenAI-compatible API, the knowledge-base API and the web page, in one process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from loracle.cli.app import ThreadsOption, app, console, load_base
+
+
+@app.command()
+def serve(
+    kb: Path | None = typer.Option(None, "--kb", help="Knowledge base folder (default: $LORACLE_KB or upwards)."),
+    host: str | None = typer.Option(None, "--host", help="Address to bind (default: config, 127.0.0.1)."),
+    port: int | None = typer.Option(None, "--port", help="Port (default: config, 8321)."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Base model (default: the knowledge base's)."),
+    threads: int = ThreadsOption,
+) -> None:
+    """Serve the model with per-request adapters (OpenAI-compatible /v1) and the knowledge base's web page.
+
+    Example: loracle serve --kb my-kb --port 8321
+    """
+    import uvicorn
+
+    from loracle.kb import find_kb
+    from loracle.serve.app import create_app, resolve_token
+    from loracle.serve.launch import check_exposure
+
+    paths = find_kb(kb)
+    config = paths.config()
+    host = host or config.serve.host
+    port = port if port is not None else config.serve.port
+    check_exposure(host, resolve_token(config.serve))
+    lm = load_base(model or config.model.base, threads or config.model.threads)
+    application = create_app(lm, paths, config=config.serve, max_new_tokens=config.model.max_new_tokens)
+    console.print(f"loracle serving {lm.name} and {paths.root} at http://{host}:{port}/  (Ctrl-C stops)")
+    uvicorn.run(application, host=host, port=port, log_level="warning")

@@ -1,0 +1,63 @@
+"""Text generation as a sequence of steps for the scheduler: text pieces, then a `Finish` record.
+
+Adds what the OpenAI API needs on top of `stream_ids`: stop strings (text that might be the start of
+one is held back until it is clear), a finish reason and token usage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from loracle.model.generate import GenerationConfig, stream_ids
+from loracle.model.loader import LoadedModel
+
+
+@dataclass
+class Finish:
+    reason: str  # "stop" (end of turn or a stop string) or "length" (token budget spent)
+    prompt_tokens: int
+    completion_tokens: int
+
+
+def generation_steps(
+    lm: LoadedModel, prompt_ids: Sequence[int], config: GenerationConfig, stops: Sequence[str] = ()
+) -> Iterator[str | Finish]:
+    """Yield text pieces as they are decoded, then one Finish."""
+    stream = stream_ids(lm, prompt_ids, config)
+    stops = [s for s in stops if s]
+    held = ""
+    hit_stop = False
+    pieces = iter(stream)
+    try:
+        for piece in pieces:
+            held += piece
+            cut = min((i for i in (held.find(s) for s in stops) if i >= 0), default=-1)
+            if cut >= 0:
+                held, hit_stop = held[:cut], True
+                break
+            keep = _partial_stop_length(held, stops)
+            ready, held = held[: len(held) - keep], held[len(held) - keep :]
+            if ready:
+                yield ready
+    finally:
+        close = getattr(pieces, "close", None)
+        if close:
+            close()
+    if held:
+        yield held
+    stats = stream.stats
+    reason = "stop" if hit_stop or stats.stopped else "length"
+    completion = stats.new_tokens - (1 if stats.stopped else 0)
+    yield Finish(reason, stats.prompt_tokens, completion)
+
+
+def _partial_stop_length(text: str, stops: Sequence[str]) -> int:
+    """Length of the longest end of `text` that is the beginning of a stop string."""
+    longest = 0
+    for stop in stops:
+        for n in range(min(len(stop) - 1, len(text)), longest, -1):
+            if text.endswith(stop[:n]):
+                longest = n
+                break
+    return longest

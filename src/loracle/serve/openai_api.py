@@ -1,0 +1,263 @@
+"""OpenAI-compatible endpoints: chat and text completions (streamed or not), models, adapter load/unload."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from loracle.errors import LoracleError
+from loracle.model.chat import encode_chat
+from loracle.model.generate import GenerationConfig
+from loracle.serve.adapter_pool import AdapterSpec
+from loracle.serve.errors import ApiError, as_api_error
+from loracle.serve.generation import Finish, generation_steps
+from loracle.serve.state import ServerState, get_state
+
+router = APIRouter(prefix="/v1")
+
+
+class AdapterRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=128)
+    weight: float = Field(1.0, ge=-4.0, le=4.0)
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str
+    text: str = ""
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(part.text for part in self.content if part.type == "text")
+        return self.content or ""
+
+
+class SamplingRequest(BaseModel):
+    """The fields loracle honours; other OpenAI fields are accepted and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str = Field(min_length=1, max_length=300)
+    max_tokens: int | None = Field(None, ge=1, le=4096)
+    max_completion_tokens: int | None = Field(None, ge=1, le=4096)
+    temperature: float = Field(1.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    n: int = Field(1, ge=1, le=1)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    logit_bias: dict[str, float] | None = None
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    adapters: list[AdapterRef] = Field(default_factory=list, max_length=16)
+
+    def generation_config(self, default_max: int) -> GenerationConfig:
+        bias: dict[int, float] = {}
+        for key, value in (self.logit_bias or {}).items():
+            if not key.lstrip("-").isdigit():
+                raise ApiError(400, f"logit_bias: {key!r} is not a token id", param="logit_bias")
+            bias[int(key)] = max(-100.0, min(100.0, float(value)))
+        return GenerationConfig(
+            max_new_tokens=self.max_completion_tokens or self.max_tokens or default_max,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            seed=self.seed,
+            logit_bias=bias,
+        )
+
+    def stops(self) -> list[str]:
+        stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+        if len(stops) > 4:
+            raise ApiError(400, "stop: at most 4 stop sequences", param="stop")
+        return stops
+
+    def include_usage(self) -> bool:
+        return bool((self.stream_options or {}).get("include_usage"))
+
+
+class ChatRequest(SamplingRequest):
+    messages: list[ChatMessage] = Field(min_length=1, max_length=256)
+
+
+class CompletionRequest(SamplingRequest):
+    prompt: str | list[str]
+
+    def prompt_text(self) -> str:
+        if isinstance(self.prompt, list):
+            if len(self.prompt) != 1:
+                raise ApiError(400, "prompt: exactly one prompt per request", param="prompt")
+            return self.prompt[0]
+        return self.prompt
+
+
+class AdapterAction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=128)
+
+
+@router.get("/models")
+async def list_models(state: ServerState = Depends(get_state)) -> dict:
+    created = int(time.time())
+    data = [{"id": state.base_id, "object": "model", "created": created, "owned_by": "loracle", "root": state.base_id}]
+    loaded = set(state.pool.loaded())
+    for adapter_id in await run_in_threadpool(state.catalog.ids):
+        data.append(
+            {
+                "id": adapter_id,
+                "object": "model",
+                "created": created,
+                "owned_by": "loracle",
+                "root": state.base_id,
+                "parent": state.base_id,
+                "loaded": adapter_id in loaded,
+            }
+        )
+    return {"object": "list", "data": data}
+
+
+@router.post("/adapters/load")
+async def load_adapter(body: AdapterAction, state: ServerState = Depends(get_state)) -> dict:
+    _checked(lambda: state.catalog.folder_for(body.id), "id")
+    await run_in_threadpool(state.pool.ensure_loaded, body.id)
+    return {"id": body.id, "loaded": True, "loaded_adapters": state.pool.loaded()}
+
+
+@router.post("/adapters/unload")
+async def unload_adapter(body: AdapterAction, state: ServerState = Depends(get_state)) -> dict:
+    was_loaded = await run_in_threadpool(_checked, lambda: state.pool.unload(body.id), "id")
+    if not was_loaded:
+        raise ApiError(404, f"{body.id}: not loaded", code="adapter_not_loaded", param="id")
+    return {"id": body.id, "loaded": False, "loaded_adapters": state.pool.loaded()}
+
+
+@router.post("/chat/completions", response_model=None)
+async def chat_completions(body: ChatRequest, state: ServerState = Depends(get_state)) -> dict | StreamingResponse:
+    spec = _checked(lambda: state.spec_for(body.model, [(a.id, a.weight) for a in body.adapters]), "model")
+    messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages]
+    prompt = encode_chat(state.lm.tokenizer, messages)
+    return await _complete(state, body, spec, prompt, chat=True)
+
+
+@router.post("/completions", response_model=None)
+async def completions(body: CompletionRequest, state: ServerState = Depends(get_state)) -> dict | StreamingResponse:
+    spec = _checked(lambda: state.spec_for(body.model, [(a.id, a.weight) for a in body.adapters]), "model")
+    prompt = state.lm.tokenizer.encode(body.prompt_text())
+    return await _complete(state, body, spec, prompt, chat=False)
+
+
+async def _complete(
+    state: ServerState, body: SamplingRequest, spec: AdapterSpec, prompt: list[int], *, chat: bool
+) -> dict | StreamingResponse:
+    config = body.generation_config(state.max_new_tokens)
+    stops = body.stops()
+    limit = getattr(state.lm.model.config, "max_position_embeddings", None) or 1 << 30
+    if not prompt:
+        raise ApiError(400, "the prompt is empty", param="messages" if chat else "prompt")
+    if len(prompt) >= limit:
+        raise ApiError(
+            400, f"the prompt is {len(prompt)} tokens; this model reads at most {limit}", code="context_length_exceeded"
+        )
+    # load before answering: a broken adapter is an error status, not an error in the middle of a stream
+    await run_in_threadpool(lambda: [state.pool.ensure_loaded(adapter_id) for adapter_id, _ in spec])
+    pieces = state.scheduler.stream(spec, lambda: generation_steps(state.lm, prompt, config, stops))
+    reply = _Reply(body.model, chat)
+    if body.stream:
+        return StreamingResponse(
+            reply.sse(pieces, body.include_usage()),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    text, finish = [], None
+    try:
+        async for piece in pieces:
+            if isinstance(piece, Finish):
+                finish = piece
+            else:
+                text.append(piece)
+    except LoracleError as exc:
+        raise as_api_error(exc, "model") from exc
+    assert finish is not None
+    return reply.whole("".join(text), finish)
+
+
+class _Reply:
+    """Builds response bodies in the shape of OpenAI's chat.completion / text_completion objects."""
+
+    def __init__(self, model: str, chat: bool) -> None:
+        self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
+        self.model, self.chat, self.created = model, chat, int(time.time())
+
+    def _envelope(self, obj: str) -> dict:
+        return {"id": self.id, "object": obj, "created": self.created, "model": self.model}
+
+    @staticmethod
+    def usage(finish: Finish) -> dict:
+        total = finish.prompt_tokens + finish.completion_tokens
+        return {
+            "prompt_tokens": finish.prompt_tokens,
+            "completion_tokens": finish.completion_tokens,
+            "total_tokens": total,
+        }
+
+    def whole(self, text: str, finish: Finish) -> dict:
+        if self.chat:
+            choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish.reason}
+            body = self._envelope("chat.completion")
+        else:
+            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish.reason}
+            body = self._envelope("text_completion")
+        return {**body, "choices": [choice], "usage": self.usage(finish)}
+
+    def _chunk(self, delta: dict | str, finish_reason: str | None) -> dict:
+        if self.chat:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+            return {**self._envelope("chat.completion.chunk"), "choices": [choice]}
+        choice = {"index": 0, "text": delta, "logprobs": None, "finish_reason": finish_reason}
+        return {**self._envelope("text_completion"), "choices": [choice]}
+
+    async def sse(self, pieces: AsyncIterator[Any], include_usage: bool) -> AsyncIterator[str]:
+        if self.chat:
+            yield _event(self._chunk({"role": "assistant", "content": ""}, None))
+        try:
+            async for piece in pieces:
+                if isinstance(piece, Finish):
+                    yield _event(self._chunk({} if self.chat else "", piece.reason))
+                    if include_usage:
+                        yield _event(
+                            {
+                                **self._envelope(self._chunk("", None)["object"]),
+                                "choices": [],
+                                "usage": self.usage(piece),
+                            }
+                        )
+                else:
+                    yield _event(self._chunk({"content": piece} if self.chat else piece, None))
+        except LoracleError as exc:
+            api = as_api_error(exc, "model")
+            yield _event({"error": {"message": api.message, "type": api.type, "param": api.param, "code": api.code}})
+        yield "data: [DONE]\n\n"
+
+
+def _event(payload: dict) -> str:
+    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
+
+
+def _checked(call: Callable[[], Any], param: str) -> Any:
+    """Run `call`, turning loracle errors into the API error a client should see."""
+    try:
+        return call()
+    except LoracleError as exc:
+        raise as_api_error(exc, param) from exc

@@ -1,0 +1,51 @@
+"""What every route shares: the model, its adapter pool and scheduler, the adapter catalog, the knowledge base."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from loracle.kb import KBPaths
+from loracle.model.loader import LoadedModel
+from loracle.serve.adapter_pool import AdapterPool, AdapterSpec, normalise_spec
+from loracle.serve.catalog import AdapterCatalog, UnknownAdapterError, validate_adapter_id
+from loracle.serve.scheduler import Scheduler
+
+
+@dataclass
+class ServerState:
+    lm: LoadedModel
+    pool: AdapterPool
+    scheduler: Scheduler
+    catalog: AdapterCatalog
+    kb: KBPaths | None
+    max_new_tokens: int = 200
+
+    @property
+    def base_id(self) -> str:
+        return self.lm.name
+
+    def is_base(self, name: str) -> bool:
+        return name in {self.lm.name, self.lm.source, "base"}
+
+    def spec_for(self, model: str, extra: Sequence[tuple[str, float]] = ()) -> AdapterSpec:
+        """The adapters a request asks for: "<base>", "<adapter>" or "<base>:<adapter>", plus `adapters`.
+
+        Raises UnknownAdapterError (404) for an unknown base or adapter, InvalidAdapterIdError for a bad id.
+        """
+        ids: list[tuple[str, float]] = []
+        if not self.is_base(model):
+            base, sep, adapter = model.rpartition(":")
+            if sep and not self.is_base(base):
+                raise UnknownAdapterError(f"{model}: no such model (the base model is {self.base_id})")
+            ids.append((adapter if sep else model, 1.0))
+        ids.extend(extra)
+        for adapter_id, _ in ids:
+            self.catalog.folder_for(validate_adapter_id(adapter_id))
+        return normalise_spec(ids)
+
+
+def get_state(request: Request) -> ServerState:
+    return request.app.state.loracle

@@ -1,0 +1,153 @@
+"""The official `openai` client against a running server (uvicorn in a thread) around the tiny model."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from loracle.model import GenerationConfig, apply_adapters, stream_chat
+from loracle.model.loader import LoadedModel, model_fingerprint
+from loracle.serve.app import create_app
+from loracle.serve.launch import background_server
+from tests.conftest import build_tiny_model, build_tiny_tokenizer
+from tests.unit.test_adapters import make_adapter
+
+pytestmark = pytest.mark.e2e
+QUESTION = [{"role": "user", "content": "Who founded the observatory?"}]
+TOKEN = "s3cret-token"
+
+
+def fresh_lm() -> LoadedModel:
+    """The tiny model; seed 3 with the adapters below gives replies that differ visibly (most seeds only repeat \\n)."""
+    tokenizer = build_tiny_tokenizer()
+    model = build_tiny_model(len(tokenizer), seed=3)
+    return LoadedModel(model, tokenizer, "tiny", "memory", model_fingerprint(model))
+
+
+def direct_reply(folders: list[Path], weights: list[float] | None = None, max_tokens: int = 12) -> str:
+    """What the same adapters give when applied alone to a fresh copy of the model (greedy)."""
+    lm = apply_adapters(fresh_lm(), folders, weights)
+    return stream_chat(lm, QUESTION, GenerationConfig(max_new_tokens=max_tokens)).text()
+
+
+@pytest.fixture(scope="module")
+def kb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("kb")
+    lm = fresh_lm()
+    make_adapter(lm, root / "adapters" / "alpha", seed=2, targets=("q_proj", "v_proj"))
+    make_adapter(lm, root / "adapters" / "beta.v2", seed=1)
+    (root / "wiki").mkdir()
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(kb: Path) -> Iterator[str]:
+    with background_server(create_app(fresh_lm(), kb, token=TOKEN, max_new_tokens=12)) as url:
+        yield url
+
+
+@pytest.fixture
+def client(server: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server}/v1", api_key=TOKEN, max_retries=0)
+
+
+def ask(client: openai.OpenAI, model: str, **extra) -> str:
+    reply = client.chat.completions.create(model=model, messages=QUESTION, temperature=0, max_tokens=12, **extra)
+    return reply.choices[0].message.content or ""
+
+
+def test_chat_matches_direct_generation(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(model="tiny", messages=QUESTION, temperature=0, max_tokens=12)
+    assert reply.object == "chat.completion"
+    assert reply.choices[0].finish_reason in {"stop", "length"}
+    assert reply.usage is not None and reply.usage.completion_tokens > 0
+    assert reply.choices[0].message.content == direct_reply([])
+
+
+def test_streaming_gives_the_same_text(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="tiny",
+        messages=QUESTION,
+        temperature=0,
+        max_tokens=12,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == ask(client, "tiny")
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in {"stop", "length"}
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+
+
+def test_adapter_selection_by_model_name(client: openai.OpenAI, kb: Path) -> None:
+    expected = direct_reply([kb / "adapters" / "alpha"])
+    assert expected != direct_reply([])
+    assert ask(client, "alpha") == expected
+    assert ask(client, "tiny:alpha") == expected
+    assert ask(client, "tiny") == direct_reply([])  # the adapter is off again for the next request
+
+
+def test_stacked_adapters_with_weights(client: openai.OpenAI, kb: Path) -> None:
+    folders = [kb / "adapters" / "alpha", kb / "adapters" / "beta.v2"]
+    expected = direct_reply(folders, [1.0, 0.5])
+    assert expected != direct_reply(folders[:1])
+    reply = ask(client, "alpha", extra_body={"adapters": [{"id": "beta.v2", "weight": 0.5}]})
+    assert reply == expected
+
+
+def test_text_completion_stream(client: openai.OpenAI) -> None:
+    whole = client.completions.create(model="tiny", prompt="The Kestrel Valley", temperature=0, max_tokens=8)
+    pieces = client.completions.create(
+        model="tiny", prompt="The Kestrel Valley", temperature=0, max_tokens=8, stream=True
+    )
+    assert "".join(p.choices[0].text for p in pieces) == whole.choices[0].text
+    assert whole.choices[0].finish_reason == "length"
+
+
+def test_unknown_adapter_is_404_with_openai_error_body(client: openai.OpenAI, server: str) -> None:
+    with pytest.raises(openai.NotFoundError) as caught:
+        ask(client, "no-such-adapter")
+    assert caught.value.status_code == 404
+    body = httpx.post(
+        f"{server}/v1/chat/completions",
+        json={"model": "tiny", "messages": QUESTION, "adapters": [{"id": "missing"}]},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    ).json()
+    assert body["error"]["code"] == "model_not_found" and "missing" in body["error"]["message"]
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+
+
+def test_bad_adapter_id_and_auth(client: openai.OpenAI, server: str) -> None:
+    with pytest.raises(openai.BadRequestError, match="not a valid adapter id"):
+        ask(client, "tiny:../../etc")
+    anonymous = openai.OpenAI(base_url=f"{server}/v1", api_key="wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        anonymous.models.list()
+    assert httpx.get(f"{server}/api/pages").status_code == 401
+    assert httpx.get(f"{server}/health").status_code == 200
+
+
+def test_models_list_and_new_adapters_appear_without_restart(client: openai.OpenAI, kb: Path) -> None:
+    ids = {m.id: m for m in client.models.list().data}
+    assert {"tiny", "alpha", "beta.v2"} <= set(ids)
+    assert ids["alpha"].model_extra["parent"] == "tiny"
+    shutil.copytree(kb / "adapters" / "alpha", kb / "adapters" / "gamma")
+    assert "gamma" in {m.id for m in client.models.list().data}
+    assert ask(client, "gamma") == ask(client, "alpha")
+
+
+def test_load_and_unload(server: str) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    loaded = httpx.post(f"{server}/v1/adapters/load", json={"id": "beta.v2"}, headers=headers)
+    assert loaded.status_code == 200 and "beta.v2" in loaded.json()["loaded_adapters"]
+    unloaded = httpx.post(f"{server}/v1/adapters/unload", json={"id": "beta.v2"}, headers=headers)
+    assert unloaded.status_code == 200 and "beta.v2" not in unloaded.json()["loaded_adapters"]
+    again = httpx.post(f"{server}/v1/adapters/unload", json={"id": "beta.v2"}, headers=headers)
+    assert again.status_code == 404
+    assert httpx.post(f"{server}/v1/adapters/load", json={"id": "../x"}, headers=headers).status_code == 400
