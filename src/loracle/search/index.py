@@ -23,7 +23,7 @@ import numpy as np
 from loracle.errors import LoracleError
 from loracle.search.chunks import remove_chunks, search_chunks, upsert_chunks
 from loracle.search.embedder import Embedder, default_embedder
-from loracle.search.fusion import Ranked, fuse
+from loracle.search.fusion import Fused, Ranked, fuse
 from loracle.search.sync import sync_folder
 from loracle.search.text import fts_query, index_form, snippet
 from loracle.search.types import ChunkHit, IndexedPage, SearchHit, SyncReport
@@ -169,7 +169,11 @@ class Collection:
         with self.index.lock:
             bm25 = self._bm25(query, depth) if mode != "vector" else []
             vector = self._vector(query, depth) if mode != "bm25" else []
-            fused = fuse(bm25, vector, fusion)[:n]
+            if mode == "hybrid":
+                fused = fuse(bm25, vector, fusion)[:n]
+            else:  # one side only: its own score (BM25, or cosine similarity) is the more telling number
+                fused = [Fused(r.key, r.score, r.rank, None) for r in bm25[:n]]
+                fused += [Fused(r.key, r.score, None, r.rank) for r in vector[:n]]
             return self._hits(fused, query)
 
     def _bm25(self, query: str, limit: int) -> list[Ranked]:
@@ -223,7 +227,7 @@ class Collection:
                 )
             self._cache.version = None
 
-    def _hits(self, fused: list, query: str) -> list[SearchHit]:
+    def _hits(self, fused: list[Fused], query: str) -> list[SearchHit]:
         hits = []
         for f in fused:
             row = self.index.conn.execute(
@@ -255,7 +259,9 @@ class SearchIndex:
     index BM25-only (no model load at all; "hybrid" then means BM25). Safe to share between threads.
     """
 
-    def __init__(self, db_path: Path, embedder: Embedder | None = None, *, vectors: bool = True) -> None:
+    def __init__(
+        self, db_path: Path, embedder: Embedder | None = None, *, vectors: bool = True, query_cache: int = 512
+    ) -> None:
         self.db_path = Path(db_path)
         self.vectors = vectors
         self._embedder = embedder
@@ -264,6 +270,7 @@ class SearchIndex:
         self.pages = Collection(self, "page")
         self.chunks = Collection(self, "chunk")
         self._query_vectors: dict[str, np.ndarray] = {}
+        self._query_cache = query_cache
         self._depth = 0
         self.conn = self._open()
 
@@ -345,13 +352,14 @@ class SearchIndex:
         return np.concatenate(vectors) if vectors else np.zeros((0, self.embedder.dim), np.float32)
 
     def embed_query(self, query: str) -> np.ndarray:
-        """The query's vector, remembered for the last few hundred queries."""
+        """The query's vector, remembered for the last `query_cache` queries."""
         vector = self._query_vectors.get(query)
         if vector is None:
             vector = self.embedder.encode([query])[0]
-            if len(self._query_vectors) >= 512:
-                self._query_vectors.pop(next(iter(self._query_vectors)))
-            self._query_vectors[query] = vector
+            if self._query_cache > 0:
+                if len(self._query_vectors) >= self._query_cache:
+                    self._query_vectors.pop(next(iter(self._query_vectors)))
+                self._query_vectors[query] = vector
         return vector
 
     # -- pages ----------------------------------------------------------------------------------------------
