@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 _FACTORIES: dict[str, str] = {
     "context": "loracle.learners.context:ContextLearner",
     "ttt": "loracle.learners.ttt:TTTLearner",
+    "kstore": "loracle.learners.kstore:KStoreLearner",
+    "playbook": "loracle.learners.playbook:PlaybookLearner",
 }
 
 LEARNER_NAMES: tuple[str, ...] = tuple(_FACTORIES)

@@ -1,0 +1,53 @@
+"""One eval run from inputs to outputs: what `loracle eval`, the demo and the benchmark call."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from loracle.eval.general import bundled_general
+from loracle.eval.harness import EvalResult, EvalSettings, Progress, run_eval
+from loracle.eval.inputs import EvalInputs
+from loracle.eval.report import write_json, write_latest, write_plot
+from loracle.learners import create_learner
+from loracle.learners.base import Learner
+from loracle.model import LoadedModel
+
+
+def evaluate(
+    lm: LoadedModel,
+    inputs: EvalInputs,
+    learners: Sequence[str],
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    settings: EvalSettings | None = None,
+    progress: Progress | None = None,
+) -> EvalResult:
+    """Run floor, ceiling and `learners` (built by the registry with `options[name]`) on `inputs`."""
+    options = options or {}
+
+    def factory(name: str) -> Learner:
+        return create_learner(name, lm, **dict(options.get(name, {})))
+
+    learned = {doc.text for doc in inputs.docs.values()}
+    result = run_eval(
+        lm, inputs.docs, inputs.items, learners, factory, bundled_general(learned), settings, progress=progress
+    )
+    result.settings.update({"inputs": inputs.notes, "options": {k: dict(v) for k, v in options.items()}})
+    return result
+
+
+def write_outputs(
+    result: EvalResult, json_path: Path | None = None, plot_path: Path | None = None, kb_state: Path | None = None
+) -> list[Path]:
+    """Write the JSON and PNG asked for, and the knowledge base's latest copy; return what was written."""
+    written: list[Path] = []
+    if json_path is not None:
+        write_json(result, json_path)
+        written.append(json_path)
+    if plot_path is not None:
+        write_plot(result, plot_path)
+        written.append(plot_path)
+    if kb_state is not None:
+        written.append(write_latest(result, kb_state))
+    return written

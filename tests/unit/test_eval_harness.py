@@ -1,0 +1,165 @@
+"""The eval harness on the tiny model, with small learners defined here (test doubles, never in src/)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+import torch
+
+from loracle.documents import Document
+from loracle.eval.general import GeneralItem, bundled_general
+from loracle.eval.harness import (
+    EvalSettings,
+    document_text,
+    forgetting_ratio,
+    run_eval,
+    run_learner,
+    select_general,
+)
+from loracle.eval.qa import QAItem
+from loracle.eval.report import LATEST_JSON, LATEST_PNG, results_table
+from loracle.eval.run import write_outputs
+from loracle.learners.base import Answer, LearnReport
+from loracle.learners.checkpoint import save_checkpoint
+
+DOCS = {
+    "a.md": Document.from_text("The Vellmar Bridge crosses the Dunmere.", "Vellmar Bridge"),
+    "b.md": Document.from_text("Harlow Cross has a mayor called Ina Torvald.", "Harlow Cross"),
+}
+ITEMS = [
+    QAItem(("a.md",), "Which river does the Vellmar Bridge cross?", ("Dunmere",)),
+    QAItem(("b.md",), "Who is the mayor of Harlow Cross?", ("Ina Torvald",)),
+    QAItem(("a.md", "b.md"), "Who is the mayor where the bridge stands?", ("Ina Torvald",)),
+    QAItem(("a.md",), "How long is the bridge?", ("418 metres",)),
+]
+
+
+class RecitingLearner:
+    """Answers every question with the text of all documents it learned (so it knows 3 of the 4 answers)."""
+
+    name = "recite"
+
+    def __init__(self, fingerprint: str = "x") -> None:
+        self.texts: list[str] = []
+        self.fingerprint = fingerprint
+        self.resets = 0
+
+    def learn(self, docs: Sequence[Document]) -> LearnReport:
+        self.texts = [d.text for d in docs]
+        return LearnReport(self.name, len(docs), 10, 0.0)
+
+    def answer(self, question: str) -> Answer:
+        return Answer(" ".join(self.texts))
+
+    def reset(self) -> None:
+        self.texts = []
+        self.resets += 1
+
+    def save(self, path: Path) -> None:
+        save_checkpoint(path, self.name, self.fingerprint, {"w": torch.zeros(10)}, {"texts": self.texts})
+
+    def load(self, path: Path) -> None:
+        raise AssertionError("not used")
+
+
+class BrokenLearner(RecitingLearner):
+    name = "broken"
+
+    def learn(self, docs: Sequence[Document]) -> LearnReport:
+        raise RuntimeError("out of memory")
+
+
+def test_references_and_learner_rows(tiny_lm, tmp_path: Path) -> None:
+    learners = {"recite": RecitingLearner(), "broken": BrokenLearner()}
+    general = [GeneralItem("knowledge", "What is the capital of France?", ("Paris",))]
+    result = run_eval(
+        tiny_lm, DOCS, ITEMS, ["recite", "broken"], learners.__getitem__, general, EvalSettings(max_new_tokens=3)
+    )
+    assert [r.name for r in result.runs] == ["floor", "ceiling", "recite", "broken"]
+    recite = result.run("recite")
+    assert (recite.correct, recite.total, recite.accuracy) == (3, 4, 0.75)
+    assert recite.f1 is not None and 0 < recite.f1 < 1
+    assert recite.bytes_on_disk is not None and recite.bytes_on_disk > 40  # 10 float32 + meta
+    assert recite.learn_seconds_per_doc is not None and recite.answer_seconds_per_question is not None
+    assert learners["recite"].resets == 1 and recite.details["base_restored_after_reset"]
+    assert result.run("broken").error == "RuntimeError: out of memory" and result.run("broken").accuracy is None
+    two_doc = result.run("ceiling").questions[2]
+    assert two_doc.docs == ["a.md", "b.md"]
+    for ref in ("floor", "ceiling"):
+        assert result.run(ref).total == 4 and result.run(ref).kind == "reference"
+
+    written = write_outputs(result, tmp_path / "r.json", tmp_path / "r.png", tmp_path / "state")
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert [r["name"] for r in data["runs"]] == ["floor", "ceiling", "recite", "broken"]
+    assert data["runs"][2]["questions"][0]["correct"] is True
+    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "state" / "eval" / LATEST_JSON).is_file()
+    assert (tmp_path / "state" / "eval" / LATEST_PNG).read_bytes()[:4] == b"\x89PNG"
+    assert len(written) == 3
+    assert results_table(result).row_count == 4
+
+
+def test_forgetting_arithmetic() -> None:
+    general = [
+        GeneralItem("knowledge", "What is the capital of France?", ("Paris",)),
+        GeneralItem("knowledge", "What is the capital of Italy?", ("Rome",)),
+    ]
+
+    class ParisLearner(RecitingLearner):
+        def answer(self, question: str) -> Answer:
+            return Answer("Paris")
+
+    run = run_learner("paris", lambda _n: ParisLearner(), list(DOCS.values()), ITEMS, general, 0.8, print)
+    assert run.general_after == 0.5
+    assert run.forgetting_ratio == pytest.approx((0.8 - 0.5) / 0.8)
+    assert forgetting_ratio(1.0, 1.0) == 0.0
+    assert forgetting_ratio(0.0, 0.0) is None
+    assert forgetting_ratio(None, 0.5) is None
+
+
+def test_general_selection_keeps_known_facts_and_all_reading() -> None:
+    class Base:
+        def closed_book(self, prompts: Sequence[str]) -> list[str]:
+            return ["Paris" if "France" in p else "no idea" for p in prompts]
+
+    items = [
+        GeneralItem("knowledge", "What is the capital of France?", ("Paris",)),
+        GeneralItem("knowledge", "What is the capital of Peru?", ("Lima",)),
+        GeneralItem("reading", "Where?", ("Oslo",), context="It is in Oslo."),
+    ]
+    kept, before = select_general(Base(), items)  # type: ignore[arg-type]
+    assert [i.question for i in kept] == ["What is the capital of France?", "Where?"]
+    assert before == 0.5
+    assert "It is in Oslo." in items[2].prompt and items[0].prompt == items[0].question
+
+
+def test_bundled_general_leaves_out_learned_paragraphs() -> None:
+    everything = bundled_general()
+    reading = [g for g in everything if g.kind == "reading"]
+    assert len([g for g in everything if g.kind == "knowledge"]) >= 30 and len(reading) >= 8
+    fewer = bundled_general({reading[0].context})
+    assert len(fewer) == len(everything) - 1
+
+
+def test_two_document_prompt_has_both_documents() -> None:
+    text = document_text([DOCS["a.md"], DOCS["b.md"]])
+    assert "Dunmere" in text and "Ina Torvald" in text and "# Harlow Cross" in text
+    assert document_text([DOCS["a.md"]]) == DOCS["a.md"].text
+
+
+def test_a_learner_that_leaves_the_base_model_changed_is_flagged(tiny_lm) -> None:
+    class Vandal(RecitingLearner):
+        def reset(self) -> None:
+            with torch.no_grad():
+                next(tiny_lm.model.parameters()).add_(1.0)
+
+    result = run_eval(tiny_lm, DOCS, ITEMS[:1], ["vandal"], lambda _n: Vandal(), (), EvalSettings(max_new_tokens=2))
+    assert "did not restore the base model" in (result.run("vandal").error or "")
+
+
+def test_questions_naming_unknown_documents_are_refused(tiny_lm) -> None:
+    with pytest.raises(ValueError, match=r"c\.md"):
+        run_eval(tiny_lm, DOCS, [QAItem(("c.md",), "q", ("a",))], [], RecitingLearner)
