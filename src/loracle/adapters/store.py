@@ -25,11 +25,15 @@ REQUIRED_FILES = (ADAPTER_WEIGHTS, ADAPTER_CONFIG, MANIFEST)
 
 @runtime_checkable
 class AdapterStore(Protocol):
-    """A place adapters are kept. A new backend (S3, a database) implements these six methods."""
+    """A place adapters are kept. A new backend (S3, a database) implements these seven methods."""
 
     def list(self) -> list[AdapterManifest]: ...
 
     def get(self, adapter_id: str) -> AdapterManifest: ...
+
+    def staging_folder(self, adapter_id: str) -> Path:
+        """A fresh, empty local folder to build an adapter in before `put` (invisible to `list`)."""
+        ...
 
     def put(self, adapter_id: str, folder: Path) -> AdapterManifest:
         """Publish a built adapter folder (weights, config, manifest) under `adapter_id`, atomically."""

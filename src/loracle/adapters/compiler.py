@@ -1,0 +1,42 @@
+"""The interface between compile orchestration and learners: turn one document into one adapter folder."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from loracle.documents import Document
+
+
+@dataclass
+class CompileReport:
+    """What compiling one document cost."""
+
+    doc_id: str
+    seconds: float
+    tokens: int = 0
+    bytes_on_disk: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class DocumentCompiler(Protocol):
+    """A learner that compiles a document into a PEFT LoRA adapter.
+
+    `compile_document` writes adapter_model.safetensors, adapter_config.json and manifest.json (with
+    base_fingerprint) into `folder`, which exists and is empty and is not visible to readers yet: the
+    pipeline adds its own manifest fields and publishes the folder atomically.
+    """
+
+    name: str
+
+    def compile_document(self, doc: Document, folder: Path) -> CompileReport: ...
+
+
+@runtime_checkable
+class BatchDocumentCompiler(DocumentCompiler, Protocol):
+    """A compiler that reads several documents in one forward pass (the hypernetwork)."""
+
+    def compile_documents(self, docs: Sequence[Document], folders: Sequence[Path]) -> list[CompileReport]: ...

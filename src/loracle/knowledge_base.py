@@ -1,0 +1,149 @@
+"""The Python API: a `KnowledgeBase` over a folder, compiling its documents into adapters and watching it.
+
+    kb = KnowledgeBase("my-kb", learner="ttt")
+    summary = kb.compile_all()                 # every new or changed wiki page -> adapters/<id>/
+    with kb.watch():                           # keep compiling while files change
+        ...
+
+The parts are pluggable: `compiler` (any DocumentCompiler, e.g. a learner), `store` (any AdapterStore),
+`source` (any DocumentSource). Left out, they come from the knowledge base's folders and loracle.toml.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loracle.adapters.compiler import DocumentCompiler
+from loracle.adapters.manifest import AdapterManifest
+from loracle.adapters.store import AdapterStore, LocalAdapterStore
+from loracle.errors import LoracleError
+from loracle.kb import KBPaths
+from loracle.pipeline import (
+    Compilation,
+    CompileSummary,
+    DocumentSource,
+    Progress,
+    Watch,
+    WatchStatus,
+    raw_source,
+    wiki_source,
+)
+
+if TYPE_CHECKING:
+    from loracle.model import LoadedModel
+
+SOURCES = ("wiki", "raw")
+COMPILE_LOCK = "compile.lock"
+
+
+def load_compiler(name: str, lm: LoadedModel, **options: Any) -> DocumentCompiler:
+    """The learner `name` on `lm`, as a document compiler (a one-line error if it can't compile documents)."""
+    from loracle.learners import create_learner
+
+    learner = create_learner(name, lm, **options)
+    if not isinstance(learner, DocumentCompiler):
+        raise LoracleError(f"learner {name!r} cannot compile documents into adapters (no compile_document)")
+    return learner
+
+
+class KnowledgeBase:
+    """A knowledge base folder (see DESIGN.md) with pluggable compiler, adapter store and document source."""
+
+    def __init__(
+        self,
+        root: Path | str,
+        *,
+        learner: str = "ttt",
+        compiler: DocumentCompiler | None = None,
+        store: AdapterStore | None = None,
+        source: DocumentSource | str = "wiki",
+        lm: LoadedModel | None = None,
+        learner_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.paths = KBPaths(Path(root).expanduser().resolve())
+        self.learner = learner
+        self.learner_options = dict(learner_options or {})
+        self.store: AdapterStore = store if store is not None else LocalAdapterStore(self.paths.adapters)
+        self._compiler = compiler
+        self._lm = lm
+        self.source = self._source(source)
+
+    def _source(self, source: DocumentSource | str) -> DocumentSource:
+        if not isinstance(source, str):
+            return source
+        if source not in SOURCES:
+            raise LoracleError(f"unknown source {source!r} (known: {', '.join(SOURCES)})")
+        return wiki_source(self.paths.root) if source == "wiki" else raw_source(self.paths.root)
+
+    @property
+    def lm(self) -> LoadedModel:
+        """The base model from loracle.toml, loaded on first use."""
+        if self._lm is None:
+            from loracle.model import load_model
+            from loracle.runtime import configure_threads
+
+            config = self.paths.config()
+            configure_threads(config.model.threads)
+            self._lm = load_model(config.model.base)
+        return self._lm
+
+    @property
+    def compiler(self) -> DocumentCompiler:
+        if self._compiler is None:
+            self._compiler = load_compiler(self.learner, self.lm, **self.learner_options)
+        return self._compiler
+
+    def compilation(
+        self, *, aggregate: bool = False, batch_size: int = 1, progress: Progress | None = None
+    ) -> Compilation:
+        lm = self._lm
+        extra: dict[str, Any] = {"progress": progress} if progress is not None else {}
+        return Compilation(
+            self.source,
+            self.compiler,
+            self.store,
+            self.paths.state / COMPILE_LOCK,
+            aggregate=aggregate,
+            batch_size=batch_size,
+            base_model=lm.name if lm is not None else "",
+            base_fingerprint=lm.fingerprint if lm is not None else "",
+            **extra,
+        )
+
+    def compile_all(
+        self, *, aggregate: bool = False, batch_size: int = 1, progress: Progress | None = None
+    ) -> CompileSummary:
+        """Compile every new or changed document; remove the adapters of documents that are gone."""
+        return self.compilation(aggregate=aggregate, batch_size=batch_size, progress=progress).run()
+
+    @contextlib.contextmanager
+    def watch(
+        self,
+        *,
+        aggregate: bool = False,
+        debounce_s: float = 0.3,
+        ingest: Callable[[Path], object] | None = None,
+        on_change: Callable[[WatchStatus], None] | None = None,
+        catch_up: bool = True,
+    ) -> Iterator[Watch]:
+        """Compile changed files while the block runs. With `ingest`, files saved in raw/ are passed to it
+        (it writes wiki pages, which are compiled in turn)."""
+        watcher = Watch(
+            self.compilation(aggregate=aggregate),
+            ingest_root=self.paths.raw if ingest is not None else None,
+            ingest=ingest,
+            debounce_s=debounce_s,
+            on_change=on_change,
+            catch_up=catch_up,
+        )
+        with watcher:
+            yield watcher
+
+    def adapters(self) -> list[AdapterManifest]:
+        return self.store.list()
+
+    def adapter_path(self, adapter_id: str) -> Path:
+        return self.store.path(adapter_id)
