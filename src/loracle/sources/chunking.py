@@ -107,23 +107,16 @@ def _blocks(text: str) -> list[_Block]:
 
 
 def _fit_lines(block: _Block, max_tokens: int) -> list[tuple[int, str]]:
-    """The block's lines with numbers; a line over the budget is cut into word runs that fit (same number)."""
+    """The block's lines with numbers; a line over the budget is cut at token boundaries (same number)."""
     out: list[tuple[int, str]] = []
     for number, line in enumerate(block.lines, start=block.start):
-        if estimate_tokens(line) <= max_tokens:
+        spans = [m.span() for m in _TOKEN.finditer(line)]
+        if len(spans) <= max_tokens:
             out.append((number, line))
             continue
-        piece: list[str] = []
-        count = 0
-        for word in line.split():
-            cost = estimate_tokens(word)
-            if piece and count + cost > max_tokens:
-                out.append((number, " ".join(piece)))
-                piece, count = [], 0
-            piece.append(word)
-            count += cost
-        if piece:
-            out.append((number, " ".join(piece)))
+        for first in range(0, len(spans), max_tokens):
+            last = min(first + max_tokens, len(spans)) - 1
+            out.append((number, line[spans[first][0] : spans[last][1]]))
     return out
 
 

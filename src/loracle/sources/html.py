@@ -35,7 +35,7 @@ def html_to_text(html: str) -> tuple[str | None, str]:
     lines = [" ".join(line.split()) for line in soup.get_text().splitlines()]
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
     if not title:
-        first = re.search(r"^# (.+)$", text, flags=re.MULTILINE)
+        first = re.search(r"^#{1,6} (.+)$", text, flags=re.MULTILINE)
         title = first.group(1) if first else None
     return title, text
 
