@@ -1,0 +1,267 @@
+"""Commands that build and manage adapters: compile, watch, adapters list|show|rm|merge|export."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from loracle.cli.app import ThreadsOption, app, console, err_console, load_base
+
+if TYPE_CHECKING:
+    from loracle.knowledge_base import KnowledgeBase
+    from loracle.pipeline import CompileSummary, WatchStatus
+
+adapters_app = typer.Typer(help="List, inspect, remove, merge and export compiled adapters.", no_args_is_help=True)
+app.add_typer(adapters_app, name="adapters")
+
+KBOption = typer.Option(None, "--kb", help="The knowledge base folder (default: $LORACLE_KB or the working folder).")
+LearnerOption = typer.Option("ttt", "--learner", "-l", help="How to compile: hypernet or ttt.")
+ModelSpecOption = typer.Option(None, "--model", "-m", help="Base model (default: the knowledge base's config).")
+LearnerOptions = typer.Option([], "--option", "-o", help="A learner option KEY=VALUE (repeatable), e.g. steps=4.")
+
+
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """KEY=VALUE pairs, values read as JSON where they parse (numbers, true/false), else as text."""
+    from loracle.errors import LoracleError
+
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise LoracleError(f"--option: expected KEY=VALUE, got {pair!r}")
+        try:
+            options[key.strip()] = json.loads(value)
+        except ValueError:
+            options[key.strip()] = value
+    return options
+
+
+def open_kb(
+    kb: Path | None, learner: str, source: str, model: str | None, threads: int, options: list[str]
+) -> KnowledgeBase:
+    from loracle.kb import find_kb
+    from loracle.knowledge_base import KnowledgeBase
+
+    paths = find_kb(kb)
+    config = paths.config()
+    lm = load_base(model or config.model.base, threads or config.model.threads)
+    return KnowledgeBase(paths.root, learner=learner, source=source, lm=lm, learner_options=parse_options(options))
+
+
+@app.command("compile")
+def compile_command(
+    kb: Path | None = KBOption,
+    learner: str = LearnerOption,
+    source: str = typer.Option("wiki", "--from", help="Compile wiki pages (wiki) or raw sources (raw)."),
+    aggregate: bool = typer.Option(False, "--aggregate", help="Compile each page with the pages it links to."),
+    batch_size: int = typer.Option(4, "--batch-size", help="Documents per forward pass (learners that batch)."),
+    model: str | None = ModelSpecOption,
+    threads: int = ThreadsOption,
+    option: list[str] = LearnerOptions,
+) -> None:
+    """Compile each new or changed document into adapters/<id>/; remove adapters of deleted documents.
+
+    Example: loracle compile --kb my-kb --learner hypernet --from wiki
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    knowledge = open_kb(kb, learner, source, model, threads, option)
+    compiler = knowledge.compiler
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task(f"compiling with {compiler.name}", total=None)
+
+        def progress(event: str, name: str, done: int, total: int) -> None:
+            bar.update(task, description=f"{event} {name}", completed=done, total=total)
+
+        summary = knowledge.compile_all(aggregate=aggregate, batch_size=batch_size, progress=progress)
+    print_summary(summary, knowledge.paths.adapters)
+    if summary.failed and not summary.compiled and not summary.unchanged:
+        raise typer.Exit(1)
+
+
+def print_summary(summary: CompileSummary, where: Path) -> None:
+    console.print(
+        f"compiled {len(summary.compiled)}, unchanged {len(summary.unchanged)}, removed {len(summary.removed)}, "
+        f"failed {len(summary.failed)} in {summary.seconds:.1f} s -> {where}",
+        highlight=False,
+    )
+    for failure in summary.failed:
+        err_console.print(f"[yellow]skipped[/] {failure.message}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def watch(
+    kb: Path | None = KBOption,
+    learner: str = LearnerOption,
+    source: str = typer.Option("wiki", "--from", help="Compile changed wiki pages (wiki) or raw sources (raw)."),
+    aggregate: bool = typer.Option(False, "--aggregate", help="Compile each page with the pages it links to."),
+    debounce: float = typer.Option(0.3, "--debounce", help="Seconds of quiet before a changed file is compiled."),
+    model: str | None = ModelSpecOption,
+    threads: int = ThreadsOption,
+    option: list[str] = LearnerOptions,
+) -> None:
+    """Keep adapters current while you edit: each saved page is recompiled seconds later. Ctrl-C stops.
+
+    Example: loracle watch --kb my-kb --learner hypernet
+    """
+    from rich.live import Live
+
+    knowledge = open_kb(kb, learner, source, model, threads, option)
+    knowledge.compiler  # noqa: B018 - load the learner before the status line starts
+    ingest = raw_ingest(knowledge) if source == "wiki" else None
+    live = Live(status_line(None, knowledge), console=err_console, refresh_per_second=4)
+    final: list[WatchStatus] = []
+    with live:
+        try:
+            with knowledge.watch(
+                aggregate=aggregate,
+                debounce_s=debounce,
+                ingest=ingest,
+                on_change=lambda status: live.update(status_line(status, knowledge)),
+            ) as watcher:
+                final.append(watcher.status)
+                while True:
+                    time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+    done = final[0] if final else None
+    console.print(f"stopped: {done.compiled if done else 0} compiled, {done.removed if done else 0} removed")
+
+
+def raw_ingest(knowledge: KnowledgeBase) -> Any:
+    """The wiki's ingest of one raw file into wiki pages, where the wiki engine is installed."""
+    try:
+        from loracle.wiki import ingest_path
+    except ImportError:
+        return None
+    return lambda path: ingest_path(knowledge.paths.root, path)
+
+
+def status_line(status: WatchStatus | None, knowledge: KnowledgeBase) -> str:
+    if status is None:
+        return f"watching {knowledge.source.root} ..."
+    latency = f", last {status.latencies[-1]:.1f} s after save" if status.latencies else ""
+    failed = f", [yellow]{len(status.failed)} failed[/] ({status.failed[-1].message})" if status.failed else ""
+    last = f", last {status.last}" if status.last else ""
+    return f"[bold]{status.state}[/] · {status.compiled} compiled, {status.removed} removed{last}{latency}{failed}"
+
+
+def kb_store(kb: Path | None) -> Any:
+    from loracle.adapters.store import LocalAdapterStore
+    from loracle.kb import find_kb
+
+    return LocalAdapterStore(find_kb(kb).adapters)
+
+
+def adapter_folder(kb: Path | None, name: str) -> Path:
+    """An adapter given by id (in the knowledge base's store) or as a folder path."""
+    candidate = Path(name)
+    if ("/" in name or name.startswith(".")) and candidate.is_dir():
+        return candidate
+    return kb_store(kb).path(name)
+
+
+@adapters_app.command("list")
+def list_adapters(kb: Path | None = KBOption) -> None:
+    """Every adapter in the store: id, source, learner, size, created.
+
+    Example: loracle adapters list --kb my-kb
+    """
+    from rich.table import Table
+
+    table = Table("id", "source", "learner", "inputs", "KB", "created", box=None)
+    manifests = kb_store(kb).list()
+    for m in manifests:
+        table.add_row(m.id, m.source, m.learner, str(len(m.inputs)), f"{m.size_bytes / 1024:.0f}", m.created)
+    console.print(table if manifests else "no adapters yet (run `loracle compile`)")
+
+
+@adapters_app.command("show")
+def show_adapter(name: str = typer.Argument(..., help="Adapter id or folder."), kb: Path | None = KBOption) -> None:
+    """An adapter's manifest and PEFT config.
+
+    Example: loracle adapters show kestrel-valley-observatory
+    """
+    from loracle.adapters.store import check_adapter_folder
+    from loracle.model.adapters import read_adapter_config
+
+    folder = adapter_folder(kb, name)
+    manifest = check_adapter_folder(folder)
+    config = read_adapter_config(folder)
+    console.print_json(json.dumps({"folder": str(folder), "manifest": manifest.model_dump(), "peft": config}))
+
+
+@adapters_app.command("rm")
+def remove_adapters(names: list[str] = typer.Argument(..., help="Adapter ids."), kb: Path | None = KBOption) -> None:
+    """Remove adapters from the store (a later compile rebuilds those whose documents still exist).
+
+    Example: loracle adapters rm old-notes
+    """
+    store = kb_store(kb)
+    for name in names:
+        store.remove(name)
+        console.print(f"removed {name}", highlight=False)
+
+
+@adapters_app.command("merge")
+def merge_command(
+    names: list[str] = typer.Argument(..., help="Adapter ids or folders (two or more)."),
+    out: str = typer.Option(..., "--out", "-o", help="Id of the merged adapter in the store."),
+    method: str = typer.Option("linear", "--method", help="linear (weighted sum), ties, or cat (concatenation)."),
+    weights: str | None = typer.Option(None, "--weights", help="Comma-separated weights, e.g. 1,0.5"),
+    density: float = typer.Option(0.5, "--density", help="TIES: fraction of each delta kept."),
+    kb: Path | None = KBOption,
+    model: str | None = ModelSpecOption,
+    threads: int = ThreadsOption,
+) -> None:
+    """Merge adapters into one new adapter in the store (through PEFT's add_weighted_adapter).
+
+    Example: loracle adapters merge notes-a notes-b --out notes-ab --method ties --weights 1,0.5
+    """
+    from loracle.adapters.merge import merge_adapters
+    from loracle.adapters.store import check_adapter_id
+    from loracle.cli.app import parse_weights
+    from loracle.kb import find_kb
+
+    paths = find_kb(kb)
+    store = kb_store(kb)
+    folders = [adapter_folder(kb, name) for name in names]
+    weight_list = parse_weights(weights, len(folders))
+    lm = load_base(model or paths.config().model.base, threads)
+    staging = store.staging_folder(check_adapter_id(out))
+    try:
+        merge_adapters(lm, folders, staging, weights=weight_list, method=method, density=density, adapter_id=out)
+        store.put(out, staging)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    console.print(f"merged {len(folders)} adapters ({method}) -> {store.path(out)}", highlight=False)
+
+
+@adapters_app.command("export")
+def export_command(
+    name: str = typer.Argument(..., help="Adapter id or folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="The .gguf file to write."),
+    dtype: str = typer.Option("f32", "--dtype", help="f32 or f16."),
+    kb: Path | None = KBOption,
+    model: str | None = ModelSpecOption,
+) -> None:
+    """Export an adapter as a GGUF LoRA for llama.cpp (llama-cli -m base.gguf --lora FILE).
+
+    Example: loracle adapters export kestrel-valley-observatory --out observatory-lora.gguf
+    """
+    from loracle.adapters.gguf_export import export_gguf
+    from loracle.kb import find_kb
+
+    folder = adapter_folder(kb, name)
+    lm = load_base(model or find_kb(kb).config().model.base)
+    config = lm.model.config
+    heads = int(config.num_attention_heads)
+    kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
+    export_gguf(folder, out, n_head=heads, n_kv_head=kv_heads, dtype=dtype)
+    console.print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KB)", highlight=False)
