@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from loracle.cli import adapter_commands  # noqa: F401  (registers commands)
 from loracle.cli import eval_commands  # noqa: F401  (registers commands)
 from loracle.cli import model_commands  # noqa: F401  (registers commands)
 from loracle.cli import search_commands  # noqa: F401
