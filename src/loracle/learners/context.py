@@ -1,90 +1,49 @@
 """The `context` learner: retrieve the chunks that best match the question and put them in the prompt.
 
-Learning is indexing (chunk every document, BM25 over the chunks); answering is retrieval-augmented
-generation with citations (document id and line range of each chunk used). An optional logit bias
-nudges generation toward tokens that occur in the retrieved chunks, so short answers copy names
-and numbers from the text instead of inventing them.
+Learning is indexing: every document is cut into chunks (sources.chunking) and put in an in-memory
+hybrid search index (search.SearchIndex: BM25 + MiniLM vectors, fused). Answering is retrieval-augmented
+generation with citations (document id and line span of each chunk used). An optional logit bias
+nudges generation toward tokens that occur in the retrieved chunks, so short answers copy names and
+numbers from the text instead of inventing them.
 """
 
 from __future__ import annotations
 
-import math
-import re
 import time
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
+
+import numpy as np
+import torch
 
 from loracle.documents import Document
 from loracle.learners.base import Answer, Citation, LearnReport
 from loracle.learners.checkpoint import load_checkpoint, save_checkpoint
 from loracle.model import GenerationConfig, LoadedModel, generate_chat, question_messages
+from loracle.search import Embedder, SearchIndex, default_embedder
+from loracle.search.types import ChunkHit, IndexedPage
+from loracle.sources.chunking import Chunk, chunk_document
 
-_WORD_RE = re.compile(r"\w+", re.UNICODE)
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """A run of whole lines of one document (lines are 1-based, inclusive)."""
-
-    doc_id: str
-    title: str
-    text: str
-    start_line: int
-    end_line: int
+IN_MEMORY = Path(":memory:")
 
 
-def chunk_lines(doc: Document, max_words: int = 120) -> list[Chunk]:
-    """Split a document into chunks of whole lines, breaking at blank lines once a chunk is big enough."""
-    chunks: list[Chunk] = []
-    lines = doc.text.splitlines()
-    start, words, buffer = 1, 0, []
-    for number, line in enumerate(lines, start=1):
-        if not buffer and not line.strip():
-            start = number + 1
-            continue
-        buffer.append(line)
-        words += len(line.split())
-        at_break = not line.strip() or number == len(lines)
-        if words >= max_words or (at_break and words >= max_words // 2):
-            chunks.append(Chunk(doc.id, doc.title, "\n".join(buffer).strip(), start, number))
-            start, words, buffer = number + 1, 0, []
-    if buffer and "".join(buffer).strip():
-        chunks.append(Chunk(doc.id, doc.title, "\n".join(buffer).strip(), start, len(lines)))
-    return chunks
+class RememberingEmbedder:
+    """Wraps an embedder and keeps every vector it made, so a saved learner reloads without re-embedding."""
 
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.dim = inner.dim
+        self.vectors: dict[str, np.ndarray] = {}
 
-def _terms(text: str) -> list[str]:
-    return [w.lower() for w in _WORD_RE.findall(text)]
-
-
-class BM25:
-    """Okapi BM25 over a list of texts, held in memory (k1=1.5, b=0.75)."""
-
-    def __init__(self, texts: Sequence[str], k1: float = 1.5, b: float = 0.75) -> None:
-        self.k1, self.b = k1, b
-        self.docs = [Counter(_terms(t)) for t in texts]
-        self.lengths = [sum(c.values()) for c in self.docs]
-        self.avg_len = sum(self.lengths) / len(self.lengths) if self.lengths else 0.0
-        frequency: Counter[str] = Counter()
-        for counts in self.docs:
-            frequency.update(counts.keys())
-        n = len(self.docs)
-        self.idf = {t: math.log(1 + (n - f + 0.5) / (f + 0.5)) for t, f in frequency.items()}
-
-    def scores(self, query: str) -> list[float]:
-        terms = set(_terms(query))
-        out = []
-        for counts, length in zip(self.docs, self.lengths, strict=True):
-            score = 0.0
-            for term in terms:
-                tf = counts.get(term, 0)
-                if tf:
-                    norm = tf + self.k1 * (1 - self.b + self.b * length / (self.avg_len or 1.0))
-                    score += self.idf[term] * tf * (self.k1 + 1) / norm
-            out.append(score)
-        return out
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        missing = [t for t in dict.fromkeys(texts) if t not in self.vectors]
+        if missing:
+            self.vectors.update(zip(missing, self.inner.encode(missing), strict=True))
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([self.vectors[t] for t in texts]).astype(np.float32)
 
 
 class ContextLearner:
@@ -98,89 +57,114 @@ class ContextLearner:
         *,
         top_k: int = 3,
         context_tokens: int = 900,
-        chunk_words: int = 120,
+        chunk_tokens: int = 200,
         logit_bias: float = 0.0,
         max_new_tokens: int = 64,
+        vectors: bool = True,
+        embedder: Embedder | None = None,
     ) -> None:
         self.lm = lm
         self.top_k = top_k
         self.context_tokens = context_tokens
-        self.chunk_words = chunk_words
+        self.chunk_tokens = chunk_tokens
         self.logit_bias = logit_bias
         self.max_new_tokens = max_new_tokens
-        self.reset()
+        self.vectors = vectors
+        self._embedder = RememberingEmbedder(embedder or default_embedder()) if vectors else None
+        self.chunks: dict[str, Chunk] = {}
+        self.index = self._new_index()
+
+    def _new_index(self) -> SearchIndex:
+        return SearchIndex(IN_MEMORY, self._embedder, vectors=self.vectors)
 
     def reset(self) -> None:
-        self.chunks: list[Chunk] = []
-        self._index = BM25([])
+        self.index.close()
+        self.chunks = {}
+        self.index = self._new_index()
 
     def learn(self, docs: Sequence[Document]) -> LearnReport:
         start = time.perf_counter()
-        known = {d.id for d in docs}
-        kept = [c for c in self.chunks if c.doc_id not in known]  # re-learning a document replaces it
-        new = [c for d in docs for c in chunk_lines(d, self.chunk_words)]
-        self.chunks = kept + new
-        self._index = BM25([f"{c.title}\n{c.text}" for c in self.chunks])
+        new = [c for d in docs for c in chunk_document(d, self.chunk_tokens)]
+        for doc in docs:  # re-learning a document replaces its chunks
+            self.index.remove_chunks(doc.id)
+            self.chunks = {k: c for k, c in self.chunks.items() if c.doc_id != doc.id}
+        self.index.upsert_chunks(new)
+        self.chunks.update((c.id, c) for c in new)
         tokens = sum(len(self.lm.tokenizer.encode(d.text)) for d in docs)
         return LearnReport(
             self.name,
             len(docs),
             tokens,
             time.perf_counter() - start,
-            bytes_on_disk=sum(len(c.text.encode("utf-8")) for c in self.chunks),
+            bytes_on_disk=self._size(),
             details={"chunks": len(self.chunks)},
         )
 
-    def retrieve(self, question: str) -> list[Chunk]:
+    def _size(self) -> int:
+        text = sum(len(c.text.encode("utf-8")) for c in self.chunks.values())
+        return text + (len(self.chunks) * self._embedder.dim * 4 if self._embedder else 0)
+
+    def retrieve(self, question: str) -> list[ChunkHit]:
         """The best chunks for `question` that fit the context budget, in document order."""
         if not self.chunks:
             return []
-        scores = self._index.scores(question)
-        ranked = sorted(range(len(self.chunks)), key=lambda i: -scores[i])
-        chosen: list[int] = []
+        chosen: list[ChunkHit] = []
         used = 0
-        for i in ranked[: self.top_k]:
-            if scores[i] <= 0 and chosen:
-                break
-            size = len(self.lm.tokenizer.encode(self.chunks[i].text))
+        for hit in self.index.search_chunks(question, n=self.top_k, mode="hybrid"):
+            size = len(self.lm.tokenizer.encode(hit.text))
             if chosen and used + size > self.context_tokens:
                 continue
-            chosen.append(i)
+            chosen.append(hit)
             used += size
-        return [self.chunks[i] for i in sorted(chosen)]
+        return sorted(chosen, key=lambda h: (h.doc_id, h.start_line))
 
     def answer(self, question: str) -> Answer:
         start = time.perf_counter()
-        chunks = self.retrieve(question)
-        context = "\n\n".join(c.text for c in chunks) if chunks else None
-        config = GenerationConfig(max_new_tokens=self.max_new_tokens, logit_bias=self._bias(chunks))
+        hits = self.retrieve(question)
+        context = "\n\n".join(h.text for h in hits) if hits else None
+        config = GenerationConfig(max_new_tokens=self.max_new_tokens, logit_bias=self._bias(hits))
         text = generate_chat(self.lm, question_messages(question, context), config)
-        citations = [Citation(c.doc_id, c.title, snippet=c.text[:200], line=c.start_line) for c in chunks]
+        citations = [
+            Citation(h.doc_id, h.title, snippet=f"lines {h.start_line}-{h.end_line}: {h.text[:160]}", line=h.start_line)
+            for h in hits
+        ]
         return Answer(text, citations, time.perf_counter() - start)
 
-    def _bias(self, chunks: Sequence[Chunk]) -> dict[int, float]:
-        if self.logit_bias == 0 or not chunks:
+    def _bias(self, hits: Sequence[ChunkHit]) -> dict[int, float]:
+        if self.logit_bias == 0 or not hits:
             return {}
-        ids = {t for c in chunks for t in self.lm.tokenizer.encode(c.text, add_special_tokens=False)}
+        ids = {t for h in hits for t in self.lm.tokenizer.encode(h.text, add_special_tokens=False)}
         return dict.fromkeys(ids, self.logit_bias)
 
-    def save(self, path: Path) -> None:
-        meta = {
-            "options": {
-                "top_k": self.top_k,
-                "context_tokens": self.context_tokens,
-                "chunk_words": self.chunk_words,
-                "logit_bias": self.logit_bias,
-                "max_new_tokens": self.max_new_tokens,
-            },
-            "chunks": [asdict(c) for c in self.chunks],
+    def options(self) -> dict[str, object]:
+        return {
+            "top_k": self.top_k,
+            "context_tokens": self.context_tokens,
+            "chunk_tokens": self.chunk_tokens,
+            "logit_bias": self.logit_bias,
+            "max_new_tokens": self.max_new_tokens,
+            "vectors": self.vectors,
         }
-        save_checkpoint(path, self.name, self.lm.fingerprint, {}, meta)
+
+    def save(self, path: Path) -> None:
+        chunks = list(self.chunks.values())
+        tensors: dict[str, torch.Tensor] = {}
+        if self._embedder is not None and chunks:
+            texts = [IndexedPage(id=c.id, title=c.title, body=c.text).embed_text() for c in chunks]
+            tensors["embeddings"] = torch.from_numpy(self._embedder.encode(texts))
+        meta = {"options": self.options(), "chunks": [asdict(c) for c in chunks]}
+        save_checkpoint(path, self.name, self.lm.fingerprint, tensors, meta)
 
     def load(self, path: Path) -> None:
-        _, meta = load_checkpoint(path, self.name, self.lm.fingerprint)
-        for key, value in meta.get("options", {}).items():
-            if hasattr(self, key):
-                setattr(self, key, value)
-        self.chunks = [Chunk(**c) for c in meta.get("chunks", [])]
-        self._index = BM25([f"{c.title}\n{c.text}" for c in self.chunks])
+        tensors, meta = load_checkpoint(path, self.name, self.lm.fingerprint)
+        options = meta.get("options", {})
+        for key in ("top_k", "context_tokens", "chunk_tokens", "logit_bias", "max_new_tokens"):
+            if key in options:
+                setattr(self, key, options[key])
+        chunks = [Chunk(**c) for c in meta.get("chunks", [])]
+        if self._embedder is not None and "embeddings" in tensors and len(tensors["embeddings"]) == len(chunks):
+            texts = [IndexedPage(id=c.id, title=c.title, body=c.text).embed_text() for c in chunks]
+            self._embedder.vectors.update(zip(texts, tensors["embeddings"].numpy(), strict=True))
+        self.reset()
+        self.index.upsert_chunks(chunks)
+        self.chunks = {c.id: c for c in chunks}
