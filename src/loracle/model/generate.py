@@ -1,20 +1,36 @@
 """Greedy and sampled decoding with a KV cache, streamed as text pieces.
 
 A hand-written loop (rather than `model.generate`) so that every caller — CLI, server, eval — gets
-the same streaming, stop handling and timing, and so the decode path can be optimised in one place.
+the same streaming, stop handling and timing, and so the decode path is optimised in one place.
+
+Decoders (`GenerationConfig.decoder`), measured in benchmarks/generate.py:
+- "transformers": the model's own forward with a dynamic cache; works for any causal LM (the reference).
+- "lean": loracle.model.lean's step for Llama-family models: static KV cache, no per-step bookkeeping.
+- "lean-fp16": the lean step reading weights from fp16 packs (loracle.model.half), about half the memory
+  traffic per token; packing costs ~2 CPU-s once per model, so "auto" uses it only for longer generations
+  or once the packs exist.
+- "auto" (default): the fastest that applies.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from transformers import DynamicCache
 
+from loracle.model import half
 from loracle.model.chat import Message, encode_chat, stop_token_ids
+from loracle.model.detok import IncrementalDetokenizer
+from loracle.model.lean import LeanDecoder, supports_lean
 from loracle.model.loader import LoadedModel
+
+DECODERS = ("auto", "transformers", "lean", "lean-fp16")
+#: "auto" packs fp16 weights only when a generation may be at least this long (packing pays off after ~60-80
+#: tokens on the embedded model; see benchmarks/generate.py); packs already built are always used
+FP16_MIN_NEW_TOKENS = 96
 
 
 @dataclass
@@ -25,6 +41,8 @@ class GenerationConfig:
     seed: int | None = None
     #: added to the logits of these token ids at every step (used by the context learner's logit bias)
     logit_bias: dict[int, float] = field(default_factory=dict)
+    #: one of DECODERS
+    decoder: str = "auto"
 
 
 @dataclass
@@ -33,12 +51,17 @@ class GenerationStats:
     new_tokens: int = 0
     prefill_s: float = 0.0
     decode_s: float = 0.0
-    #: True when the model ended its turn (a stop token), False when the token budget ran out
-    stopped: bool = False
+    #: building the decoder (the static cache; fp16 packs on a model's first such generation)
+    setup_s: float = 0.0
+    decoder: str = ""
 
     @property
     def decode_tokens_per_s(self) -> float:
         return (self.new_tokens - 1) / self.decode_s if self.decode_s > 0 and self.new_tokens > 1 else 0.0
+
+    @property
+    def prefill_tokens_per_s(self) -> float:
+        return self.prompt_tokens / self.prefill_s if self.prefill_s > 0 else 0.0
 
 
 class TextStream:
@@ -70,40 +93,74 @@ def generate_chat(lm: LoadedModel, messages: Sequence[Message], config: Generati
     return stream_chat(lm, messages, config).text().strip()
 
 
-def _decode(lm: LoadedModel, prompt: list[int], config: GenerationConfig, stats: GenerationStats) -> Iterator[str]:
-    model, tokenizer = lm.model, lm.tokenizer
-    stops = stop_token_ids(tokenizer)
-    generator = torch.Generator().manual_seed(config.seed) if config.seed is not None else None
-    bias = _bias_vector(config.logit_bias, model.config.vocab_size, lm.device)
-    max_positions = getattr(model.config, "max_position_embeddings", None) or 1 << 30
-    budget = max(0, min(config.max_new_tokens, max_positions - len(prompt)))
-    generated: list[int] = []
-    emitted = ""
+def choose_decoder(lm: LoadedModel, config: GenerationConfig, budget: int) -> str:
+    """The decoder `config.decoder` asks for, with "auto" resolved for this model and generation length."""
+    if config.decoder not in DECODERS:
+        raise ValueError(f"unknown decoder {config.decoder!r}; one of {', '.join(DECODERS)}")
+    lean = supports_lean(lm.model)
+    if config.decoder != "auto":
+        if config.decoder != "transformers" and not lean:
+            raise ValueError(f"decoder {config.decoder!r} needs a Llama-family model; {lm.name} is not one")
+        return config.decoder
+    if not lean:
+        return "transformers"
+    on_cpu = lm.device.type == "cpu"
+    if on_cpu and half.fp16_packing_available() and (budget >= FP16_MIN_NEW_TOKENS or half.is_packed(lm.model)):
+        return "lean-fp16"
+    return "lean"
+
+
+Step = Callable[[list[int]], torch.Tensor]
+
+
+def _step_function(lm: LoadedModel, decoder: str, capacity: int) -> Step:
+    """A function that feeds the next ids to the model and returns the last position's logits."""
+    device = lm.device
+    if decoder in ("lean", "lean-fp16"):
+        lean = LeanDecoder(lm.model, capacity, fp16_weights=decoder == "lean-fp16")
+        return lambda ids: lean.step(torch.tensor(ids, device=device))
     cache = DynamicCache()
-    input_ids = torch.tensor([prompt], device=lm.device)
-    start = time.perf_counter()
+
+    def step(ids: list[int]) -> torch.Tensor:
+        out = lm.model(input_ids=torch.tensor([ids], device=device), past_key_values=cache, use_cache=True)
+        return out.logits[0, -1]
+
+    return step
+
+
+def _decode(lm: LoadedModel, prompt: list[int], config: GenerationConfig, stats: GenerationStats) -> Iterator[str]:
+    stops = stop_token_ids(lm.tokenizer)
+    generator = torch.Generator().manual_seed(config.seed) if config.seed is not None else None
+    bias = _bias_vector(config.logit_bias, lm.model.config.vocab_size, lm.device)
+    max_positions = getattr(lm.model.config, "max_position_embeddings", None) or 1 << 30
+    budget = max(0, min(config.max_new_tokens, max_positions - len(prompt)))
+    if budget == 0:
+        return
+    stats.decoder = choose_decoder(lm, config, budget)
+    detok = IncrementalDetokenizer(lm.tokenizer)
     with torch.inference_mode():
-        for step in range(budget):
-            out = model(input_ids=input_ids, past_key_values=cache, use_cache=True)
-            logits = out.logits[0, -1].float()
+        start = time.perf_counter()
+        step = _step_function(lm, stats.decoder, len(prompt) + budget)
+        stats.setup_s = time.perf_counter() - start
+        start += stats.setup_s
+        ids = prompt
+        for index in range(budget):
+            logits = step(ids).float()
             if bias is not None:
                 logits = logits + bias
             token = _pick(logits, config, generator)
             now = time.perf_counter()
-            if step == 0:
+            if index == 0:
                 stats.prefill_s = now - start
             else:
                 stats.decode_s = now - start - stats.prefill_s
             stats.new_tokens += 1
             if token in stops:
-                stats.stopped = True
                 break
-            generated.append(token)
-            text = tokenizer.decode(generated, skip_special_tokens=True)
-            if not text.endswith("\ufffd") and len(text) > len(emitted):
-                piece, emitted = text[len(emitted) :], text
+            piece = detok.add(token)
+            if piece:
                 yield piece
-            input_ids = torch.tensor([[token]], device=lm.device)
+            ids = [token]
 
 
 def _bias_vector(bias: dict[int, float], vocab: int, device: torch.device) -> torch.Tensor | None:
