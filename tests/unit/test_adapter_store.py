@@ -112,3 +112,25 @@ def test_manifest_keeps_learner_extras_and_rejects_bad_json(tmp_path: Path) -> N
     (tmp_path / "manifest.json").write_text("{broken", encoding="utf-8")
     with pytest.raises(AdapterError, match="not valid JSON"):
         AdapterManifest.read(tmp_path)
+
+
+def test_adapter_slot_hot_swaps_to_the_same_output_as_a_fresh_load(tmp_path: Path, tiny_lm: LoadedModel) -> None:
+    from loracle.adapters.swap import AdapterSlot
+
+    make_adapter(tmp_path / "a", tiny_lm, seed=1, r=2, alpha=2.0)
+    make_adapter(tmp_path / "b", tiny_lm, seed=2, r=2, alpha=6.0)
+    make_adapter(tmp_path / "wide", tiny_lm, seed=3, r=4)
+    ids = torch.tensor([[1, 5, 9, 14]])
+    with torch.no_grad():
+        base = tiny_lm.model(ids).logits
+        expected = {}
+        for name in ("b", "wide"):
+            fresh = apply_adapters(tiny_lm, [tmp_path / name])
+            expected[name] = fresh.model(ids).logits
+            fresh.model.unload()
+        slot = AdapterSlot(tiny_lm)
+        slot.load(tmp_path / "a")
+        for name in ("b", "wide", "b"):  # hot-swap, then another rank (re-wrap), then back
+            got = slot.load(tmp_path / name).model(ids).logits
+            torch.testing.assert_close(got, expected[name])
+        torch.testing.assert_close(slot.clear().model(ids).logits, base)
