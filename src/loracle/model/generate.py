@@ -54,6 +54,9 @@ class GenerationStats:
     #: building the decoder (the static cache; fp16 packs on a model's first such generation)
     setup_s: float = 0.0
     decoder: str = ""
+    #: True when the model ended its turn (a stop token), False when the token budget ran out (the server's
+    #: finish_reason "stop" vs "length")
+    stopped: bool = False
 
     @property
     def decode_tokens_per_s(self) -> float:
@@ -156,6 +159,7 @@ def _decode(lm: LoadedModel, prompt: list[int], config: GenerationConfig, stats:
                 stats.decode_s = now - start - stats.prefill_s
             stats.new_tokens += 1
             if token in stops:
+                stats.stopped = True
                 break
             piece = detok.add(token)
             if piece:
