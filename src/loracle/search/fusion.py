@@ -1,12 +1,15 @@
 """Fusing a BM25 ranking and a vector ranking into one list.
 
-Two methods, compared on the known-answer set in benchmarks/search.py:
+Three methods, compared on the known-answer set in benchmarks/search.py (see RESULTS.md):
 - `rrf`: reciprocal rank fusion, sum of 1/(k + rank). Scale-free, but it only sees ranks, so a page that is
   a clear winner on one side ties with a page that is mediocre on both.
-- `relative` (default): each side's scores are divided by that side's best score in this query (BM25) or
+- `zscore` (default): each side's scores as standard scores within its candidate list; a page's fused score
+  is the sum of its above-average parts (below-average or missing counts 0, so being weak on one side never
+  pulls down a strong match on the other). An outlier on one side stands out; a flat list adds little.
+- `relative`: each side's scores are divided by that side's best score in this query (BM25) or
   rescaled between a floor and the best cosine (vector), so the top hit on each side is 1.0; a page's fused
-  score is the larger side plus a share of the smaller one, plus a small RRF term to break ties.
-  A strong match on either side therefore stays on top even when the other side has never heard of it.
+  score is the larger side plus a share of the smaller one, plus a small RRF term to break ties. It ignores
+  how far ahead the top is, so a flat vector list (no real match) still counts as a full-strength side.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ RRF_K = 60
 # Cosines of all-MiniLM-L6-v2 between unrelated texts sit around 0.0-0.2; below this a vector hit is noise.
 VECTOR_FLOOR = 0.15
 SECOND_SIDE_SHARE = 0.5
-FUSION_METHODS = ("relative", "rrf")
+FUSION_METHODS = ("relative", "rrf", "zscore")
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,10 @@ class Fused:
     vector_rank: int | None
 
 
-def fuse(bm25: Sequence[Ranked], vector: Sequence[Ranked], method: str = "relative") -> list[Fused]:
+DEFAULT_FUSION = "zscore"
+
+
+def fuse(bm25: Sequence[Ranked], vector: Sequence[Ranked], method: str = DEFAULT_FUSION) -> list[Fused]:
     """Both rankings fused, best first."""
     if method not in FUSION_METHODS:
         raise ValueError(f"unknown fusion method {method!r} (choose from {', '.join(FUSION_METHODS)})")
@@ -47,6 +53,9 @@ def fuse(bm25: Sequence[Ranked], vector: Sequence[Ranked], method: str = "relati
     rrf = {key: _rrf(b_rank.get(key)) + _rrf(v_rank.get(key)) for key in b_rank.keys() | v_rank.keys()}
     if method == "rrf":
         scores = rrf
+    elif method == "zscore":
+        b_z, v_z = _zscores(bm25), _zscores(vector)
+        scores = {key: max(b_z.get(key, 0.0), 0.0) + max(v_z.get(key, 0.0), 0.0) + tie for key, tie in rrf.items()}
     else:
         b_norm = _relative_bm25(bm25)
         v_norm = _relative_vector(vector)
@@ -61,6 +70,16 @@ def fuse(bm25: Sequence[Ranked], vector: Sequence[Ranked], method: str = "relati
 
 def _rrf(rank: int | None) -> float:
     return 0.0 if rank is None else 1.0 / (RRF_K + rank)
+
+
+def _zscores(ranked: Sequence[Ranked]) -> dict[int, float]:
+    """Standard scores within this candidate list: an outlier stands out, a flat list stays near 0."""
+    values = [r.score for r in ranked]
+    if not values:
+        return {}
+    mean = sum(values) / len(values)
+    spread = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
+    return {r.key: (r.score - mean) / spread if spread else 0.0 for r in ranked}
 
 
 def _relative_bm25(ranked: Sequence[Ranked]) -> dict[int, float]:

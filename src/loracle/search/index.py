@@ -23,7 +23,7 @@ import numpy as np
 from loracle.errors import LoracleError
 from loracle.search.chunks import remove_chunks, search_chunks, upsert_chunks
 from loracle.search.embedder import Embedder, default_embedder
-from loracle.search.fusion import Fused, Ranked, fuse
+from loracle.search.fusion import DEFAULT_FUSION, Fused, Ranked, fuse
 from loracle.search.sync import sync_folder
 from loracle.search.text import fts_query, index_form, snippet
 from loracle.search.types import ChunkHit, IndexedPage, SearchHit, SyncReport
@@ -156,7 +156,7 @@ class Collection:
     def count(self) -> int:
         return self.index.conn.execute(f"SELECT count(*) FROM {self.name}_docs").fetchone()[0]
 
-    def search(self, query: str, n: int = 10, mode: str = "hybrid", fusion: str = "relative") -> list[SearchHit]:
+    def search(self, query: str, n: int = 10, mode: str = "hybrid", fusion: str = DEFAULT_FUSION) -> list[SearchHit]:
         if mode not in MODES:
             raise LoracleError(f"search mode {mode!r}: choose one of {', '.join(MODES)}")
         if n <= 0 or not query.strip():
@@ -241,7 +241,7 @@ class Collection:
                     id=page_id,
                     title=title,
                     path=path,
-                    score=round(f.score, 6),
+                    score=float(f.score),
                     snippet=snippet(body, query),
                     bm25_rank=f.bm25_rank,
                     vector_rank=f.vector_rank,
@@ -374,7 +374,7 @@ class SearchIndex:
     def remove(self, page_id: str) -> bool:
         return bool(self.pages.remove([page_id]))
 
-    def search(self, query: str, n: int = 10, mode: str = "hybrid", fusion: str = "relative") -> list[SearchHit]:
+    def search(self, query: str, n: int = 10, mode: str = "hybrid", fusion: str = DEFAULT_FUSION) -> list[SearchHit]:
         """Pages best matching `query`. mode: "hybrid" (BM25 + vectors fused), "bm25" or "vector"."""
         return self.pages.search(query, n, mode, fusion)
 
