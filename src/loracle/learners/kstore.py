@@ -1,0 +1,221 @@
+"""The `kstore` learner: a hidden-state knowledge store with kNN-LM logit modulation.
+
+Learning runs the base model over each document and stores, for every token position, the hidden state
+of one layer (the key) and the token that came next in the document (the value). Answering decodes
+closed-book; at every step the current hidden state looks up its k nearest stored keys (cosine
+similarity after removing the store's mean state, which otherwise dominates every similarity) and, when
+the nearest is close enough, the model's next-token distribution is interpolated with the neighbours'
+next-token distribution:  p = (1 - lam) * p_model + lam * p_knn  (Khandelwal et al., kNN-LM, 2020).
+No document text is put in the prompt; only the stored states and next tokens are used.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from transformers import DynamicCache
+
+from loracle.documents import Document
+from loracle.errors import LoracleError
+from loracle.learners.base import Answer, Citation, LearnReport
+from loracle.learners.checkpoint import load_checkpoint, save_checkpoint
+from loracle.model import LoadedModel, encode_chat, question_messages
+from loracle.model.chat import stop_token_ids
+
+
+@dataclass
+class KStoreSettings:
+    layer: int = -1  # which hidden state is the key (an index into the model's hidden_states)
+    k: int = 8
+    lam: float = 0.5  # weight of the neighbours' distribution when the store is consulted
+    temperature: float = 0.05  # softmax temperature over the neighbours' similarities
+    threshold: float = 0.5  # consult the store only when the nearest key is at least this similar
+    window: int = 256  # tokens per forward pass at learn time
+    skip: int = 4  # positions at the start of a document carry little context: not stored
+    #: before decoding, the question's own states pick the `scope` stored sentences that match them best
+    #: (late interaction: mean over question tokens of the best similarity in the sentence), and only
+    #: those sentences' entries are neighbours; 0 searches the whole store
+    scope: int = 2
+    #: scale lam by the model's doubt (1 - its top probability): the store fills the slots the model is
+    #: unsure of (names, numbers) and leaves the words it is sure of (sentence structure) alone
+    gate_by_confidence: bool = True
+    max_new_tokens: int = 48
+
+
+class KStoreLearner:
+    """kNN-LM over hidden states of the learned documents."""
+
+    name = "kstore"
+
+    def __init__(self, lm: LoadedModel, **settings: float | int) -> None:
+        self.lm = lm
+        try:
+            self.settings = KStoreSettings(**settings)  # type: ignore[arg-type]
+        except TypeError as exc:
+            raise LoracleError(f"kstore: unknown setting ({exc})") from exc
+        self.stops = stop_token_ids(lm.tokenizer)
+        self.reset()
+
+    def reset(self) -> None:
+        hidden = self.lm.model.config.hidden_size
+        self.keys = torch.zeros(0, hidden, dtype=torch.float16)
+        self.values = torch.zeros(0, dtype=torch.int64)
+        self.doc_index = torch.zeros(0, dtype=torch.int64)
+        self.segments = torch.zeros(0, dtype=torch.int64)
+        self.mean = torch.zeros(hidden)
+        self.docs: list[dict[str, str]] = []
+
+    # -- learning --------------------------------------------------------------------------------
+    def _states(self, ids: list[int]) -> torch.Tensor:
+        """Hidden states of `self.settings.layer` for every position of `ids`, window by window."""
+        window = self.settings.window
+        parts = []
+        with torch.inference_mode():
+            for start in range(0, len(ids), window):
+                chunk = torch.tensor([ids[start : start + window]], device=self.lm.device)
+                out = self.lm.model(input_ids=chunk, output_hidden_states=True)
+                parts.append(out.hidden_states[self.settings.layer][0].float().cpu())
+        return torch.cat(parts)
+
+    def learn(self, docs: Sequence[Document]) -> LearnReport:
+        start = time.perf_counter()
+        keys, values, index, segments = [self.keys.float()], [self.values], [self.doc_index], [self.segments]
+        next_segment = int(self.segments.max()) + 1 if len(self.segments) else 0
+        tokens = 0
+        for doc in docs:
+            ids = self.lm.tokenizer.encode(f"{doc.title}\n\n{doc.text.strip()}")
+            if len(ids) < 2:
+                continue
+            states = self._states(ids)
+            positions = torch.arange(min(self.settings.skip, len(ids) - 2), len(ids) - 1)
+            keys.append(states[positions])
+            values.append(torch.tensor(ids)[positions + 1])
+            index.append(torch.full((len(positions),), len(self.docs), dtype=torch.int64))
+            sentence = self._sentence_ids(ids) + next_segment
+            next_segment = int(sentence.max()) + 1
+            segments.append(sentence[positions])
+            self.docs.append({"id": doc.id, "title": doc.title})
+            tokens += len(ids)
+        all_keys = torch.cat(keys)
+        self.mean = all_keys.mean(0) if len(all_keys) else self.mean
+        self.keys = all_keys.to(torch.float16)
+        self.values, self.doc_index, self.segments = torch.cat(values), torch.cat(index), torch.cat(segments)
+        return LearnReport(
+            self.name,
+            len(docs),
+            tokens,
+            time.perf_counter() - start,
+            details={"entries": len(self.keys), "settings": asdict(self.settings)},
+        )
+
+    def _sentence_ids(self, ids: list[int]) -> torch.Tensor:
+        """A sentence number for every position: a new sentence starts after ".", "?", "!" or a line break."""
+        numbers, current = [], 0
+        for token in ids:
+            numbers.append(current)
+            piece = self.lm.tokenizer.decode([token])
+            if "\n" in piece or piece.rstrip().endswith((".", "?", "!")):
+                current += 1
+        return torch.tensor(numbers, dtype=torch.int64)
+
+    # -- answering -------------------------------------------------------------------------------
+    def _scope(self, keys: torch.Tensor, question: str) -> torch.Tensor:
+        """Indices of the entries in the stored sentences that best match the question's hidden states."""
+        if self.settings.scope <= 0:
+            return torch.arange(len(keys))
+        ids = self.lm.tokenizer.encode(question)
+        states = torch.nn.functional.normalize(self._states(ids) - self.mean, dim=-1)
+        sims = states @ keys.T  # question tokens x entries
+        count = int(self.segments.max()) + 1
+        best = torch.full((len(ids), count), -2.0).scatter_reduce(
+            1, self.segments.expand(len(ids), -1), sims, reduce="amax"
+        )
+        chosen = best.mean(0).topk(min(self.settings.scope, count)).indices
+        return torch.nonzero(torch.isin(self.segments, chosen)).flatten()
+
+    def _normalized_keys(self) -> torch.Tensor:
+        return torch.nn.functional.normalize(self.keys.float() - self.mean, dim=-1)
+
+    def _neighbours(self, keys: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        query = torch.nn.functional.normalize(state.float().cpu() - self.mean, dim=-1)
+        return (keys @ query).topk(min(self.settings.k, len(keys)))
+
+    def generate_ids(self, question: str) -> tuple[list[int], Counter[int]]:
+        """Greedy closed-book decoding with the store mixed in; also how often each document was a neighbour."""
+        s = self.settings
+        keys = entries = None
+        if len(self.keys):
+            all_keys = self._normalized_keys()
+            entries = self._scope(all_keys, question)
+            keys = all_keys[entries]
+        prompt = encode_chat(self.lm.tokenizer, question_messages(question))
+        input_ids = torch.tensor([prompt], device=self.lm.device)
+        cache = DynamicCache()
+        generated: list[int] = []
+        used: Counter[int] = Counter()
+        with torch.inference_mode():
+            for _ in range(s.max_new_tokens):
+                out = self.lm.model(
+                    input_ids=input_ids, past_key_values=cache, use_cache=True, output_hidden_states=True
+                )
+                probs = torch.softmax(out.logits[0, -1].float().cpu(), dim=-1)
+                if keys is not None and entries is not None:
+                    sims, idx = self._neighbours(keys, out.hidden_states[s.layer][0, -1])
+                    if float(sims[0]) >= s.threshold:
+                        idx = entries[idx]
+                        knn = torch.zeros_like(probs).index_add_(
+                            0, self.values[idx], torch.softmax(sims / s.temperature, -1)
+                        )
+                        lam = s.lam * (1 - float(probs.max())) if s.gate_by_confidence else s.lam
+                        probs = (1 - lam) * probs + lam * knn
+                        used.update(self.doc_index[idx].tolist())
+                token = int(torch.argmax(probs))
+                if token in self.stops:
+                    break
+                generated.append(token)
+                input_ids = torch.tensor([[token]], device=self.lm.device)
+        return generated, used
+
+    def answer(self, question: str) -> Answer:
+        start = time.perf_counter()
+        generated, used = self.generate_ids(question)
+        text = self.lm.tokenizer.decode(generated, skip_special_tokens=True).strip()
+        citations = [Citation(self.docs[i]["id"], self.docs[i]["title"]) for i, _ in used.most_common(3)]
+        return Answer(text, citations, time.perf_counter() - start)
+
+    # -- persistence -----------------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        tensors = {
+            "keys": self.keys,
+            "values": self.values,
+            "doc_index": self.doc_index,
+            "segments": self.segments,
+            "mean": self.mean,
+        }
+        save_checkpoint(
+            path, self.name, self.lm.fingerprint, tensors, {"docs": self.docs, "settings": asdict(self.settings)}
+        )
+
+    def load(self, path: Path) -> None:
+        tensors, meta = load_checkpoint(path, self.name, self.lm.fingerprint)
+        hidden = self.lm.model.config.hidden_size
+        try:
+            keys, values, index, segments, mean = (
+                tensors[n] for n in ("keys", "values", "doc_index", "segments", "mean")
+            )
+        except KeyError as exc:
+            raise LoracleError(f"{path}: kstore checkpoint lacks tensor {exc}") from exc
+        if keys.ndim != 2 or keys.shape[1] != hidden or not (len(keys) == len(values) == len(index) == len(segments)):
+            raise LoracleError(f"{path}: kstore checkpoint tensors have the wrong shapes for this model")
+        docs = meta.get("docs", [])
+        if len(index) and int(index.max()) >= len(docs):
+            raise LoracleError(f"{path}: kstore checkpoint names documents it does not list")
+        self.keys, self.values, self.doc_index = keys.to(torch.float16), values.long(), index.long()
+        self.segments, self.mean = segments.long(), mean.float()
+        self.docs = list(docs)
+        self.settings = KStoreSettings(**meta.get("settings", {}))

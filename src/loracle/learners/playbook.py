@@ -1,0 +1,294 @@
+"""The `playbook` learner: generate / reflect / curate loops that grow a JSON playbook (ACE-style).
+
+For each document the writer LLM writes practice questions with their answers (from the document); the
+model answers them closed-book with the current playbook in its prompt (generator); the writer compares
+those answers with the document and distils lessons (reflector); then it turns the lessons into PATCH
+operations — add, update or remove one bullet by id — that are applied to the playbook (curator). The
+playbook is never rewritten whole, holds at most `max_bullets` bullets of at most `max_chars` characters,
+and is written atomically after every patch. At answer time the playbook goes in the system prompt.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError
+from rich.table import Table
+
+from loracle.atomic import write_text_atomic
+from loracle.documents import Document
+from loracle.errors import LoracleError
+from loracle.eval.scoring import is_correct
+from loracle.learners.base import Answer, LearnReport
+from loracle.learners.checkpoint import load_checkpoint, save_checkpoint
+from loracle.llm import LLM, make_llm
+from loracle.model import GenerationConfig, LoadedModel, Message, generate_chat, question_messages
+
+PLAYBOOK_FILE = "playbook.json"
+SECTIONS = ("fact", "strategy", "pitfall")
+
+
+class Bullet(BaseModel):
+    id: str
+    section: str = "fact"
+    text: str
+    helpful: int = 0
+    harmful: int = 0
+
+
+class PatchOp(BaseModel):
+    """One curator edit: add a bullet, or update / remove the bullet with `id`."""
+
+    op: Literal["add", "update", "remove"]
+    id: str = ""
+    section: str = "fact"
+    text: str = ""
+
+
+class Patch(BaseModel):
+    operations: list[PatchOp] = Field(default_factory=list)
+
+
+class PracticeItem(BaseModel):
+    question: str
+    answer: str
+
+
+class Practice(BaseModel):
+    questions: list[PracticeItem] = Field(default_factory=list)
+
+
+class Lessons(BaseModel):
+    lessons: list[str] = Field(default_factory=list)
+
+
+class Playbook(BaseModel):
+    """Bullets with stable ids ("b1", "b2", ...); changed only through `apply`."""
+
+    bullets: list[Bullet] = Field(default_factory=list)
+    next_id: int = 1
+    max_bullets: int = 30
+    max_chars: int = 240
+
+    @classmethod
+    def read(cls, path: Path) -> Playbook:
+        """The playbook at `path`; an empty one when there is none yet; a clear error when it is corrupt."""
+        if not path.exists():
+            return cls()
+        try:
+            return cls.model_validate_json(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValidationError, ValueError) as exc:
+            raise LoracleError(f"{path}: not a readable playbook ({str(exc).splitlines()[0]})") from exc
+
+    def write(self, path: Path) -> None:
+        write_text_atomic(path, self.model_dump_json(indent=2) + "\n")
+
+    def find(self, bullet_id: str) -> Bullet | None:
+        return next((b for b in self.bullets if b.id == bullet_id), None)
+
+    def apply(self, patch: Patch) -> list[str]:
+        """Apply each valid operation in order; invalid ones (unknown id, empty text) are skipped.
+
+        Returns what was done, one line per operation. When an add would exceed `max_bullets`, the
+        bullet with the worst helpful-minus-harmful record (the oldest on a tie) makes room.
+        """
+        done: list[str] = []
+        for op in patch.operations:
+            text = " ".join(op.text.split())[: self.max_chars]
+            section = op.section if op.section in SECTIONS else "fact"
+            if op.op == "add":
+                if not text or any(_same(text, b.text) for b in self.bullets):
+                    continue
+                if len(self.bullets) >= self.max_bullets:
+                    worst = min(self.bullets, key=lambda b: (b.helpful - b.harmful, int(b.id[1:])))
+                    self.bullets.remove(worst)
+                    done.append(f"evicted {worst.id}")
+                bullet = Bullet(id=f"b{self.next_id}", section=section, text=text)
+                self.next_id += 1
+                self.bullets.append(bullet)
+                done.append(f"added {bullet.id}")
+            elif (bullet := self.find(op.id)) is not None:
+                if op.op == "remove":
+                    self.bullets.remove(bullet)
+                    done.append(f"removed {bullet.id}")
+                elif text:
+                    bullet.text, bullet.section = text, section
+                    done.append(f"updated {bullet.id}")
+        return done
+
+    def render(self) -> str:
+        return "\n".join(f"[{b.id}] ({b.section}) {b.text}" for b in self.bullets)
+
+
+def _same(a: str, b: str) -> bool:
+    return " ".join(a.lower().split()) == " ".join(b.lower().split())
+
+
+def playbook_path(kb_state: Path) -> Path:
+    """Where a knowledge base keeps its playbook: <kb>/.loracle/playbook.json."""
+    return kb_state / PLAYBOOK_FILE
+
+
+def playbook_table(playbook: Playbook, where: str) -> Table:
+    table = Table(title=f"Playbook ({len(playbook.bullets)}/{playbook.max_bullets} bullets) — {where}")
+    for column in ("id", "section", "bullet", "helpful", "harmful"):
+        table.add_column(column)
+    for b in playbook.bullets:
+        table.add_row(b.id, b.section, b.text, str(b.helpful), str(b.harmful))
+    return table
+
+
+PRACTICE_PROMPT = (
+    "Write {n} short quiz questions about specific facts (names, numbers, dates, places) in this document, "
+    "each with its short answer copied from the document.\n\nDocument ({title}):\n{text}"
+)
+REFLECT_PROMPT = (
+    "A student answered quiz questions about the document below without seeing it. For each answer that "
+    "is wrong or incomplete, write one lesson: a short, self-contained sentence stating the correct fact "
+    "from the document (name the subject in full).\n\nDocument ({title}):\n{text}\n\nQuiz:\n{quiz}"
+)
+CURATE_PROMPT = (
+    "You keep a playbook of short bullets. Turn the new lessons into edit operations: "
+    '{{"op": "add", "section": "fact"|"strategy"|"pitfall", "text": ...}} for a new bullet, '
+    '{{"op": "update", "id": ..., "text": ...}} to correct a bullet, {{"op": "remove", "id": ...}} for a wrong one. '
+    "Never repeat a bullet that is already there.\n\nPlaybook:\n{playbook}\n\nNew lessons:\n{lessons}"
+)
+ANSWER_SYSTEM = "Use these notes from your playbook when they help:\n{playbook}"
+
+
+class PlaybookLearner:
+    """Grows a playbook with the writer LLM; answers with the base model and the playbook in the prompt."""
+
+    name = "playbook"
+
+    def __init__(
+        self,
+        lm: LoadedModel,
+        llm: LLM | None = None,
+        kb_state: Path | None = None,
+        questions_per_doc: int = 3,
+        max_bullets: int = 30,
+        max_chars: int = 240,
+        max_new_tokens: int = 48,
+    ) -> None:
+        from loracle.config import Config
+
+        self.lm = lm
+        self.llm = llm or make_llm(Config(), "writer", lm)
+        #: when set, the playbook lives at <kb_state>/playbook.json and is saved after every patch
+        self.path = playbook_path(kb_state) if kb_state is not None else None
+        self.questions_per_doc = questions_per_doc
+        self.limits = {"max_bullets": max_bullets, "max_chars": max_chars}
+        self.config = GenerationConfig(max_new_tokens=max_new_tokens)
+        self.playbook = Playbook.read(self.path) if self.path else Playbook(**self.limits)
+        self.playbook.max_bullets, self.playbook.max_chars = max_bullets, max_chars
+
+    def learn(self, docs: Sequence[Document]) -> LearnReport:
+        start = time.perf_counter()
+        usage = self.llm.usage()
+        log: list[dict] = []
+        for doc in docs:
+            log.append({"doc": doc.id, **self._learn_one(doc)})
+        spent = self.llm.usage() - usage
+        return LearnReport(
+            self.name,
+            len(docs),
+            spent.prompt_tokens + spent.completion_tokens,
+            time.perf_counter() - start,
+            details={"bullets": len(self.playbook.bullets), "llm_calls": spent.calls, "log": log},
+        )
+
+    def _learn_one(self, doc: Document) -> dict:
+        """One generate / reflect / curate round on `doc`; a failed LLM step leaves the playbook as it was."""
+        text = doc.text.strip()
+        try:
+            practice = self.llm.complete_json(
+                [
+                    {
+                        "role": "user",
+                        "content": PRACTICE_PROMPT.format(n=self.questions_per_doc, title=doc.title, text=text),
+                    }
+                ],
+                Practice,
+                max_tokens=320,
+            ).questions[: self.questions_per_doc]
+        except LoracleError as exc:
+            return {"error": f"practice questions: {exc}"}
+        practice = [p for p in practice if p.question.strip() and p.answer.strip()]
+        graded = []
+        for item in practice:
+            reply = self.answer(item.question).text
+            graded.append((item, reply, is_correct(reply, [item.answer])))
+        self._credit(graded)
+        wrong = [(item, reply) for item, reply, ok in graded if not ok]
+        if not wrong:
+            return {"practice": len(practice), "wrong": 0, "applied": []}
+        quiz = "\n".join(
+            f"Q: {item.question}\nStudent: {reply}\nCorrect answer: {item.answer}" for item, reply in wrong
+        )
+        try:
+            lessons = self.llm.complete_json(
+                [{"role": "user", "content": REFLECT_PROMPT.format(title=doc.title, text=text, quiz=quiz)}],
+                Lessons,
+                max_tokens=240,
+            ).lessons
+        except LoracleError as exc:
+            return {"practice": len(practice), "wrong": len(wrong), "error": f"reflector: {exc}"}
+        lessons = [" ".join(lesson.split()) for lesson in lessons if lesson.strip()]
+        if not lessons:
+            return {"practice": len(practice), "wrong": len(wrong), "applied": []}
+        patch = self._curate(lessons)
+        applied = self.playbook.apply(patch)
+        if self.path is not None and applied:
+            self.playbook.write(self.path)
+        return {"practice": len(practice), "wrong": len(wrong), "lessons": lessons, "applied": applied}
+
+    def _curate(self, lessons: list[str]) -> Patch:
+        """The curator's patch; when its JSON is unusable, each lesson becomes an `add` (still a patch)."""
+        prompt = CURATE_PROMPT.format(
+            playbook=self.playbook.render() or "(empty)", lessons="\n".join(f"- {lesson}" for lesson in lessons)
+        )
+        try:
+            patch = self.llm.complete_json([{"role": "user", "content": prompt}], Patch, max_tokens=320)
+        except LoracleError:
+            patch = Patch()
+        if not patch.operations:
+            patch = Patch(operations=[PatchOp(op="add", section="fact", text=lesson) for lesson in lessons])
+        return patch
+
+    def _credit(self, graded: list[tuple[PracticeItem, str, bool]]) -> None:
+        """Bullets sharing words with a practice answer's reference count as helpful when it was right."""
+        for item, _reply, ok in graded:
+            words = {w for w in item.answer.lower().split() if len(w) > 2}
+            for bullet in self.playbook.bullets:
+                if words & set(bullet.text.lower().split()):
+                    if ok:
+                        bullet.helpful += 1
+                    else:
+                        bullet.harmful += 1
+
+    def prompt_messages(self, question: str) -> list[Message]:
+        """The question with the playbook as the system prompt (no system prompt while it is empty)."""
+        rendered = self.playbook.render()
+        return question_messages(question, system=ANSWER_SYSTEM.format(playbook=rendered) if rendered else None)
+
+    def answer(self, question: str) -> Answer:
+        start = time.perf_counter()
+        text = generate_chat(self.lm, self.prompt_messages(question), self.config)
+        return Answer(text, seconds=time.perf_counter() - start)
+
+    def reset(self) -> None:
+        self.playbook = Playbook(**self.limits)
+
+    def save(self, path: Path) -> None:
+        save_checkpoint(path, self.name, self.lm.fingerprint, {}, {"playbook": self.playbook.model_dump()})
+
+    def load(self, path: Path) -> None:
+        _, meta = load_checkpoint(path, self.name, self.lm.fingerprint)
+        try:
+            self.playbook = Playbook.model_validate(meta.get("playbook"))
+        except ValidationError as exc:
+            raise LoracleError(f"{path}: the checkpoint's playbook is malformed ({exc.errors()[0]['msg']})") from exc

@@ -1,0 +1,77 @@
+"""The kstore learner on the tiny model: the store is built, consulted, saved and loaded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from loracle.documents import Document
+from loracle.errors import LoracleError
+from loracle.learners import create_learner
+from loracle.learners.kstore import KStoreLearner
+from loracle.learners.playbook import PlaybookLearner
+
+DOCS = [
+    Document.from_text("The Kestrel Valley Observatory was founded by Ilse Marrow in 1987.", "Kestrel"),
+    Document.from_text("Paris is the capital of France. The river Corra powers the station.", "Corra"),
+]
+
+
+def test_learn_stores_one_entry_per_predicted_token(tiny_lm) -> None:
+    store = KStoreLearner(tiny_lm, skip=2)
+    report = store.learn(DOCS)
+    lengths = [len(tiny_lm.tokenizer.encode(f"{d.title}\n\n{d.text}")) for d in DOCS]
+    assert len(store.keys) == sum(n - 1 - 2 for n in lengths) == report.details["entries"]
+    assert store.keys.shape[1] == tiny_lm.model.config.hidden_size
+    assert set(store.doc_index.tolist()) == {0, 1}
+    assert int(store.segments.max()) >= 3  # sentences of both documents are told apart
+
+
+def test_with_full_weight_every_token_comes_from_the_store(tiny_lm) -> None:
+    """lam=1 without the confidence gate: the reply is made only of next-tokens the documents contain."""
+    store = KStoreLearner(tiny_lm, lam=1.0, threshold=-1.0, gate_by_confidence=False, max_new_tokens=8, scope=0)
+    store.learn(DOCS[:1])
+    reply_ids, _ = store.generate_ids("Who founded the observatory?")
+    assert len(reply_ids) == 8 and set(reply_ids) <= set(store.values.tolist())
+    answer = store.answer("Who founded the observatory?")
+    assert answer.citations and answer.citations[0].doc_id == DOCS[0].id
+
+
+def test_scope_keeps_the_sentences_closest_to_the_question(tiny_lm) -> None:
+    store = KStoreLearner(tiny_lm, scope=1)
+    store.learn(DOCS)
+    chosen = store._scope(store._normalized_keys(), "Paris is the capital of France.")
+    assert 0 < len(chosen) < len(store.keys)
+    assert len(set(store.segments[chosen].tolist())) == 1
+
+
+def test_an_empty_store_answers_like_the_base_model(tiny_lm) -> None:
+    store = KStoreLearner(tiny_lm, max_new_tokens=4)
+    assert store.answer("Who?").citations == []
+
+
+def test_save_load_round_trip_and_refusals(tiny_lm, tmp_path: Path) -> None:
+    store = create_learner("kstore", tiny_lm, max_new_tokens=6, k=4)
+    store.learn(DOCS)
+    expected = store.answer("Who founded the observatory?").text
+    store.save(tmp_path / "ks")
+    fresh = KStoreLearner(tiny_lm)
+    fresh.load(tmp_path / "ks")
+    assert torch.equal(fresh.keys, store.keys) and torch.equal(fresh.segments, store.segments)
+    assert fresh.settings == store.settings
+    assert fresh.answer("Who founded the observatory?").text == expected
+
+    other_base = type(tiny_lm)(tiny_lm.model, tiny_lm.tokenizer, "other", "memory", "0" * 16)
+    with pytest.raises(LoracleError, match="another base model"):
+        KStoreLearner(other_base).load(tmp_path / "ks")
+    with pytest.raises(LoracleError, match="not 'playbook'"):
+        PlaybookLearner(tiny_lm, llm=object()).load(tmp_path / "ks")  # type: ignore[arg-type]
+    store.reset()
+    assert len(store.keys) == 0
+
+
+def test_unknown_setting_is_a_clear_error(tiny_lm) -> None:
+    with pytest.raises(LoracleError, match="kstore: unknown setting"):
+        KStoreLearner(tiny_lm, nearest=3)
