@@ -40,7 +40,7 @@ def kb(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("kb")
     lm = fresh_lm()
     make_adapter(lm, root / "adapters" / "alpha", seed=2, targets=("q_proj", "v_proj"))
-    make_adapter(lm, root / "adapters" / "beta.v2", seed=1)
+    make_adapter(lm, root / "adapters" / "beta-v2", seed=1)
     (root / "wiki").mkdir()
     return root
 
@@ -94,10 +94,10 @@ def test_adapter_selection_by_model_name(client: openai.OpenAI, kb: Path) -> Non
 
 
 def test_stacked_adapters_with_weights(client: openai.OpenAI, kb: Path) -> None:
-    folders = [kb / "adapters" / "alpha", kb / "adapters" / "beta.v2"]
+    folders = [kb / "adapters" / "alpha", kb / "adapters" / "beta-v2"]
     expected = direct_reply(folders, [1.0, 0.5])
     assert expected != direct_reply(folders[:1])
-    reply = ask(client, "alpha", extra_body={"adapters": [{"id": "beta.v2", "weight": 0.5}]})
+    reply = ask(client, "alpha", extra_body={"adapters": [{"id": "beta-v2", "weight": 0.5}]})
     assert reply == expected
 
 
@@ -135,7 +135,7 @@ def test_bad_adapter_id_and_auth(client: openai.OpenAI, server: str) -> None:
 
 def test_models_list_and_new_adapters_appear_without_restart(client: openai.OpenAI, kb: Path) -> None:
     ids = {m.id: m for m in client.models.list().data}
-    assert {"tiny", "alpha", "beta.v2"} <= set(ids)
+    assert {"tiny", "alpha", "beta-v2"} <= set(ids)
     assert ids["alpha"].model_extra["parent"] == "tiny"
     shutil.copytree(kb / "adapters" / "alpha", kb / "adapters" / "gamma")
     assert "gamma" in {m.id for m in client.models.list().data}
@@ -144,10 +144,10 @@ def test_models_list_and_new_adapters_appear_without_restart(client: openai.Open
 
 def test_load_and_unload(server: str) -> None:
     headers = {"Authorization": f"Bearer {TOKEN}"}
-    loaded = httpx.post(f"{server}/v1/adapters/load", json={"id": "beta.v2"}, headers=headers)
-    assert loaded.status_code == 200 and "beta.v2" in loaded.json()["loaded_adapters"]
-    unloaded = httpx.post(f"{server}/v1/adapters/unload", json={"id": "beta.v2"}, headers=headers)
-    assert unloaded.status_code == 200 and "beta.v2" not in unloaded.json()["loaded_adapters"]
-    again = httpx.post(f"{server}/v1/adapters/unload", json={"id": "beta.v2"}, headers=headers)
+    loaded = httpx.post(f"{server}/v1/adapters/load", json={"id": "beta-v2"}, headers=headers)
+    assert loaded.status_code == 200 and "beta-v2" in loaded.json()["loaded_adapters"]
+    unloaded = httpx.post(f"{server}/v1/adapters/unload", json={"id": "beta-v2"}, headers=headers)
+    assert unloaded.status_code == 200 and "beta-v2" not in unloaded.json()["loaded_adapters"]
+    again = httpx.post(f"{server}/v1/adapters/unload", json={"id": "beta-v2"}, headers=headers)
     assert again.status_code == 404
     assert httpx.post(f"{server}/v1/adapters/load", json={"id": "../x"}, headers=headers).status_code == 400

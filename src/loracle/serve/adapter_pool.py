@@ -101,6 +101,15 @@ class AdapterPool:
                 self._pins.subtract(ids)
                 self._pins += Counter()  # drop zero counts
 
+    def close(self) -> None:
+        """Take PEFT's layers out of the base model again, leaving `lm` as it was given."""
+        with self.lock:
+            if self._peft is not None:
+                self._peft.unload()
+                self._peft, self._layers = None, []
+                self._loaded.clear()
+                self._active = ()
+
     def activate(self, spec: AdapterSpec) -> None:
         """Make exactly these adapters, at these weights, active (no-op when already so). Hold `lock`."""
         if spec == self._active:
@@ -110,20 +119,16 @@ class AdapterPool:
                 raise AdapterError(f"{spec[0][0]}: not loaded")
             self._active = spec
             return
-        if not spec:
-            for layer in self._layers:
-                layer.enable_adapters(False)
-            self._active = spec
-            return
         entries = []
         for adapter_id, weight in spec:
             entry = self._loaded.get(adapter_id)
             if entry is None:
                 raise AdapterError(f"{adapter_id}: not loaded")
             entries.append((entry, weight))
+        # no adapters = an empty active list, not PEFT's disable switch: the lean decoder then still reads the
+        # base weights from its fp16 packs (it falls back to the slower full PEFT forward for disabled layers)
         names = [entry.name for entry, _ in entries]
         for layer in self._layers:
-            layer.enable_adapters(True)
             layer.set_adapter(names, inference_mode=True)
         for entry, weight in entries:
             for layer, base in entry.base_scaling:

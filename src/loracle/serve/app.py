@@ -17,9 +17,11 @@ from loracle.kb import KBPaths
 from loracle.model.loader import LoadedModel
 from loracle.serve import kb_api, openai_api
 from loracle.serve.adapter_pool import AdapterPool
+from loracle.serve.ask import LearnerAnswers
 from loracle.serve.catalog import AdapterCatalog
 from loracle.serve.errors import install_error_handlers
 from loracle.serve.scheduler import Scheduler
+from loracle.serve.search_view import SearchView
 from loracle.serve.security import BearerAuth, BodyLimit
 from loracle.serve.state import ServerState
 
@@ -48,12 +50,17 @@ def create_app(
     catalog = AdapterCatalog(paths.adapters if paths else None)
     pool = AdapterPool(lm, catalog.folder_for, max_loaded=config.max_loaded_adapters)
     scheduler = Scheduler(pool, max_interleaved=config.max_interleaved)
-    state = ServerState(lm, pool, scheduler, catalog, paths, max_new_tokens)
+    search = SearchView(paths.search_db, paths.wiki) if paths else None
+    answers = LearnerAnswers(lm, paths) if paths else None
+    state = ServerState(lm, pool, scheduler, catalog, paths, max_new_tokens, search, answers)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         scheduler.close()
+        pool.close()
+        if search:
+            search.close()
 
     app = FastAPI(title="loracle", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url="/v1/openapi.json")
     app.state.loracle = state

@@ -1,22 +1,19 @@
-"""Which adapters the server can serve: the knowledge base's adapter folders, looked up by id.
+"""Which adapters the server can serve: the knowledge base's adapter store, looked up by id.
 
-Ids come from HTTP requests, so they are validated before they touch a path. The folder is listed
-again on every lookup of an unknown id and on every listing (one directory read): adapters that
+Ids come from HTTP requests, so they are validated (the store's own rule) before they touch a path.
+The store is listed again on every listing and on every lookup (one directory read): adapters that
 `watch` compiles appear without a restart.
 """
 
 from __future__ import annotations
 
-import json
-import re
 import time
 from pathlib import Path
 from typing import Any
 
+from loracle.adapters.store import LocalAdapterStore, check_adapter_id
 from loracle.errors import AdapterError
-from loracle.model.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS, MANIFEST
-
-ADAPTER_ID_RE = re.compile(r"^\w[\w.-]{0,127}$", re.UNICODE)
+from loracle.model.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 
 
 class UnknownAdapterError(AdapterError):
@@ -28,40 +25,37 @@ class InvalidAdapterIdError(AdapterError):
 
 
 def validate_adapter_id(adapter_id: str) -> str:
-    if not ADAPTER_ID_RE.fullmatch(adapter_id) or ".." in adapter_id:
-        raise InvalidAdapterIdError(f"{adapter_id[:80]!r}: not a valid adapter id (letters, digits, '.', '-', '_')")
-    return adapter_id
+    try:
+        return check_adapter_id(adapter_id)
+    except AdapterError as exc:
+        raise InvalidAdapterIdError(str(exc)) from exc
 
 
 class AdapterCatalog:
-    """Adapters under <kb>/adapters/<id>/ (PEFT folders; staging folders start with '.' and are skipped)."""
+    """The adapters of <kb>/adapters (a LocalAdapterStore), or none without a knowledge base."""
 
     def __init__(self, root: Path | None) -> None:
-        self.root = root
+        self.store = LocalAdapterStore(root) if root is not None else None
 
     def ids(self) -> list[str]:
-        if self.root is None or not self.root.is_dir():
-            return []
-        return sorted(
-            p.name
-            for p in self.root.iterdir()
-            if not p.name.startswith(".") and ADAPTER_ID_RE.fullmatch(p.name) and _is_adapter(p)
-        )
+        return self.store.ids() if self.store else []
 
     def folder_for(self, adapter_id: str) -> Path:
         validate_adapter_id(adapter_id)
-        if self.root is not None:
-            folder = self.root / adapter_id
-            if _is_adapter(folder):
+        if self.store is not None:
+            folder = self.store.root / adapter_id
+            if (folder / ADAPTER_CONFIG).is_file() and (folder / ADAPTER_WEIGHTS).is_file():
                 return folder
         raise UnknownAdapterError(f"{adapter_id}: no such adapter")
 
     def describe(self, adapter_id: str) -> dict[str, Any]:
-        """Size, age and what the manifest says (source page, its hash, the base model)."""
+        """Size, age and what the manifest says (source document, its hash, the base model)."""
         folder = self.folder_for(adapter_id)
-        manifest = read_manifest(folder)
-        weights = folder / ADAPTER_WEIGHTS
-        stat = weights.stat()
+        stat = (folder / ADAPTER_WEIGHTS).stat()
+        try:
+            manifest = self.store.get(adapter_id).model_dump() if self.store else {}
+        except AdapterError as exc:
+            manifest = {"error": str(exc)}
         return {
             "id": adapter_id,
             "size_bytes": stat.st_size,
@@ -69,16 +63,3 @@ class AdapterCatalog:
             "age_s": max(0.0, time.time() - stat.st_mtime),
             "manifest": manifest,
         }
-
-
-def read_manifest(folder: Path) -> dict[str, Any]:
-    path = folder / MANIFEST
-    try:
-        data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    except (ValueError, UnicodeDecodeError, OSError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _is_adapter(folder: Path) -> bool:
-    return (folder / ADAPTER_CONFIG).is_file() and (folder / ADAPTER_WEIGHTS).is_file()

@@ -10,8 +10,10 @@ from fastapi import Request
 from loracle.kb import KBPaths
 from loracle.model.loader import LoadedModel
 from loracle.serve.adapter_pool import AdapterPool, AdapterSpec, normalise_spec
+from loracle.serve.ask import LearnerAnswers
 from loracle.serve.catalog import AdapterCatalog, UnknownAdapterError, validate_adapter_id
 from loracle.serve.scheduler import Scheduler
+from loracle.serve.search_view import SearchView
 
 
 @dataclass
@@ -22,6 +24,8 @@ class ServerState:
     catalog: AdapterCatalog
     kb: KBPaths | None
     max_new_tokens: int = 200
+    search: SearchView | None = None
+    answers: LearnerAnswers | None = None
 
     @property
     def base_id(self) -> str:

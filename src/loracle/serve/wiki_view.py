@@ -8,7 +8,6 @@ from typing import Any
 
 from loracle.documents import Document, slugify
 from loracle.errors import LoracleError
-from loracle.serve.catalog import ADAPTER_ID_RE
 from loracle.sources.files import read_document
 
 log = logging.getLogger(__name__)
@@ -37,9 +36,7 @@ class WikiView:
         return sorted(self._load().values(), key=lambda d: d.title.lower())
 
     def page(self, page_id: str) -> Document | None:
-        if not ADAPTER_ID_RE.fullmatch(page_id) or ".." in page_id:
-            return None
-        return self._load().get(page_id)
+        return self._load().get(page_id) if page_id == slugify(page_id) else None
 
     def resolve(self, target: str) -> str | None:
         """The id of the page a [[target]] names (by id or by title), or None."""
@@ -56,6 +53,15 @@ class WikiView:
             for d in self.pages()
             if d.id != page_id and any(self.resolve(link) == page_id for link in d.links)
         ]
+
+    def adapter_stale(self, manifest: dict[str, Any]) -> bool | None:
+        """Whether a page's adapter was compiled from text the page no longer has; None when it can't tell
+        (a raw document's, an aggregate of linked pages, or a merge)."""
+        aggregate = len(manifest.get("inputs") or []) > 1
+        if manifest.get("source") != "wiki" or aggregate or not manifest.get("content_hash"):
+            return None
+        doc = self.page(str(manifest.get("document_id", "")))
+        return None if doc is None else doc.hash != manifest["content_hash"]
 
     def graph(self) -> dict[str, Any]:
         pages = self.pages()

@@ -1,0 +1,191 @@
+"""The web page in Debian's headless Chromium (Playwright), served by a real server around the embedded model.
+
+Saves a screenshot of each main view to benchmarks/screenshots/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from loracle.adapters.manifest import AdapterManifest
+from loracle.adapters.peft_format import peft_key, write_lora_adapter
+from loracle.eval.harness import EvalResult, RunResult
+from loracle.eval.report import write_latest
+from loracle.kb import KBPaths
+from loracle.model.loader import LoadedModel
+from loracle.serve.app import create_app
+from loracle.serve.launch import background_server
+from loracle.sources.files import read_document
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "benchmarks" / "screenshots"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PAGES = {
+    "index": "# Index\n\n- [[Kestrel Valley Observatory]]: the observatory and its founder.\n- [[Ilse Marrow]]\n",
+    "kestrel-valley-observatory": (
+        "---\ntitle: Kestrel Valley Observatory\n---\n# Kestrel Valley Observatory\n\n"
+        "The observatory was founded by [[Ilse Marrow]] in 1987. Its main telescope, the **Corra reflector**, "
+        "is powered by the river Corra.\n\nSee also [[Night Sky Survey|the survey]].\n"
+    ),
+    "ilse-marrow": (
+        "# Ilse Marrow\n\nIlse Marrow is an astronomer. She founded the [[Kestrel Valley Observatory]] in 1987.\n"
+    ),
+    "night-sky-survey": "# Night Sky Survey\n\nA survey run from the [[Kestrel Valley Observatory]] since 1990.\n",
+}
+
+
+def write_adapter(lm: LoadedModel, folder: Path, page: str, page_hash: str, seed: int) -> None:
+    """A real PEFT adapter for the embedded model (small random B), with a manifest naming its page."""
+    generator = torch.Generator().manual_seed(seed)
+    tensors, config = {}, lm.model.config
+    for layer in range(config.num_hidden_layers):
+        module = f"model.layers.{layer}.self_attn.q_proj"
+        tensors[peft_key(module, "A")] = torch.randn(4, config.hidden_size, generator=generator) * 0.01
+        tensors[peft_key(module, "B")] = torch.randn(config.hidden_size, 4, generator=generator) * 0.01
+    manifest = AdapterManifest(
+        id=folder.name, document_id=page, title=page, content_hash=page_hash, source="wiki", learner="test"
+    )
+    write_lora_adapter(
+        folder,
+        tensors,
+        r=4,
+        alpha=8,
+        target_modules=["q_proj"],
+        base_model=lm.name,
+        manifest={**manifest.model_dump(), "base_fingerprint": lm.fingerprint},
+    )
+
+
+def write_eval(kb: KBPaths) -> None:
+    runs = [
+        RunResult("floor", "reference", accuracy=0.1, f1=0.2, correct=1, total=10),
+        RunResult("ceiling", "reference", accuracy=0.8, f1=0.85, correct=8, total=10),
+        RunResult("context", "learner", accuracy=0.7, f1=0.75, correct=7, total=10, learn_seconds_per_doc=0.1),
+    ]
+    result = EvalResult("SmolLM2-135M-Instruct", "f", ["kestrel-valley-observatory"], 10, {}, {}, runs)
+    write_latest(result, kb.state)
+
+
+@pytest.fixture(scope="module")
+def chromium_path() -> Path:
+    if not CHROMIUM.is_file():
+        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium, or setup.sh --dev)")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def web_server(tmp_path_factory: pytest.TempPathFactory, chromium_path: Path) -> Iterator[str]:
+    from loracle.model import load_model
+
+    lm = load_model("embedded")  # our own copy: the server wraps it in PEFT
+    root = tmp_path_factory.mktemp("webkb")
+    (root / "loracle.toml").write_text("")
+    kb = KBPaths(root)
+    kb.wiki.mkdir()
+    for page_id, text in PAGES.items():
+        (kb.wiki / f"{page_id}.md").write_text(text, encoding="utf-8")
+    old_hash = "0" * 64  # compiled from an earlier version of the page: stale
+    write_adapter(lm, kb.adapters / "kestrel-valley-observatory", "kestrel-valley-observatory", old_hash, 1)
+    write_adapter(lm, kb.adapters / "ilse-marrow", "ilse-marrow", read_document(kb.wiki / "ilse-marrow.md").hash, 2)
+    write_eval(kb)
+    with background_server(create_app(lm, kb, token="", max_new_tokens=24)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def page(web_server: str, chromium_path: Path):
+    from playwright.sync_api import sync_playwright
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium_path), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.set_default_timeout(60_000)
+        page.goto(web_server + "/")
+        yield page
+        browser.close()
+
+
+def test_open_a_page_and_follow_a_wikilink(page) -> None:
+    page.wait_for_selector("#page-body h1:text('Index')")
+    page.click("#page-body a.wikilink:text('Kestrel Valley Observatory')")
+    page.wait_for_selector("#page-body h1:text('Kestrel Valley Observatory')")
+    assert page.url.endswith("#/page/kestrel-valley-observatory")
+    assert page.inner_text("#page-body strong") == "Corra reflector"
+    backlinks = page.inner_text("#backlinks")
+    assert "Ilse Marrow" in backlinks and "Night Sky Survey" in backlinks
+    page.screenshot(path=str(SCREENSHOTS / "wiki.png"))
+    page.click("#page-body a.wikilink:text('the survey')")
+    page.wait_for_selector("#page-body h1:text('Night Sky Survey')")
+
+
+def test_search_as_you_type(page) -> None:
+    page.fill("#search", "founder astronomer")
+    page.wait_for_selector("#search-results li a")
+    titles = page.locator("#search-results li a strong").all_inner_texts()
+    assert "Ilse Marrow" in titles
+    page.screenshot(path=str(SCREENSHOTS / "search.png"))
+    page.click("#search-results li a:has-text('Ilse Marrow')")
+    page.wait_for_selector("#page-body h1:text('Ilse Marrow')")
+
+
+def test_graph_shows_pages_and_links(page) -> None:
+    page.click("nav a[data-view=graph]")
+    page.wait_for_selector("#graph g.node")
+    assert page.locator("#graph g.node").count() == len(PAGES)
+    assert page.locator("#graph line.edge").count() >= 5
+    page.screenshot(path=str(SCREENSHOTS / "graph.png"))
+
+
+def test_ask_streams_an_answer_and_the_context_learner_cites(page) -> None:
+    page.click("nav a[data-view=ask]")
+    page.fill("#question", "Who founded the Kestrel Valley Observatory?")
+    page.click("#ask-button")
+    page.wait_for_function("document.querySelector('#answer-meta').textContent.includes('base model')")
+    assert page.inner_text("#answer").strip()
+    page.check("input[name=mode][value=adapters]")
+    page.check("#adapter-choice input[value=ilse-marrow]")
+    page.click("#ask-button")
+    page.wait_for_function("document.querySelector('#answer-meta').textContent.includes('with adapters')")
+    assert "ilse-marrow" in page.inner_text("#citations")
+    page.check("input[name=mode][value=context]")
+    page.uncheck("#adapter-choice input[value=ilse-marrow]")
+    page.click("#ask-button")
+    page.wait_for_function("document.querySelector('#answer-meta').textContent.includes('context learner')")
+    assert "Kestrel Valley Observatory" in page.inner_text("#citations") or "Ilse Marrow" in page.inner_text(
+        "#citations"
+    )
+    assert page.inner_text("#answer").strip()
+    page.screenshot(path=str(SCREENSHOTS / "ask.png"))
+
+
+def test_adapter_inventory_and_eval(page) -> None:
+    page.click("nav a[data-view=adapters]")
+    page.wait_for_selector("#adapter-table tbody tr td")
+    rows = page.locator("#adapter-table tbody tr").all_inner_texts()
+    assert any("kestrel-valley-observatory" in r and "stale" in r for r in rows)
+    assert any("ilse-marrow" in r and "current" in r for r in rows)
+    page.screenshot(path=str(SCREENSHOTS / "adapters.png"))
+    page.click("nav a[data-view=eval]")
+    page.wait_for_selector("#eval-table tbody tr")
+    assert page.locator("#eval-table tbody tr").count() == 3
+    page.wait_for_function("document.querySelector('#eval-chart').naturalWidth > 0")
+    page.screenshot(path=str(SCREENSHOTS / "eval.png"), full_page=True)
+
+
+def test_screenshots_written() -> None:
+    for name in ("wiki", "search", "graph", "ask", "adapters", "eval"):
+        assert (SCREENSHOTS / f"{name}.png").stat().st_size > 5000
