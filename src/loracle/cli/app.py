@@ -51,10 +51,19 @@ def load_base(spec: str, threads: int = 0) -> LoadedModel:
 
 
 def load_with_adapters(spec: str, adapters: Sequence[Path], weights: str | None, threads: int = 0) -> LoadedModel:
-    """The base model with `adapters` merged in (a one-shot command never needs to remove them)."""
-    from loracle.model import apply_adapters
+    """The base model with `adapters` merged in (a one-shot command never needs to remove them).
+
+    The spec and the adapter folders are checked first, so bad input fails before the slow imports and load.
+    """
+    from loracle.model.adapter_files import read_adapter_config
+    from loracle.model.spec import check_model_spec
 
     weight_list = parse_weights(weights, len(adapters))
+    check_model_spec(spec)
+    for folder in adapters:
+        read_adapter_config(folder)
+    from loracle.model import apply_adapters
+
     lm = load_base(spec, threads)
     return apply_adapters(lm, adapters, weight_list, merge=True) if adapters else lm
 

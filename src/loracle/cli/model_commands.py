@@ -24,11 +24,12 @@ def ask(
 
     Example: loracle ask "Who founded the observatory?" --doc notes/observatory.md
     """
-    from loracle.model import GenerationConfig, question_messages, stream_chat
     from loracle.sources import read_document
 
-    document = read_document(doc).text if doc else None
+    document = read_document(doc).text if doc else None  # before the model load: a bad --doc fails at once
     lm = load_with_adapters(model, adapter, adapter_weights, threads)
+    from loracle.model import GenerationConfig, question_messages, stream_chat
+
     config = GenerationConfig(max_new_tokens=max_tokens, temperature=temperature)
     for piece in stream_chat(lm, question_messages(question, document), config):
         console.out(piece, end="", highlight=False)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,47 +9,36 @@ from typing import TYPE_CHECKING
 from safetensors import safe_open
 
 from loracle.errors import AdapterError
+from loracle.model.adapter_files import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    MANIFEST,
+    read_adapter_config,
+    recorded_base_fingerprint,
+)
 from loracle.model.loader import LoadedModel
 
 if TYPE_CHECKING:
     from peft import PeftModel
 
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
-MANIFEST = "manifest.json"
-
-
-def read_adapter_config(folder: Path) -> dict:
-    """The adapter's PEFT config, or a one-line error saying why the folder isn't an adapter."""
-    if not folder.is_dir():
-        raise AdapterError(f"{folder}: no such adapter folder")
-    config_path = folder / ADAPTER_CONFIG
-    if not config_path.is_file():
-        raise AdapterError(f"{folder}: not a PEFT adapter (no {ADAPTER_CONFIG})")
-    if not (folder / ADAPTER_WEIGHTS).is_file():
-        raise AdapterError(f"{folder}: not a PEFT adapter (no {ADAPTER_WEIGHTS})")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise AdapterError(f"{config_path}: not valid JSON ({exc})") from exc
-    if not isinstance(config, dict) or config.get("peft_type", "LORA") != "LORA":
-        raise AdapterError(f"{config_path}: not a LoRA adapter config")
-    return config
+__all__ = [
+    "ADAPTER_CONFIG",
+    "ADAPTER_WEIGHTS",
+    "MANIFEST",
+    "apply_adapters",
+    "check_adapter_fits",
+    "read_adapter_config",
+]
 
 
 def check_adapter_fits(lm: LoadedModel, folder: Path) -> None:
     """Refuse an adapter made for another base model: by recorded fingerprint, then by tensor shapes."""
     read_adapter_config(folder)
-    manifest_path = folder / MANIFEST
-    if manifest_path.is_file():
-        try:
-            recorded = json.loads(manifest_path.read_text(encoding="utf-8")).get("base_fingerprint")
-        except (ValueError, UnicodeDecodeError, AttributeError) as exc:
-            raise AdapterError(f"{manifest_path}: not valid JSON ({exc})") from exc
-        if recorded and recorded != lm.fingerprint:
-            raise AdapterError(
-                f"{folder}: made for another base model (fingerprint {recorded}, loaded model is {lm.fingerprint})"
-            )
+    recorded = recorded_base_fingerprint(folder)
+    if recorded and recorded != lm.fingerprint:
+        raise AdapterError(
+            f"{folder}: made for another base model (fingerprint {recorded}, loaded model is {lm.fingerprint})"
+        )
     modules = dict(lm.model.named_modules())
     try:
         with safe_open(str(folder / ADAPTER_WEIGHTS), framework="pt") as weights:

@@ -16,6 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from loracle.errors import ModelLoadError
 from loracle.model.cache import ConvertedModelCache
 from loracle.model.embedded import EMBEDDED_NAME, EMBEDDED_SPEC, embedded_gguf_path
+from loracle.model.spec import check_model_spec
 from loracle.runtime import pick_device
 
 
@@ -56,19 +57,14 @@ def load_model(
         model, tokenizer = _load_gguf(embedded_gguf_path(), dtype)
         name = EMBEDDED_NAME
     else:
+        check_model_spec(spec)
         path = Path(spec).expanduser()
         if path.is_file():
-            if path.suffix.lower() != ".gguf":
-                raise ModelLoadError(f"{path}: not a model (expected a .gguf file or a model folder)")
             model, tokenizer = _load_gguf(path, dtype)
             name = path.stem
         elif path.is_dir():
-            if not (path / "config.json").is_file():
-                raise ModelLoadError(f"{path}: not a model folder (no config.json)")
             model, tokenizer = _load_pretrained(str(path), dtype, local_only=True)
             name = path.name
-        elif _looks_like_path(spec):
-            raise ModelLoadError(f"{spec}: no such file or folder")
         else:
             model, tokenizer = _load_pretrained(spec, dtype, local_only=False)
             name = spec
@@ -76,10 +72,6 @@ def load_model(
     model.to(pick_device(device))
     _ensure_pad_token(tokenizer)
     return LoadedModel(model, tokenizer, name, spec, model_fingerprint(model))
-
-
-def _looks_like_path(spec: str) -> bool:
-    return spec.startswith((".", "/", "~")) or spec.endswith(".gguf") or spec.count("/") != 1
 
 
 def _ensure_pad_token(tokenizer: PreTrainedTokenizerBase) -> None:
