@@ -89,6 +89,9 @@ class EvalSettings:
     max_new_tokens: int = 48
     #: measure forgetting (costs one pass over the general set per learner, plus one for the base model)
     general: bool = True
+    #: caps on the general set after selection (None = all): knowledge questions, reading paragraphs
+    general_knowledge_max: int | None = None
+    general_reading_max: int | None = None
 
 
 def score(items: Sequence[QAItem], answer: Callable[[QAItem], str]) -> list[QuestionResult]:
@@ -172,14 +175,22 @@ def score_replies(items: Sequence[QAItem], replies: Sequence[str], seconds_each:
     ]
 
 
-def select_general(base: BaseModelAnswers, items: Sequence[GeneralItem]) -> tuple[list[GeneralItem], float | None]:
-    """Keep the general-knowledge questions the base model gets right, and every reading item.
+def select_general(
+    base: BaseModelAnswers,
+    items: Sequence[GeneralItem],
+    knowledge_max: int | None = None,
+    reading_max: int | None = None,
+) -> tuple[list[GeneralItem], float | None]:
+    """Keep the general-knowledge questions the base model gets right, and the reading items; then the first
+    of each kind up to the caps.
 
     Returns the kept items and the base model's accuracy on them (the "before" of forgetting).
     """
     replies = base.closed_book([item.prompt for item in items])
     flags = [is_correct(reply, item.answers) for item, reply in zip(items, replies, strict=True)]
-    kept = [(item, ok) for item, ok in zip(items, flags, strict=True) if ok or item.kind == "reading"]
+    knowledge = [(item, ok) for item, ok in zip(items, flags, strict=True) if ok and item.kind == "knowledge"]
+    reading = [(item, ok) for item, ok in zip(items, flags, strict=True) if item.kind == "reading"]
+    kept = knowledge[:knowledge_max] + reading[:reading_max]
     return [item for item, _ in kept], (sum(ok for _, ok in kept) / len(kept) if kept else None)
 
 
@@ -271,7 +282,7 @@ def run_eval(
     before: float | None = None
     if settings.general and general:
         say(f"general set: selecting from {len(general)} items with the base model")
-        kept, before = select_general(base, general)
+        kept, before = select_general(base, general, settings.general_knowledge_max, settings.general_reading_max)
         floor.general_before = floor.general_after = before
         floor.forgetting_ratio = forgetting_ratio(before, before)
     result.general = {

@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+
 from loracle.eval.general import bundled_general
 from loracle.eval.harness import EvalResult, EvalSettings, Progress, run_eval
 from loracle.eval.inputs import EvalInputs
@@ -51,3 +53,27 @@ def write_outputs(
     if kb_state is not None:
         written.append(write_latest(result, kb_state))
     return written
+
+
+def run_small_eval(
+    lm: LoadedModel,
+    console: Console,
+    learners: Sequence[str] = ("context", "kstore"),
+    max_new_tokens: int = 32,
+    forgetting: bool = False,
+) -> EvalResult:
+    """A small eval for the demo: the bundled sample document and its questions, floor, ceiling and
+    `learners`, printed as the results table (about a minute per learner on two CPU cores)."""
+    from loracle.eval.general import data_file
+    from loracle.eval.inputs import load_inputs
+    from loracle.eval.report import results_table
+
+    folder = data_file("sample")
+    inputs = load_inputs(folder, folder / "questions.jsonl")
+    settings = EvalSettings(
+        max_new_tokens=max_new_tokens, general=forgetting, general_knowledge_max=8, general_reading_max=4
+    )
+    with console.status("Evaluating learners on the sample...") as status:
+        result = evaluate(lm, inputs, learners, settings=settings, progress=lambda m: status.update(m))
+    console.print(results_table(result))
+    return result

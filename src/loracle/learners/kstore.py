@@ -54,10 +54,15 @@ class KStoreLearner:
 
     def __init__(self, lm: LoadedModel, **settings: float | int) -> None:
         self.lm = lm
-        try:
-            self.settings = KStoreSettings(**settings)  # type: ignore[arg-type]
-        except TypeError as exc:
-            raise LoracleError(f"kstore: unknown setting ({exc})") from exc
+        defaults = KStoreSettings()
+        unknown = sorted(set(settings) - set(asdict(defaults)))
+        if unknown:
+            raise LoracleError(f"kstore: unknown setting {', '.join(unknown)} (known: {', '.join(asdict(defaults))})")
+        try:  # options from the command line arrive as numbers of any kind: coerce to each field's type
+            values = {name: type(getattr(defaults, name))(value) for name, value in settings.items()}
+        except (TypeError, ValueError) as exc:
+            raise LoracleError(f"kstore: bad setting value ({exc})") from exc
+        self.settings = KStoreSettings(**values)
         self.stops = stop_token_ids(lm.tokenizer)
         self.reset()
 

@@ -179,7 +179,7 @@ class PlaybookLearner:
         self.lm = lm
         self.llm = llm or make_llm(Config(), "writer", lm)
         #: when set, the playbook lives at <kb_state>/playbook.json and is saved after every patch
-        self.path = playbook_path(kb_state) if kb_state is not None else None
+        self.path = playbook_path(Path(kb_state)) if kb_state is not None else None
         self.questions_per_doc = questions_per_doc
         self.limits = {"max_bullets": max_bullets, "max_chars": max_chars}
         self.config = GenerationConfig(max_new_tokens=max_new_tokens)

@@ -1,0 +1,163 @@
+"""Learners benchmark: every learner on the fictional-facts corpus and on the two SQuAD articles, default model.
+
+Each corpus is one eval run (floor and in-context ceiling in the same run). Full eval results go to
+benchmarks/results/learners/<corpus>.eval.json (+ .png); the rows and targets go to results/learners.json.
+Corpora can be run separately (--corpora fictional, later --corpora squad): the rows are rebuilt from
+every corpus result on disk, each with its own time stamp.
+
+    nice -n 10 .venv/bin/python -m benchmarks.learners [--corpora fictional,squad] [--max-questions 24]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import RESULTS_DIR, machine_info, row, write_result
+
+DATA = Path(__file__).parent / "data" / "fictional"
+SQUAD = Path("/work/shared/data/squad2-dev-normans-rhine.json")
+OUT = RESULTS_DIR / "learners"
+WANTED = ("context", "ttt", "kstore", "playbook")
+
+
+def available_learners(requested: list[str]) -> tuple[list[str], list[str]]:
+    """The requested learners whose module exists here, and those that are missing."""
+    from loracle.learners import _FACTORIES
+
+    present, missing = [], []
+    for name in requested:
+        module = _FACTORIES.get(name, "").split(":")[0]
+        (present if module and importlib.util.find_spec(module) else missing).append(name)
+    return present, missing
+
+
+def run_corpus(corpus: str, learners: list[str], args: argparse.Namespace, lm: Any) -> dict:
+    from loracle.eval.harness import EvalSettings
+    from loracle.eval.inputs import load_inputs
+    from loracle.eval.run import evaluate, write_outputs
+
+    if corpus == "fictional":
+        inputs = load_inputs(DATA, DATA / "qa.jsonl")
+    else:
+        inputs = load_inputs(squad_file=SQUAD, max_questions=args.max_questions)
+    settings = EvalSettings(
+        max_new_tokens=args.max_new_tokens,
+        general=not args.no_forgetting,
+        general_knowledge_max=args.general_knowledge,
+        general_reading_max=args.general_reading,
+    )
+    options: dict[str, dict[str, Any]] = {name: {"max_new_tokens": args.max_new_tokens} for name in learners}
+    if "playbook" in options:
+        options["playbook"]["questions_per_doc"] = 2
+    result = evaluate(lm, inputs, learners, options, settings, progress=lambda m: print(f"[{corpus}] {m}", flush=True))
+    record = result.to_dict()
+    tokens = [len(lm.tokenizer.encode(d.text)) for d in inputs.docs.values()]
+    record["corpus"] = {"name": corpus, "documents": len(tokens), "mean_doc_tokens": sum(tokens) / len(tokens)}
+    record["when"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    record["machine"] = machine_info()
+    OUT.mkdir(parents=True, exist_ok=True)
+    write_outputs(result, None, OUT / f"{corpus}.png")
+    (OUT / f"{corpus}.eval.json").write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+    return record
+
+
+def rows_for(record: dict) -> list[dict]:
+    corpus = record["corpus"]["name"]
+    per_300 = 300 / record["corpus"]["mean_doc_tokens"]
+    runs = {r["name"]: r for r in record["runs"]}
+    ceiling = runs["ceiling"]["accuracy"] or 0.0
+    note = f"{record['questions']} questions, {record['corpus']['documents']} documents, run {record['when']}"
+    rows = [
+        row(f"{corpus}: floor accuracy (no document)", runs["floor"]["accuracy"], "", "", None, note),
+        row(f"{corpus}: ceiling accuracy (document in context)", ceiling, "", "", None, note),
+    ]
+    for name, run in runs.items():
+        if run["kind"] != "learner":
+            continue
+        if run["accuracy"] is None:
+            rows.append(row(f"{corpus}: {name}", "failed", "", "", False, str(run["error"])[:200]))
+            continue
+        share = run["accuracy"] / ceiling if ceiling else None
+        target = {"ttt": 0.8, "context": 0.95}.get(name)
+        rows.append(
+            row(
+                f"{corpus}: {name} accuracy / ceiling",
+                round(share, 3) if share is not None else "n/a",
+                "ratio",
+                f">= {target}" if target else "",
+                (share >= target) if (target and share is not None) else None,
+                f"accuracy {run['accuracy']:.3f}, F1 {run['f1']:.3f}",
+            )
+        )
+        if run["forgetting_ratio"] is not None:
+            rows.append(
+                row(
+                    f"{corpus}: {name} forgetting ratio",
+                    round(run["forgetting_ratio"], 3),
+                    "ratio",
+                    "<= 0.05" if name == "ttt" else "",
+                    run["forgetting_ratio"] <= 0.05 if name == "ttt" else None,
+                    f"general set {run['general_before']:.3f} -> {run['general_after']:.3f}",
+                )
+            )
+        learn_300 = run["learn_seconds_per_doc"] * per_300
+        rows.append(
+            row(
+                f"{corpus}: {name} learning time per 300-token document",
+                round(learn_300, 2),
+                "s",
+                "<= 60" if name == "ttt" else "",
+                learn_300 <= 60 if name == "ttt" else None,
+                f"{run['learn_seconds_per_doc']:.2f} s per document of "
+                f"{record['corpus']['mean_doc_tokens']:.0f} tokens on average; machine shared",
+            )
+        )
+        rows.append(row(f"{corpus}: {name} answer time", round(run["answer_seconds_per_question"], 2), "s/question"))
+        rows.append(row(f"{corpus}: {name} bytes on disk", run["bytes_on_disk"], "bytes"))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpora", default="fictional,squad")
+    parser.add_argument("--learners", default=",".join(WANTED))
+    parser.add_argument("--max-questions", type=int, default=24, help="SQuAD questions (spread over paragraphs)")
+    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--general-knowledge", type=int, default=12, help="general-knowledge questions kept")
+    parser.add_argument("--general-reading", type=int, default=6, help="reading-comprehension items kept")
+    parser.add_argument("--no-forgetting", action="store_true")
+    args = parser.parse_args()
+
+    from loracle.model import load_model
+    from loracle.runtime import configure_threads
+
+    configure_threads(2)
+    learners, missing = available_learners([n for n in args.learners.split(",") if n])
+    lm = load_model("embedded")
+    for corpus in [c for c in args.corpora.split(",") if c]:
+        run_corpus(corpus, learners, args, lm)
+    records = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(OUT.glob("*.eval.json"))]
+    rows = [r for record in records for r in rows_for(record)]
+    for name in missing:
+        rows.append(row(f"{name}", "not run", "", "", False, "learner not present in this tree when the benchmark ran"))
+    data = {
+        "learners_requested": args.learners,
+        "learners_missing": missing,
+        "settings": vars(args),
+        "corpora": {
+            r["corpus"]["name"]: {k: r[k] for k in ("when", "questions", "documents", "general", "settings")}
+            for r in records
+        },
+        "eval_files": [str(p.relative_to(RESULTS_DIR.parent)) for p in sorted(OUT.glob("*"))],
+    }
+    print(json.dumps(rows, indent=1))
+    write_result("learners", rows, data)
+
+
+if __name__ == "__main__":
+    main()
