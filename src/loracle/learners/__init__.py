@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 _FACTORIES: dict[str, str] = {
     "context": "loracle.learners.context:ContextLearner",
     "ttt": "loracle.learners.ttt:TTTLearner",
+    "hypernet": "loracle.learners.hypernet:HypernetLearner",
     "kstore": "loracle.learners.kstore:KStoreLearner",
     "playbook": "loracle.learners.playbook:PlaybookLearner",
 }

@@ -1,0 +1,50 @@
+"""Route a question to the chunk adapters that match it, so many loaded adapters don't garble each other.
+
+Rank concatenation adds every loaded chunk's delta at once; with many chunks the sum drowns the one that
+matters. The router scores each chunk's text against the question (IDF-weighted word overlap, cosine
+normalised, computed over the loaded chunks) and only the top-k chunks' adapters are applied.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+_STOP = frozenset(
+    re.findall(
+        r"\w+",
+        "the a an of in on at to for and or is are was were be by with from as it its this that which who whom what "
+        "when where why how does did do has have had into than then there their they he she his her not no",
+    )
+)
+
+
+def words(text: str) -> list[str]:
+    return [w for w in (m.group(0).lower() for m in _WORD.finditer(text)) if w not in _STOP]
+
+
+class ChunkRouter:
+    """Scores chunk texts against questions; `top(question, k)` gives the indices of the best chunks."""
+
+    def __init__(self, texts: Sequence[str]) -> None:
+        self.bags = [Counter(words(t)) for t in texts]
+        df = Counter(w for bag in self.bags for w in bag)
+        n = len(self.bags)
+        self.idf = {w: math.log(1 + n / c) for w, c in df.items()}
+        self.norms = [math.sqrt(sum((c * self.idf[w]) ** 2 for w, c in bag.items())) or 1.0 for bag in self.bags]
+
+    def scores(self, question: str) -> list[float]:
+        q = Counter(words(question))
+        return [
+            sum(qc * bag[w] * self.idf.get(w, 0.0) ** 2 for w, qc in q.items() if w in bag) / norm
+            for bag, norm in zip(self.bags, self.norms, strict=True)
+        ]
+
+    def top(self, question: str, k: int) -> list[int]:
+        """The k best chunks (all when there are at most k), best first; ties keep document order."""
+        scores = self.scores(question)
+        order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+        return order[:k]

@@ -1,0 +1,188 @@
+"""The doc-to-LoRA hypernetwork on the tiny model: shapes, identity at init, training, checkpoints, routing, PEFT."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from loracle.documents import Document
+from loracle.errors import DocumentError, LoracleError
+from loracle.hypernet.checkpoint import load_hypernet, save_hypernet
+from loracle.hypernet.data import Sample, fictional_sample
+from loracle.hypernet.engine import DocToLora
+from loracle.hypernet.lora import applied, concat_ranks
+from loracle.hypernet.network import Hypernet, HypernetConfig
+from loracle.hypernet.reading import DocPrompt, chunk_ids, doc_ids, read_chunks
+from loracle.hypernet.routing import ChunkRouter
+from loracle.hypernet.train import TrainConfig, Trainer, distillation_loss
+from loracle.learners.hypernet import HypernetLearner
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The tiny model's ops are too small to share across threads; on a busy machine two threads only wait."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+DOC = Document.from_text(
+    "The Kestrel Valley Observatory was founded by Ilse Marrow in 1987. The river Corra powers the station.",
+    title="Kestrel",
+)
+
+
+def make_net(lm, rank: int = 4, seed: int = 0, nonzero_b: bool = False) -> Hypernet:
+    torch.manual_seed(seed)
+    net = Hypernet(HypernetConfig.for_model(lm.model, rank=rank, width=32, heads=2, bias_rank=2))
+    if nonzero_b:  # as after training: B no longer zero, so the adapter changes the model
+        with torch.no_grad():
+            for head in net.head_b.values():
+                head.weight.normal_(0, 0.5)
+            for b in net.bias_b.values():
+                b.normal_(0, 0.1)
+    return net.eval()
+
+
+def logits(lm, text: str = "Who founded the observatory?") -> torch.Tensor:
+    ids = torch.tensor([lm.tokenizer.encode(text)])
+    with torch.no_grad():
+        return lm.model(input_ids=ids).logits
+
+
+def test_config_is_read_from_the_model(tiny_lm):
+    config = HypernetConfig.for_model(tiny_lm.model)
+    assert config.hidden_size == 32 and config.num_layers == 2
+    assert config.targets == {"mlp.down_proj": (64, 32)}
+    assert HypernetConfig.from_json(config.to_json()) == config
+
+
+def test_generated_lora_shapes(tiny_lm):
+    net = make_net(tiny_lm)
+    prompt = DocPrompt.for_tokenizer(tiny_lm.tokenizer)
+    chunks = chunk_ids(doc_ids(tiny_lm.tokenizer, DOC.text), 10)
+    reading = read_chunks(tiny_lm.model, prompt, chunks)
+    assert reading.hidden.shape[:2] == (len(chunks), 2)
+    loras = net(reading)
+    assert len(loras) == len(chunks)
+    for layer in range(2):
+        a, b = loras[0][f"model.layers.{layer}.mlp.down_proj"]
+        assert a.shape == (4, 64) and b.shape == (32, 4)
+
+
+def test_untrained_hypernet_is_the_identity(tiny_lm):
+    engine = DocToLora(tiny_lm, make_net(tiny_lm), chunk_tokens=12)
+    before = logits(tiny_lm)
+    with applied(tiny_lm.model, engine.combine(engine.internalise(DOC.text))):
+        after = logits(tiny_lm)
+    assert torch.equal(before, after)
+
+
+def test_rank_concatenation_is_the_sum_of_the_adapters():
+    torch.manual_seed(0)
+    loras = [{"m": (torch.randn(3, 8), torch.randn(5, 3))} for _ in range(3)]
+    a, b = concat_ranks(loras)["m"]
+    assert a.shape == (9, 8) and b.shape == (5, 9)
+    assert torch.allclose(b @ a, sum(lb @ la for la, lb in (lo["m"] for lo in loras)), atol=1e-5)
+
+
+def test_router_picks_the_chunk_that_matches_the_question():
+    router = ChunkRouter(
+        [
+            "Velmora is a town on the Corra River, founded by Ilse Marrow.",
+            "The Harrow Telescope has a mirror 3.4 metres across.",
+            "Lantern Night is a winter festival held at the observatory.",
+        ]
+    )
+    assert router.top("How wide is the mirror of the Harrow Telescope?", 1) == [1]
+    assert router.top("When is Lantern Night held?", 1) == [2]
+    assert router.scores("completely unrelated words")[0] == 0
+
+
+def test_a_training_step_reduces_the_loss(tiny_lm):
+    tiny_lm.model.requires_grad_(False)
+    net = make_net(tiny_lm, rank=4)
+    net.train()
+    prompt = DocPrompt.for_tokenizer(tiny_lm.tokenizer)
+    sample = Sample("Ilse Marrow founded Kestrel in 1987.", [("Who founded Kestrel?", ["Ilse Marrow"])])
+    config = TrainConfig(top_k=8, l1=0.0)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(4):
+        loss, _ = distillation_loss(tiny_lm, net, prompt, sample, config, random.Random(0))
+        losses.append(loss.item())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert losses[-1] < losses[0]
+
+
+def test_checkpoint_round_trip_and_wrong_model_refused(tiny_lm, tmp_path: Path):
+    net = make_net(tiny_lm, nonzero_b=True)
+    save_hypernet(tmp_path / "ck", net, tiny_lm.fingerprint, {"step": 3}, dtype=torch.float16)
+    loaded, meta, _ = load_hypernet(tmp_path / "ck", tiny_lm.fingerprint)
+    assert meta["step"] == 3 and loaded.config == net.config
+    for (name, a), (_, b) in zip(net.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert torch.allclose(a, b, atol=2e-3, rtol=2e-3), name
+    with pytest.raises(LoracleError, match="another base model"):
+        load_hypernet(tmp_path / "ck", "0" * 16)
+
+
+def test_training_resumes_from_its_checkpoint(tiny_lm, tmp_path: Path):
+    config = TrainConfig(steps=2, wiki_fraction=0.0, max_doc_tokens=48, questions_per_doc=1, rank=2, width=16)
+    first = Trainer(tiny_lm, config, tmp_path / "run")
+    first.run(2)
+    resumed = Trainer(tiny_lm, config, tmp_path / "run")
+    assert resumed.step == 2 and len(resumed.history) == 2
+    resumed.run(3)
+    assert resumed.step == 3 and [h["step"] for h in resumed.history] == [1, 2, 3]
+    again = Trainer(tiny_lm, config, tmp_path / "run").net.state_dict()
+    assert all(torch.equal(v, again[k]) for k, v in resumed.net.state_dict().items())
+
+
+def test_learner_learns_answers_and_round_trips(tiny_lm, tmp_path: Path):
+    engine = DocToLora(tiny_lm, make_net(tiny_lm, nonzero_b=True), chunk_tokens=16)
+    learner = HypernetLearner(tiny_lm, engine=engine, max_new_tokens=4)
+    report = learner.learn([DOC])
+    assert report.details["chunks"] == len(learner.chunks) > 1 and report.bytes_on_disk > 0
+    answer = learner.answer("Who founded the Kestrel Valley Observatory?")
+    assert isinstance(answer.text, str) and answer.citations and answer.citations[0].doc_id == DOC.id
+    learner.save(tmp_path / "learned")
+    other = HypernetLearner(tiny_lm, engine=engine)
+    other.load(tmp_path / "learned")
+    assert [c.text for c in other.chunks] == [c.text for c in learner.chunks]
+    for x, y in zip(other.chunks, learner.chunks, strict=True):
+        assert all(torch.equal(x.lora[k][1], y.lora[k][1]) for k in x.lora)
+    with pytest.raises(DocumentError):
+        learner.learn([Document.from_text("   ", title="empty")])
+
+
+def test_peft_export_gives_the_same_logits_as_loracle(tiny_lm, tmp_path: Path):
+    from peft import PeftModel
+
+    engine = DocToLora(tiny_lm, make_net(tiny_lm, nonzero_b=True), chunk_tokens=16)
+    learner = HypernetLearner(tiny_lm, engine=engine)
+    report = learner.compile_document(DOC, tmp_path / "adapter")
+    base = logits(tiny_lm)
+    with applied(tiny_lm.model, engine.combine(engine.internalise(DOC.text))):
+        ours = logits(tiny_lm)
+    assert not torch.allclose(base, ours)
+    peft_model = PeftModel.from_pretrained(tiny_lm.model, str(tmp_path / "adapter"))
+    ids = torch.tensor([tiny_lm.tokenizer.encode("Who founded the observatory?")])
+    with torch.no_grad():
+        theirs = peft_model(input_ids=ids).logits
+    assert torch.allclose(ours, theirs, atol=1e-5)
+    assert report.details["rank"] == 2 + 4 * report.details["chunks"]
+
+
+def test_fictional_data_is_fresh_and_answerable():
+    rng = random.Random(7)
+    samples = [fictional_sample(rng, parts=2) for _ in range(20)]
+    assert len({s.text for s in samples}) == 20
+    for sample in samples:
+        for question, answers in sample.qa:
+            assert question.endswith("?") and answers[0] in sample.text
