@@ -1,8 +1,15 @@
+import pytest
 import torch
+from peft import LoraConfig, get_peft_model
 
-from loracle.model import GenerationConfig, encode_chat, question_messages, stream_chat, stream_ids
+from loracle.model import GenerationConfig, encode_chat, half, question_messages, stream_chat, stream_ids
 from loracle.model.chat import stop_token_ids
+from loracle.model.detok import IncrementalDetokenizer
+from loracle.model.generate import DECODERS, choose_decoder
+from loracle.model.lean import LeanDecoder, supports_lean
 from loracle.model.loader import LoadedModel
+
+CJK = "安全 日本語 中文 检索 テスト"
 
 
 def test_greedy_stream_matches_transformers_generate(tiny_lm: LoadedModel) -> None:
@@ -20,14 +27,138 @@ def test_greedy_stream_matches_transformers_generate(tiny_lm: LoadedModel) -> No
         skip_special_tokens=True,
     )
     assert text == expected
+    assert stream.stats.decoder == "lean"
     assert stream.stats.prompt_tokens == len(prompt) and 1 <= stream.stats.new_tokens <= 12
 
 
-def test_pieces_concatenate_to_full_text(tiny_lm: LoadedModel) -> None:
-    config = GenerationConfig(max_new_tokens=20, temperature=0.9, seed=3)
-    pieces = list(stream_chat(tiny_lm, question_messages("hello"), config))
-    again = stream_chat(tiny_lm, question_messages("hello"), config).text()
-    assert "".join(pieces) == again  # same seed, same sample
+@pytest.mark.parametrize("decoder", ["transformers", "lean", "lean-fp16"])
+def test_every_decoder_gives_the_same_greedy_text(tiny_lm: LoadedModel, decoder: str, monkeypatch) -> None:
+    monkeypatch.setattr(half, "MIN_WEIGHTS", 0)  # pack even the tiny model's small matrices
+    messages = question_messages("Who founded the observatory?")
+    reference = stream_chat(tiny_lm, messages, GenerationConfig(max_new_tokens=16, decoder="transformers"))
+    stream = stream_chat(tiny_lm, messages, GenerationConfig(max_new_tokens=16, decoder=decoder))
+    assert stream.text() == reference.text()
+    assert stream.stats.decoder == decoder
+
+
+def test_lean_logits_match_the_model_across_prefill_chunks(tiny_lm: LoadedModel) -> None:
+    ids = torch.arange(3, 40)
+    with torch.inference_mode():
+        full = tiny_lm.model(ids.unsqueeze(0)).logits[0]
+        lean = LeanDecoder(tiny_lm.model, capacity=64)
+        first = lean.step(ids[:20])  # the prompt
+        second = lean.step(ids[20:30])  # a second chunk attends to the cached prefix through the mask
+        steps = [lean.step(ids[i : i + 1]) for i in range(30, 37)]
+    assert torch.allclose(first, full[19], atol=1e-4)
+    assert torch.allclose(second, full[29], atol=1e-4)
+    assert torch.allclose(torch.stack(steps), full[30:37], atol=1e-4)
+
+
+def test_lean_cache_refuses_to_overflow(tiny_lm: LoadedModel) -> None:
+    lean = LeanDecoder(tiny_lm.model, capacity=4)
+    with torch.inference_mode(), pytest.raises(ValueError, match="holds 4 positions"):
+        lean.step(torch.arange(5))
+
+
+def _lora(tiny_lm: LoadedModel) -> LoadedModel:
+    peft_model = get_peft_model(tiny_lm.model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "down_proj"]))
+    torch.manual_seed(0)
+    for name, param in peft_model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.5)
+    peft_model.eval()
+    return LoadedModel(peft_model, tiny_lm.tokenizer, "tiny+lora", "memory", tiny_lm.fingerprint)
+
+
+@pytest.mark.parametrize("fp16", [False, True])
+def test_lean_applies_unmerged_lora_like_peft(tiny_lm: LoadedModel, fp16: bool, monkeypatch) -> None:
+    monkeypatch.setattr(half, "MIN_WEIGHTS", 0)
+    adapted = _lora(tiny_lm)
+    assert supports_lean(adapted.model)
+    ids = torch.arange(3, 20)
+    with torch.inference_mode():
+        expected = adapted.model(input_ids=ids.unsqueeze(0)).logits[0, -1]
+        lean = LeanDecoder(adapted.model, capacity=32, fp16_weights=fp16)
+        lean.step(ids[:-1])
+        got = lean.step(ids[-1:])
+    assert lean.packs if fp16 else not lean.packs
+    assert torch.allclose(got, expected, atol=2e-2 if fp16 else 1e-4)
+
+
+def test_fp16_packs_are_rebuilt_when_a_weight_changes_in_place(tiny_lm: LoadedModel, monkeypatch) -> None:
+    monkeypatch.setattr(half, "MIN_WEIGHTS", 0)
+    proj = tiny_lm.model.model.layers[0].mlp.down_proj
+    first = half.packed_fp16(proj)
+    assert half.packed_fp16(proj) is first  # reused while unchanged
+    proj.weight.data += 0.5  # what an in-place adapter merge does: no version bump, same address
+    assert half.packed_fp16(proj) is not first
+    x = torch.randn(1, 1, proj.in_features)
+    assert torch.allclose(half.linear_fp16(x, half.packed_fp16(proj)), proj(x), atol=2e-2)
+
+
+def test_auto_decoder_choice(tiny_lm: LoadedModel) -> None:
+    assert choose_decoder(tiny_lm, GenerationConfig(), budget=8) == "lean"
+    assert choose_decoder(tiny_lm, GenerationConfig(decoder="transformers"), budget=8) == "transformers"
+    with pytest.raises(ValueError, match="unknown decoder"):
+        choose_decoder(tiny_lm, GenerationConfig(decoder="turbo"), budget=8)
+    assert set(DECODERS) == {"auto", "transformers", "lean", "lean-fp16"}
+
+
+def test_incremental_detokenisation_of_multibyte_text(tiny_lm: LoadedModel) -> None:
+    tokenizer = tiny_lm.tokenizer
+    text = f"Paris {CJK} Ilse Marrow, 1987 — ok"
+    ids = tokenizer.encode(text)
+    detok = IncrementalDetokenizer(tokenizer)
+    pieces = [detok.add(t) for t in ids]
+    assert "".join(pieces) == tokenizer.decode(ids) == text
+    assert "" in pieces  # some CJK characters span several byte tokens and were held back until complete
+    assert all("\ufffd" not in p for p in pieces)
+
+
+def test_incremental_detokenisation_skips_special_tokens(tiny_lm: LoadedModel) -> None:
+    tokenizer = tiny_lm.tokenizer
+    ids = [*tokenizer.encode("Paris"), tokenizer.convert_tokens_to_ids("<|im_start|>"), *tokenizer.encode(" France")]
+    detok = IncrementalDetokenizer(tokenizer)
+    assert "".join(detok.add(t) for t in ids) == tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def test_streamed_pieces_concatenate_to_the_text_of_the_generated_ids(tiny_lm: LoadedModel, monkeypatch) -> None:
+    seen: list[int] = []
+    original = IncrementalDetokenizer.add
+
+    def recording_add(self: IncrementalDetokenizer, token: int) -> str:
+        seen.append(token)
+        return original(self, token)
+
+    monkeypatch.setattr(IncrementalDetokenizer, "add", recording_add)
+    config = GenerationConfig(max_new_tokens=40, temperature=1.5, seed=7)
+    pieces = list(stream_chat(tiny_lm, question_messages(CJK), config))
+    full = tiny_lm.tokenizer.decode(seen, skip_special_tokens=True)
+    assert "".join(pieces) == full.removesuffix("\ufffd")
+
+
+def test_stop_token_ends_generation(tiny_lm: LoadedModel) -> None:
+    end = tiny_lm.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert end in stop_token_ids(tiny_lm.tokenizer)
+    stream = stream_chat(tiny_lm, question_messages("x"), GenerationConfig(max_new_tokens=20, logit_bias={end: 1e4}))
+    assert stream.text() == ""
+    assert stream.stats.new_tokens == 1
+
+
+def test_max_new_tokens_bounds_the_answer(tiny_lm: LoadedModel) -> None:
+    end = tiny_lm.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    stream = stream_chat(tiny_lm, question_messages("x"), GenerationConfig(max_new_tokens=5, logit_bias={end: -1e4}))
+    stream.text()
+    assert stream.stats.new_tokens == 5
+
+
+def test_sampling_is_deterministic_with_a_seed(tiny_lm: LoadedModel) -> None:
+    def sample(seed: int) -> str:
+        config = GenerationConfig(max_new_tokens=20, temperature=1.0, top_p=0.95, seed=seed)
+        return stream_chat(tiny_lm, question_messages("hello"), config).text()
+
+    assert sample(3) == sample(3)
+    assert len({sample(seed) for seed in range(4)}) > 1  # and the seed matters
 
 
 def test_logit_bias_forces_a_token(tiny_lm: LoadedModel) -> None:
