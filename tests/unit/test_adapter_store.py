@@ -134,3 +134,17 @@ def test_adapter_slot_hot_swaps_to_the_same_output_as_a_fresh_load(tmp_path: Pat
             got = slot.load(tmp_path / name).model(ids).logits
             torch.testing.assert_close(got, expected[name])
         torch.testing.assert_close(slot.clear().model(ids).logits, base)
+
+
+def test_adapter_slot_refuses_another_base_model(tmp_path: Path, tiny_lm: LoadedModel) -> None:
+    from loracle.adapters.swap import AdapterSlot
+
+    make_adapter(tmp_path / "a", tiny_lm, seed=1)
+    make_adapter(tmp_path / "b", tiny_lm, seed=2)
+    manifest = AdapterManifest.read(tmp_path / "b").updated(base_fingerprint="someone-else")
+    manifest.write(tmp_path / "b")
+    slot = AdapterSlot(tiny_lm)
+    slot.load(tmp_path / "a")
+    with pytest.raises(AdapterError, match="another base model"):
+        slot.load(tmp_path / "b")
+    assert slot.current == tmp_path / "a"

@@ -1,0 +1,358 @@
+"""Compile and watch benchmark: watch latency, burst debouncing, batched compile, adapter switch latency.
+
+Run: nice -n 10 .venv/bin/python -m benchmarks.compile [--quick]
+
+Targets (issue 6): a saved 500-token page has a fresh adapter <= 3 s later (hypernet learner); a burst of
+100 saves within one second compiles each changed file once; batched compile >= 1.5x one-at-a-time
+throughput; loading and applying one adapter <= 50 ms, flat as the store grows to 1,000 adapters.
+The learner used is the hypernetwork when its checkpoint exists, else `ttt`; every row says which.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import statistics
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.common import row, write_result
+from loracle.adapters.compiler import BatchDocumentCompiler, CompileReport, DocumentCompiler
+from loracle.adapters.peft_format import peft_key, write_lora_adapter
+from loracle.adapters.store import LocalAdapterStore
+from loracle.adapters.swap import AdapterSlot
+from loracle.documents import Document
+from loracle.errors import LoracleError
+from loracle.knowledge_base import load_compiler
+from loracle.model import LoadedModel, apply_adapters, load_model
+from loracle.pipeline import Compilation, Watch, wiki_source
+from loracle.runtime import configure_threads
+
+WORDS = [
+    "the",
+    "observatory",
+    "valley",
+    "river",
+    "station",
+    "archive",
+    "council",
+    "harbour",
+    "engineer",
+    "winter",
+    "summer",
+    "record",
+    "bridge",
+    "market",
+    "founded",
+    "measured",
+    "northern",
+    "southern",
+    "library",
+    "signal",
+    "lantern",
+    "orchard",
+    "quarry",
+    "ferry",
+    "tower",
+]
+
+
+def page_text(seed: int, tokens: int, lm: LoadedModel) -> str:
+    """A page of about `tokens` tokens of the base model's tokenizer, with a unique fact in it."""
+    rng = random.Random(seed)
+    sentences = [f"Fact {seed}: the {rng.choice(WORDS)} of Varn was built in {1700 + seed}."]
+    while len(lm.tokenizer.encode(" ".join(sentences))) < tokens:
+        sentences.append(" ".join(rng.choice(WORDS) for _ in range(12)).capitalize() + ".")
+    return " ".join(sentences)
+
+
+class CountingCompiler:
+    """Wraps the real compiler to count how often each document is compiled (the burst check)."""
+
+    def __init__(self, inner: DocumentCompiler) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.counts: Counter[str] = Counter()
+
+    def compile_document(self, doc: Document, folder: Path) -> CompileReport:
+        self.counts[doc.id] += 1
+        return self.inner.compile_document(doc, folder)
+
+
+def pick_compiler(lm: LoadedModel, ttt_options: dict[str, Any]) -> tuple[DocumentCompiler, str]:
+    try:
+        return load_compiler("hypernet", lm), "hypernet"
+    except LoracleError as exc:
+        print(f"hypernet unavailable ({exc}); using ttt")
+    return load_compiler("ttt", lm, **ttt_options), f"ttt {ttt_options}"
+
+
+def new_kb(root: Path) -> Path:
+    (root / "wiki").mkdir(parents=True)
+    (root / "loracle.toml").write_text("", encoding="utf-8")
+    return root
+
+
+def compilation(kb: Path, compiler: DocumentCompiler, lm: LoadedModel, batch_size: int = 1) -> Compilation:
+    return Compilation(
+        wiki_source(kb),
+        compiler,
+        LocalAdapterStore(kb / "adapters"),
+        kb / ".loracle" / "compile.lock",
+        batch_size=batch_size,
+        base_model=lm.name,
+        base_fingerprint=lm.fingerprint,
+    )
+
+
+def wait_for_hash(store: LocalAdapterStore, adapter_id: str, text_hash: str, timeout_s: float = 120.0) -> float:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if store.get(adapter_id).content_hash == text_hash:
+                return time.perf_counter()
+        except LoracleError:
+            pass
+        time.sleep(0.01)
+    raise TimeoutError(f"{adapter_id}: no fresh adapter after {timeout_s} s")
+
+
+def bench_watch(lm: LoadedModel, compiler: DocumentCompiler, root: Path, saves: int) -> dict[str, Any]:
+    """Save a 500-token page and time until its fresh adapter is published (debounce included)."""
+    kb = new_kb(root / "watch-kb")
+    store = LocalAdapterStore(kb / "adapters")
+    latencies = []
+    with Watch(compilation(kb, compiler, lm), debounce_s=0.3):
+        for i in range(saves):
+            text = page_text(i, 500, lm)
+            start = time.perf_counter()
+            (kb / "wiki" / "page.md").write_text(text, encoding="utf-8")
+            latencies.append(wait_for_hash(store, "page", Document.from_text(text, "x").hash) - start)
+    return {"latencies_s": latencies, "tokens": len(lm.tokenizer.encode(page_text(0, 500, lm)))}
+
+
+def bench_burst(lm: LoadedModel, compiler: DocumentCompiler, root: Path, files: int) -> dict[str, Any]:
+    """100 saves within one second spread over `files` files; each file should be compiled once."""
+    kb = new_kb(root / "burst-kb")
+    store = LocalAdapterStore(kb / "adapters")
+    counting = CountingCompiler(compiler)
+    texts: dict[str, str] = {}
+    with Watch(compilation(kb, counting, lm), debounce_s=0.3):
+        start = time.perf_counter()
+        for save in range(100):
+            name = f"burst-{save % files}"
+            texts[name] = page_text(save, 120, lm)
+            (kb / "wiki" / f"{name}.md").write_text(texts[name], encoding="utf-8")
+            time.sleep(0.008)
+        burst_s = time.perf_counter() - start
+        for name, text in texts.items():
+            wait_for_hash(store, name, Document.from_text(text, "x").hash, timeout_s=300)
+        time.sleep(1.0)  # anything still queued would show up as a second compile
+    return {"burst_seconds": burst_s, "files": files, "compiles": dict(counting.counts)}
+
+
+def bench_batched(lm: LoadedModel, compiler: DocumentCompiler, root: Path, docs: int) -> dict[str, Any]:
+    """Throughput of batched compile vs one document at a time, on the same documents."""
+    if isinstance(compiler, BatchDocumentCompiler):
+        result = {}
+        for batch in (1, 4):
+            kb = new_kb(root / f"batch-{batch}")
+            for i in range(docs):
+                (kb / "wiki" / f"d{i}.md").write_text(page_text(100 + i, 300, lm), encoding="utf-8")
+            summary = compilation(kb, compiler, lm, batch_size=batch).run()
+            result[f"batch_{batch}_docs_per_s"] = len(summary.compiled) / summary.seconds
+        result["level"] = "pipeline (compile_documents)"
+        return result
+    return bench_batched_forward(lm, docs)
+
+
+def bench_batched_forward(lm: LoadedModel, docs: int) -> dict[str, Any]:
+    """The learner has no batch API: measure what batching buys at the hypernetwork's forward pass
+    (base-model read + hypernetwork, several documents per forward vs one at a time)."""
+    try:
+        from loracle.hypernet.network import Hypernet, HypernetConfig
+        from loracle.hypernet.reading import DocPrompt, doc_ids, read_chunks
+    except ImportError as exc:
+        return {"level": f"not measured: {exc}"}
+    net = Hypernet(HypernetConfig.for_model(lm.model)).eval()
+    prompt = DocPrompt.for_tokenizer(lm.tokenizer)
+    chunks = [doc_ids(lm.tokenizer, page_text(200 + i, 300, lm))[:300] for i in range(docs)]
+    with torch.no_grad():
+        net(read_chunks(lm.model, prompt, chunks[:1]))  # warm up
+        start = time.perf_counter()
+        for chunk in chunks:
+            net(read_chunks(lm.model, prompt, [chunk]))
+        one = time.perf_counter() - start
+        start = time.perf_counter()
+        for first in range(0, docs, 4):
+            net(read_chunks(lm.model, prompt, chunks[first : first + 4]))
+        batched = time.perf_counter() - start
+    return {
+        "level": "hypernetwork forward (read_chunks + Hypernet; randomly initialised weights, timing only)",
+        "batch_1_docs_per_s": docs / one,
+        "batch_4_docs_per_s": docs / batched,
+    }
+
+
+def make_small_adapters(lm: LoadedModel, folder: Path, start: int, count: int) -> list[str]:
+    """`count` real PEFT adapters (rank 1 on every layer's down_proj, random weights) in a store folder."""
+    config = lm.model.config
+    gen = torch.Generator().manual_seed(0)
+    ids = []
+    for i in range(start, start + count):
+        tensors = {}
+        for layer in range(config.num_hidden_layers):
+            path = f"model.layers.{layer}.mlp.down_proj"
+            tensors[peft_key(path, "A")] = torch.randn(1, config.intermediate_size, generator=gen) * 0.01
+            tensors[peft_key(path, "B")] = torch.randn(config.hidden_size, 1, generator=gen) * 0.01
+        adapter_id = f"doc-{i:04d}"
+        manifest = {"id": adapter_id, "base_fingerprint": lm.fingerprint, "learner": "benchmark-random"}
+        write_lora_adapter(
+            folder / adapter_id,
+            tensors,
+            r=1,
+            alpha=1.0,
+            target_modules=["down_proj"],
+            base_model=lm.name,
+            manifest=manifest,
+        )
+        ids.append(adapter_id)
+    return ids
+
+
+def bench_apply(lm: LoadedModel, root: Path, sizes: Sequence[int], picks: int) -> dict[str, Any]:
+    """Time getting one adapter from a store of N and making it active on the loaded model."""
+    folder = root / "store"
+    store = LocalAdapterStore(folder)
+    made: list[str] = []
+    result: dict[str, Any] = {}
+    rng = random.Random(0)
+    for size in sizes:
+        made += make_small_adapters(lm, folder, len(made), size - len(made))
+        listing_start = time.perf_counter()
+        store.ids()
+        listing = time.perf_counter() - listing_start
+        fresh, swap = [], []
+        slot = AdapterSlot(lm)
+        slot.load(store.path(made[0]))
+        for _ in range(picks):
+            adapter_id = rng.choice(made)
+            start = time.perf_counter()
+            swapped = slot.load(store.path(adapter_id))
+            swap.append(time.perf_counter() - start)
+        slot.clear()
+        for _ in range(max(3, picks // 4)):
+            adapter_id = rng.choice(made)
+            start = time.perf_counter()
+            wrapped = apply_adapters(lm, [store.path(adapter_id)])
+            fresh.append(time.perf_counter() - start)
+            wrapped.model.unload()
+        del swapped
+        result[str(size)] = {"hot_swap_s": swap, "fresh_wrap_s": fresh, "list_ids_s": listing}
+    shutil.rmtree(folder, ignore_errors=True)
+    return result
+
+
+def median_ms(values: Sequence[float]) -> float:
+    return statistics.median(values) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions and a store of 100")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--ttt-steps", type=int, default=4)
+    args = parser.parse_args()
+    configure_threads(args.threads)
+    lm = load_model("embedded")
+    compiler, learner_label = pick_compiler(lm, {"steps": args.ttt_steps})
+    rows: list[dict] = []
+    data: dict[str, Any] = {"learner": learner_label}
+    with tempfile.TemporaryDirectory(prefix="loracle-bench-compile-") as tmp:
+        root = Path(tmp)
+        sizes = (10, 100) if args.quick else (10, 100, 1000)
+        data["apply"] = apply = bench_apply(lm, root, sizes, picks=10 if args.quick else 30)
+        largest = str(sizes[-1])
+        swap_ms = {size: median_ms(v["hot_swap_s"]) for size, v in apply.items()}
+        flat = swap_ms[largest] <= 1.5 * swap_ms[str(sizes[0])] + 5
+        rows.append(
+            row(
+                f"switch adapter (hot-swap), store of {largest}",
+                swap_ms[largest],
+                "ms",
+                "<= 50 ms",
+                swap_ms[largest] <= 50,
+                "rank-1 x 30 layers; AdapterSlot.load, fit check included",
+            )
+        )
+        rows.append(
+            row(
+                f"hot-swap median, store of {sizes[0]} vs {largest}",
+                f"{swap_ms[str(sizes[0])]:.1f} vs {swap_ms[largest]:.1f}",
+                "ms",
+                "flat",
+                flat,
+                "same run",
+            )
+        )
+        rows.append(
+            row(
+                f"apply_adapters (fresh PEFT wrap), store of {largest}",
+                median_ms(apply[largest]["fresh_wrap_s"]),
+                "ms",
+                "<= 50 ms",
+                median_ms(apply[largest]["fresh_wrap_s"]) <= 50,
+                "what `ask --adapter` does once",
+            )
+        )
+        data["watch"] = watch = bench_watch(lm, compiler, root, saves=2 if args.quick else 4)
+        latency = statistics.median(watch["latencies_s"])
+        rows.append(
+            row(
+                "watch: save -> fresh adapter (median)",
+                latency,
+                "s",
+                "<= 3 s (hypernet)",
+                latency <= 3,
+                f"{learner_label}; {watch['tokens']}-token page; 0.3 s debounce included",
+            )
+        )
+        data["burst"] = burst = bench_burst(lm, compiler, root, files=4 if args.quick else 10)
+        once = sorted(burst["compiles"].values()) == [1] * burst["files"]
+        rows.append(
+            row(
+                "burst: 100 saves -> compiles per file",
+                max(burst["compiles"].values()),
+                "compiles",
+                "1 each",
+                once,
+                f"{burst['files']} files, burst lasted {burst['burst_seconds']:.2f} s",
+            )
+        )
+        data["batched"] = batched = bench_batched(lm, compiler, root, docs=4 if args.quick else 8)
+        if "batch_4_docs_per_s" in batched:
+            ratio = batched["batch_4_docs_per_s"] / batched["batch_1_docs_per_s"]
+            rows.append(
+                row(
+                    "batched compile throughput (4 per forward / 1)",
+                    ratio,
+                    "x",
+                    ">= 1.5x",
+                    ratio >= 1.5,
+                    batched["level"],
+                )
+            )
+    write_result("compile", rows, data)
+    for r in rows:
+        print(r)
+
+
+if __name__ == "__main__":
+    main()
