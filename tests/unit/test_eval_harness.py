@@ -133,6 +133,8 @@ def test_general_selection_keeps_known_facts_and_all_reading() -> None:
     kept, before = select_general(Base(), items)  # type: ignore[arg-type]
     assert [i.question for i in kept] == ["What is the capital of France?", "Where?"]
     assert before == 0.5
+    capped, before = select_general(Base(), items, knowledge_max=1, reading_max=0)  # type: ignore[arg-type]
+    assert [i.question for i in capped] == ["What is the capital of France?"] and before == 1.0
     assert "It is in Oslo." in items[2].prompt and items[0].prompt == items[0].question
 
 

@@ -126,3 +126,15 @@ def test_save_load_round_trip_and_registry(tiny_lm, tmp_path: Path) -> None:
     assert other.answer("Who?").text is not None
     other.reset()
     assert other.playbook.bullets == []
+
+
+def test_playbook_show_command(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from loracle.cli import app
+
+    book = Playbook()
+    book.apply(Patch(operations=[PatchOp(op="add", section="strategy", text="Quote names exactly.")]))
+    book.write(tmp_path / "playbook.json")
+    shown = CliRunner().invoke(app, ["playbook", "show", "--path", str(tmp_path / "playbook.json")])
+    assert shown.exit_code == 0 and "Quote names exactly." in shown.output and "b1" in shown.output

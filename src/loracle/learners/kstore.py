@@ -44,6 +44,9 @@ class KStoreSettings:
     #: scale lam by the model's doubt (1 - its top probability): the store fills the slots the model is
     #: unsure of (names, numbers) and leaves the words it is sure of (sentence structure) alone
     gate_by_confidence: bool = True
+    #: consult the store only at steps where the model's top probability is below this (1.0 = every step):
+    #: a confident model is writing sentence structure, an unsure one is at a fact it does not know
+    max_confidence: float = 1.0
     max_new_tokens: int = 48
 
 
@@ -169,7 +172,7 @@ class KStoreLearner:
                     input_ids=input_ids, past_key_values=cache, use_cache=True, output_hidden_states=True
                 )
                 probs = torch.softmax(out.logits[0, -1].float().cpu(), dim=-1)
-                if keys is not None and entries is not None:
+                if keys is not None and entries is not None and float(probs.max()) < s.max_confidence:
                     sims, idx = self._neighbours(keys, out.hidden_states[s.layer][0, -1])
                     if float(sims[0]) >= s.threshold:
                         idx = entries[idx]
