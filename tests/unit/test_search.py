@@ -268,3 +268,18 @@ def test_chunks_carry_lines_and_replace_stale_ones(tmp_path: Path, bm25_index: S
     assert bm25_index.search_chunks("Marrow", mode="bm25") == []
     assert bm25_index.remove_chunks("doc") == 1
     assert bm25_index.search_chunks("valley", mode="bm25") == []
+
+
+def test_own_writes_patch_the_vector_matrix_in_place(hybrid_index: SearchIndex) -> None:
+    hybrid_index.upsert(page("cats", "Cats", "cats purr"))
+    hybrid_index.upsert(page("cars", "Cars", "an automobile"))
+    assert ids(hybrid_index.search("kitten", mode="vector"))[0] == "cats"  # loads the matrix
+    hybrid_index.upsert(page("rhine", "Rhine", "water flows"))
+    hybrid_index.upsert(page("cats", "Cats", "an engine, not a pet"))  # replaced: its old vector must go
+    hybrid_index.remove("cars")
+    cache = hybrid_index.pages._cache
+    assert cache.version == hybrid_index.data_version()  # patched, not dropped
+    assert sorted(cache.keys.tolist()) == sorted(r[0] for r in hybrid_index.conn.execute("SELECT rowid FROM page_vec"))
+    assert ids(hybrid_index.search("stream", mode="vector"))[0] == "rhine"
+    assert ids(hybrid_index.search("vehicle", mode="vector"))[0] == "cats"
+    assert "cars" not in ids(hybrid_index.search("vehicle", mode="vector"))

@@ -16,6 +16,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,24 @@ class _VectorCache:
         self.keys = np.zeros(0, dtype=np.int64)
         self.matrix = np.zeros((0, 0), dtype=np.float32)
         self.version: tuple[int, int] | None = None
+
+    def apply(self, patch: _CachePatch, version: tuple[int, int]) -> None:
+        keys, matrix = self.keys, self.matrix
+        if patch.removed:
+            keep = ~np.isin(keys, np.asarray(patch.removed, dtype=np.int64))
+            keys, matrix = keys[keep], matrix[keep]
+        if patch.added:
+            new_keys = np.asarray([rowid for rowid, _ in patch.added], dtype=np.int64)
+            new_rows = np.stack([vector for _, vector in patch.added]).astype(np.float32)
+            keys = np.concatenate([keys, new_keys])
+            matrix = np.concatenate([matrix, new_rows]) if matrix.size else new_rows
+        self.keys, self.matrix, self.version = keys, matrix, version
+
+
+@dataclass
+class _CachePatch:
+    removed: list[int] = field(default_factory=list)
+    added: list[tuple[int, np.ndarray]] = field(default_factory=list)
 
 
 class Collection:
@@ -78,11 +97,12 @@ class Collection:
         if not changed:
             return []
         vectors = self.index.embed([p.embed_text() for p in changed]) if self.index.vectors else None
-        with self.index.transaction():
+        with self._writing() as patch:
             for i, page in enumerate(changed):
                 row = conn.execute(f"SELECT rowid FROM {self.name}_docs WHERE id = ?", (page.id,)).fetchone()
                 if row is not None:
                     self._delete_rows(row[0])
+                    patch.removed.append(row[0])
                 cursor = conn.execute(
                     f"INSERT INTO {self.name}_docs (id, title, path, kind, aliases, tags, headings, body, extra, "
                     "hash, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -116,22 +136,42 @@ class Collection:
                     conn.execute(
                         f"INSERT INTO {self.name}_vec (rowid, vec) VALUES (?, ?)", (rowid, vectors[i].tobytes())
                     )
-        self._cache.version = None
+                    patch.added.append((rowid, vectors[i]))
         return [p.id for p in changed]
 
     def remove(self, ids: Iterable[str]) -> int:
         """Drop rows by id; returns how many existed."""
         conn = self.index.conn
-        removed = 0
-        with self.index.transaction():
+        with self._writing() as patch:
             for page_id in ids:
                 row = conn.execute(f"SELECT rowid FROM {self.name}_docs WHERE id = ?", (page_id,)).fetchone()
                 if row is not None:
                     self._delete_rows(row[0])
-                    removed += 1
-        if removed:
-            self._cache.version = None
-        return removed
+                    patch.removed.append(row[0])
+        return len(patch.removed)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[_CachePatch]:
+        """A write transaction whose vector changes are applied to the in-memory matrix after it commits,
+        so the next search needn't reload every vector (if another process wrote too, it reloads)."""
+        with self.index.lock:
+            outermost = self.index.in_transaction() is False
+            before = self.index.data_version()
+            patch = _CachePatch()
+            try:
+                with self.index.transaction():
+                    yield patch
+            except BaseException:
+                self._cache.version = None
+                raise
+            if not outermost or self._cache.version != before:
+                self._cache.version = None
+                return
+            after = self.index.data_version()
+            if after[0] != before[0]:
+                self._cache.version = None
+                return
+            self._cache.apply(patch, after)
 
     def _delete_rows(self, rowid: int) -> None:
         conn = self.index.conn
@@ -334,6 +374,9 @@ class SearchIndex:
                 self.conn.execute("COMMIT")
             finally:
                 self._depth = 0
+
+    def in_transaction(self) -> bool:
+        return self._depth > 0
 
     def data_version(self) -> tuple[int, int]:
         """Changes when any connection (this one: total_changes; others: data_version) commits a write."""
