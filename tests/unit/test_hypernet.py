@@ -186,3 +186,11 @@ def test_fictional_data_is_fresh_and_answerable():
     for sample in samples:
         for question, answers in sample.qa:
             assert question.endswith("?") and answers[0] in sample.text
+
+
+def test_text_mode_turns_a_task_description_into_one_adapter(tiny_lm):
+    engine = DocToLora(tiny_lm, make_net(tiny_lm, rank=4, nonzero_b=True))
+    lora = engine.task_adapter("Answer every question in one short sentence, in French.")
+    a, b = lora["model.layers.0.mlp.down_proj"]
+    assert a.shape == (2 + 4, 64) and b.shape == (32, 2 + 4)
+    assert b[:, 2:].abs().sum() > 0  # the description's own adapter, after the bias LoRA's two ranks

@@ -214,26 +214,27 @@ def train_with_progress(
     out = out or default_train_dir(lm.name)
     command = " ".join(["loracle", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("loracle") else None
     trainer = Trainer(lm, config, out, meta={"base_model": lm.name})
-    if command:
-        trainer.meta["commands"] = [*trainer.meta.get("commands", []), command]
-    columns = (
-        TextColumn("training"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns) as progress:
-        task = progress.add_task("train", total=config.steps, completed=trainer.step, info="")
+    if trainer.step < config.steps:  # otherwise there is nothing to train (e.g. --ship of a finished run)
+        if command:
+            trainer.meta["commands"] = [*trainer.meta.get("commands", []), command]
+        columns = (
+            TextColumn("training"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns) as progress:
+            task = progress.add_task("train", total=config.steps, completed=trainer.step, info="")
 
-        def on_step(result: StepResult) -> None:
-            recent = [h["kl"] for h in trainer.history[-20:]]
-            info = f"kl {result.kl:.3f} (avg20 {sum(recent) / len(recent):.3f}) {result.seconds:.1f}s/step"
-            progress.update(task, completed=trainer.step, info=info)
+            def on_step(result: StepResult) -> None:
+                recent = [h["kl"] for h in trainer.history[-20:]]
+                info = f"kl {result.kl:.3f} (avg20 {sum(recent) / len(recent):.3f}) {result.seconds:.1f}s/step"
+                progress.update(task, completed=trainer.step, info=info)
 
-        trainer.run(config.steps, on_step, max_seconds=max_minutes * 60)
+            trainer.run(config.steps, on_step, max_seconds=max_minutes * 60)
     if ship:
-        export_shipped(out, shipped_path(lm.name), lm, {"base_model": lm.name})
+        export_shipped(out, shipped_path(lm.name), lm, {"base_model": lm.name, "shipped_by": command})
     return f"step {trainer.step}/{config.steps}; checkpoint in {out}" + (
         f"; shipped to {shipped_path(lm.name)}" if ship else ""
     )
