@@ -57,7 +57,9 @@ def find_links(text: str) -> list[Link]:
             continue
         for match in LINK_RE.finditer(_INLINE_CODE_RE.sub("", line)):
             embed, target, heading, label = match.groups()
-            links.append(Link(target.strip(), (heading or "").strip(), (label or "").strip(), number, embed == "!"))
+            # inside a table the label bar is escaped: [[Page\|label]]
+            target, heading = target.strip().rstrip("\\"), (heading or "").strip().rstrip("\\")
+            links.append(Link(target.strip(), heading.strip(), (label or "").strip(), number, embed == "!"))
     return links
 
 

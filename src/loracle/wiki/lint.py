@@ -36,7 +36,9 @@ KINDS = (
     "superseded",
 )
 _DIGITS_RE = re.compile(r"\d+(?:[.,]\d+)?")
-_CAPITALISED_RE = re.compile(r"\b([A-Z][a-z]+(?:\s+[A-Z][a-z]+){1,3})\b")
+# Two to four capitalised words in mid-sentence (after a lowercase word or a comma): a name, not a sentence start.
+_CAPITALISED_RE = re.compile(r"(?<=[a-z,] )([A-Z][a-z]+(?: [A-Z][a-z]+){1,3})\b")
+_CODE_RE = re.compile(r"```.*?```|~~~.*?~~~|`[^`\n]*`", re.DOTALL)
 
 
 @dataclass
@@ -180,13 +182,15 @@ def check_missing_pages(graph: LinkGraph, min_pages: int = 2, min_mentions: int 
         for name, pages in sorted(linked.items())
         if len(pages) >= min_pages
     ]
+    named = {name.lower() for p in graph.content_pages() for name in (p.title, p.stem, *p.aliases)}
     mentioned: dict[str, set[str]] = {}
     for page in graph.content_pages():
-        body = LINK_RE.sub(" ", page.text)
+        body = LINK_RE.sub(" ", _CODE_RE.sub(" ", page.text))
         for phrase in {m.group(1) for m in _CAPITALISED_RE.finditer(body)}:
             mentioned.setdefault(phrase, set()).add(page.rel)
     for phrase, pages in sorted(mentioned.items()):
-        if len(pages) >= min_mentions and graph.resolve(phrase) is None and phrase.lower() not in linked:
+        known = phrase.lower() in named or phrase.lower() in linked or graph.resolve(phrase) is not None
+        if len(pages) >= min_mentions and not known:
             findings.append(
                 Finding(
                     "missing_page",
@@ -295,13 +299,13 @@ def candidate_pairs(graph: LinkGraph, limit: int) -> list[tuple[Claim, Claim]]:
                 if dest and dest != page.rel:
                     about.setdefault(dest, []).append(claim)
     scored: list[tuple[float, Claim, Claim]] = []
-    seen: set[tuple[str, int, str, int]] = set()
+    seen: set[tuple[frozenset, frozenset]] = set()
     for claims in about.values():
         for a, b in combinations(claims, 2):
             if a.source == b.source or a.text == b.text:
                 continue
-            key = (a.page, a.line, b.page, b.line)
-            if key in seen:
+            key = (frozenset((a.source, b.source)), frozenset((_core(a.text), _core(b.text))))
+            if key in seen:  # the same two claims, quoted on another page
                 continue
             seen.add(key)
             shared = len(set(content_words(a.text)) & set(content_words(b.text)))
@@ -339,9 +343,15 @@ def check_contradictions(kb: KBPaths, graph: LinkGraph, llm: LLM, max_pairs: int
             message = f"{older.source} is superseded by the newer {newer.source}: {verdict.reason}".rstrip(": ")
             findings.append(Finding("superseded", older.page, message, evidence))
         else:
-            message = f"{a.page} and {b.page} disagree: {verdict.reason}".rstrip(": ")
+            message = f"{a.source} and {b.source} disagree: {verdict.reason}".rstrip(": ")
             findings.append(Finding("contradiction", a.page, message, evidence))
     return len(pairs), findings
+
+
+def _core(text: str) -> frozenset[str]:
+    """A claim's words without its citation: the leading `[[source]]:` link and the `raw:line` ref."""
+    text = re.sub(r"^[-*]\s*\[\[[^\]]*\]\]:\s*", "", text.strip())
+    return frozenset(content_words(re.sub(r"`[^`]*`", " ", _plain(text))))
 
 
 def _plain(text: str) -> str:

@@ -1,0 +1,230 @@
+"""Ingest with a scripted writer: pages, links both ways, index and log, merges that keep hand edits, safety."""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+from loracle.kb import KBPaths
+from loracle.wiki import ingest, init_kb, lint, wiki_status
+from loracle.wiki.links import LinkGraph
+from loracle.wiki.pages import read_page
+from tests.unit.test_wiki_helpers import scripted_llm
+
+OBSERVATORY = """---
+title: Kestrel Valley Observatory
+tags: [astronomy]
+---
+# Kestrel Valley Observatory
+
+The Kestrel Valley Observatory is a research station built in 1987 on Mount Orrin.
+It was founded by the astronomer Ilse Marrow, who served as its first director.
+The main instrument is the Harrow Telescope.
+"""
+
+NAMES = {"entities": ["Ilse Marrow", "Harrow Telescope", "Paris"], "concepts": ["research station"]}
+
+
+@pytest.fixture
+def kb(tmp_path: Path) -> KBPaths:
+    return init_kb(tmp_path / "kb")
+
+
+def _source(tmp_path: Path, name: str = "observatory.md", text: str = OBSERVATORY) -> Path:
+    path = tmp_path / "in" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _frontmatter(path: Path) -> dict:
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("---\n")
+    return yaml.safe_load(text.split("---\n")[1])
+
+
+def test_init_lays_out_a_knowledge_base(tmp_path: Path) -> None:
+    kb = init_kb(tmp_path / "kb")
+    for rel in ("loracle.toml", "raw", "wiki/index.md", "wiki/log.md", "wiki/SCHEMA.md"):
+        assert (kb.root / rel).exists(), rel
+    assert "[[stem|label]]" in (kb.wiki / "SCHEMA.md").read_text()
+    (kb.wiki / "index.md").write_text("my own index")
+    init_kb(kb.root)  # again: nothing a person wrote is replaced
+    assert (kb.wiki / "index.md").read_text() == "my own index"
+
+
+def test_ingest_writes_linked_pages_index_and_log(kb: KBPaths, tmp_path: Path) -> None:
+    llm = scripted_llm(names=lambda doc: NAMES)
+    report = ingest(kb, [_source(tmp_path)], llm)
+    [result] = report.results
+    assert result.status == "added" and result.llm_calls == 2  # summary + names
+    assert (kb.raw / "observatory.md").read_text() == OBSERVATORY
+    assert "Paris" in " ".join(result.notes)  # not in the source: dropped
+    summary = kb.wiki / result.page
+    meta = _frontmatter(summary)
+    assert meta["type"] == "source" and meta["tags"] == ["astronomy"] and meta["sources"] == ["raw/observatory.md"]
+    marrow = kb.wiki / "entities/ilse-marrow.md"
+    assert _frontmatter(marrow)["type"] == "entity"
+    assert (kb.wiki / "concepts/research-station.md").exists()
+    assert not list(kb.wiki.rglob("paris*"))
+    # links both ways, and every link resolves
+    assert "[[ilse-marrow|Ilse Marrow]]" in summary.read_text()
+    mention = read_page(marrow).section("Mentions").text
+    assert f"[[{summary.stem}|Kestrel Valley Observatory]]" in mention
+    assert "`raw/observatory.md:8`" in mention and "founded by the astronomer Ilse Marrow" in mention
+    resolved, total = LinkGraph(kb.wiki).link_counts()
+    assert resolved == total > 0
+    index = (kb.wiki / "index.md").read_text()
+    assert index.index("### Sources") < index.index("### Entities") < index.index("### Concepts")
+    assert re.search(r"^- \[\[ilse-marrow\|Ilse Marrow\]\]: It was founded by", index, re.MULTILINE)
+    log = (kb.wiki / "log.md").read_text()
+    assert re.search(r"^## \[\d{4}-\d{2}-\d{2}\] ingest \| Kestrel Valley Observatory$", log, re.MULTILINE)
+    assert lint(kb).findings == []
+
+
+def test_unchanged_source_is_skipped(kb: KBPaths, tmp_path: Path) -> None:
+    llm = scripted_llm(names=lambda doc: NAMES)
+    source = _source(tmp_path)
+    ingest(kb, [source], llm)
+    calls = llm.calls
+    report = ingest(kb, [source], llm)
+    assert [r.status for r in report.results] == ["unchanged"]
+    assert llm.calls == calls
+    assert wiki_status(kb).stale is False
+
+
+def test_changed_source_updates_only_its_lines_and_keeps_hand_edits(kb: KBPaths, tmp_path: Path) -> None:
+    llm = scripted_llm(names=lambda doc: NAMES)
+    source = _source(tmp_path)
+    [first] = ingest(kb, [source], llm).results
+    summary_path, marrow = kb.wiki / first.page, kb.wiki / "entities/ilse-marrow.md"
+    telescope = kb.wiki / "entities/harrow-telescope.md"
+    # a person edits: their summary, a line of their own, a section of their own, a tag
+    text = summary_path.read_text()
+    text = re.sub(r"## Summary\n\n.*?\n\n", "## Summary\n\nMy own careful summary.\n\n", text, flags=re.DOTALL)
+    summary_path.write_text(text.replace("tags:\n- astronomy", "tags:\n- astronomy\n- mine"))
+    marrow.write_text(marrow.read_text() + "- Also wrote a book (my note).\n\n## My notes\n\nKeep this.\n")
+    # the source changes: a new sentence about Marrow, no more telescope
+    changed = OBSERVATORY.replace("The main instrument is the Harrow Telescope.", "Ilse Marrow retired in 2004.")
+    changed = changed.replace(
+        "It was founded by the astronomer Ilse Marrow", "It was founded by the physicist Ilse Marrow"
+    )
+    (kb.raw / "observatory.md").write_text(changed)  # edited in raw/ itself
+    assert wiki_status(kb).changed_sources == ["raw/observatory.md"]
+    [second] = ingest(kb, [kb.raw], llm).results
+    assert second.status == "updated"
+    assert any("kept your edit" in note and "Summary" in note for note in second.notes)
+    page = read_page(summary_path)
+    assert page.section("Summary").text == "My own careful summary."
+    assert page.frontmatter["tags"] == ["astronomy", "mine"]
+    mentions = read_page(marrow).section("Mentions").text.splitlines()
+    assert "- Also wrote a book (my note)." in mentions
+    assert sum("physicist" in line for line in mentions) == 1 and not any("astronomer" in m for m in mentions)
+    assert read_page(marrow).section("My notes").text == "Keep this."
+    assert read_page(telescope).section("Mentions").text == ""  # its only line came from the old text
+    log = (kb.wiki / "log.md").read_text()
+    assert "] update | Kestrel Valley Observatory" in log
+
+
+def test_removed_source_is_logged_and_its_claims_flagged(kb: KBPaths, tmp_path: Path) -> None:
+    llm = scripted_llm(names=lambda doc: {"entities": ["Ilse Marrow", "Harrow Telescope"], "concepts": []})
+    other = OBSERVATORY.replace("Kestrel Valley Observatory", "Orrin Museum").replace("Harrow Telescope", "old clock")
+    ingest(kb, [_source(tmp_path), _source(tmp_path, "museum.md", other)], llm)
+    (kb.raw / "observatory.md").unlink()
+    assert wiki_status(kb).missing_sources == ["raw/observatory.md"]
+    report = ingest(kb, [_source(tmp_path, "museum.md", other)], llm)
+    removed = [r for r in report.results if r.status == "removed"]
+    assert [r.source for r in removed] == ["raw/observatory.md"]
+    telescope = read_page(kb.wiki / "entities/harrow-telescope.md")
+    marrow = read_page(kb.wiki / "entities/ilse-marrow.md")
+    assert telescope.frontmatter["status"] == "unsupported"  # only the removed source supported it
+    assert "status" not in marrow.frontmatter  # the museum source still supports it
+    assert "[!warning] Source removed" in (kb.wiki / removed[0].page).read_text()
+    assert "] remove | Kestrel Valley Observatory" in (kb.wiki / "log.md").read_text()
+    assert {f.page for f in lint(kb).findings if f.kind == "unsupported"} >= {"entities/harrow-telescope.md"}
+
+
+def test_malformed_names_answer_never_corrupts_a_page(kb: KBPaths, tmp_path: Path) -> None:
+    llm = scripted_llm(names=lambda doc: "I think the names are Ilse and some others")
+    [result] = ingest(kb, [_source(tmp_path)], llm).results
+    assert result.status == "added" and result.llm_calls == 3  # summary, names, one retry
+    assert any("no entities or concepts" in note for note in result.notes)
+    assert _frontmatter(kb.wiki / result.page)["type"] == "source"
+    assert not list((kb.wiki / "entities").glob("*.md"))
+
+
+def test_unsupported_summary_falls_back_to_the_source_text(kb: KBPaths, tmp_path: Path) -> None:
+    llm = scripted_llm(summary=lambda doc: "Bananas are purple fruit grown on Mars by penguins.")
+    [result] = ingest(kb, [_source(tmp_path)], llm).results
+    summary = read_page(kb.wiki / result.page).section("Summary").text
+    assert "Bananas" not in summary and "research station built in 1987" in summary
+
+
+@pytest.mark.parametrize("title", ["../../x", "CON", "A" * 300, "..", "/etc/passwd"])
+def test_hostile_titles_stay_safe_files_inside_the_wiki(kb: KBPaths, tmp_path: Path, title: str) -> None:
+    text = f"---\ntitle: {title!r}\n---\nThe {title} is mentioned here with enough words to summarise it.\n"
+    llm = scripted_llm(names=lambda doc: {"entities": [title], "concepts": []})
+    [result] = ingest(kb, [_source(tmp_path, "evil.md", text)], llm).results
+    assert result.status == "added", result.error
+    written = [p for p in kb.root.rglob("*") if p.is_file()]
+    assert all(p.resolve().is_relative_to(kb.root.resolve()) for p in written)
+    for page in (kb.wiki / result.page, *(kb.wiki / p for p in result.pages)):
+        assert page.resolve().parent.parent == kb.wiki.resolve()
+        assert len(page.name) <= 100 and page.stem.lower() not in ("con", "..", "")
+        assert _frontmatter(page)["title"] == title  # the title itself survives, quoted, in valid YAML
+    assert not (tmp_path / "x").exists() and not (kb.root.parent / "x.md").exists()
+
+
+def test_bad_files_are_reported_by_name_and_the_rest_go_on(kb: KBPaths, tmp_path: Path) -> None:
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    (folder / "good.md").write_text(OBSERVATORY)
+    (folder / "binary.txt").write_bytes(b"\x00\x01\x02binary")
+    (folder / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    (folder / "empty.md").write_text("  \n")
+    (folder / "broken.md").write_text("---\ntitle: [unclosed\n---\nbody\n")
+    report = ingest(kb, [folder, tmp_path / "missing.md"], scripted_llm())
+    failed = {r.error.split(":")[0] for r in report.failed}
+    assert {str(tmp_path / "missing.md")} <= failed
+    names = " ".join(r.error for r in report.failed)
+    for name in ("binary.txt", "latin1.txt", "empty.md", "broken.md"):
+        assert name in names
+    assert report.count("added") == 1
+
+
+def test_two_ingests_at_once_lose_nothing(kb: KBPaths, tmp_path: Path) -> None:
+    sources = [_source(tmp_path, f"doc{i}.md", OBSERVATORY.replace("Kestrel Valley", f"Station {i}")) for i in range(4)]
+    errors: list[BaseException] = []
+
+    def run(paths: list[Path]) -> None:
+        try:
+            ingest(kb, paths, scripted_llm(names=lambda doc: NAMES))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(sources[i::2],)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    status = wiki_status(kb)
+    assert status.sources == 4 and status.pages["source"] == 4
+    index = (kb.wiki / "index.md").read_text()
+    log = (kb.wiki / "log.md").read_text()
+    for i in range(4):
+        assert f"Station {i} Observatory" in index and f"ingest | Station {i} Observatory" in log
+    mentions = read_page(kb.wiki / "entities/ilse-marrow.md").section("Mentions").text.splitlines()
+    assert len(mentions) == 4  # one line per source, none lost
+
+
+def test_names_match_existing_pages_by_alias(kb: KBPaths, tmp_path: Path) -> None:
+    (kb.wiki / "entities/marrow.md").write_text("---\ntitle: Marrow\naliases: [Ilse Marrow]\n---\n# Marrow\n")
+    ingest(kb, [_source(tmp_path)], scripted_llm(names=lambda doc: {"entities": ["Ilse Marrow"], "concepts": []}))
+    assert not (kb.wiki / "entities/ilse-marrow.md").exists()
+    page = read_page(kb.wiki / "entities/marrow.md")
+    assert page.frontmatter["aliases"] == ["Ilse Marrow"] and "Ilse Marrow" in page.section("Mentions").text
