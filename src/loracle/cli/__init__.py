@@ -10,6 +10,7 @@ from loracle.cli import hypernet_commands  # noqa: F401
 from loracle.cli import model_commands  # noqa: F401  (registers commands)
 from loracle.cli import search_commands  # noqa: F401
 from loracle.cli import serve_commands  # noqa: F401
+from loracle.cli import wiki_commands  # noqa: F401
 from loracle.cli.app import State, app, err_console
 
 
