@@ -2,8 +2,8 @@
 
 Each corpus is one eval run (floor and in-context ceiling in the same run). Full eval results go to
 benchmarks/results/learners/<corpus>.eval.json (+ .png); the rows and targets go to results/learners.json.
-Corpora can be run separately (--corpora fictional, later --corpora squad): the rows are rebuilt from
-every corpus result on disk, each with its own time stamp.
+Corpora and learners can be run separately (--corpora fictional --learners ttt --tag ttt): the rows are
+rebuilt from every result on disk, each with its own time stamp and its own floor and ceiling.
 
     nice -n 10 .venv/bin/python -m benchmarks.learners [--corpora fictional,squad] [--max-questions 24]
 """
@@ -53,16 +53,22 @@ def run_corpus(corpus: str, learners: list[str], args: argparse.Namespace, lm: A
     )
     options: dict[str, dict[str, Any]] = {name: {"max_new_tokens": args.max_new_tokens} for name in learners}
     if "playbook" in options:
-        options["playbook"]["questions_per_doc"] = 2
+        options["playbook"].update(questions_per_doc=2, writer_max_tokens=200)
     result = evaluate(lm, inputs, learners, options, settings, progress=lambda m: print(f"[{corpus}] {m}", flush=True))
     record = result.to_dict()
     tokens = [len(lm.tokenizer.encode(d.text)) for d in inputs.docs.values()]
-    record["corpus"] = {"name": corpus, "documents": len(tokens), "mean_doc_tokens": sum(tokens) / len(tokens)}
+    label = f"{corpus}-{args.tag}" if args.tag else corpus
+    record["corpus"] = {
+        "name": label,
+        "corpus": corpus,
+        "documents": len(tokens),
+        "mean_doc_tokens": sum(tokens) / len(tokens),
+    }
     record["when"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     record["machine"] = machine_info()
     OUT.mkdir(parents=True, exist_ok=True)
-    write_outputs(result, None, OUT / f"{corpus}.png")
-    (OUT / f"{corpus}.eval.json").write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+    write_outputs(result, None, OUT / f"{label}.png")
+    (OUT / f"{label}.eval.json").write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
     return record
 
 
@@ -131,6 +137,7 @@ def main() -> None:
     parser.add_argument("--general-knowledge", type=int, default=12, help="general-knowledge questions kept")
     parser.add_argument("--general-reading", type=int, default=6, help="reading-comprehension items kept")
     parser.add_argument("--no-forgetting", action="store_true")
+    parser.add_argument("--tag", default="", help="name this run's result files <corpus>-<tag> (keeps others)")
     args = parser.parse_args()
 
     from loracle.model import load_model

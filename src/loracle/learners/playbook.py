@@ -168,11 +168,12 @@ class PlaybookLearner:
         self,
         lm: LoadedModel,
         llm: LLM | None = None,
-        kb_state: Path | None = None,
+        kb_state: Path | str | None = None,
         questions_per_doc: int = 3,
         max_bullets: int = 30,
         max_chars: int = 240,
         max_new_tokens: int = 48,
+        writer_max_tokens: int = 256,
     ) -> None:
         from loracle.config import Config
 
@@ -183,6 +184,7 @@ class PlaybookLearner:
         self.questions_per_doc = questions_per_doc
         self.limits = {"max_bullets": max_bullets, "max_chars": max_chars}
         self.config = GenerationConfig(max_new_tokens=max_new_tokens)
+        self.writer_max_tokens = writer_max_tokens
         self.playbook = Playbook.read(self.path) if self.path else Playbook(**self.limits)
         self.playbook.max_bullets, self.playbook.max_chars = max_bullets, max_chars
 
@@ -192,6 +194,8 @@ class PlaybookLearner:
         log: list[dict] = []
         for doc in docs:
             log.append({"doc": doc.id, **self._learn_one(doc)})
+        if self.path is not None:
+            self.playbook.write(self.path)  # helpful/harmful counts changed even where no patch applied
         spent = self.llm.usage() - usage
         return LearnReport(
             self.name,
@@ -213,7 +217,7 @@ class PlaybookLearner:
                     }
                 ],
                 Practice,
-                max_tokens=320,
+                max_tokens=self.writer_max_tokens,
             ).questions[: self.questions_per_doc]
         except LoracleError as exc:
             return {"error": f"practice questions: {exc}"}
@@ -229,22 +233,24 @@ class PlaybookLearner:
         quiz = "\n".join(
             f"Q: {item.question}\nStudent: {reply}\nCorrect answer: {item.answer}" for item, reply in wrong
         )
+        notes: dict = {"practice": len(practice), "wrong": len(wrong)}
         try:
             lessons = self.llm.complete_json(
                 [{"role": "user", "content": REFLECT_PROMPT.format(title=doc.title, text=text, quiz=quiz)}],
                 Lessons,
-                max_tokens=240,
+                max_tokens=self.writer_max_tokens,
             ).lessons
         except LoracleError as exc:
-            return {"practice": len(practice), "wrong": len(wrong), "error": f"reflector: {exc}"}
+            notes["reflector_error"] = str(exc)
+            lessons = []
         lessons = [" ".join(lesson.split()) for lesson in lessons if lesson.strip()]
-        if not lessons:
-            return {"practice": len(practice), "wrong": len(wrong), "applied": []}
+        if not lessons:  # a reflector that said nothing usable: the missed practice facts are the lessons
+            lessons = [f"{item.question} {item.answer}" for item, _ in wrong]
         patch = self._curate(lessons)
         applied = self.playbook.apply(patch)
         if self.path is not None and applied:
             self.playbook.write(self.path)
-        return {"practice": len(practice), "wrong": len(wrong), "lessons": lessons, "applied": applied}
+        return {**notes, "lessons": lessons, "applied": applied}
 
     def _curate(self, lessons: list[str]) -> Patch:
         """The curator's patch; when its JSON is unusable, each lesson becomes an `add` (still a patch)."""
@@ -252,7 +258,9 @@ class PlaybookLearner:
             playbook=self.playbook.render() or "(empty)", lessons="\n".join(f"- {lesson}" for lesson in lessons)
         )
         try:
-            patch = self.llm.complete_json([{"role": "user", "content": prompt}], Patch, max_tokens=320)
+            patch = self.llm.complete_json(
+                [{"role": "user", "content": prompt}], Patch, max_tokens=self.writer_max_tokens
+            )
         except LoracleError:
             patch = Patch()
         if not patch.operations:
