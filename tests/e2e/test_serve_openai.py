@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -151,3 +152,31 @@ def test_load_and_unload(server: str) -> None:
     again = httpx.post(f"{server}/v1/adapters/unload", json={"id": "beta-v2"}, headers=headers)
     assert again.status_code == 404
     assert httpx.post(f"{server}/v1/adapters/load", json={"id": "../x"}, headers=headers).status_code == 400
+
+
+def test_eight_concurrent_clients_with_mixed_adapters(client: openai.OpenAI, kb: Path) -> None:
+    """Requests take turns at the model step by step; each must still get exactly its own adapters' reply."""
+    mixes = [("tiny", []), ("alpha", []), ("beta-v2", []), ("alpha", [{"id": "beta-v2", "weight": 0.5}])] * 2
+    replies: list[str | None] = [None] * len(mixes)
+
+    def run(index: int) -> None:
+        model, extra = mixes[index]
+        stream = client.chat.completions.create(
+            model=model,
+            messages=QUESTION,
+            temperature=0,
+            max_tokens=12,
+            stream=True,
+            extra_body={"adapters": extra},
+        )
+        replies[index] = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(mixes))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for (model, extra), reply in zip(mixes, replies, strict=True):
+        folders = ([] if model == "tiny" else [kb / "adapters" / model]) + [kb / "adapters" / e["id"] for e in extra]
+        weights = [1.0] * (model != "tiny") + [e["weight"] for e in extra]
+        assert reply == direct_reply(folders, weights), (model, extra)

@@ -5,6 +5,8 @@ The official clients read this shape to raise their typed exceptions (NotFoundEr
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -56,6 +58,11 @@ def install_error_handlers(app: FastAPI) -> None:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         param = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or None
         return error_response(400, f"{param or 'request'}: {first.get('msg')}", "invalid_request_error", None, param)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        logging.getLogger(__name__).error("request failed", exc_info=exc)
+        return error_response(500, f"internal error ({type(exc).__name__})", "server_error")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -17,7 +17,7 @@ from loracle.errors import LoracleError
 from loracle.model.chat import encode_chat
 from loracle.model.generate import GenerationConfig
 from loracle.serve.adapter_pool import AdapterSpec
-from loracle.serve.errors import ApiError, as_api_error
+from loracle.serve.errors import ApiError, as_api_error, error_body
 from loracle.serve.generation import Finish, generation_steps
 from loracle.serve.state import ServerState, get_state
 
@@ -247,7 +247,9 @@ class _Reply:
                     yield _event(self._chunk({"content": piece} if self.chat else piece, None))
         except LoracleError as exc:
             api = as_api_error(exc, "model")
-            yield _event({"error": {"message": api.message, "type": api.type, "param": api.param, "code": api.code}})
+            yield _event(error_body(api.message, api.type, api.code, api.param))
+        except Exception as exc:  # the response has started: report the failure in the stream, then end it
+            yield _event(error_body(f"generation failed ({type(exc).__name__}: {exc})", "server_error"))
         yield "data: [DONE]\n\n"
 
 

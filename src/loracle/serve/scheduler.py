@@ -22,6 +22,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from loracle.serve.adapter_pool import AdapterPool, AdapterSpec
 
 log = logging.getLogger(__name__)
@@ -118,7 +120,9 @@ class Scheduler:
             self._end(job, None)
             return
         try:
-            with self.pool.lock:
+            # inference mode around every step, not only inside each generator: generators interleaved on one
+            # thread enter and leave it out of order, which would resume one of them outside it
+            with self.pool.lock, torch.inference_mode():
                 self.pool.activate(job.spec)
                 value = next(job.steps)
         except StopIteration:
