@@ -142,6 +142,23 @@ class KnowledgeBase:
         with watcher:
             yield watcher
 
+    def wiki_ingest(self) -> Callable[[Path], object]:
+        """Ingest one saved raw/ file into the wiki with the configured writer LLM (what `watch` does with
+        raw/); a deleted file makes the wiki drop what came only from it. Failures raise one line."""
+        from loracle.llm.client import make_llm
+        from loracle.wiki import ingest
+
+        writer = make_llm(self.paths.config(), "writer", self.lm)
+
+        def ingest_one(path: Path) -> object:
+            report = ingest(self.paths, [path] if path.exists() else [], writer)
+            failed = report.failed()
+            if failed:
+                raise LoracleError(failed[0].error or f"{path}: ingest failed")
+            return report
+
+        return ingest_one
+
     def adapters(self) -> list[AdapterManifest]:
         return self.store.list()
 

@@ -420,7 +420,7 @@ class Watch:
         self._set("watching")
 
     def _on_ingest_path(self, path: Path) -> None:
-        if not path.exists() or self.ingest is None:
+        if self.ingest is None:
             return
         self._set(f"ingesting {path.name}")
         try:

@@ -102,6 +102,7 @@ def watch(
     source: str = typer.Option("wiki", "--from", help="Compile changed wiki pages (wiki) or raw sources (raw)."),
     aggregate: bool = typer.Option(False, "--aggregate", help="Compile each page with the pages it links to."),
     debounce: float = typer.Option(0.3, "--debounce", help="Seconds of quiet before a changed file is compiled."),
+    ingest_raw: bool = typer.Option(True, "--ingest/--no-ingest", help="Ingest files saved in raw/ into the wiki."),
     model: str | None = ModelSpecOption,
     threads: int = ThreadsOption,
     option: list[str] = LearnerOptions,
@@ -114,7 +115,7 @@ def watch(
 
     knowledge = open_kb(kb, learner, source, model, threads, option)
     knowledge.compiler  # noqa: B018 - load the learner before the status line starts
-    ingest = raw_ingest(knowledge) if source == "wiki" else None
+    ingest = knowledge.wiki_ingest() if source == "wiki" and ingest_raw else None
     live = Live(status_line(None, knowledge), console=err_console, refresh_per_second=4)
     final: list[WatchStatus] = []
     with live:
@@ -132,15 +133,6 @@ def watch(
             pass
     done = final[0] if final else None
     console.print(f"stopped: {done.compiled if done else 0} compiled, {done.removed if done else 0} removed")
-
-
-def raw_ingest(knowledge: KnowledgeBase) -> Any:
-    """The wiki's ingest of one raw file into wiki pages, where the wiki engine is installed."""
-    try:
-        from loracle.wiki import ingest_path
-    except ImportError:
-        return None
-    return lambda path: ingest_path(knowledge.paths.root, path)
 
 
 def status_line(status: WatchStatus | None, knowledge: KnowledgeBase) -> str:
