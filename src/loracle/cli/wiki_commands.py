@@ -73,7 +73,9 @@ def ingest(
     counts = ", ".join(f"{report.count(s)} {s}" for s in ("added", "updated", "unchanged", "removed", "failed"))
     console.print(counts)
     if report.failed and len(report.failed) == len(report.results):
-        raise typer.Exit(1)
+        from loracle.errors import LoracleError
+
+        raise LoracleError(f"nothing ingested: all {len(report.failed)} sources failed")
 
 
 @app.command()

@@ -69,9 +69,12 @@ def ingest(kb: KBPaths, paths: Sequence[Path], writer: LLM, fast: LLM | None = N
         targets: list[tuple[Path, str]] = []
         for path in paths:
             try:
-                targets.extend(_stage(kb, path))
+                staged, refused = _stage(kb, path)
             except LoracleError as exc:
                 report.results.append(SourceResult(str(path), status="failed", error=str(exc)))
+                continue
+            targets.extend(staged)
+            report.results.extend(SourceResult(str(p), status="failed", error=e) for p, e in refused)
         for raw_path, key in targets:
             if progress is not None:
                 progress(key)
@@ -86,8 +89,9 @@ def ingest(kb: KBPaths, paths: Sequence[Path], writer: LLM, fast: LLM | None = N
     return report
 
 
-def _stage(kb: KBPaths, path: Path) -> list[tuple[Path, str]]:
-    """The raw/ copies of a file or folder (copied in unless they already live in raw/), with their keys."""
+def _stage(kb: KBPaths, path: Path) -> tuple[list[tuple[Path, str]], list[tuple[Path, str]]]:
+    """The raw/ copies of a file or folder (copied in unless they already live in raw/), with their keys;
+    and the files refused because they cannot be read (those are never copied)."""
     path = path.expanduser()
     if not path.exists():
         raise LoracleError(f"{path}: no such file or folder")
@@ -101,8 +105,13 @@ def _stage(kb: KBPaths, path: Path) -> list[tuple[Path, str]]:
         pairs = [(file, base / file.relative_to(path)) for file in files]
     else:
         pairs = [(path, Path(path.name))]
-    staged = []
+    staged, refused = [], []
     for file, relative in pairs:
+        try:
+            read_document(file)
+        except LoracleError as exc:
+            refused.append((file, str(exc)))
+            continue
         if inside_raw:
             dest = file.resolve()
         else:
@@ -112,7 +121,7 @@ def _stage(kb: KBPaths, path: Path) -> list[tuple[Path, str]]:
                 write_bytes_atomic(dest, data)
                 shutil.copystat(file, dest)
         staged.append((dest, dest.relative_to(kb.root.resolve() if inside_raw else kb.root).as_posix()))
-    return staged
+    return staged, refused
 
 
 def _safe_relative(relative: Path) -> Path:
