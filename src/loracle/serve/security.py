@@ -45,39 +45,44 @@ class BearerAuth:
 
 
 class BodyLimit:
-    """Refuse request bodies over `max_bytes` (by Content-Length, and while reading a chunked body)."""
+    """Refuse request bodies over `max_bytes`: by Content-Length, or while reading a body sent without one.
+
+    The body is read here, before the app sees it (the app's own parsing would turn "too large" into a 400).
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app, self.max_bytes = app, max_bytes
 
     async def __call__(self, scope: Scope, receive, send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
-        length = dict(scope["headers"]).get(b"content-length")
         too_big = error_body(f"request body over {self.max_bytes} bytes", "invalid_request_error", "request_too_large")
+        length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
             await _send_error(send, 413, too_big)
             return
-        seen = 0
-
-        async def counted_receive() -> Message:
-            nonlocal seen
+        body = bytearray()
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge
-            return message
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            if len(body) > self.max_bytes:
+                await _send_error(send, 413, too_big)
+                return
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        try:
-            await self.app(scope, counted_receive, send)
-        except _TooLarge:
-            await _send_error(send, 413, too_big)
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()  # after the body: wait for the client to disconnect
+            replayed = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
 
-
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, replay, send)
 
 
 def _is_public(path: str) -> bool:
