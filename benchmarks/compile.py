@@ -86,10 +86,13 @@ class CountingCompiler:
         return self.inner.compile_document(doc, folder)
 
 
-def pick_compiler(lm: LoadedModel, ttt_options: dict[str, Any]) -> tuple[DocumentCompiler, str]:
+def pick_compiler(lm: LoadedModel, checkpoint: str | None, ttt_options: dict[str, Any]) -> tuple[DocumentCompiler, str]:
+    """The hypernetwork learner when a checkpoint for it exists (shipped, or --hypernet-checkpoint), else ttt."""
     try:
-        return load_compiler("hypernet", lm), "hypernet"
-    except LoracleError as exc:
+        from loracle.learners.hypernet import HypernetLearner
+
+        return HypernetLearner(lm, checkpoint=checkpoint), f"hypernet ({checkpoint or 'shipped checkpoint'})"
+    except (ImportError, LoracleError) as exc:
         print(f"hypernet unavailable ({exc}); using ttt")
     return load_compiler("ttt", lm, **ttt_options), f"ttt {ttt_options}"
 
@@ -266,18 +269,20 @@ def median_ms(values: Sequence[float]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions and a store of 100")
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (for a loaded machine)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--ttt-steps", type=int, default=4)
+    parser.add_argument("--ttt-steps", type=int, default=1)
+    parser.add_argument("--hypernet-checkpoint", default=None, help="a trained hypernetwork checkpoint folder")
     args = parser.parse_args()
     configure_threads(args.threads)
     lm = load_model("embedded")
-    compiler, learner_label = pick_compiler(lm, {"steps": args.ttt_steps})
+    ttt_options = {"steps_per_doc": args.ttt_steps, "max_questions": 1}
+    compiler, learner_label = pick_compiler(lm, args.hypernet_checkpoint, ttt_options)
     rows: list[dict] = []
     data: dict[str, Any] = {"learner": learner_label}
     with tempfile.TemporaryDirectory(prefix="loracle-bench-compile-") as tmp:
         root = Path(tmp)
-        sizes = (10, 100) if args.quick else (10, 100, 1000)
+        sizes = (10, 100, 1000)
         data["apply"] = apply = bench_apply(lm, root, sizes, picks=10 if args.quick else 30)
         largest = str(sizes[-1])
         swap_ms = {size: median_ms(v["hot_swap_s"]) for size, v in apply.items()}
@@ -324,7 +329,7 @@ def main() -> None:
                 f"{learner_label}; {watch['tokens']}-token page; 0.3 s debounce included",
             )
         )
-        data["burst"] = burst = bench_burst(lm, compiler, root, files=4 if args.quick else 10)
+        data["burst"] = burst = bench_burst(lm, compiler, root, files=4 if args.quick else 5)
         once = sorted(burst["compiles"].values()) == [1] * burst["files"]
         rows.append(
             row(
