@@ -42,7 +42,7 @@ def run_corpus(corpus: str, learners: list[str], args: argparse.Namespace, lm: A
     from loracle.eval.run import evaluate, write_outputs
 
     if corpus == "fictional":
-        inputs = load_inputs(DATA, DATA / "qa.jsonl")
+        inputs = load_inputs(DATA, DATA / "qa.jsonl", max_questions=args.fictional_questions)
     else:
         inputs = load_inputs(squad_file=SQUAD, max_questions=args.max_questions)
     settings = EvalSettings(
@@ -133,6 +133,7 @@ def main() -> None:
     parser.add_argument("--corpora", default="fictional,squad")
     parser.add_argument("--learners", default=",".join(WANTED))
     parser.add_argument("--max-questions", type=int, default=24, help="SQuAD questions (spread over paragraphs)")
+    parser.add_argument("--fictional-questions", type=int, default=None, help="cap on fictional questions")
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--general-knowledge", type=int, default=12, help="general-knowledge questions kept")
     parser.add_argument("--general-reading", type=int, default=6, help="reading-comprehension items kept")

@@ -31,7 +31,7 @@ def test_learn_stores_one_entry_per_predicted_token(tiny_lm) -> None:
 
 def test_with_full_weight_every_token_comes_from_the_store(tiny_lm) -> None:
     """lam=1 without the confidence gate: the reply is made only of next-tokens the documents contain."""
-    store = KStoreLearner(tiny_lm, lam=1.0, threshold=-1.0, gate_by_confidence=False, max_new_tokens=8, scope=0)
+    store = KStoreLearner(tiny_lm, lam=1.0, threshold=-1.0, max_confidence=1.01, max_new_tokens=8, scope=0)
     store.learn(DOCS[:1])
     reply_ids, _ = store.generate_ids("Who founded the observatory?")
     assert len(reply_ids) == 8 and set(reply_ids) <= set(store.values.tolist())

@@ -40,7 +40,10 @@ def eval_command(
         None, "--squad", help="A SQuAD-format JSON file: learn its paragraphs, ask them."
     ),
     max_questions: int | None = typer.Option(
-        None, "--max-questions", min=1, help="Cap on SQuAD questions (sampled deterministically across paragraphs)."
+        None,
+        "--max-questions",
+        min=1,
+        help="Cap on questions per source (QA file, SQuAD file), spread over documents.",
     ),
     learners: str = typer.Option("context,kstore", "--learners", help="Comma-separated learners to measure."),
     option: list[str] = typer.Option([], "--option", "-o", help="Learner option learner.key=value (repeatable)."),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from loracle.documents import Document
 from loracle.errors import LoracleError
-from loracle.eval.qa import QAItem, load_qa
+from loracle.eval.qa import QAItem, load_qa, spread
 from loracle.eval.squad import load_squad, sample_questions
 from loracle.sources import read_document
 
@@ -46,7 +46,8 @@ def load_inputs(
 ) -> EvalInputs:
     """Documents and questions for one run.
 
-    With --squad, the paragraphs holding the sampled questions are the documents learned (a paragraph
+    `max_questions` caps each source (the QA file, the SQuAD file), spreading the questions over its
+    documents. With --squad, the paragraphs holding the sampled questions are the documents learned (a paragraph
     per document); `notes` records how many questions and paragraphs were used out of how many.
     Questions naming a document that is not there are skipped with a warning.
     """
@@ -57,12 +58,14 @@ def load_inputs(
         if qa_file is None:
             raise LoracleError("--docs needs --qa FILE.jsonl (the questions about those documents)")
         inputs.docs.update(read_docs_folder(docs_dir, inputs.warnings.append))
+        pools: dict[tuple[str, ...], list[QAItem]] = {}
         for item in load_qa(qa_file):
             absent = [d for d in item.docs if d not in inputs.docs]
             if absent:
                 inputs.warnings.append(f"{qa_file}: skipping {item.question!r}: no document {', '.join(absent)}")
                 continue
-            inputs.items.append(item)
+            pools.setdefault(item.docs, []).append(item)
+        inputs.items += spread(list(pools.values()), max_questions)
     if squad_file is not None:
         paragraphs = load_squad(squad_file)
         chosen = sample_questions(paragraphs, max_questions)

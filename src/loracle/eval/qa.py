@@ -35,3 +35,26 @@ def load_qa(path: Path) -> list[QAItem]:
     if not items:
         raise LoracleError(f"{path}: no questions")
     return items
+
+
+def spread(pools: list[list[QAItem]], max_questions: int | None) -> list[QAItem]:
+    """Up to `max_questions` items from `pools` (e.g. one pool per document), the same on every run.
+
+    Takes items round-robin: the first item of evenly spaced pools, then the second, and so on, so a
+    small cap still covers many pools.
+    """
+    total = sum(len(pool) for pool in pools)
+    if max_questions is None or max_questions >= total:
+        return [item for pool in pools for item in pool]
+    chosen: list[QAItem] = []
+    depth = 0
+    while len(chosen) < max_questions:
+        layer = [pool[depth] for pool in pools if len(pool) > depth]
+        need = max_questions - len(chosen)
+        if len(layer) <= need:
+            chosen += layer
+        else:
+            step = len(layer) / need
+            chosen += [layer[int(i * step)] for i in range(need)]
+        depth += 1
+    return chosen

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from loracle.documents import Document, slugify
 from loracle.errors import LoracleError
-from loracle.eval.qa import QAItem
+from loracle.eval.qa import QAItem, spread
 
 
 @dataclass(frozen=True)
@@ -59,24 +59,5 @@ def load_squad(path: Path) -> list[SquadParagraph]:
 
 
 def sample_questions(paragraphs: list[SquadParagraph], max_questions: int | None) -> list[QAItem]:
-    """Up to `max_questions` answerable questions, spread across paragraphs, the same on every run.
-
-    Takes questions round-robin: the first question of evenly spaced paragraphs, then the second, and so
-    on, so a small cap still covers many paragraphs of every article.
-    """
-    pools = [list(p.questions) for p in paragraphs if p.questions]
-    total = sum(len(pool) for pool in pools)
-    if max_questions is None or max_questions >= total:
-        return [item for pool in pools for item in pool]
-    chosen: list[QAItem] = []
-    depth = 0
-    while len(chosen) < max_questions:
-        layer = [pool[depth] for pool in pools if len(pool) > depth]
-        need = max_questions - len(chosen)
-        if len(layer) <= need:
-            chosen += layer
-        else:
-            step = len(layer) / need
-            chosen += [layer[int(i * step)] for i in range(need)]
-        depth += 1
-    return chosen
+    """Up to `max_questions` answerable questions, spread across paragraphs, the same on every run."""
+    return spread([list(p.questions) for p in paragraphs if p.questions], max_questions)

@@ -2,10 +2,13 @@
 
 Learning runs the base model over each document and stores, for every token position, the hidden state
 of one layer (the key) and the token that came next in the document (the value). Answering decodes
-closed-book; at every step the current hidden state looks up its k nearest stored keys (cosine
-similarity after removing the store's mean state, which otherwise dominates every similarity) and, when
-the nearest is close enough, the model's next-token distribution is interpolated with the neighbours'
-next-token distribution:  p = (1 - lam) * p_model + lam * p_knn  (Khandelwal et al., kNN-LM, 2020).
+closed-book; at every step where the model is unsure (top probability below `max_confidence`), the
+current hidden state looks up its k nearest stored keys (cosine similarity after removing the store's
+mean state, which otherwise dominates every similarity) among the sentences that best match the
+question, and, when the nearest is close enough, the model's next-token distribution is interpolated
+with the neighbours' next-token distribution:  p = (1 - lam) * p_model + lam * p_knn  (Khandelwal et
+al., kNN-LM, 2020). Ungated, the store copies whatever followed the question's words in the document
+(measured on the sample: the first sentence every time); gated, it fills the slots the model cannot.
 No document text is put in the prompt; only the stored states and next tokens are used.
 """
 
@@ -32,9 +35,9 @@ from loracle.model.chat import stop_token_ids
 class KStoreSettings:
     layer: int = -1  # which hidden state is the key (an index into the model's hidden_states)
     k: int = 8
-    lam: float = 0.5  # weight of the neighbours' distribution when the store is consulted
+    lam: float = 0.8  # weight of the neighbours' distribution when the store is consulted
     temperature: float = 0.05  # softmax temperature over the neighbours' similarities
-    threshold: float = 0.5  # consult the store only when the nearest key is at least this similar
+    threshold: float = 0.2  # consult the store only when the nearest key is at least this similar
     window: int = 256  # tokens per forward pass at learn time
     skip: int = 4  # positions at the start of a document carry little context: not stored
     #: before decoding, the question's own states pick the `scope` stored sentences that match them best
@@ -43,10 +46,10 @@ class KStoreSettings:
     scope: int = 2
     #: scale lam by the model's doubt (1 - its top probability): the store fills the slots the model is
     #: unsure of (names, numbers) and leaves the words it is sure of (sentence structure) alone
-    gate_by_confidence: bool = True
+    gate_by_confidence: bool = False
     #: consult the store only at steps where the model's top probability is below this (1.0 = every step):
     #: a confident model is writing sentence structure, an unsure one is at a fact it does not know
-    max_confidence: float = 1.0
+    max_confidence: float = 0.5
     max_new_tokens: int = 48
 
 
