@@ -7,6 +7,7 @@ import sys
 from loracle.cli import adapter_commands  # noqa: F401  (registers commands)
 from loracle.cli import eval_commands  # noqa: F401  (registers commands)
 from loracle.cli import hypernet_commands  # noqa: F401
+from loracle.cli import learn_commands  # noqa: F401
 from loracle.cli import model_commands  # noqa: F401  (registers commands)
 from loracle.cli import search_commands  # noqa: F401
 from loracle.cli import serve_commands  # noqa: F401

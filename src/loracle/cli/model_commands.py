@@ -19,11 +19,17 @@ def ask(
     max_tokens: int = typer.Option(200, "--max-tokens", help="Most new tokens to generate."),
     temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy."),
     threads: int = ThreadsOption,
+    learner: str | None = typer.Option(None, "--learner", help="With --load: the learner (default: the checkpoint's)."),
+    load: str | None = typer.Option(None, "--load", help="Answer with this learner checkpoint (see `loracle learn`)."),
 ) -> None:
     """Stream an answer from the model.
 
     Example: loracle ask "Who founded the observatory?" --doc notes/observatory.md
     """
+    if load:
+        from loracle.cli.learn_commands import ask_checkpoint
+
+        return ask_checkpoint(question, load, learner, model, threads)
     from loracle.sources import read_document
 
     document = read_document(doc).text if doc else None  # before the model load: a bad --doc fails at once

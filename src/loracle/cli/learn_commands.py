@@ -1,0 +1,53 @@
+"""`loracle learn`: let a learner learn documents and save it as a named checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from loracle.cli.app import ModelOption, ThreadsOption, app, console, err_console, load_base
+
+
+@app.command()
+def learn(
+    docs: list[Path] = typer.Argument(..., help="Documents or folders to learn."),
+    learner: str = typer.Option("context", "--learner", "-l", help="context, ttt, kstore, playbook or hypernet."),
+    save: str | None = typer.Option(
+        None, "--save", help="Checkpoint name (kept in <kb>/.loracle/checkpoints or your data folder) or a path."
+    ),
+    kb: Path | None = typer.Option(None, "--kb", help="Knowledge base whose checkpoints folder to use."),
+    model: str = ModelOption,
+    threads: int = ThreadsOption,
+) -> None:
+    """Learn documents with one learner and save what it learned.
+
+    Example: loracle learn notes/ --learner ttt --save my-notes
+    """
+    from loracle.kb import find_kb
+    from loracle.learners.session import learn_sources
+
+    kb_root = find_kb(kb).root if kb else None
+    lm = load_base(model, threads)
+    with err_console.status(f"Learning with {learner}..."):
+        outcome = learn_sources(
+            lm, learner, docs, save, kb_root=kb_root, on_error=lambda line: err_console.print(f"skipped: {line}")
+        )
+    report = outcome.report
+    console.print(
+        f"{report.learner}: learned {report.documents} document(s), {report.tokens} tokens, in {report.seconds:.1f} s"
+    )
+    if outcome.saved_to:
+        console.print(f"saved to {outcome.saved_to}")
+
+
+def ask_checkpoint(question: str, name: str, learner: str | None, model: str, threads: int) -> None:
+    """`loracle ask --load NAME`: answer with a saved learner and list its citations."""
+    from loracle.learners.session import answer_from_checkpoint
+
+    lm = load_base(model, threads)
+    answer = answer_from_checkpoint(lm, name, question, learner=learner)
+    console.out(answer.text, highlight=False)
+    for citation in answer.citations:
+        where = f", line {citation.line}" if citation.line else ""
+        console.print(f"[dim]- {citation.title} ({citation.doc_id}{where})[/]", highlight=False)
