@@ -6,6 +6,7 @@ exercised in tests/integration/test_search_minilm.py.
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import zlib
@@ -283,3 +284,40 @@ def test_own_writes_patch_the_vector_matrix_in_place(hybrid_index: SearchIndex) 
     assert ids(hybrid_index.search("stream", mode="vector"))[0] == "rhine"
     assert ids(hybrid_index.search("vehicle", mode="vector"))[0] == "cats"
     assert "cars" not in ids(hybrid_index.search("vehicle", mode="vector"))
+
+
+def test_sync_skips_reading_files_whose_stamp_is_unchanged(tmp_path: Path, bm25_index: SearchIndex) -> None:
+    wiki = tmp_path / "wiki"
+    path = write(wiki, "a.md", "# A\nalpha\n")
+    old = (1_600_000_000_000_000_000, 1_600_000_000_000_000_000)
+    os.utime(path, ns=old)
+    assert bm25_index.sync_folder(wiki).added == ["a"]
+    path.write_text("# A\nomega\n", encoding="utf-8")  # same size, and the clock put back: looks unchanged
+    os.utime(path, ns=old)
+    assert bm25_index.sync_folder(wiki).unchanged == 1
+    os.utime(path, ns=(old[0] + 10**9, old[1] + 10**9))
+    assert bm25_index.sync_folder(wiki).updated == ["a"]
+
+
+def test_a_file_saved_twice_within_the_clock_tick_is_not_missed(tmp_path: Path, bm25_index: SearchIndex) -> None:
+    wiki = tmp_path / "wiki"
+    path = write(wiki, "a.md", "# A\nalpha\n")
+    stamp = path.stat().st_mtime_ns
+    assert bm25_index.sync_folder(wiki).added == ["a"]  # written just now: no stamp is trusted yet
+    path.write_text("# A\nomega\n", encoding="utf-8")
+    os.utime(path, ns=(stamp, stamp))  # same size, same mtime
+    assert bm25_index.sync_folder(wiki).updated == ["a"]
+    assert ids(bm25_index.search("omega", mode="bm25")) == ["a"]
+
+
+def test_vectors_from_another_embedder_are_dropped(tmp_path: Path) -> None:
+    class Other(ConceptEmbedder):
+        name = "other-model"
+
+    db = tmp_path / "search.db"
+    with SearchIndex(db, embedder=ConceptEmbedder()) as index:
+        index.upsert(page("cats", "Cats", "cats purr"))
+    other = Other()
+    with SearchIndex(db, embedder=other) as index:
+        assert ids(index.search("kitten", mode="vector")) == ["cats"]
+        assert other.calls == 2  # the query, and the page re-embedded by this model

@@ -1,7 +1,8 @@
 """`SearchIndex`: a SQLite file with an FTS5 (BM25) index and float32 embeddings of wiki pages and chunks.
 
 Layout of the database (rebuildable from the files at any time; a corrupt or outdated file is rebuilt empty):
-  meta(key, value)                         schema version, embedder name
+  meta(key, value)                         schema version, the embedder that made the stored vectors
+  file_stamps(origin, id, stamp)           size and mtime of each synced file, so a sync skips unchanged ones
   {c}_docs(rowid, id, ..., hash, origin)   c = "page" or "chunk": one row per indexed page or chunk
   {c}_fts  fts5(title, aliases, tags, headings, body)   same rowid; CJK stored as bigrams (see text.py)
   {c}_vec(rowid, vec)                      same rowid; one L2-normalised float32 vector per row
@@ -30,7 +31,7 @@ from loracle.search.text import fts_query, index_form, snippet
 from loracle.search.types import ChunkHit, IndexedPage, SearchHit, SyncReport
 from loracle.sources.chunking import Chunk
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MODES = ("hybrid", "bm25", "vector")
 # bm25() column weights, in column order: title, aliases, tags, headings, body.
 COLUMN_WEIGHTS = (10.0, 8.0, 4.0, 3.0, 1.0)
@@ -229,11 +230,12 @@ class Collection:
         return [Ranked(rowid, -score, rank) for rank, (rowid, score) in enumerate(rows, start=1)]
 
     def _vector(self, query: str, limit: int) -> list[Ranked]:
+        query_vector = self.index.embed_query(query)  # first: resolving the embedder drops foreign vectors
         self._backfill_vectors()
         cache = self._vectors()
         if cache.keys.size == 0:
             return []
-        scores = cache.matrix @ self.index.embed_query(query)
+        scores = cache.matrix @ query_vector
         top = np.argpartition(-scores, limit - 1)[:limit] if scores.size > limit else np.arange(scores.size)
         top = top[np.argsort(-scores[top], kind="stable")]
         return [Ranked(int(cache.keys[i]), float(scores[i]), rank) for rank, i in enumerate(top, start=1)]
@@ -312,6 +314,7 @@ class SearchIndex:
         self._query_vectors: dict[str, np.ndarray] = {}
         self._query_cache = query_cache
         self._depth = 0
+        self._embedder_checked = False
         self.conn = self._open()
 
     # -- opening, checking, rebuilding ----------------------------------------------------------------------
@@ -340,6 +343,10 @@ class SearchIndex:
             conn.execute("BEGIN IMMEDIATE")
             for collection in (self.pages, self.chunks):
                 collection.create(conn)
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS file_stamps (origin TEXT NOT NULL, id TEXT NOT NULL, stamp TEXT NOT NULL, "
+                "PRIMARY KEY (origin, id))"
+            )
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             conn.execute("COMMIT")
             return conn
@@ -388,7 +395,22 @@ class SearchIndex:
     def embedder(self) -> Embedder:
         if self._embedder is None:
             self._embedder = default_embedder()
+        if not self._embedder_checked:
+            self._drop_vectors_of_other_embedders(self._embedder)
+            self._embedder_checked = True
         return self._embedder
+
+    def _drop_vectors_of_other_embedders(self, embedder: Embedder) -> None:
+        """Vectors made by another model (or dimension) are meaningless here: drop them; they get recomputed."""
+        signature = f"{embedder.name}:{embedder.dim}"
+        with self.transaction():
+            row = self.conn.execute("SELECT value FROM meta WHERE key = 'embedder'").fetchone()
+            if row is not None and row[0] == signature:
+                return
+            for collection in (self.pages, self.chunks):
+                self.conn.execute(f"DELETE FROM {collection.name}_vec")
+                collection._cache.version = None
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('embedder', ?)", (signature,))
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         vectors = [self.embedder.encode(texts[i : i + EMBED_BATCH]) for i in range(0, len(texts), EMBED_BATCH)]
@@ -404,6 +426,21 @@ class SearchIndex:
                     self._query_vectors.pop(next(iter(self._query_vectors)))
                 self._query_vectors[query] = vector
         return vector
+
+    # -- file stamps: let a folder sync skip reading files that have not changed ----------------------------
+    def file_stamps(self, origin: str) -> dict[str, str]:
+        rows = self.conn.execute("SELECT id, stamp FROM file_stamps WHERE origin = ?", (origin,))
+        return dict(rows.fetchall())
+
+    def set_file_stamps(self, origin: str, stamps: dict[str, str], forget: Sequence[str] = ()) -> None:
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO file_stamps (origin, id, stamp) VALUES (?, ?, ?)",
+                [(origin, page_id, stamp) for page_id, stamp in stamps.items()],
+            )
+            self.conn.executemany(
+                "DELETE FROM file_stamps WHERE origin = ? AND id = ?", [(origin, page_id) for page_id in forget]
+            )
 
     # -- pages ----------------------------------------------------------------------------------------------
     def upsert(self, page: IndexedPage) -> bool:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 # The wiki's own bookkeeping pages would match almost any query (index.md lists every page): not indexed.
 WIKI_SPECIAL_PAGES = frozenset({"index.md", "log.md", "SCHEMA.md"})
 SYNC_BATCH = 256
+RACY_WINDOW_NS = 2_000_000_000
 
 
 def page_from_markdown(text: str, relative: Path, path_for_errors: Path) -> IndexedPage:
@@ -39,13 +40,19 @@ def page_from_markdown(text: str, relative: Path, path_for_errors: Path) -> Inde
 
 def sync_folder(index: SearchIndex, folder: Path, skip: frozenset[str] = WIKI_SPECIAL_PAGES) -> SyncReport:
     """Index every .md page under `folder` (hidden folders skipped); only changed pages are reindexed, pages
-    whose file is gone are dropped, unreadable files are reported and keep their previous entry."""
+    whose file is gone are dropped, unreadable files are reported and keep their previous entry.
+
+    A file whose size and modification time match the last sync is not even read; a file modified in the
+    last few seconds is always read (two saves within the clock's resolution must not look unchanged).
+    """
     started = time.perf_counter()
     if not folder.is_dir():
         raise LoracleError(f"{folder}: not a folder of pages")
     origin = str(folder.resolve())
     report = SyncReport(rebuilt=index.rebuilt)
     known = index.pages.ids_with_origin(origin)
+    old_stamps = index.file_stamps(origin)
+    new_stamps: dict[str, str] = {}
     seen: dict[str, Path] = {}
     batch: list[IndexedPage] = []
     for path in iter_source_files(folder, suffixes=(".md",)):
@@ -57,11 +64,17 @@ def sync_folder(index: SearchIndex, folder: Path, skip: frozenset[str] = WIKI_SP
             report.errors.append(f"{path}: same id {page_id!r} as {seen[page_id]}; not indexed")
             continue
         seen[page_id] = path
+        stamp = _stamp(path)
+        if page_id in known and stamp is not None and old_stamps.get(page_id) == stamp:
+            report.unchanged += 1
+            continue
         try:
             page = page_from_markdown(read_text(path), relative, path)
         except LoracleError as exc:
             report.errors.append(str(exc))
             continue
+        if stamp is not None:
+            new_stamps[page_id] = stamp
         if known.get(page_id) == page.hash:
             report.unchanged += 1
             continue
@@ -74,8 +87,20 @@ def sync_folder(index: SearchIndex, folder: Path, skip: frozenset[str] = WIKI_SP
         index.pages.upsert(batch, origin=origin)
     report.removed = sorted(set(known) - set(seen))
     index.pages.remove(report.removed)
+    index.set_file_stamps(origin, new_stamps, forget=[i for i in old_stamps if i not in seen])
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _stamp(path: Path) -> str | None:
+    """size:mtime_ns of a file, or None when it was modified too recently to trust (or cannot be stat'ed)."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    if time.time_ns() - info.st_mtime_ns < RACY_WINDOW_NS:
+        return None
+    return f"{info.st_size}:{info.st_mtime_ns}"
 
 
 def _strings(value: Any) -> tuple[str, ...]:

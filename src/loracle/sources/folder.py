@@ -39,8 +39,8 @@ def iter_source_files(folder: Path, suffixes: tuple[str, ...] = SUPPORTED_SUFFIX
             path = Path(current) / name
             if name.startswith(".") or path.suffix.lower() not in suffixes:
                 continue
-            try:
-                if not path.is_file() or not path.resolve().is_relative_to(root):
+            try:  # os.walk does not enter symlinked folders, so only a symlinked file can lead outside
+                if not path.is_file() or (path.is_symlink() and not path.resolve().is_relative_to(root)):
                     continue
             except OSError:
                 continue
