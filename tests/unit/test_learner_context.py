@@ -1,0 +1,118 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from loracle.documents import Document
+from loracle.errors import LoracleError
+from loracle.learners.context import ContextLearner
+from loracle.model.loader import LoadedModel, model_fingerprint
+from loracle.sources import read_document
+from tests.conftest import build_tiny_model
+
+OBSERVATORY = (
+    "# Kestrel Valley Observatory\n\nThe observatory was founded by Ilse Marrow in 1987.\n\n"
+    "Its main instrument is the Harrow Telescope."
+)
+RIVER = "# Corra River\n\nThe Corra River powers a small hydroelectric plant.\nIt flows north to the sea."
+
+
+class WordHashEmbedder:
+    """A deterministic bag-of-words embedder standing in for MiniLM in unit tests."""
+
+    name = "word-hash"
+    dim = 64
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def encode(self, texts):
+        self.calls += len(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in text.lower().split():
+                out[row, sum(map(ord, word)) % self.dim] += 1.0
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-9)
+
+
+def docs() -> list[Document]:
+    return [
+        Document.from_text(OBSERVATORY, "Kestrel Valley Observatory", doc_id="observatory"),
+        Document.from_text(RIVER, "Corra River", doc_id="river"),
+    ]
+
+
+def learner(lm: LoadedModel, **options) -> ContextLearner:
+    return ContextLearner(lm, embedder=WordHashEmbedder(), top_k=1, max_new_tokens=6, **options)
+
+
+def test_retrieves_the_chunk_that_answers_and_cites_its_lines(tiny_lm: LoadedModel) -> None:
+    ctx = learner(tiny_lm)
+    report = ctx.learn(docs())
+    assert report.documents == 2 and report.details["chunks"] >= 2
+    hits = ctx.retrieve("Which river powers the hydroelectric plant?")
+    assert [h.doc_id for h in hits] == ["river"]
+    answer = ctx.answer("Who founded the observatory?")
+    assert answer.citations and answer.citations[0].doc_id == "observatory"
+    assert "Ilse Marrow" in answer.citations[0].snippet
+    assert answer.citations[0].line is not None
+
+
+def test_citation_lines_point_at_the_source_file(tmp_path: Path, tiny_lm: LoadedModel) -> None:
+    path = tmp_path / "river.md"
+    path.write_text("---\ntitle: Corra River\n---\n" + RIVER, encoding="utf-8")
+    ctx = learner(tiny_lm)
+    ctx.learn([read_document(path)])
+    citation = ctx.answer("What powers the hydroelectric plant?").citations[0]
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert "Corra" in lines[citation.line - 1]
+
+
+def test_relearning_a_document_replaces_its_chunks(tiny_lm: LoadedModel) -> None:
+    ctx = learner(tiny_lm)
+    ctx.learn(docs())
+    changed = Document.from_text("# Corra River\n\nThe Corra River is now dry.", "Corra River", doc_id="river")
+    ctx.learn([changed])
+    river = [c for c in ctx.chunks.values() if c.doc_id == "river"]
+    assert len(river) == 1 and "dry" in river[0].text
+    assert "dry" in ctx.retrieve("Corra River hydroelectric")[0].text
+
+
+def test_logit_bias_keeps_answers_to_the_retrieved_tokens(tiny_lm: LoadedModel) -> None:
+    ctx = learner(tiny_lm, logit_bias=1000.0)
+    ctx.learn(docs())
+    hits = ctx.retrieve("Corra River")
+    allowed = {t for h in hits for t in tiny_lm.tokenizer.encode(h.text, add_special_tokens=False)}
+    assert ctx._bias(hits) == dict.fromkeys(allowed, 1000.0)
+    text = ctx.answer("Corra River").text
+    assert set(tiny_lm.tokenizer.encode(text, add_special_tokens=False)) <= allowed
+
+
+def test_save_and_load_give_the_same_answers_without_re_embedding(tmp_path: Path, tiny_lm: LoadedModel) -> None:
+    ctx = learner(tiny_lm)
+    ctx.learn(docs())
+    ctx.save(tmp_path / "ck")
+    embedder = WordHashEmbedder()
+    loaded = ContextLearner(tiny_lm, embedder=embedder)
+    loaded.load(tmp_path / "ck")
+    assert embedder.calls == 0
+    for question in ("Who founded the observatory?", "Which river powers the plant?"):
+        first, second = ctx.answer(question), loaded.answer(question)
+        assert first.text == second.text
+        assert first.citations == second.citations
+
+
+def test_checkpoint_for_another_base_model_is_refused(tmp_path: Path, tiny_lm: LoadedModel) -> None:
+    ctx = learner(tiny_lm)
+    ctx.learn(docs())
+    ctx.save(tmp_path / "ck")
+    other_model = build_tiny_model(len(tiny_lm.tokenizer), seed=1)
+    other = LoadedModel(other_model, tiny_lm.tokenizer, "other", "memory", model_fingerprint(other_model))
+    with pytest.raises(LoracleError, match="another base model"):
+        learner(other).load(tmp_path / "ck")
+
+
+def test_an_empty_learner_answers_closed_book(tiny_lm: LoadedModel) -> None:
+    answer = learner(tiny_lm).answer("Who founded the observatory?")
+    assert answer.citations == []
