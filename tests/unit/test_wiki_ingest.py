@@ -228,3 +228,17 @@ def test_names_match_existing_pages_by_alias(kb: KBPaths, tmp_path: Path) -> Non
     assert not (kb.wiki / "entities/ilse-marrow.md").exists()
     page = read_page(kb.wiki / "entities/marrow.md")
     assert page.frontmatter["aliases"] == ["Ilse Marrow"] and "Ilse Marrow" in page.section("Mentions").text
+
+
+def test_html_source_cites_lines_of_its_text(kb: KBPaths, tmp_path: Path) -> None:
+    html = (
+        "<html><head><title>Corra River</title></head><body><h1>Corra River</h1>"
+        "<p>The Corra River powers the observatory.</p><p>Ilse Marrow mapped the Corra River in 1990.</p></body></html>"
+    )
+    source = _source(tmp_path, "corra.html", html)
+    llm = scripted_llm(names=lambda doc: {"entities": ["Ilse Marrow"], "concepts": []})
+    [result] = ingest(kb, [source], llm).results
+    assert result.status == "added", result.error
+    assert (kb.raw / "corra.html").read_text() == html  # the raw source is kept as it was
+    mention = read_page(kb.wiki / "entities/ilse-marrow.md").section("Mentions").text
+    assert "Ilse Marrow mapped the Corra River in 1990." in mention and "`raw/corra.html:" in mention

@@ -168,21 +168,27 @@ def _log_details(result: SourceResult) -> list[str]:
     return lines
 
 
-def _existing_page_for(kb: KBPaths, name: str, page_type: str, reserved: set[str]) -> str:
-    """The page an entity or concept name belongs to: an existing page with that stem or alias, else a new one."""
-    stem = slugify(name)
-    for folder_type in ("entity", "concept"):
-        rel = page_rel(folder_type, stem)
-        if (kb.wiki / rel).exists():
-            return rel
-    lowered = name.lower()
-    for folder_type in ("entity", "concept"):
-        folder = kb.wiki / page_rel(folder_type, "x").rsplit("/", 1)[0]
+def _names_to_pages(kb: KBPaths) -> dict[str, str]:
+    """Every entity and concept page by its lowercased title, aliases and file stem."""
+    names: dict[str, str] = {}
+    for page_type in ("entity", "concept"):
+        folder = kb.wiki / Path(page_rel(page_type, "x")).parent
         for path in sorted(folder.glob("*.md")) if folder.is_dir() else []:
+            rel = path.relative_to(kb.wiki).as_posix()
             meta = read_page(path).frontmatter
-            names = [str(meta.get("title", ""))] + [str(a) for a in meta.get("aliases") or []]
-            if lowered in (n.lower() for n in names):
-                return path.relative_to(kb.wiki).as_posix()
+            aliases = meta.get("aliases") if isinstance(meta.get("aliases"), list) else []
+            for name in (path.stem, str(meta.get("title") or ""), *(str(a) for a in aliases)):
+                if name:
+                    names.setdefault(name.lower(), rel)
+    return names
+
+
+def _page_for_name(names: dict[str, str], name: str, page_type: str, reserved: set[str]) -> str:
+    """The page a name belongs to: an existing page with that stem, title or alias, else a new one."""
+    stem = slugify(name)
+    found = names.get(name.lower()) or names.get(stem)
+    if found:
+        return found
     if stem in reserved:
         stem = slugify(f"{name} {page_type}")
     return page_rel(page_type, stem)
@@ -209,8 +215,9 @@ def _write_pages(
     raw_text = blank_frontmatter(raw_path.read_text(encoding="utf-8")) if _is_text(raw_path) else doc.text
     reserved = {Path(r.page).stem for r in state.sources.values()} | {summary_stem}
     named: list[tuple[str, str, str]] = []  # (name, page type, rel)
+    names = _names_to_pages(kb)
     for name, page_type in [*((e, "entity") for e in ex.entities), *((c, "concept") for c in ex.concepts)]:
-        rel = _existing_page_for(kb, name, page_type, reserved)
+        rel = _page_for_name(names, name, page_type, reserved)
         if rel not in (r for _, _, r in named):
             named.append((name, page_type, rel))
 
