@@ -23,7 +23,7 @@ from loracle.adapters.manifest import AdapterManifest
 from loracle.adapters.store import AdapterStore, check_adapter_id
 from loracle.documents import Document, content_hash, slugify
 from loracle.errors import LoracleError
-from loracle.sources.files import read_document
+from loracle.sources.files import SUPPORTED_SUFFIXES, read_document
 from loracle.sources.folder import SourceError, iter_source_files, read_folder, source_id
 
 #: wiki files that are bookkeeping, not knowledge: never compiled
@@ -69,8 +69,8 @@ class FolderSource:
             relative = path.resolve().relative_to(self.root.resolve())
         except ValueError:
             return None
-        if any(part.startswith(".") for part in relative.parts):
-            return None
+        if any(part.startswith(".") for part in relative.parts) or path.suffix.lower() not in SUPPORTED_SUFFIXES:
+            return None  # editor swap and backup files, hidden folders
         doc_id = source_id(relative)
         return None if doc_id in self.skip_ids else doc_id
 

@@ -167,6 +167,16 @@ def test_failing_documents_are_reported_by_name_and_skipped(tmp_path: Path, tiny
     assert not [p for p in (kb / "adapters").iterdir() if p.name.startswith(".")]
 
 
+def test_only_documents_count_as_changed_files(tmp_path: Path) -> None:
+    source = wiki_source(tmp_path)
+    wiki = tmp_path / "wiki"
+    assert source.doc_id(wiki / "Notes" / "A b.md") == "notes-a-b"
+    assert source.doc_id(wiki / "index.md") is None
+    for ignored in ("page.md.swp", "page.md~", "4913", ".page.md.tmp", ".obsidian/app.json"):
+        assert source.doc_id(wiki / ignored) is None, ignored
+    assert source.doc_id(tmp_path / "raw" / "x.md") is None
+
+
 def test_adapter_ids_are_sanitised(tmp_path: Path, tiny_lm: LoadedModel) -> None:
     kb = make_kb(tmp_path, {"Notes/A  B (draft).md": "x", "CON.md": "y", "日本 語.md": "z"})
     summary = compilation(kb, RecordingCompiler(tiny_lm)).run()
