@@ -165,3 +165,15 @@ def test_a_learner_that_leaves_the_base_model_changed_is_flagged(tiny_lm) -> Non
 def test_questions_naming_unknown_documents_are_refused(tiny_lm) -> None:
     with pytest.raises(ValueError, match=r"c\.md"):
         run_eval(tiny_lm, DOCS, [QAItem(("c.md",), "q", ("a",))], [], RecitingLearner)
+
+
+def test_small_eval_for_the_demo_prints_the_table(tiny_lm) -> None:
+    from rich.console import Console
+
+    from loracle.eval.run import run_small_eval
+
+    console = Console(record=True, width=200)
+    result = run_small_eval(tiny_lm, console, learners=("kstore",), max_new_tokens=2)
+    assert [r.name for r in result.runs] == ["floor", "ceiling", "kstore"] and result.questions == 6
+    text = console.export_text()
+    assert "ceiling" in text and "kstore" in text
