@@ -37,6 +37,7 @@ def available_learners(requested: list[str]) -> tuple[list[str], list[str]]:
 
 
 def run_corpus(corpus: str, learners: list[str], args: argparse.Namespace, lm: Any) -> dict:
+    from loracle.atomic import write_text_atomic
     from loracle.eval.harness import EvalSettings
     from loracle.eval.inputs import load_inputs
     from loracle.eval.run import evaluate, write_outputs
@@ -68,7 +69,7 @@ def run_corpus(corpus: str, learners: list[str], args: argparse.Namespace, lm: A
     record["machine"] = machine_info()
     OUT.mkdir(parents=True, exist_ok=True)
     write_outputs(result, None, OUT / f"{label}.png")
-    (OUT / f"{label}.eval.json").write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+    write_text_atomic(OUT / f"{label}.eval.json", json.dumps(record, indent=2, default=str) + "\n")
     return record
 
 
