@@ -266,7 +266,9 @@ def _claims(page: PageInfo) -> list[Claim]:
         if line.lstrip().startswith(("```", "~~~")):
             in_fence = not in_fence
         text = line.strip()
-        if in_fence or len(content_words(text)) < 3 or text.startswith(("#", ">", "|", "<!--")):
+        if in_fence or text.startswith(("#", ">", "|", "<!--")):
+            continue
+        if len(content_words(re.sub(r"`[^`]*`", " ", LINK_RE.sub(" ", text)))) < 3:  # a list of links is no claim
             continue
         ref = re.search(r"`([^`]+?):\d+`", text)
         source = ref.group(1) if ref else (page_sources[0] if len(page_sources) == 1 else page.rel)
