@@ -88,7 +88,7 @@ def _load_pretrained(
             model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, local_files_only=local_only)
     except OSError as exc:
         raise ModelLoadError(f"{where}: cannot load model ({_first_line(exc)})") from exc
-    except (ValueError, KeyError, RuntimeError) as exc:
+    except Exception as exc:  # safetensors, tokenizers and config parsing each raise their own error types
         raise ModelLoadError(f"{where}: not a loadable causal language model ({_first_line(exc)})") from exc
     return model, tokenizer
 

@@ -1,0 +1,291 @@
+"""Generation speed of the embedded model: prefill and decode tokens/s, per decode path, adapter state and threads.
+
+Paths:
+- reference: plain transformers `model.generate` (greedy), timed with a streamer at every new token;
+- loop: loracle's decode loop with decoder="transformers" (the model's own forward, dynamic KV cache);
+- lean: loracle's lean Llama step (static KV cache, no per-step bookkeeping), fp32 weights;
+- lean-fp16: the lean step reading fp16-packed weights (the "auto" choice for longer generations).
+Adapter states: none; one LoRA adapter (r=8 on all seven projections) applied unmerged through PEFT; merged.
+Threads: 1 and 2.
+
+Each configuration decodes exactly --tokens new tokens (stop tokens are suppressed) after a ~200-token prompt
+(the sample document and a question). Trials are interleaved (trial -> threads -> path -> adapter) so that the
+shared machine's noise spreads over all configurations; each figure is the median over trials, and every
+ratio is taken within a trial and then its median reported. Packing fp16 weights is timed once per model
+(setup time, outside the prefill and decode figures). No new trial starts after --budget-s seconds.
+
+Run: .venv/bin/python -m benchmarks.generate [--trials 3] [--tokens 16] [--budget-s 240]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from peft import LoraConfig, get_peft_model
+
+from benchmarks.common import machine_info, row, write_result
+from loracle.demo import sample_dir
+from loracle.eval.qa import load_qa
+from loracle.model import GenerationConfig, LoadedModel, apply_adapters, encode_chat, load_model, question_messages
+from loracle.model.chat import stop_token_ids
+from loracle.model.generate import stream_ids
+from loracle.sources import read_document
+
+PATHS = ("reference", "loop", "lean", "lean-fp16")
+ADAPTERS = ("none", "unmerged", "merged")
+THREADS = (1, 2)
+TARGET_DECODE = 25.0
+TARGET_ADAPTER_COST = 0.10
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class TokenClock:
+    """A `model.generate` streamer that notes the time of every new token (the first put() is the prompt)."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.times: list[float] = []
+        self._prompt_seen = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self._prompt_seen:
+            self._prompt_seen = True
+            return
+        self.times.append(time.perf_counter())
+
+    def end(self) -> None:
+        pass
+
+
+def prompt_ids(lm: LoadedModel) -> list[int]:
+    folder = sample_dir()
+    item = load_qa(folder / "questions.jsonl")[0]
+    document = read_document(folder / item.docs[0]).text
+    return encode_chat(lm.tokenizer, question_messages(item.question, document))
+
+
+def make_adapter(lm: LoadedModel, folder: Path) -> Path:
+    """A real PEFT LoRA adapter for the embedded model, with non-zero B so that it changes the output."""
+    peft_model = get_peft_model(copy.deepcopy(lm.model), LoraConfig(r=8, lora_alpha=16, target_modules=LORA_TARGETS))
+    torch.manual_seed(0)
+    for name, param in peft_model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.01)
+    peft_model.save_pretrained(folder)
+    return folder
+
+
+def run_once(lm: LoadedModel, path: str, prompt: list[int], tokens: int) -> dict[str, float]:
+    """Prefill and decode timings of one generation of exactly `tokens` new tokens."""
+    cpu = time.process_time()
+    if path == "reference":
+        clock = TokenClock()
+        with torch.inference_mode():
+            lm.model.generate(
+                torch.tensor([prompt]),
+                max_new_tokens=tokens,
+                min_new_tokens=tokens,
+                do_sample=False,
+                streamer=clock,
+                pad_token_id=lm.tokenizer.pad_token_id,
+            )
+        prefill = clock.times[0] - clock.start
+        decode = clock.times[-1] - clock.times[0]
+        setup = 0.0
+    else:
+        decoder = "transformers" if path == "loop" else path
+        no_stop = {t: -1e9 for t in stop_token_ids(lm.tokenizer)}
+        stream = stream_ids(lm, prompt, GenerationConfig(max_new_tokens=tokens, decoder=decoder, logit_bias=no_stop))
+        stream.text()
+        assert stream.stats.new_tokens == tokens and stream.stats.decoder == decoder
+        prefill, decode, setup = stream.stats.prefill_s, stream.stats.decode_s, stream.stats.setup_s
+    return {
+        "prefill_tok_s": len(prompt) / prefill,
+        "decode_tok_s": (tokens - 1) / decode,
+        "setup_s": setup,
+        "cpu_s": time.process_time() - cpu,
+    }
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--tokens", type=int, default=16, help="new tokens per generation")
+    parser.add_argument("--budget-s", type=float, default=240, help="start no new trial after this many seconds")
+    args = parser.parse_args()
+    machine = machine_info()
+    started = time.perf_counter()
+
+    torch.set_num_threads(1)
+    base = load_model("embedded")
+
+    def fresh() -> LoadedModel:
+        return LoadedModel(copy.deepcopy(base.model), base.tokenizer, base.name, base.source, base.fingerprint)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        adapter = make_adapter(base, Path(tmp) / "adapter")
+        models = {
+            "none": base,
+            "unmerged": apply_adapters(fresh(), [adapter]),
+            "merged": apply_adapters(fresh(), [adapter], merge=True),
+        }
+    prompt = prompt_ids(base)
+    run_once(base, "reference", prompt, 2)  # warm-up: first-call initialisation of the kernels
+
+    runs: list[dict[str, Any]] = []
+    pack_s: dict[str, float] = {}  # the first lean-fp16 generation of each model packs its weights
+    for trial in range(args.trials):
+        if trial > 0 and time.perf_counter() - started > args.budget_s:
+            break
+        for threads in THREADS:
+            torch.set_num_threads(threads)
+            for path in PATHS:
+                for name in ADAPTERS:
+                    result = run_once(models[name], path, prompt, args.tokens)
+                    if path == "lean-fp16" and name not in pack_s:
+                        pack_s[name] = result["setup_s"]
+                    runs.append({"trial": trial, "threads": threads, "path": path, "adapter": name, **result})
+                    print(
+                        f"trial {trial} threads {threads} {path:9} {name:8} prefill {result['prefill_tok_s']:6.1f} "
+                        f"decode {result['decode_tok_s']:5.1f} tok/s",
+                        flush=True,
+                    )
+    torch.set_num_threads(1)
+    rows, summary = summarise(runs, pack_s, args.tokens)
+    data = {
+        "prompt_tokens": len(prompt),
+        "new_tokens": args.tokens,
+        "trials": len({r["trial"] for r in runs}),
+        "lora": {"r": 8, "alpha": 16, "targets": LORA_TARGETS},
+        "fp16_pack_s": pack_s,
+        "summary": summary,
+        "runs": runs,
+        "load_avg_1m_at_end": os.getloadavg()[0],
+        "wall_s": time.perf_counter() - started,
+    }
+    path = write_result("generate", rows, data, machine)
+    print(f"wrote {path}")
+
+
+def summarise(
+    runs: list[dict[str, Any]], pack_s: dict[str, float], tokens: int
+) -> tuple[list[dict], dict[str, dict[str, float]]]:
+    def pick(threads: int, path: str, adapter: str, key: str) -> list[float]:
+        return [r[key] for r in runs if r["threads"] == threads and r["path"] == path and r["adapter"] == adapter]
+
+    def ratio(threads: int, a: tuple[str, str], b: tuple[str, str], key: str = "decode_tok_s") -> float:
+        """Median over trials of a/b, both from the same trial."""
+        trials = sorted({r["trial"] for r in runs})
+        values = []
+        for t in trials:
+            (num,) = [r[key] for r in runs if (r["trial"], r["threads"], r["path"], r["adapter"]) == (t, threads, *a)]
+            (den,) = [r[key] for r in runs if (r["trial"], r["threads"], r["path"], r["adapter"]) == (t, threads, *b)]
+            values.append(num / den)
+        return median(values)
+
+    summary = {
+        f"{threads}t/{path}/{adapter}": {
+            "prefill_tok_s": median(pick(threads, path, adapter, "prefill_tok_s")),
+            "decode_tok_s": median(pick(threads, path, adapter, "decode_tok_s")),
+        }
+        for threads in THREADS
+        for path in PATHS
+        for adapter in ADAPTERS
+    }
+    best_threads = max(THREADS, key=lambda t: summary[f"{t}t/lean-fp16/none"]["decode_tok_s"])
+    best = summary[f"{best_threads}t/lean-fp16/none"]["decode_tok_s"]
+    rows = [
+        row(
+            "decode, optimised (lean-fp16), no adapter",
+            best,
+            "tokens/s",
+            f">= {TARGET_DECODE:g} on 2 cores",
+            best >= TARGET_DECODE,
+            f"median of trials, best thread count ({best_threads}); shared machine",
+        )
+    ]
+    for threads in THREADS:
+        for path in PATHS:
+            cell = summary[f"{threads}t/{path}/none"]
+            rows.append(
+                row(f"decode, {path}, {threads} thread(s)", cell["decode_tok_s"], "tokens/s", note="no adapter")
+            )
+    for threads in THREADS:
+        for path in PATHS:
+            rows.append(
+                row(
+                    f"prefill, {path}, {threads} thread(s)",
+                    summary[f"{threads}t/{path}/none"]["prefill_tok_s"],
+                    "tokens/s",
+                )
+            )
+    for threads in THREADS:
+        for path in ("lean", "lean-fp16", "loop"):
+            rows.append(
+                row(
+                    f"decode speed-up {path} / reference, {threads} thread(s)",
+                    ratio(threads, (path, "none"), ("reference", "none")),
+                    "x",
+                    note="ratio within each trial, median",
+                )
+            )
+    for threads in THREADS:
+        for path in PATHS:
+            for adapter in ("unmerged", "merged"):
+                cost = 1 - ratio(threads, (path, adapter), (path, "none"))
+                target = path == "lean-fp16"
+                rows.append(
+                    row(
+                        f"adapter cost, {adapter}, {path}, {threads} thread(s)",
+                        cost,
+                        "fraction of decode speed",
+                        f"<= {TARGET_ADAPTER_COST:g}" if target else "",
+                        cost <= TARGET_ADAPTER_COST if target else None,
+                        "1 - with/without, same trial",
+                    )
+                )
+    for path in PATHS:
+        rows.append(
+            row(
+                f"threads: 2 / 1 decode speed, {path}",
+                median(
+                    [
+                        a / b
+                        for a, b in zip(
+                            pick(2, path, "none", "decode_tok_s"), pick(1, path, "none", "decode_tok_s"), strict=True
+                        )
+                    ]
+                ),
+                "x",
+                note="same trial",
+            )
+        )
+    lean_1t = summary["1t/lean/none"]["decode_tok_s"]
+    fp16_1t = summary["1t/lean-fp16/none"]["decode_tok_s"]
+    saved_per_token = 1 / lean_1t - 1 / fp16_1t
+    rows.append(row("fp16 weight packing (once per model)", pack_s["none"], "s", note="first lean-fp16 generation"))
+    rows.append(
+        row(
+            "fp16 packing pays off after",
+            pack_s["none"] / saved_per_token if saved_per_token > 0 else float("inf"),
+            "new tokens",
+            note="pack time / time saved per token vs lean fp32, 1 thread",
+        )
+    )
+    return rows, summary
+
+
+if __name__ == "__main__":
+    main()
