@@ -196,6 +196,14 @@ def test_bad_files_are_reported_by_name_and_the_rest_go_on(kb: KBPaths, tmp_path
     assert report.count("added") == 1
 
 
+def test_the_knowledge_base_itself_is_not_a_source(kb: KBPaths, tmp_path: Path) -> None:
+    (kb.wiki / "note.md").write_text("# A page someone wrote in the wiki\n\nWith some words in it.\n")
+    for path in (kb.root, kb.wiki, tmp_path):
+        [result] = ingest(kb, [path], scripted_llm()).results
+        assert result.status == "failed" and "part of the knowledge base itself" in result.error
+    assert not any(kb.raw.iterdir())
+
+
 def test_two_ingests_at_once_lose_nothing(kb: KBPaths, tmp_path: Path) -> None:
     sources = [_source(tmp_path, f"doc{i}.md", OBSERVATORY.replace("Kestrel Valley", f"Station {i}")) for i in range(4)]
     errors: list[BaseException] = []

@@ -95,8 +95,10 @@ def _stage(kb: KBPaths, path: Path) -> tuple[list[tuple[Path, str]], list[tuple[
     path = path.expanduser()
     if not path.exists():
         raise LoracleError(f"{path}: no such file or folder")
-    resolved = path.resolve()
+    resolved, root = path.resolve(), kb.root.resolve()
     inside_raw = resolved.is_relative_to(kb.raw.resolve())
+    if not inside_raw and (root.is_relative_to(resolved) or resolved.is_relative_to(root)):
+        raise LoracleError(f"{path}: part of the knowledge base itself; ingest sources from elsewhere or from raw/")
     if path.is_dir():
         files = list(iter_source_files(path))
         if not files:
