@@ -127,7 +127,7 @@ def test_changed_source_updates_only_its_lines_and_keeps_hand_edits(kb: KBPaths,
     assert read_page(marrow).section("My notes").text == "Keep this."
     assert read_page(telescope).section("Mentions").text == ""  # its only line came from the old text
     log = (kb.wiki / "log.md").read_text()
-    assert "] update | Kestrel Valley Observatory" in log
+    assert log.count("] ingest | Kestrel Valley Observatory") == 2 and "`raw/observatory.md` (changed)" in log
 
 
 def test_removed_source_is_logged_and_its_claims_flagged(kb: KBPaths, tmp_path: Path) -> None:

@@ -148,7 +148,7 @@ def _ingest_one(kb: KBPaths, state: WikiState, raw_path: Path, key: str, writer:
         result.notes.extend(extraction.notes)
         result.status = "updated" if record and not record.removed else "added"
         _write_pages(kb, state, doc, key, raw_path, extraction, result)
-        append_log(kb, "ingest" if result.status == "added" else "update", doc.title, _log_details(result))
+        append_log(kb, "ingest", doc.title, _log_details(result))
     except LoracleError as exc:
         result.status, result.error = "failed", str(exc)
     except OSError as exc:
@@ -163,7 +163,10 @@ def _ingest_one(kb: KBPaths, state: WikiState, raw_path: Path, key: str, writer:
 
 
 def _log_details(result: SourceResult) -> list[str]:
-    lines = [f"- source: `{result.source}`", f"- summary page: [[{Path(result.page).stem}]]"]
+    lines = [
+        f"- source: `{result.source}` ({'new' if result.status == 'added' else 'changed'})",
+        f"- summary page: [[{Path(result.page).stem}]]",
+    ]
     if result.pages:
         lines.append("- pages: " + ", ".join(f"[[{Path(p).stem}]]" for p in result.pages))
     lines.extend(f"- note: {note}" for note in result.notes)

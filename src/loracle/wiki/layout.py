@@ -76,7 +76,7 @@ everything here is derived from them and kept current.
 - `concepts/<name>.md`: an idea or topic, shaped like an entity page.
 - `answers/<name>.md`: an answer filed with `loracle query --save`, with its citations.
 - `index.md`: every page, grouped by type, one line each: `- [[stem|Title]]: one-line summary`.
-- `log.md`: append-only: `## [YYYY-MM-DD] ingest | Title` (also update, remove, query, lint).
+- `log.md`: append-only: `## [YYYY-MM-DD] ingest | Title` (also `remove` and `query` entries).
 
 ## Frontmatter (YAML)
 `title`, `type` (source, entity, concept, answer), `summary` (one line), `aliases` (other names; lists are
