@@ -139,13 +139,16 @@ def main() -> None:
     parser.add_argument("--general-knowledge", type=int, default=12, help="general-knowledge questions kept")
     parser.add_argument("--general-reading", type=int, default=6, help="reading-comprehension items kept")
     parser.add_argument("--no-forgetting", action="store_true")
+    parser.add_argument(
+        "--threads", type=int, default=2, help="torch threads (1 is faster on an oversubscribed machine)"
+    )
     parser.add_argument("--tag", default="", help="name this run's result files <corpus>-<tag> (keeps others)")
     args = parser.parse_args()
 
     from loracle.model import load_model
     from loracle.runtime import configure_threads
 
-    configure_threads(2)
+    configure_threads(args.threads)
     learners, missing = available_learners([n for n in args.learners.split(",") if n])
     lm = load_model("embedded")
     for corpus in [c for c in args.corpora.split(",") if c]:
