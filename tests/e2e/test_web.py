@@ -17,9 +17,9 @@ from loracle.eval.harness import EvalResult, RunResult
 from loracle.eval.report import write_latest
 from loracle.kb import KBPaths
 from loracle.model.loader import LoadedModel
+from loracle.pipeline import wiki_source
 from loracle.serve.app import create_app
 from loracle.serve.launch import background_server
-from loracle.sources.files import read_document
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -33,17 +33,21 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+KVO = "[[kestrel-valley-observatory|Kestrel Valley Observatory]]"  # links as the wiki writes them: [[stem|Name]]
 PAGES = {
-    "index": "# Index\n\n- [[Kestrel Valley Observatory]]: the observatory and its founder.\n- [[Ilse Marrow]]\n",
+    "index": f"---\ntitle: Index\n---\n# Index\n\n- {KVO}\n- [[ilse-marrow|Ilse Marrow]]\n",
     "kestrel-valley-observatory": (
         "---\ntitle: Kestrel Valley Observatory\n---\n# Kestrel Valley Observatory\n\n"
-        "The observatory was founded by [[Ilse Marrow]] in 1987. Its main telescope, the **Corra reflector**, "
-        "is powered by the river Corra.\n\nSee also [[Night Sky Survey|the survey]].\n"
+        "The observatory was founded by [[ilse-marrow|Ilse Marrow]] in 1987. "
+        "Its main telescope, the **Corra reflector**, is powered by the river Corra.\n\n"
+        "See also [[night-sky-survey|the survey]].\n"
     ),
     "ilse-marrow": (
-        "# Ilse Marrow\n\nIlse Marrow is an astronomer. She founded the [[Kestrel Valley Observatory]] in 1987.\n"
+        f"---\ntitle: Ilse Marrow\n---\n# Ilse Marrow\n\nIlse Marrow is an astronomer. She founded the {KVO} in 1987.\n"
     ),
-    "night-sky-survey": "# Night Sky Survey\n\nA survey run from the [[Kestrel Valley Observatory]] since 1990.\n",
+    "night-sky-survey": (
+        f"---\ntitle: Night Sky Survey\n---\n# Night Sky Survey\n\nA survey run from the {KVO} since 1990.\n"
+    ),
 }
 
 
@@ -99,7 +103,8 @@ def web_server(tmp_path_factory: pytest.TempPathFactory, chromium_path: Path) ->
         (kb.wiki / f"{page_id}.md").write_text(text, encoding="utf-8")
     old_hash = "0" * 64  # compiled from an earlier version of the page: stale
     write_adapter(lm, kb.adapters / "kestrel-valley-observatory", "kestrel-valley-observatory", old_hash, 1)
-    write_adapter(lm, kb.adapters / "ilse-marrow", "ilse-marrow", read_document(kb.wiki / "ilse-marrow.md").hash, 2)
+    current = wiki_source(root).read(kb.wiki / "ilse-marrow.md").hash  # what compile records
+    write_adapter(lm, kb.adapters / "ilse-marrow", "ilse-marrow", current, 2)
     write_eval(kb)
     with background_server(create_app(lm, kb, token="", max_new_tokens=24)) as url:
         yield url
@@ -123,7 +128,7 @@ def test_open_a_page_and_follow_a_wikilink(page) -> None:
     page.wait_for_selector("#page-body h1:text('Index')")
     page.click("#page-body a.wikilink:text('Kestrel Valley Observatory')")
     page.wait_for_selector("#page-body h1:text('Kestrel Valley Observatory')")
-    assert page.url.endswith("#/page/kestrel-valley-observatory")
+    assert page.url.endswith("#/page/kestrel-valley-observatory.md")
     assert page.inner_text("#page-body strong") == "Corra reflector"
     backlinks = page.inner_text("#backlinks")
     assert "Ilse Marrow" in backlinks and "Night Sky Survey" in backlinks
@@ -170,6 +175,11 @@ def test_ask_streams_an_answer_and_the_context_learner_cites(page) -> None:
     )
     assert page.inner_text("#answer").strip()
     page.screenshot(path=str(SCREENSHOTS / "ask.png"))
+    page.check("input[name=mode][value=wiki]")
+    page.click("#ask-button")
+    page.wait_for_function("document.querySelector('#answer-meta').textContent.includes('the wiki')")
+    assert page.locator("#citations li a").count() >= 1
+    page.screenshot(path=str(SCREENSHOTS / "ask-wiki.png"))
 
 
 def test_adapter_inventory_and_eval(page) -> None:

@@ -20,10 +20,12 @@ from loracle.serve.adapter_pool import AdapterPool
 from loracle.serve.ask import LearnerAnswers
 from loracle.serve.catalog import AdapterCatalog
 from loracle.serve.errors import install_error_handlers
+from loracle.serve.inventory import AdapterInventory
 from loracle.serve.scheduler import Scheduler
 from loracle.serve.search_view import SearchView
 from loracle.serve.security import BearerAuth, BodyLimit
 from loracle.serve.state import ServerState
+from loracle.serve.wiki_view import WikiView
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -50,17 +52,20 @@ def create_app(
     catalog = AdapterCatalog(paths.adapters if paths else None)
     pool = AdapterPool(lm, catalog.folder_for, max_loaded=config.max_loaded_adapters)
     scheduler = Scheduler(pool, max_interleaved=config.max_interleaved)
-    search = SearchView(paths.search_db, paths.wiki) if paths else None
-    answers = LearnerAnswers(lm, paths) if paths else None
-    state = ServerState(lm, pool, scheduler, catalog, paths, max_new_tokens, search, answers)
+    state = ServerState(lm, pool, scheduler, catalog, paths, max_new_tokens)
+    if paths is not None:
+        state.search = SearchView(paths.search_db, paths.wiki)
+        state.answers = LearnerAnswers(lm, paths)
+        state.wiki = WikiView(paths.wiki)
+        state.inventory = AdapterInventory(paths, catalog)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         scheduler.close()
         pool.close()
-        if search:
-            search.close()
+        if state.search:
+            state.search.close()
 
     app = FastAPI(title="loracle", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url="/v1/openapi.json")
     app.state.loracle = state

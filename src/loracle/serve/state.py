@@ -12,8 +12,10 @@ from loracle.model.loader import LoadedModel
 from loracle.serve.adapter_pool import AdapterPool, AdapterSpec, normalise_spec
 from loracle.serve.ask import LearnerAnswers
 from loracle.serve.catalog import AdapterCatalog, UnknownAdapterError, validate_adapter_id
+from loracle.serve.inventory import AdapterInventory
 from loracle.serve.scheduler import Scheduler
 from loracle.serve.search_view import SearchView
+from loracle.serve.wiki_view import WikiView
 
 
 @dataclass
@@ -26,6 +28,8 @@ class ServerState:
     max_new_tokens: int = 200
     search: SearchView | None = None
     answers: LearnerAnswers | None = None
+    wiki: WikiView | None = None
+    inventory: AdapterInventory | None = None
 
     @property
     def base_id(self) -> str:

@@ -1,73 +1,64 @@
-"""A read-only view of the wiki folder for the web page: pages, wikilink resolution, backlinks, graph."""
+"""A read-only view of the wiki for the web page, on the wiki's own LinkGraph (Obsidian's link rules).
+
+Pages are named by their path relative to wiki/ ("concepts/rhine.md"): ids from requests are only ever
+looked up in the graph, never joined onto a path. The graph is rebuilt when a file in the folder changes.
+"""
 
 from __future__ import annotations
 
-import logging
+import threading
 from pathlib import Path
 from typing import Any
 
-from loracle.documents import Document, slugify
-from loracle.errors import LoracleError
-from loracle.sources.files import read_document
-
-log = logging.getLogger(__name__)
+from loracle.serve.search_view import folder_state
+from loracle.wiki.links import LinkGraph, PageInfo
+from loracle.wiki.pages import parse_page
 
 
 class WikiView:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self._docs: dict[str, Document] | None = None
+        self._graph: LinkGraph | None = None
+        self._seen: tuple | None = None
+        self._lock = threading.Lock()
 
-    def _load(self) -> dict[str, Document]:
-        if self._docs is None:
-            docs: dict[str, Document] = {}
-            files = sorted(self.folder.glob("*.md")) if self.folder.is_dir() else []
-            for path in files:
-                try:
-                    doc = read_document(path, slugify(path.stem))
-                except LoracleError as exc:
-                    log.warning("%s", exc)  # one bad page does not hide the others
-                    continue
-                docs[doc.id] = doc
-            self._docs = docs
-        return self._docs
+    def graph(self) -> LinkGraph:
+        with self._lock:
+            state = folder_state(self.folder)
+            if self._graph is None or state != self._seen:
+                self._graph = LinkGraph(self.folder)  # a missing folder is an empty graph
+                self._seen = state
+            return self._graph
 
-    def pages(self) -> list[Document]:
-        return sorted(self._load().values(), key=lambda d: d.title.lower())
+    def pages(self) -> list[PageInfo]:
+        return sorted(self.graph().pages.values(), key=lambda p: (p.rel.count("/"), p.title.lower()))
 
-    def page(self, page_id: str) -> Document | None:
-        return self._load().get(page_id) if page_id == slugify(page_id) else None
+    def page(self, rel: str) -> PageInfo | None:
+        return self.graph().pages.get(rel)
 
     def resolve(self, target: str) -> str | None:
-        """The id of the page a [[target]] names (by id or by title), or None."""
-        docs = self._load()
-        slug = slugify(target)
-        if slug in docs:
-            return slug
-        lowered = target.strip().lower()
-        return next((d.id for d in docs.values() if d.title.lower() == lowered), None)
+        """The page a [[target]] names, or None (broken, or an attachment rather than a page)."""
+        graph = self.graph()
+        found = graph.resolve(target)
+        return found if found in graph.pages else None
 
-    def backlinks(self, page_id: str) -> list[dict[str, str]]:
-        return [
-            {"id": d.id, "title": d.title}
-            for d in self.pages()
-            if d.id != page_id and any(self.resolve(link) == page_id for link in d.links)
-        ]
+    def body(self, page: PageInfo) -> str:
+        """The page's markdown without its frontmatter."""
+        return parse_page(page.text).body
 
-    def adapter_stale(self, manifest: dict[str, Any]) -> bool | None:
-        """Whether a page's adapter was compiled from text the page no longer has; None when it can't tell
-        (a raw document's, an aggregate of linked pages, or a merge)."""
-        aggregate = len(manifest.get("inputs") or []) > 1
-        if manifest.get("source") != "wiki" or aggregate or not manifest.get("content_hash"):
-            return None
-        doc = self.page(str(manifest.get("document_id", "")))
-        return None if doc is None else doc.hash != manifest["content_hash"]
+    def backlinks(self, rel: str) -> list[dict[str, str]]:
+        graph = self.graph()
+        sources = sorted(graph.backlinks().get(rel, set()))
+        return [{"id": source, "title": graph.pages[source].title} for source in sources]
 
-    def graph(self) -> dict[str, Any]:
-        pages = self.pages()
-        nodes = [{"id": d.id, "title": d.title} for d in pages]
-        edges = []
-        for d in pages:
-            for target in dict.fromkeys(t for t in (self.resolve(link) for link in d.links) if t and t != d.id):
-                edges.append({"source": d.id, "target": target})
+    def outgoing(self, rel: str) -> list[str]:
+        graph = self.graph()
+        targets = (dest for _link, dest in graph.outgoing(rel))
+        return list(dict.fromkeys(t for t in targets if t in graph.pages and t != rel))
+
+    def link_graph(self) -> dict[str, Any]:
+        """Nodes (pages) and edges (resolved wikilinks between different pages) for the graph view."""
+        graph = self.graph()
+        nodes = [{"id": p.rel, "title": p.title, "type": p.type} for p in self.pages()]
+        edges = [{"source": rel, "target": target} for rel in graph.pages for target in self.outgoing(rel)]
         return {"nodes": nodes, "edges": edges}

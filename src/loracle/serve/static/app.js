@@ -80,7 +80,7 @@ async function loadPages() {
 async function showPage(id) {
   if (!state.pages.length) await loadPages();
   if (!id) {
-    const start = state.pages.find((p) => p.id === "index") || state.pages[0];
+    const start = state.pages.find((p) => p.id === "index.md") || state.pages[0];
     if (!start) {
       $("#page-body").replaceChildren(el("p", { class: "muted" }, "This knowledge base has no wiki pages yet."));
       return;
@@ -117,7 +117,7 @@ async function runSearch(query) {
     if (seq !== searchSeq) return; // a newer query was typed meanwhile
     const list = $("#search-results");
     const items = hits.map((hit) =>
-      el("li", {}, el("a", { href: `#/page/${encodeURIComponent(hit.id)}`, onclick: closeSearch },
+      el("li", {}, el("a", { href: `#/page/${encodeURIComponent(hit.path)}`, onclick: closeSearch },
         el("strong", {}, hit.title || hit.id), el("span", { class: "snippet" }, hit.snippet || ""))));
     list.replaceChildren(...(items.length ? items : [el("li", { class: "muted" }, "no matches")]));
     list.hidden = false;
@@ -249,7 +249,7 @@ async function ask(event) {
   const question = $("#question").value.trim();
   if (!question) return;
   const mode = document.querySelector("input[name=mode]:checked").value;
-  const adapters = mode === "base" ? [] : chosenAdapters();
+  const adapters = ["adapters", "context"].includes(mode) ? chosenAdapters() : [];
   if (mode === "adapters" && !adapters.length) {
     showError("choose at least one adapter");
     return;
@@ -265,8 +265,10 @@ async function ask(event) {
   const started = performance.now();
   try {
     if (mode === "context") await askLearner(question, "context", adapters);
+    else if (mode === "wiki") await askWiki(question);
     else await streamChat(question, adapters, started);
-    $("#answer-meta").textContent = `${mode === "context" ? "context learner" : adapters.length ? "with adapters" : "base model"}, ${((performance.now() - started) / 1000).toFixed(1)} s`;
+    const how = { context: "context learner", wiki: "the wiki", base: "base model", adapters: "with adapters" }[mode];
+    $("#answer-meta").textContent = `${how}, ${((performance.now() - started) / 1000).toFixed(1)} s`;
   } catch (error) {
     if (error.name !== "AbortError") showError(error);
     $("#answer-meta").textContent = error.name === "AbortError" ? "stopped" : "failed";
@@ -312,8 +314,7 @@ async function streamChat(question, adapters, started) {
   // with adapters, the sources are the pages the adapters were compiled from
   const byId = new Map(state.adapters.map((a) => [a.id, a]));
   $("#citations").replaceChildren(...adapters.map((a) => {
-    const page = (byId.get(a.id) || {}).manifest || {};
-    return el("li", {}, `adapter ${a.id} (weight ${a.weight}) compiled from `, page.document_id ? pageLink(page.document_id, page.title) : "an unknown source");
+    return el("li", {}, `adapter ${a.id} (weight ${a.weight}) compiled from `, sourceOf(byId.get(a.id) || {}));
   }));
   if (!adapters.length) $("#citations").replaceChildren(el("li", { class: "muted" }, "none: the base model answered from its own weights"));
 }
@@ -321,11 +322,26 @@ async function streamChat(question, adapters, started) {
 async function askLearner(question, learner, adapters) {
   const answer = await (await postJSON("/api/ask", { question, learner, adapters }, state.abort.signal)).json();
   $("#answer").textContent = answer.text;
-  const items = answer.citations.map((c) => el("li", {}, pageLink(c.doc_id, c.title), el("span", { class: "snippet" }, ` ${c.snippet}`)));
+  const items = answer.citations.map((c) =>
+    el("li", {}, c.page ? pageLink(c.page, c.title) : c.title, el("span", { class: "snippet" }, ` ${c.snippet}`)));
   $("#citations").replaceChildren(...(items.length ? items : [el("li", { class: "muted" }, "no passages matched")]));
 }
 
+async function askWiki(question) {
+  const answer = await (await postJSON("/api/query", { question }, state.abort.signal)).json();
+  $("#answer").textContent = answer.text;
+  $("#citations").replaceChildren(...answer.citations.map((c) =>
+    el("li", {}, pageLink(c.page, c.title),
+      ...c.lines.map((l) => el("span", { class: "snippet" }, `${l.source}:${l.line}: ${l.text}`)))));
+}
+
 // ---- adapters and eval -----------------------------------------------------------------------------------
+function sourceOf(adapter) {
+  const m = adapter.manifest || {};
+  if (adapter.page) return pageLink(adapter.page, m.title || adapter.page);
+  return adapter.source_path || m.document_id || "an unknown source";
+}
+
 function size(bytes) {
   const units = ["B", "KB", "MB", "GB"];
   let i = 0;
@@ -347,7 +363,7 @@ async function showAdapters() {
     const stale = a.stale === true ? "stale" : a.stale === false ? "current" : "—";
     return el("tr", {},
       el("td", {}, a.id),
-      el("td", {}, m.document_id ? pageLink(m.document_id, m.title || m.document_id) : "—"),
+      el("td", {}, sourceOf(a)),
       el("td", {}, m.learner || "—"),
       el("td", { class: "num" }, size(a.size_bytes)),
       el("td", { class: "num" }, age(a.age_s)),
@@ -397,7 +413,7 @@ async function start() {
   $("#stop-button").addEventListener("click", () => state.abort && state.abort.abort());
   for (const radio of document.querySelectorAll("input[name=mode]")) {
     // adapters can be chosen for the adapters mode and, optionally, under the context learner
-    radio.addEventListener("change", () => { $("#adapter-choice").hidden = document.querySelector("input[name=mode]:checked").value === "base"; });
+    radio.addEventListener("change", () => { $("#adapter-choice").hidden = !["adapters", "context"].includes(document.querySelector("input[name=mode]:checked").value); });
   }
   $("#token-save").addEventListener("click", () => {
     localStorage.setItem("loracle-token", $("#token").value);
