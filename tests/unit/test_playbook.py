@@ -138,3 +138,16 @@ def test_playbook_show_command(tmp_path: Path) -> None:
     book.write(tmp_path / "playbook.json")
     shown = CliRunner().invoke(app, ["playbook", "show", "--path", str(tmp_path / "playbook.json")])
     assert shown.exit_code == 0 and "Quote names exactly." in shown.output and "b1" in shown.output
+
+
+def test_a_silent_reflector_leaves_the_missed_practice_facts_as_lessons(tiny_lm) -> None:
+    replies = [
+        practice(("Which river does the Vellmar Bridge cross?", "Dunmere")),
+        "no JSON here",
+        "none here either",
+        json.dumps({"operations": [{"op": "add", "text": "Which river does the Vellmar Bridge cross? Dunmere"}]}),
+    ]
+    pb = learner(tiny_lm, replies)
+    report = pb.learn([DOC])
+    assert "reflector_error" in report.details["log"][0]
+    assert [b.text for b in pb.playbook.bullets] == ["Which river does the Vellmar Bridge cross? Dunmere"]
