@@ -12,7 +12,8 @@ from rich.table import Table
 from loracle.errors import LoracleError
 from loracle.model.cache import ConvertedModelCache, cache_root
 from loracle.model.embedded import EMBEDDED_SPEC, embedded_gguf_path
-from loracle.runtime import THREADS_ENV, default_threads, pick_device
+from loracle.model.half import FP16_MIN_NEW_TOKENS, fp16_packing_available
+from loracle.runtime import THREADS_ENV, default_threads, pick_device, threads_reason
 
 PACKAGES = (
     "loracle",
@@ -41,7 +42,8 @@ def doctor_report(model_spec: str) -> Table:
     table.add_row("torch", f"{torch.__version__} (CUDA build: {torch.version.cuda or 'no'})")
     table.add_row("device", str(pick_device()))
     table.add_row("cpu cores", str(os.cpu_count()))
-    table.add_row("threads", f"{default_threads()} (set {THREADS_ENV} or --threads to change)")
+    table.add_row("threads", f"{default_threads()} ({threads_reason()}; set {THREADS_ENV} or --threads to change)")
+    table.add_row("decoding", _describe_decoding())
     for name in PACKAGES:
         try:
             version = importlib.metadata.version(name)
@@ -49,6 +51,18 @@ def doctor_report(model_spec: str) -> Table:
             version = "[yellow]not installed[/]"
         table.add_row(f"  {name}", version)
     return table
+
+
+def _describe_decoding() -> str:
+    """How generation will run: the decoder "auto" picks, and whether fp16 weight packs are possible here."""
+    if pick_device().type != "cpu":
+        return "lean static-cache step on the GPU (fp32 weights)"
+    if fp16_packing_available():
+        return (
+            f"lean static-cache step; fp16 weight packs (fbgemm) for generations of {FP16_MIN_NEW_TOKENS}+ tokens"
+            " or once packed"
+        )
+    return "lean static-cache step, fp32 weights (no fbgemm fp16 kernels on this CPU backend)"
 
 
 def _describe_model(spec: str) -> str:

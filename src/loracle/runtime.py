@@ -10,14 +10,29 @@ THREADS_ENV = "LORACLE_THREADS"
 
 
 def default_threads() -> int:
-    """Threads for decoding: LORACLE_THREADS if set, else all cores up to 4.
+    """Threads for decoding: LORACLE_THREADS if set; one with two cores or fewer; else half the cores, up to 4.
 
-    benchmarks/generate.py measures 1 vs 2 threads on the target machine; see RESULTS.md.
+    Decoding a small model is bound by memory bandwidth, not arithmetic. benchmarks/generate.py measured the
+    2-core target VM: a second thread made decode several times slower whenever the machine was busy
+    (it competes with everything else for the other core), so one thread is the default there. On bigger
+    machines half the cores (leaving the rest to the system) is a conservative, unmeasured choice.
     """
+    return _threads_and_reason()[0]
+
+
+def threads_reason() -> str:
+    """Why default_threads() chose what it did, for `loracle doctor`."""
+    return _threads_and_reason()[1]
+
+
+def _threads_and_reason() -> tuple[int, str]:
     env = os.environ.get(THREADS_ENV)
     if env and env.isdigit() and int(env) > 0:
-        return int(env)
-    return max(1, min(4, os.cpu_count() or 1))
+        return int(env), f"from {THREADS_ENV}"
+    cores = os.cpu_count() or 1
+    if cores <= 2:
+        return 1, f"{cores} cores: a second thread measured slower on a busy 2-core machine (benchmarks/generate.py)"
+    return min(4, cores // 2), f"{cores} cores: half of them, at most 4"
 
 
 def configure_threads(threads: int = 0) -> int:

@@ -174,3 +174,15 @@ def test_document_goes_into_prompt(tiny_lm: LoadedModel) -> None:
     assert len(encode_chat(tiny_lm.tokenizer, messages)) > len(
         encode_chat(tiny_lm.tokenizer, question_messages("Who?"))
     )
+
+
+def test_default_threads(monkeypatch) -> None:
+    from loracle import runtime
+
+    monkeypatch.delenv(runtime.THREADS_ENV, raising=False)
+    monkeypatch.setattr(runtime.os, "cpu_count", lambda: 2)
+    assert runtime.default_threads() == 1 and "2 cores" in runtime.threads_reason()
+    monkeypatch.setattr(runtime.os, "cpu_count", lambda: 16)
+    assert runtime.default_threads() == 4
+    monkeypatch.setenv(runtime.THREADS_ENV, "3")
+    assert runtime.default_threads() == 3 and runtime.THREADS_ENV in runtime.threads_reason()

@@ -28,9 +28,6 @@ from loracle.model.lean import LeanDecoder, supports_lean
 from loracle.model.loader import LoadedModel
 
 DECODERS = ("auto", "transformers", "lean", "lean-fp16")
-#: "auto" packs fp16 weights only when a generation may be at least this long (packing pays off after ~60-80
-#: tokens on the embedded model; see benchmarks/generate.py); packs already built are always used
-FP16_MIN_NEW_TOKENS = 96
 
 
 @dataclass
@@ -108,7 +105,7 @@ def choose_decoder(lm: LoadedModel, config: GenerationConfig, budget: int) -> st
     if not lean:
         return "transformers"
     on_cpu = lm.device.type == "cpu"
-    if on_cpu and half.fp16_packing_available() and (budget >= FP16_MIN_NEW_TOKENS or half.is_packed(lm.model)):
+    if on_cpu and half.fp16_packing_available() and (budget >= half.FP16_MIN_NEW_TOKENS or half.is_packed(lm.model)):
         return "lean-fp16"
     return "lean"
 

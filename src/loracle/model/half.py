@@ -18,6 +18,10 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+#: decoder "auto" packs fp16 weights only for generations that may be at least this long (packing the embedded
+#: model costs about as much as decoding 60-80 tokens faster saves; see benchmarks/generate.py); packs that
+#: already exist are always used
+FP16_MIN_NEW_TOKENS = 96
 #: below this many weights the fp32 kernel is as fast and packing isn't worth it
 MIN_WEIGHTS = 1 << 16
 _SAMPLE_STRIDE = 4099
