@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -12,12 +13,14 @@ from fastapi.testclient import TestClient
 
 from loracle.config import ServeConfig
 from loracle.errors import AdapterError, LoracleError
+from loracle.kb import KBPaths
 from loracle.model import GenerationConfig, apply_adapters, encode_chat
 from loracle.model.loader import LoadedModel, model_fingerprint
 from loracle.serve.adapter_pool import AdapterPool, normalise_spec
 from loracle.serve.app import create_app
 from loracle.serve.catalog import AdapterCatalog, InvalidAdapterIdError, UnknownAdapterError
 from loracle.serve.generation import Finish, _partial_stop_length, generation_steps
+from loracle.serve.inventory import AdapterInventory
 from loracle.serve.launch import check_exposure
 from loracle.serve.render import render_markdown
 from loracle.serve.wiki_view import WikiView
@@ -134,19 +137,49 @@ def test_markdown_is_rendered_safely_with_wikilinks() -> None:
     assert "<script>" not in html and 'href="javascript' not in html
 
 
-def test_wiki_view_backlinks_graph_and_staleness(tmp_path: Path) -> None:
-    (tmp_path / "a.md").write_text("# A\n\nSee [[B]].")
-    (tmp_path / "b.md").write_text("---\ntitle: B\n---\nBack to [[a]] and [[C]].")
+def test_wiki_view_backlinks_and_graph(tmp_path: Path) -> None:
+    (tmp_path / "concepts").mkdir()
+    (tmp_path / "a.md").write_text("---\ntitle: A\n---\n# A\n\nSee [[b|B]] and `[[not-a-link]]`.")
+    (tmp_path / "concepts" / "b.md").write_text("---\ntitle: B\n---\nBack to [[a]] and [[missing]].")
     (tmp_path / "broken.md").write_bytes(b"\xff\xfe")
     wiki = WikiView(tmp_path)
-    assert [p.id for p in wiki.pages()] == ["a", "b"]
-    assert wiki.backlinks("a") == [{"id": "b", "title": "B"}]
-    assert wiki.graph()["edges"] == [{"source": "a", "target": "b"}, {"source": "b", "target": "a"}]
-    assert wiki.page("../a") is None
-    page_hash = wiki.page("a").hash
-    assert wiki.adapter_stale({"source": "wiki", "document_id": "a", "content_hash": page_hash}) is False
-    assert wiki.adapter_stale({"source": "wiki", "document_id": "a", "content_hash": "old"}) is True
-    assert wiki.adapter_stale({"source": "raw", "document_id": "a", "content_hash": "old"}) is None
+    assert {p.rel for p in wiki.pages()} >= {"a.md", "concepts/b.md"}
+    assert wiki.backlinks("a.md") == [{"id": "concepts/b.md", "title": "B"}]
+    edges = wiki.link_graph()["edges"]
+    assert {"source": "a.md", "target": "concepts/b.md"} in edges and len(edges) == 2
+    assert wiki.page("../a.md") is None and wiki.page("/etc/passwd") is None
+    assert "title:" not in wiki.body(wiki.page("a.md"))
+    (tmp_path / "c.md").write_text("# C\n\n[[a]]")  # a new page shows up without a restart
+    assert wiki.page("c.md") is not None
+
+
+def test_adapter_inventory_marks_stale_adapters(tiny_lm: LoadedModel, tmp_path: Path) -> None:
+    from loracle.pipeline import wiki_source
+
+    kb = KBPaths(tmp_path)
+    kb.wiki.mkdir()
+    (kb.wiki / "a.md").write_text("# A\n\nOne.")
+    (kb.wiki / "b.md").write_text("# B\n\nTwo.")
+    for name in ("a", "b", "gone"):
+        folder = make_adapter(tiny_lm, kb.adapters / name, seed=1)
+        recorded = wiki_source(kb.root).read(kb.wiki / "a.md").hash if name == "a" else "0" * 64
+        manifest = {"id": name, "document_id": name, "source": "wiki", "content_hash": recorded, "inputs": [name]}
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+    rows = {r["id"]: r for r in AdapterInventory(kb, AdapterCatalog(kb.adapters)).rows({"a"})}
+    assert rows["a"]["stale"] is False and rows["a"]["loaded"] and rows["a"]["page"] == "a.md"
+    assert rows["b"]["stale"] is True and rows["gone"]["stale"] is True and rows["gone"]["page"] is None
+    assert rows["a"]["size_bytes"] > 0
+
+
+def test_lint_and_pages_api(tiny_lm: LoadedModel, tmp_path: Path) -> None:
+    (tmp_path / "wiki").mkdir()
+    (tmp_path / "wiki" / "a.md").write_text("# A\n\nSee [[nowhere]].")
+    with TestClient(create_app(tiny_lm, tmp_path, token="")) as client:
+        findings = client.get("/api/lint").json()["findings"]
+        assert any(f["page"] == "a.md" and "nowhere" in f["message"] for f in findings)
+        page = client.get("/api/pages/a.md").json()
+        assert 'class="wikilink missing"' in page["html"] and page["backlinks"] == []
+        assert client.get("/api/pages/..%2F..%2Floracle.toml").status_code == 404
 
 
 def test_security_token_size_limit_and_cors(tiny_lm: LoadedModel, tmp_path: Path) -> None:
