@@ -19,7 +19,7 @@ def test_loracle_eval_on_the_sample(sample_dir: Path, tmp_path: Path) -> None:
         *("--docs", str(sample_dir), "--qa", str(sample_dir / "questions.jsonl")),
         *("--learners", "context,kstore", "--max-questions", "3", "--max-new-tokens", "16", "--no-forgetting"),
         *("-o", "context.max_new_tokens=16", "-o", "context.vectors=false", "-o", "kstore.max_new_tokens=16"),
-        *("--json", str(out_json), "--plot", str(out_png), "--threads", "2"),
+        *("--json", str(out_json), "--plot", str(out_png), "--threads", "1"),
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
