@@ -34,5 +34,7 @@ def serve(
     check_exposure(host, resolve_token(config.serve))
     lm = load_base(model or config.model.base, threads or config.model.threads)
     application = create_app(lm, paths, config=config.serve, max_new_tokens=config.model.max_new_tokens)
-    console.print(f"loracle serving {lm.name} and {paths.root} at http://{host}:{port}/  (Ctrl-C stops)")
+    console.print(
+        f"loracle serving {lm.name} and {paths.root} at http://{host}:{port}/  (Ctrl-C stops)", soft_wrap=True
+    )
     uvicorn.run(application, host=host, port=port, log_level="warning")
