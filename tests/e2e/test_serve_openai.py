@@ -180,3 +180,12 @@ def test_eight_concurrent_clients_with_mixed_adapters(client: openai.OpenAI, kb:
         folders = ([] if model == "tiny" else [kb / "adapters" / model]) + [kb / "adapters" / e["id"] for e in extra]
         weights = [1.0] * (model != "tiny") + [e["weight"] for e in extra]
         assert reply == direct_reply(folders, weights), (model, extra)
+
+
+def test_a_client_that_goes_away_mid_stream_frees_its_turn(server: str, client: openai.OpenAI) -> None:
+    body = {"model": "tiny", "messages": QUESTION, "max_tokens": 400, "stream": True}
+    with httpx.stream(
+        "POST", f"{server}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {TOKEN}"}
+    ) as response:
+        assert next(response.iter_lines()).startswith("data: ")
+    assert ask(client, "tiny") == direct_reply([])  # the server goes on answering others
