@@ -31,7 +31,7 @@ class ScriptedBackend:
         self.replies = list(replies)
         self.prompts: list[list[dict]] = []
 
-    def chat(self, messages, max_tokens, temperature) -> Completion:
+    def chat(self, messages, max_tokens, temperature, stop=None) -> Completion:
         self.prompts.append([dict(m) for m in messages])
         return Completion(self.replies.pop(0), prompt_tokens=10, completion_tokens=5)
 
@@ -106,6 +106,32 @@ def test_complete_json_raises_after_second_failure() -> None:
     with pytest.raises(LoracleError, match="not valid Facts JSON after one retry"):
         llm.complete_json([{"role": "user", "content": "Extract."}], Facts)
     assert llm.calls == 2
+
+
+def test_json_complete_stops_a_rambling_local_model() -> None:
+    from loracle.llm.jsonfix import json_complete
+
+    assert not json_complete('Sure: {"a": ["x", "}"')
+    assert json_complete('Sure: {"a": ["x", "}"]} and then more')
+    assert not json_complete("no braces yet")
+
+
+def test_local_backend_honours_a_stop_rule(tiny_lm) -> None:
+    llm = LLM(LocalBackend(lm=tiny_lm))
+    seen: list[str] = []
+    llm.complete([{"role": "user", "content": "Who founded it?"}], max_tokens=20, stop=lambda t: bool(seen.append(t)))
+    short = llm.complete([{"role": "user", "content": "Who founded it?"}], max_tokens=20, stop=lambda t: True)
+    assert seen and short == seen[0].strip()  # stopped after the first piece
+
+
+def test_backends_without_stop_rules_still_work() -> None:
+    class OldBackend:
+        name = "old"
+
+        def chat(self, messages, max_tokens, temperature) -> Completion:
+            return Completion('{"title": "A"}')
+
+    assert LLM(OldBackend()).complete_json([{"role": "user", "content": "x"}], Facts).title == "A"
 
 
 def test_usage_snapshots_subtract() -> None:

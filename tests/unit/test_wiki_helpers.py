@@ -27,7 +27,7 @@ class ScriptedWriter:
         self.answer = answer
         self.prompts: list[str] = []
 
-    def chat(self, messages, max_tokens, temperature) -> Completion:
+    def chat(self, messages, max_tokens, temperature, stop=None) -> Completion:
         prompt = messages[-1]["content"]
         self.prompts.append(prompt)
         document = _document(prompt)

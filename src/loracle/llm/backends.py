@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -15,6 +15,9 @@ from loracle.errors import LoracleError
 
 if TYPE_CHECKING:
     from loracle.model import LoadedModel, Message
+
+
+StopRule = Callable[[str], bool]
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,11 @@ class Backend(Protocol):
 
     name: str
 
-    def chat(self, messages: Sequence[Message], max_tokens: int, temperature: float) -> Completion: ...
+    def chat(
+        self, messages: Sequence[Message], max_tokens: int, temperature: float, stop: StopRule | None = None
+    ) -> Completion:
+        """`stop(text_so_far)` returning True ends generation early (backends that stream honour it)."""
+        ...
 
 
 class LocalBackend:
@@ -54,13 +61,19 @@ class LocalBackend:
                 self._lm = self._loaded[self.spec]
         return self._lm
 
-    def chat(self, messages: Sequence[Message], max_tokens: int, temperature: float) -> Completion:
+    def chat(
+        self, messages: Sequence[Message], max_tokens: int, temperature: float, stop: StopRule | None = None
+    ) -> Completion:
         from loracle.model import GenerationConfig, stream_chat
 
         config = GenerationConfig(max_new_tokens=max_tokens, temperature=temperature, seed=0)
         stream = stream_chat(self.lm, messages, config)
-        text = stream.text().strip()
-        return Completion(text, stream.stats.prompt_tokens, stream.stats.new_tokens)
+        pieces: list[str] = []
+        for piece in stream:
+            pieces.append(piece)
+            if stop is not None and stop("".join(pieces)):
+                break
+        return Completion("".join(pieces).strip(), stream.stats.prompt_tokens, stream.stats.new_tokens)
 
 
 class EndpointBackend:
@@ -77,7 +90,9 @@ class EndpointBackend:
         self.name = f"{endpoint.model}@{endpoint.base_url}"
         self._client = client or httpx.Client(timeout=timeout_s)
 
-    def chat(self, messages: Sequence[Message], max_tokens: int, temperature: float) -> Completion:
+    def chat(
+        self, messages: Sequence[Message], max_tokens: int, temperature: float, stop: StopRule | None = None
+    ) -> Completion:
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(self.endpoint.api_key_env, "") if self.endpoint.api_key_env else ""
         if key:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import threading
 from collections.abc import Sequence
@@ -11,8 +12,8 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from loracle.errors import LoracleError
-from loracle.llm.backends import Backend, EndpointBackend, LocalBackend
-from loracle.llm.jsonfix import JSONNotFound, extract_json, fit_to_schema, schema_hint
+from loracle.llm.backends import Backend, EndpointBackend, LocalBackend, StopRule
+from loracle.llm.jsonfix import JSONNotFound, extract_json, fit_to_schema, json_complete, schema_hint
 
 if TYPE_CHECKING:
     from loracle.config import Config
@@ -52,6 +53,8 @@ class LLM:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self._lock = threading.Lock()
+        # a backend written before stop rules existed takes three arguments; it just runs to max_tokens
+        self._backend_stops = "stop" in inspect.signature(backend.chat).parameters
 
     @property
     def name(self) -> str:
@@ -61,9 +64,19 @@ class LLM:
         """A snapshot; subtract two to get the cost of what happened between them."""
         return Usage(self.calls, self.retries, self.prompt_tokens, self.completion_tokens)
 
-    def complete(self, messages: Sequence[Message], max_tokens: int = 256, temperature: float = 0.0) -> str:
+    def complete(
+        self,
+        messages: Sequence[Message],
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        stop: StopRule | None = None,
+    ) -> str:
+        """The model's answer; `stop(text_so_far)` may end it early (e.g. after enough sentences)."""
         with self._lock:
-            result = self.backend.chat(messages, max_tokens, temperature)
+            if stop is not None and self._backend_stops:
+                result = self.backend.chat(messages, max_tokens, temperature, stop=stop)
+            else:
+                result = self.backend.chat(messages, max_tokens, temperature)
             self.calls += 1
             self.prompt_tokens += result.prompt_tokens
             self.completion_tokens += result.completion_tokens
@@ -80,7 +93,7 @@ class LLM:
             "role": prompt[-1]["role"],
             "content": f"{prompt[-1]['content']}\n\nAnswer with JSON only, shaped like: {schema_hint(schema)}",
         }
-        answer = self.complete(prompt, max_tokens=max_tokens)
+        answer = self.complete(prompt, max_tokens=max_tokens, stop=json_complete)
         try:
             return parse_answer(answer, schema)
         except ValueError as first_error:
@@ -95,7 +108,7 @@ class LLM:
             },
         ]
         self.retries += 1
-        second = self.complete(retry, max_tokens=max_tokens)
+        second = self.complete(retry, max_tokens=max_tokens, stop=json_complete)
         try:
             return parse_answer(second, schema)
         except ValueError as exc:

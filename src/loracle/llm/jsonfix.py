@@ -41,6 +41,34 @@ def extract_json(text: str) -> Any:
     raise JSONNotFound("no JSON object in the answer")
 
 
+def json_complete(text: str) -> bool:
+    """True once `text` holds a whole JSON object: its first `{` is closed (strings and escapes respected).
+
+    Used to stop a local model as soon as its object is done instead of letting it ramble to max_tokens.
+    """
+    start = text.find("{")
+    if start < 0:
+        return False
+    depth, in_string, escaped = 0, False, False
+    for char in text[start:]:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "{[":
+            depth += 1
+        elif char in "}]":
+            depth -= 1
+            if depth == 0:
+                return True
+    return False
+
+
 def fit_to_schema(value: Any, schema: type[BaseModel]) -> Any:
     """Reshape a parsed answer toward `schema`: match keys case-insensitively, wrap lone values in lists, etc."""
     fields = schema.model_fields
