@@ -132,6 +132,8 @@ def test_open_a_page_and_follow_a_wikilink(page) -> None:
     assert page.inner_text("#page-body strong") == "Corra reflector"
     backlinks = page.inner_text("#backlinks")
     assert "Ilse Marrow" in backlinks and "Night Sky Survey" in backlinks
+    page.wait_for_selector("#findings li")
+    assert "lint unavailable" not in page.inner_text("#findings")
     page.screenshot(path=str(SCREENSHOTS / "wiki.png"))
     page.click("#page-body a.wikilink:text('the survey')")
     page.wait_for_selector("#page-body h1:text('Night Sky Survey')")

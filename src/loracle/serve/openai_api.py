@@ -147,14 +147,14 @@ async def unload_adapter(body: AdapterAction, state: ServerState = Depends(get_s
 async def chat_completions(body: ChatRequest, state: ServerState = Depends(get_state)) -> dict | StreamingResponse:
     spec = _checked(lambda: state.spec_for(body.model, [(a.id, a.weight) for a in body.adapters]), "model")
     messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages]
-    prompt = encode_chat(state.lm.tokenizer, messages)
+    prompt = await run_in_threadpool(encode_chat, state.lm.tokenizer, messages)  # up to 1 MB of text: off the loop
     return await _complete(state, body, spec, prompt, chat=True)
 
 
 @router.post("/completions", response_model=None)
 async def completions(body: CompletionRequest, state: ServerState = Depends(get_state)) -> dict | StreamingResponse:
     spec = _checked(lambda: state.spec_for(body.model, [(a.id, a.weight) for a in body.adapters]), "model")
-    prompt = state.lm.tokenizer.encode(body.prompt_text())
+    prompt = await run_in_threadpool(state.lm.tokenizer.encode, body.prompt_text())
     return await _complete(state, body, spec, prompt, chat=False)
 
 

@@ -94,6 +94,20 @@ async function showPage(id) {
   const backlinks = page.backlinks.map((b) => el("li", {}, pageLink(b.id, b.title)));
   $("#backlinks ul").replaceChildren(...(backlinks.length ? backlinks : [el("li", { class: "muted" }, "no pages link here")]));
   for (const link of document.querySelectorAll("#page-list a")) link.classList.toggle("active", link.dataset.page === id);
+  showFindings(id);
+}
+
+async function showFindings(id) {
+  // lint's structural findings (broken links, orphans, duplicates...) for the page on show
+  const list = $("#findings ul");
+  try {
+    const report = await getJSON("/api/lint");
+    const mine = report.findings.filter((f) => f.page === id && !f.fixed);
+    list.replaceChildren(...(mine.length ? mine.map((f) => el("li", { class: "finding" }, el("strong", {}, f.kind), ` ${f.message}`))
+      : [el("li", { class: "muted" }, "none")]));
+  } catch (error) {
+    list.replaceChildren(el("li", { class: "muted" }, `lint unavailable: ${error.message}`));
+  }
 }
 
 // ---- search as you type ----------------------------------------------------------------------------------
