@@ -20,6 +20,7 @@ MAX_ENTITIES = 12
 MAX_CONCEPTS = 8
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
 _SENTENCE_END_RE = re.compile(r"(?<=[.!?。！？])\s+")
+_SENTENCE_DONE_RE = re.compile(r"[.!?。！？](?:\s|$)")
 _STOPWORD_TEXT = (
     "a an the of in on at to for and or but is are was were be been it its this that these those with by from as "
     "which who whom whose what when where why how not no also has have had do does did into than then there their "
@@ -56,6 +57,7 @@ def extract(doc: Document, writer: LLM, fast: LLM) -> Extraction:
             {"role": "user", "content": f"Document:\n{text}\n\nSummarise the document in two or three sentences."},
         ],
         max_tokens=120,
+        stop=lambda answer: len(_SENTENCE_DONE_RE.findall(answer)) >= 3,
     )
     summary_sentences = [s for s in split_sentences(_plain(answer)) if supported_sentence(s, doc.text)]
     if not summary_sentences:
