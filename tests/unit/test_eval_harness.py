@@ -122,7 +122,11 @@ def test_forgetting_arithmetic() -> None:
 
 def test_general_selection_keeps_known_facts_and_all_reading() -> None:
     class Base:
+        batch_size = 1
+        asked: int = 0
+
         def closed_book(self, prompts: Sequence[str]) -> list[str]:
+            self.asked += len(prompts)
             return ["Paris" if "France" in p else "no idea" for p in prompts]
 
     items = [
@@ -133,8 +137,10 @@ def test_general_selection_keeps_known_facts_and_all_reading() -> None:
     kept, before = select_general(Base(), items)  # type: ignore[arg-type]
     assert [i.question for i in kept] == ["What is the capital of France?", "Where?"]
     assert before == 0.5
-    capped, before = select_general(Base(), items, knowledge_max=1, reading_max=0)  # type: ignore[arg-type]
+    base = Base()
+    capped, before = select_general(base, items, knowledge_max=1, reading_max=0)  # type: ignore[arg-type]
     assert [i.question for i in capped] == ["What is the capital of France?"] and before == 1.0
+    assert base.asked == 1  # stopped asking once the cap was reached
     assert "It is in Oslo." in items[2].prompt and items[0].prompt == items[0].question
 
 

@@ -181,17 +181,26 @@ def select_general(
     knowledge_max: int | None = None,
     reading_max: int | None = None,
 ) -> tuple[list[GeneralItem], float | None]:
-    """Keep the general-knowledge questions the base model gets right, and the reading items; then the first
-    of each kind up to the caps.
+    """The general-knowledge questions the base model gets right (the first `knowledge_max` of them) and
+    the first `reading_max` reading items.
 
-    Returns the kept items and the base model's accuracy on them (the "before" of forgetting).
+    Returns the kept items and the base model's accuracy on them (the "before" of forgetting). Knowledge
+    questions are tried a batch at a time, so a small cap costs only a batch or two.
     """
-    replies = base.closed_book([item.prompt for item in items])
-    flags = [is_correct(reply, item.answers) for item, reply in zip(items, replies, strict=True)]
-    knowledge = [(item, ok) for item, ok in zip(items, flags, strict=True) if ok and item.kind == "knowledge"]
-    reading = [(item, ok) for item, ok in zip(items, flags, strict=True) if item.kind == "reading"]
-    kept = knowledge[:knowledge_max] + reading[:reading_max]
-    return [item for item, _ in kept], (sum(ok for _, ok in kept) / len(kept) if kept else None)
+    knowledge = [item for item in items if item.kind == "knowledge"]
+    reading = [item for item in items if item.kind == "reading"][:reading_max]
+    known: list[GeneralItem] = []
+    for start in range(0, len(knowledge), base.batch_size):
+        if knowledge_max is not None and len(known) >= knowledge_max:
+            break
+        batch = knowledge[start : start + base.batch_size]
+        replies = base.closed_book([item.prompt for item in batch])
+        known += [item for item, reply in zip(batch, replies, strict=True) if is_correct(reply, item.answers)]
+    known = known[:knowledge_max]
+    replies = base.closed_book([item.prompt for item in reading])
+    reading_right = sum(is_correct(reply, item.answers) for item, reply in zip(reading, replies, strict=True))
+    kept = known + reading
+    return kept, ((len(known) + reading_right) / len(kept) if kept else None)
 
 
 def weights_checksum(model: torch.nn.Module) -> tuple[int, float]:
