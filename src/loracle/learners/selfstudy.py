@@ -1,0 +1,209 @@
+"""Self-study: the base model writes questions and answers about a document with the document in context.
+
+For every sentence of every passage, the model (document in context) writes a question that the
+sentence answers and then answers it. A pair is kept only when the answer is supported by the
+passage (its content words occur there). Each kept question yields two targets: the model's own
+in-context answer, and the source sentence itself. The teacher's in-context distribution over the
+answer tokens is kept too (top-k log-probabilities), so training can match it (context distillation:
+the model learns to answer without the document as it would with it).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from loracle.documents import Document
+from loracle.model import LoadedModel, encode_chat, question_messages
+from loracle.model.chat import stop_token_ids
+from loracle.sources.chunking import chunk_document
+
+# Few-shot completion prompts (a small model writes far better questions from examples than from an
+# instruction). Two styles, so each sentence is asked about from two sides.
+QUESTION_PROMPTS = (
+    "Write a question whose answer is in the text.\n\n"
+    "Text: The Eiffel Tower was finished in 1889 for the World's Fair in Paris.\n"
+    "Question: When was the Eiffel Tower finished?\n\n"
+    "Text: Marie Curie, who was born in Warsaw, won two Nobel Prizes.\nQuestion: Where was Marie Curie born?\n\n"
+    "Text: The Amazon river carries more water than any other river.\n"
+    "Question: Which river carries the most water?\n\n"
+    "Text ({title}): {sentence}\nQuestion:",
+    "Write a question about the main subject of the text.\n\n"
+    "Text: The telephone was invented by Alexander Graham Bell.\nQuestion: Who invented the telephone?\n\n"
+    "Text: Lake Baikal, in Siberia, is the deepest lake in the world.\nQuestion: What is the deepest lake?\n\n"
+    "Text: The Nile flows north into the Mediterranean Sea.\nQuestion: Into which sea does the Nile flow?\n\n"
+    "Text ({title}): {sentence}\nQuestion:",
+)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+_WORD = re.compile(r"\w+", re.UNICODE)
+_STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "of",
+        "in",
+        "on",
+        "at",
+        "to",
+        "for",
+        "from",
+        "by",
+        "with",
+        "and",
+        "or",
+        "but",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "it",
+        "its",
+        "this",
+        "that",
+        "these",
+        "those",
+        "as",
+        "which",
+        "who",
+        "whom",
+        "what",
+        "when",
+        "where",
+        "why",
+        "how",
+        "does",
+        "did",
+        "do",
+        "has",
+        "have",
+        "had",
+        "not",
+        "no",
+    ]
+)
+
+
+@dataclass
+class StudyExample:
+    """One training pair: a closed-book chat prompt and the answer the model should give to it."""
+
+    doc_id: str
+    prompt: list[int]
+    answer: list[int]
+    teacher_ids: torch.Tensor | None = None  # [len(answer), k] top-k token ids with the document in context
+    teacher_logp: torch.Tensor | None = None  # [len(answer), k] their log-probabilities
+
+
+def sentences(passage: str, min_words: int = 4) -> list[str]:
+    """The passage's sentences (headings and fragments under `min_words` words are dropped)."""
+    flat = " ".join(line.strip() for line in passage.splitlines() if line.strip() and not line.startswith("#"))
+    return [s.strip() for s in _SENTENCE_END.split(flat) if len(s.split()) >= min_words]
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in (m.lower() for m in _WORD.findall(text)) if w not in _STOPWORDS}
+
+
+def supported(answer: str, passage: str, question: str) -> bool:
+    """The answer adds something beyond the question, and what it adds occurs in the passage."""
+    new = content_words(answer) - content_words(question)
+    if not new:
+        return False
+    return len(new & content_words(passage)) / len(new) >= 0.75
+
+
+def generate_batch(lm: LoadedModel, prompts: Sequence[list[int]], max_new_tokens: int) -> list[str]:
+    """Greedy continuations of several prompts at once (left-padded), as text up to the first stop token."""
+    if not prompts:
+        return []
+    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
+    width = max(len(p) for p in prompts)
+    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=lm.device)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=lm.device)
+    stops = sorted(stop_token_ids(lm.tokenizer))
+    with torch.inference_mode():
+        out = lm.model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=pad,
+            eos_token_id=stops,
+        )
+    texts = []
+    for row in out[:, width:].tolist():
+        cut = next((i for i, t in enumerate(row) if t in stops), len(row))
+        texts.append(lm.tokenizer.decode(row[:cut], skip_special_tokens=True).strip())
+    return texts
+
+
+def _clean_question(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    line = re.sub(r"^(question|q)\s*[:.]\s*", "", line, flags=re.IGNORECASE).strip()
+    end = line.find("?")
+    return line[: end + 1] if end >= 0 else ""
+
+
+def _questions(lm: LoadedModel, title: str, found: Sequence[str]) -> list[tuple[str, str]]:
+    """(sentence, question) pairs the model wrote, without duplicates."""
+    jobs = [(s, lm.tokenizer.encode(t.format(title=title, sentence=s))) for t in QUESTION_PROMPTS for s in found]
+    written = generate_batch(lm, [ids for _, ids in jobs], 24)
+    pairs: dict[str, str] = {}
+    for (sentence, _), text in zip(jobs, written, strict=True):
+        question = _clean_question(text)
+        if question:
+            pairs.setdefault(question, sentence)
+    return [(s, q) for q, s in pairs.items()]
+
+
+def answer_ids(lm: LoadedModel, text: str) -> list[int]:
+    """The tokens of an assistant answer, ended by the end-of-turn token."""
+    end = lm.tokenizer.eos_token_id
+    return lm.tokenizer.encode(text, add_special_tokens=False) + ([end] if end is not None else [])
+
+
+def study_examples(
+    lm: LoadedModel,
+    doc: Document,
+    *,
+    passage_tokens: int = 220,
+    max_questions: int = 16,
+    answer_tokens: int = 40,
+    top_k: int = 16,
+) -> list[StudyExample]:
+    """Self-written training pairs about `doc` (see the module docstring)."""
+    pairs: list[tuple[str, str, str]] = []  # (passage, question, answer text)
+    for chunk in chunk_document(doc, passage_tokens):
+        passage = chunk.text
+        found = sentences(passage)[:max_questions]
+        asked = _questions(lm, doc.title, found)
+        replies = generate_batch(
+            lm, [encode_chat(lm.tokenizer, question_messages(q, passage)) for _, q in asked], answer_tokens
+        )
+        for (sentence, question), reply in zip(asked, replies, strict=True):
+            if supported(reply, passage, question):
+                pairs.append((passage, question, reply))
+            pairs.append((passage, question, sentence))
+        pairs.append((passage, f"What does the document about {doc.title} say?", passage))
+    examples = [
+        StudyExample(doc.id, encode_chat(lm.tokenizer, question_messages(q)), answer_ids(lm, a)) for _, q, a in pairs
+    ]
+    _add_teacher(lm, examples, [encode_chat(lm.tokenizer, question_messages(q, p)) for p, q, _ in pairs], top_k)
+    return examples
+
+
+def _add_teacher(lm: LoadedModel, examples: list[StudyExample], contexts: list[list[int]], top_k: int) -> None:
+    """The model's top-k next-token distribution over each answer with the passage in context."""
+    with torch.no_grad():  # not inference_mode: these tensors later enter the training loss
+        for example, context in zip(examples, contexts, strict=True):
+            ids = torch.tensor([context + example.answer], device=lm.device)
+            logits = lm.model(input_ids=ids).logits[0, len(context) - 1 : -1].float()
+            logp = torch.log_softmax(logits, dim=-1)
+            top = torch.topk(logp, top_k, dim=-1)
+            example.teacher_ids, example.teacher_logp = top.indices.cpu(), top.values.cpu()

@@ -1,0 +1,299 @@
+"""The `ttt` learner (test-time training): gradient steps write the documents into gated LoRA adapters.
+
+What is trained: a LoRA on the MLP down projection of the upper layers (`layer_fraction` of them). Its
+input columns for the neurons that fire broadly on general text are masked (see gating.py), so the
+adapter is nearly silent on general text and general ability is protected.
+
+What it is trained on: self-study pairs (selfstudy.py): questions the base model wrote about each
+sentence, answered by the model with the document in context and by the sentence itself. The loss is
+cross-entropy on the answer plus a distillation term toward the teacher's in-context distribution over
+the answer tokens, so the model learns to answer closed-book as it would with the document in context.
+
+The base model is never modified: the adapters run as forward hooks only while the learner trains or
+answers, so other learners can share the same loaded model. `compile_document` exports one document's
+adapter as a plain PEFT folder (mask folded into lora_A) that `PeftModel.from_pretrained` loads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from loracle.adapters.peft_format import peft_key, write_lora_adapter
+from loracle.documents import Document
+from loracle.errors import LoracleError
+from loracle.learners.base import Answer, LearnReport
+from loracle.learners.checkpoint import load_checkpoint, save_checkpoint
+from loracle.learners.gating import broad_neuron_mask, down_projections, layer_path
+from loracle.learners.selfstudy import StudyExample, study_examples
+from loracle.model import GenerationConfig, LoadedModel, generate_chat, question_messages
+from loracle.model.lean import supports_lean
+
+OPTION_NAMES = (
+    "rank",
+    "alpha",
+    "layer_fraction",
+    "mask_fraction",
+    "steps_per_doc",
+    "batch_size",
+    "lr",
+    "distill_weight",
+    "max_questions",
+    "max_new_tokens",
+    "seed",
+)
+
+
+class GatedLoRA(nn.Module):
+    """LoRA factors for the down projections of `layers`; `mask` [layers, neurons] marks inputs never read."""
+
+    def __init__(self, layers: Sequence[int], in_features: int, out_features: int, rank: int, alpha: float) -> None:
+        super().__init__()
+        self.layers = list(layers)
+        self.rank = rank
+        self.alpha = alpha
+        self.scale = alpha / rank
+        self.A = nn.Parameter(torch.randn(len(layers), rank, in_features) / in_features**0.5)
+        self.B = nn.Parameter(torch.zeros(len(layers), out_features, rank))
+        self.register_buffer("keep", torch.ones(len(layers), in_features))
+
+    def set_broad(self, broad: torch.Tensor) -> None:
+        self.keep = (~broad).float()
+
+    def delta(self, slot: int, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(F.linear(x, self.A[slot] * self.keep[slot]), self.B[slot]) * self.scale
+
+    def peft_tensors(self) -> dict[str, torch.Tensor]:
+        """The factors in PEFT's saved naming, with the gate folded into lora_A (so PEFT needs no mask)."""
+        out = {}
+        for slot, layer in enumerate(self.layers):
+            out[peft_key(layer_path(layer), "A")] = (self.A[slot] * self.keep[slot]).detach().clone()
+            out[peft_key(layer_path(layer), "B")] = self.B[slot].detach().clone()
+        return out
+
+
+class TTTLearner:
+    """Self-study + gated LoRA test-time training; see the module docstring."""
+
+    name = "ttt"
+
+    def __init__(
+        self,
+        lm: LoadedModel,
+        *,
+        rank: int = 8,
+        alpha: float = 16.0,
+        layer_fraction: float = 0.5,
+        mask_fraction: float = 0.3,
+        steps_per_doc: int = 30,
+        batch_size: int = 4,
+        lr: float = 2e-3,
+        distill_weight: float = 1.0,
+        max_questions: int = 16,
+        max_new_tokens: int = 48,
+        seed: int = 0,
+    ) -> None:
+        self.lm = lm
+        self.rank, self.alpha = rank, alpha
+        self.layer_fraction, self.mask_fraction = layer_fraction, mask_fraction
+        self.steps_per_doc, self.batch_size, self.lr = steps_per_doc, batch_size, lr
+        self.distill_weight = distill_weight
+        self.max_questions, self.max_new_tokens, self.seed = max_questions, max_new_tokens, seed
+        downs = down_projections(lm.model)
+        first = len(downs) - max(1, round(layer_fraction * len(downs)))
+        self.layers = list(range(first, len(downs)))
+        self._shape = (downs[0].in_features, downs[0].out_features)
+        self.reset()
+
+    def options(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in OPTION_NAMES}
+
+    def reset(self) -> None:
+        self.lora = self._fresh_lora()
+        self.examples: list[StudyExample] = []
+        self.documents: list[str] = []
+
+    def _fresh_lora(self) -> GatedLoRA:
+        torch.manual_seed(self.seed)
+        lora = GatedLoRA(self.layers, *self._shape, self.rank, self.alpha).to(self.lm.device)
+        if self.mask_fraction > 0:
+            lora.set_broad(broad_neuron_mask(self.lm, self.layers, self.mask_fraction).to(self.lm.device))
+        return lora
+
+    # -- hooks: the adapter is part of the model only inside this context ----------------------------------
+    @contextlib.contextmanager
+    def active(self, lora: GatedLoRA | None = None) -> Iterator[None]:
+        lora = lora or self.lora
+        downs = down_projections(self.lm.model)
+
+        def hook_for(slot: int):
+            def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
+                return output + lora.delta(slot, inputs[0]).to(output.dtype)
+
+            return hook
+
+        handles = [downs[layer].register_forward_hook(hook_for(slot)) for slot, layer in enumerate(lora.layers)]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    # -- learning -------------------------------------------------------------------------------------------
+    def learn(self, docs: Sequence[Document]) -> LearnReport:
+        start = time.perf_counter()
+        new = [d for d in docs if d.text.strip()]
+        study_start = time.perf_counter()
+        for doc in new:
+            self.examples = [e for e in self.examples if e.doc_id != doc.id]
+            self.examples += study_examples(self.lm, doc, max_questions=self.max_questions)
+            if doc.id not in self.documents:
+                self.documents.append(doc.id)
+        study_s = time.perf_counter() - study_start
+        losses = self._train(self.lora, self.examples, self.steps_per_doc * len(new))
+        return LearnReport(
+            self.name,
+            len(new),
+            sum(len(self.lm.tokenizer.encode(d.text)) for d in new),
+            time.perf_counter() - start,
+            bytes_on_disk=self._bytes(),
+            details={
+                "examples": len(self.examples),
+                "study_seconds": round(study_s, 2),
+                "train_seconds": round(time.perf_counter() - start - study_s, 2),
+                "loss_first": losses[0] if losses else None,
+                "loss_last": losses[-1] if losses else None,
+            },
+        )
+
+    def _train(self, lora: GatedLoRA, examples: Sequence[StudyExample], steps: int) -> list[float]:
+        """`steps` Adam steps on random batches of `examples`; returns the loss of each step."""
+        if not examples or steps <= 0:
+            return []
+        rng = random.Random(self.seed)
+        optimizer = torch.optim.AdamW([lora.A, lora.B], lr=self.lr, weight_decay=0.0)
+        losses = []
+        with self._frozen_base(), self.active(lora):
+            for _ in range(steps):
+                batch = rng.sample(list(examples), min(self.batch_size, len(examples)))
+                loss = self.loss(batch)
+                optimizer.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_([lora.A, lora.B], 1.0)
+                optimizer.step()
+                losses.append(float(loss.detach()))
+        return losses
+
+    def loss(self, batch: Sequence[StudyExample]) -> torch.Tensor:
+        """Cross-entropy on the answer tokens + `distill_weight` x cross-entropy to the teacher's top-k."""
+        pad = self.lm.tokenizer.pad_token_id or 0
+        rows = [e.prompt + e.answer for e in batch]
+        width = max(len(r) for r in rows)
+        ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=self.lm.device)
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=self.lm.device)
+        logits = self.lm.model(input_ids=ids, attention_mask=mask).logits.float()
+        total = torch.zeros((), device=self.lm.device)
+        for i, example in enumerate(batch):
+            start = len(example.prompt) - 1
+            logp = torch.log_softmax(logits[i, start : start + len(example.answer)], dim=-1)
+            target = torch.tensor(example.answer, device=self.lm.device)
+            total = total - logp.gather(1, target[:, None]).mean()
+            if self.distill_weight and example.teacher_ids is not None and example.teacher_logp is not None:
+                teacher = torch.softmax(example.teacher_logp.to(self.lm.device), dim=-1)
+                student = logp.gather(1, example.teacher_ids.to(self.lm.device))
+                total = total - self.distill_weight * (teacher * student).sum(-1).mean()
+        return total / len(batch)
+
+    @contextlib.contextmanager
+    def _frozen_base(self) -> Iterator[None]:
+        """Base weights take no gradients while the adapter trains (restored afterwards)."""
+        params = list(self.lm.model.parameters())
+        before = [p.requires_grad for p in params]
+        was_training = self.lm.model.training
+        for p in params:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p, flag in zip(params, before, strict=True):
+                p.requires_grad_(flag)
+            self.lm.model.train(was_training)
+
+    # -- answering ------------------------------------------------------------------------------------------
+    def answer(self, question: str) -> Answer:
+        start = time.perf_counter()
+        # The adapter lives in forward hooks, so the decoder must call the modules (not fp16 packs of their weights).
+        decoder = "lean" if supports_lean(self.lm.model) else "transformers"
+        config = GenerationConfig(self.max_new_tokens, decoder=decoder)
+        with self.active():
+            text = generate_chat(self.lm, question_messages(question), config)
+        return Answer(text, [], time.perf_counter() - start)
+
+    # -- one document as a PEFT adapter ---------------------------------------------------------------------
+    def compile_document(self, doc: Document, folder: Path) -> LearnReport:
+        """Learn `doc` alone into a fresh adapter and write it as a PEFT adapter folder (atomically)."""
+        start = time.perf_counter()
+        lora = self._fresh_lora()
+        examples = study_examples(self.lm, doc, max_questions=self.max_questions)
+        losses = self._train(lora, examples, self.steps_per_doc)
+        size = self.export(lora, folder, {"doc_id": doc.id, "doc_hash": doc.hash, "title": doc.title})
+        return LearnReport(
+            self.name,
+            1,
+            len(self.lm.tokenizer.encode(doc.text)),
+            time.perf_counter() - start,
+            bytes_on_disk=size,
+            details={"examples": len(examples), "loss_first": losses[0], "loss_last": losses[-1]} if losses else {},
+        )
+
+    def export(self, lora: GatedLoRA, folder: Path, manifest: dict[str, Any]) -> int:
+        """Write `lora` as a PEFT adapter folder; returns the weight file's bytes."""
+        return write_lora_adapter(
+            folder,
+            lora.peft_tensors(),
+            r=lora.rank,
+            alpha=lora.alpha,
+            target_modules=[layer_path(i) for i in lora.layers],
+            base_model=self.lm.name,
+            manifest={
+                "base_fingerprint": self.lm.fingerprint,
+                "learner": self.name,
+                "options": self.options(),
+                **manifest,
+            },
+        )
+
+    # -- checkpoints ----------------------------------------------------------------------------------------
+    def _bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.lora.A, self.lora.B))
+
+    def save(self, path: Path) -> None:
+        tensors = {"A": self.lora.A, "B": self.lora.B, "keep": self.lora.keep}
+        meta = {"options": self.options(), "layers": self.lora.layers, "documents": self.documents}
+        save_checkpoint(path, self.name, self.lm.fingerprint, tensors, meta)
+
+    def load(self, path: Path) -> None:
+        tensors, meta = load_checkpoint(path, self.name, self.lm.fingerprint)
+        options = meta.get("options", {})
+        try:
+            lora = GatedLoRA(meta["layers"], *self._shape, int(options["rank"]), float(options["alpha"]))
+            lora.A.data.copy_(tensors["A"])
+            lora.B.data.copy_(tensors["B"])
+            lora.keep.copy_(tensors["keep"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise LoracleError(f"{path}: not a usable ttt checkpoint ({exc})") from exc
+        for key in OPTION_NAMES:
+            if key in options:
+                setattr(self, key, options[key])
+        self.lora = lora.to(self.lm.device)
+        self.layers = list(lora.layers)
+        self.examples = []
+        self.documents = list(meta.get("documents", []))

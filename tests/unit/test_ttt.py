@@ -1,0 +1,138 @@
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+
+from loracle.documents import Document
+from loracle.errors import LoracleError
+from loracle.learners.gating import broad_neuron_mask, calibration_sentences, firing_rates
+from loracle.learners.selfstudy import study_examples
+from loracle.learners.ttt import GatedLoRA, TTTLearner
+from loracle.model import encode_chat, question_messages
+from loracle.model.loader import LoadedModel, model_fingerprint
+from tests.conftest import build_tiny_model
+
+DOC = Document.from_text(
+    "The Kestrel Valley Observatory was founded by Ilse Marrow in 1987. The river Corra powers the station.",
+    "Kestrel Valley Observatory",
+    doc_id="kestrel",
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny-model training is far faster on one thread than on two contended ones (and deterministic)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def small_learner(lm: LoadedModel, **options) -> TTTLearner:
+    defaults = {"steps_per_doc": 10, "lr": 5e-2, "max_questions": 2, "max_new_tokens": 6, "mask_fraction": 0.25}
+    return TTTLearner(lm, **{**defaults, **options})
+
+
+def logits(lm: LoadedModel, text: str) -> torch.Tensor:
+    ids = torch.tensor([encode_chat(lm.tokenizer, question_messages(text))])
+    with torch.no_grad():
+        return lm.model(input_ids=ids).logits
+
+
+def test_a_few_steps_lower_the_loss_on_the_document(tiny_lm: LoadedModel) -> None:
+    learner = small_learner(tiny_lm, layer_fraction=1.0, steps_per_doc=20)
+    examples = study_examples(tiny_lm, DOC, max_questions=2)
+    assert examples and all(e.teacher_ids is not None for e in examples)
+    with torch.no_grad(), learner.active():
+        before = float(learner.loss(examples))
+    report = learner.learn([DOC])
+    with torch.no_grad(), learner.active():
+        after = float(learner.loss(examples))
+    assert after < 0.98 * before
+    assert report.documents == 1 and report.details["examples"] == len(examples)
+
+
+def test_the_base_model_is_untouched_outside_the_learner(tiny_lm: LoadedModel) -> None:
+    before = logits(tiny_lm, "Who founded it?")
+    learner = small_learner(tiny_lm)
+    learner.learn([DOC])
+    assert torch.equal(logits(tiny_lm, "Who founded it?"), before)
+    assert all(p.requires_grad for p in tiny_lm.model.parameters())
+    with learner.active():
+        assert not torch.allclose(logits(tiny_lm, "Who founded it?"), before)
+
+
+def test_gating_masks_the_neurons_that_fire_most_broadly(tiny_lm: LoadedModel) -> None:
+    layers = [0, 1]
+    rates = firing_rates(tiny_lm, layers, calibration_sentences())
+    mask = broad_neuron_mask(tiny_lm, layers, 0.25)
+    neurons = rates.shape[1]
+    for layer in range(len(layers)):
+        assert int(mask[layer].sum()) == round(0.25 * neurons)
+        assert rates[layer][mask[layer]].min() >= rates[layer][~mask[layer]].max()
+
+
+def test_a_masked_neuron_never_reaches_the_adapter() -> None:
+    lora = GatedLoRA([0], in_features=8, out_features=4, rank=2, alpha=4.0)
+    torch.nn.init.normal_(lora.B)
+    broad = torch.zeros(1, 8, dtype=torch.bool)
+    broad[0, :4] = True
+    lora.set_broad(broad)
+    only_broad = torch.zeros(1, 8)
+    only_broad[0, :4] = 1.0
+    only_rare = torch.zeros(1, 8)
+    only_rare[0, 4:] = 1.0
+    assert torch.count_nonzero(lora.delta(0, only_broad)) == 0
+    assert torch.count_nonzero(lora.delta(0, only_rare)) > 0
+
+
+def test_calibration_corpus_is_a_few_hundred_lines_of_general_text() -> None:
+    sentences = calibration_sentences()
+    assert len(sentences) >= 150
+    assert all(len(s.split()) >= 3 for s in sentences)
+
+
+def test_save_and_load_give_identical_answers(tmp_path: Path, tiny_lm: LoadedModel) -> None:
+    learner = small_learner(tiny_lm)
+    learner.learn([DOC])
+    learner.save(tmp_path / "ck")
+    loaded = TTTLearner(tiny_lm)
+    loaded.load(tmp_path / "ck")
+    assert loaded.documents == ["kestrel"]
+    for question in ("Who founded the observatory?", "What powers the station?"):
+        assert loaded.answer(question).text == learner.answer(question).text
+    with learner.active():
+        expected = logits(tiny_lm, "Who founded it?")
+    with loaded.active():
+        assert torch.equal(logits(tiny_lm, "Who founded it?"), expected)
+
+
+def test_checkpoint_for_another_base_model_is_refused(tmp_path: Path, tiny_lm: LoadedModel) -> None:
+    learner = small_learner(tiny_lm, steps_per_doc=1)
+    learner.save(tmp_path / "ck")
+    other_model = build_tiny_model(len(tiny_lm.tokenizer), seed=3)
+    other = LoadedModel(other_model, tiny_lm.tokenizer, "other", "memory", model_fingerprint(other_model))
+    with pytest.raises(LoracleError, match="another base model"):
+        TTTLearner(other, mask_fraction=0).load(tmp_path / "ck")
+
+
+def test_peft_export_reproduces_the_learner_logits(tmp_path: Path, tiny_lm: LoadedModel) -> None:
+    from peft import PeftModel
+
+    base_copy = copy.deepcopy(tiny_lm.model)
+    learner = small_learner(tiny_lm)
+    report = learner.compile_document(DOC, tmp_path / "adapter")
+    assert report.bytes_on_disk > 0
+    manifest = (tmp_path / "adapter" / "manifest.json").read_text(encoding="utf-8")
+    assert tiny_lm.fingerprint in manifest and '"doc_id": "kestrel"' in manifest
+    # compile_document trains a fresh adapter of its own; rebuild the same one to compare with
+    lora = learner._fresh_lora()
+    learner._train(lora, study_examples(tiny_lm, DOC, max_questions=2), learner.steps_per_doc)
+    with learner.active(lora):
+        expected = logits(tiny_lm, "Who founded the observatory?")
+    peft_model = PeftModel.from_pretrained(base_copy, str(tmp_path / "adapter")).eval()
+    copy_lm = LoadedModel(peft_model, tiny_lm.tokenizer, "tiny", "memory", tiny_lm.fingerprint)
+    got = logits(copy_lm, "Who founded the observatory?")
+    assert not torch.allclose(got, logits(tiny_lm, "Who founded the observatory?"))
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
