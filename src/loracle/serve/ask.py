@@ -17,7 +17,7 @@ from loracle.learners import create_learner
 from loracle.learners.base import Learner
 from loracle.model.loader import LoadedModel
 from loracle.pipeline import raw_source, wiki_source
-from loracle.serve.search_view import folder_state
+from loracle.serve.changes import folder_state
 
 
 class LearnerAnswers:

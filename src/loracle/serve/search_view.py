@@ -6,13 +6,13 @@ changed is `sync_folder` run, which reindexes just the changed pages.
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from loracle.search import SearchIndex, sync_folder
+from loracle.serve.changes import folder_state
 
 
 class SearchView:
@@ -41,17 +41,3 @@ class SearchView:
             if self._index is not None:
                 self._index.close()
                 self._index = None
-
-
-def folder_state(folder: Path) -> tuple:
-    """Names, sizes and mtimes of the folder's files (hidden ones skipped): changes when any file does."""
-    if not folder.is_dir():
-        return ()
-    entries = []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for name in files:
-            if not name.startswith("."):
-                stat = os.stat(os.path.join(root, name))
-                entries.append((root, name, stat.st_size, stat.st_mtime_ns))
-    return tuple(sorted(entries))

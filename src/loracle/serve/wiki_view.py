@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from loracle.serve.search_view import folder_state
+from loracle.serve.changes import folder_state
 from loracle.wiki.links import LinkGraph, PageInfo
 from loracle.wiki.pages import parse_page
 
