@@ -7,7 +7,7 @@ import torch
 from loracle.documents import Document
 from loracle.errors import LoracleError
 from loracle.learners.gating import broad_neuron_mask, calibration_sentences, firing_rates
-from loracle.learners.selfstudy import study_examples
+from loracle.learners.selfstudy import StudyExample, _add_teacher, answer_ids, sentences, study_examples, supported
 from loracle.learners.ttt import GatedLoRA, TTTLearner
 from loracle.model import encode_chat, question_messages
 from loracle.model.loader import LoadedModel, model_fingerprint
@@ -136,3 +136,30 @@ def test_peft_export_reproduces_the_learner_logits(tmp_path: Path, tiny_lm: Load
     got = logits(copy_lm, "Who founded the observatory?")
     assert not torch.allclose(got, logits(tiny_lm, "Who founded the observatory?"))
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_teacher_distributions_do_not_depend_on_batching(tiny_lm: LoadedModel) -> None:
+    def make() -> list[StudyExample]:
+        return [
+            StudyExample("d", [], answer_ids(tiny_lm, "Ilse Marrow")),
+            StudyExample("d", [], answer_ids(tiny_lm, "The river Corra powers the station in 1987.")),
+        ]
+
+    contexts = [encode_chat(tiny_lm.tokenizer, question_messages(q, DOC.text)) for q in ("Who?", "What powers it?")]
+    alone, together = make(), make()
+    _add_teacher(tiny_lm, alone, contexts, top_k=4, batch=1)
+    _add_teacher(tiny_lm, together, contexts, top_k=4, batch=2)
+    for a, b in zip(alone, together, strict=True):
+        assert torch.equal(a.teacher_ids, b.teacher_ids)
+        torch.testing.assert_close(a.teacher_logp, b.teacher_logp, rtol=1e-4, atol=1e-5)
+
+
+def test_self_study_keeps_only_answers_the_passage_supports() -> None:
+    passage = "The observatory was founded by Ilse Marrow in 1987. It is powered by the Corra River."
+    assert sentences(passage) == [
+        "The observatory was founded by Ilse Marrow in 1987.",
+        "It is powered by the Corra River.",
+    ]
+    assert supported("It was founded by Ilse Marrow.", passage, "Who founded the observatory?")
+    assert not supported("It was founded by Albert Einstein.", passage, "Who founded the observatory?")
+    assert not supported("The observatory was founded.", passage, "Who founded the observatory?")

@@ -198,12 +198,22 @@ def study_examples(
     return examples
 
 
-def _add_teacher(lm: LoadedModel, examples: list[StudyExample], contexts: list[list[int]], top_k: int) -> None:
-    """The model's top-k next-token distribution over each answer with the passage in context."""
+def _add_teacher(
+    lm: LoadedModel, examples: list[StudyExample], contexts: list[list[int]], top_k: int, batch: int = 8
+) -> None:
+    """The model's top-k next-token distribution over each answer with the passage in context (right-padded
+    batches: a causal model's logits for real tokens do not depend on padding after them)."""
+    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
+    jobs = list(zip(examples, contexts, strict=True))
     with torch.no_grad():  # not inference_mode: these tensors later enter the training loss
-        for example, context in zip(examples, contexts, strict=True):
-            ids = torch.tensor([context + example.answer], device=lm.device)
-            logits = lm.model(input_ids=ids).logits[0, len(context) - 1 : -1].float()
-            logp = torch.log_softmax(logits, dim=-1)
-            top = torch.topk(logp, top_k, dim=-1)
-            example.teacher_ids, example.teacher_logp = top.indices.cpu(), top.values.cpu()
+        for first in range(0, len(jobs), batch):
+            part = jobs[first : first + batch]
+            rows = [context + example.answer for example, context in part]
+            width = max(len(r) for r in rows)
+            ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=lm.device)
+            mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=lm.device)
+            logits = lm.model(input_ids=ids, attention_mask=mask).logits
+            for row, (example, context) in enumerate(part):
+                answer = logits[row, len(context) - 1 : len(context) - 1 + len(example.answer)].float()
+                top = torch.topk(torch.log_softmax(answer, dim=-1), top_k, dim=-1)
+                example.teacher_ids, example.teacher_logp = top.indices.cpu(), top.values.cpu()

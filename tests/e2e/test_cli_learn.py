@@ -1,0 +1,45 @@
+"""`loracle learn --save` then `loracle ask --load`, end to end in subprocesses, with the context learner."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def loracle(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-c", "from loracle.cli import main; main()", *args]
+    env = {**os.environ, "COLUMNS": "200"}
+    env.pop("LORACLE_KB", None)
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
+
+
+def test_learn_save_then_ask_load_inside_a_knowledge_base(tmp_path: Path, sample_dir: Path) -> None:
+    kb = tmp_path / "kb"
+    (kb / "raw").mkdir(parents=True)
+    (kb / "loracle.toml").write_text("", encoding="utf-8")
+    doc = kb / "raw" / "kestrel.md"
+    doc.write_text((sample_dir / "kestrel-valley-observatory.md").read_text(encoding="utf-8"), encoding="utf-8")
+    (kb / "raw" / "broken.md").write_bytes(b"\xff\xfe not utf-8")
+
+    learned = loracle("learn", "raw", "--learner", "context", "--save", "notes", "--threads", "1", cwd=kb)
+    assert learned.returncode == 0, learned.stderr
+    assert "broken.md" in learned.stderr and "UTF-8" in learned.stderr  # the bad file is named, the rest goes on
+    checkpoint = kb / ".loracle" / "checkpoints" / "notes"
+    meta = json.loads((checkpoint / "meta.json").read_text(encoding="utf-8"))
+    assert meta["learner"] == "context" and meta["chunks"]
+
+    asked = loracle("ask", "--load", "notes", "--threads", "1", "Which river powers the observatory?", cwd=kb)
+    assert asked.returncode == 0, asked.stderr
+    assert asked.stdout.strip()
+    assert "(kestrel, line 5)" in asked.stdout  # the citation: document id and the line in the file on disk
+
+    missing = loracle("ask", "--load", "nothing-here", "--threads", "1", "Who?", cwd=kb)
+    assert missing.returncode == 1
+    assert "no such checkpoint" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
