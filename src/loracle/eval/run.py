@@ -61,6 +61,7 @@ def run_small_eval(
     learners: Sequence[str] = ("context", "kstore"),
     max_new_tokens: int = 32,
     forgetting: bool = False,
+    max_questions: int | None = None,
 ) -> EvalResult:
     """A small eval for the demo: the bundled sample document and its questions, floor, ceiling and
     `learners`, printed as the results table (about a minute per learner on two CPU cores)."""
@@ -69,7 +70,7 @@ def run_small_eval(
     from loracle.eval.report import results_table
 
     folder = data_file("sample")
-    inputs = load_inputs(folder, folder / "questions.jsonl")
+    inputs = load_inputs(folder, folder / "questions.jsonl", max_questions=max_questions)
     settings = EvalSettings(
         max_new_tokens=max_new_tokens, general=forgetting, general_knowledge_max=8, general_reading_max=4
     )
