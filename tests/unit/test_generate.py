@@ -85,6 +85,23 @@ def test_lean_applies_unmerged_lora_like_peft(tiny_lm: LoadedModel, fp16: bool, 
     assert torch.allclose(got, expected, atol=2e-2 if fp16 else 1e-4)
 
 
+def test_lean_stacks_several_weighted_adapters_like_peft(tiny_lm: LoadedModel, tmp_path) -> None:
+    from loracle.model import apply_adapters
+    from tests.unit.test_adapters import make_adapter
+
+    a = make_adapter(tiny_lm, tmp_path / "a", seed=1)
+    b = make_adapter(tiny_lm, tmp_path / "b", seed=2, targets=("q_proj", "v_proj", "down_proj"))
+    adapted = apply_adapters(tiny_lm, [a, b], [1.0, 0.5])
+    ids = torch.arange(3, 20)
+    with torch.inference_mode():
+        expected = adapted.model(input_ids=ids.unsqueeze(0)).logits[0, -1]
+        lean = LeanDecoder(adapted.model, capacity=32)
+        lean.step(ids[:-1])
+        got = lean.step(ids[-1:])
+    assert len(lean.loras) == 2 * 3 and not lean.own_forward  # q, v and down in both layers, each one product
+    assert torch.allclose(got, expected, atol=1e-4)
+
+
 def test_fp16_packs_are_rebuilt_when_a_weight_changes_in_place(tiny_lm: LoadedModel, monkeypatch) -> None:
     monkeypatch.setattr(half, "MIN_WEIGHTS", 0)
     proj = tiny_lm.model.model.layers[0].mlp.down_proj
@@ -96,7 +113,14 @@ def test_fp16_packs_are_rebuilt_when_a_weight_changes_in_place(tiny_lm: LoadedMo
     assert torch.allclose(half.linear_fp16(x, half.packed_fp16(proj)), proj(x), atol=2e-2)
 
 
-def test_auto_decoder_choice(tiny_lm: LoadedModel) -> None:
+def test_auto_decoder_choice(tiny_lm: LoadedModel, monkeypatch) -> None:
+    assert choose_decoder(tiny_lm, GenerationConfig(), budget=8) == "lean"
+    monkeypatch.setattr(half, "MIN_WEIGHTS", 0)
+    assert choose_decoder(tiny_lm, GenerationConfig(), budget=half.FP16_MIN_NEW_TOKENS) == "lean-fp16"
+    assert choose_decoder(tiny_lm, GenerationConfig(), budget=8) == "lean"  # short: packing would not pay off
+    stream_chat(tiny_lm, question_messages("x"), GenerationConfig(max_new_tokens=2, decoder="lean-fp16")).text()
+    assert choose_decoder(tiny_lm, GenerationConfig(), budget=8) == "lean-fp16"  # packs exist now
+    tiny_lm.model.model.layers[1].mlp.up_proj.weight.data *= 2  # changed in place: its pack is stale
     assert choose_decoder(tiny_lm, GenerationConfig(), budget=8) == "lean"
     assert choose_decoder(tiny_lm, GenerationConfig(decoder="transformers"), budget=8) == "transformers"
     with pytest.raises(ValueError, match="unknown decoder"):

@@ -8,7 +8,7 @@ Decoders (`GenerationConfig.decoder`), measured in benchmarks/generate.py:
 - "lean": loracle.model.lean's step for Llama-family models: static KV cache, no per-step bookkeeping.
 - "lean-fp16": the lean step reading weights from fp16 packs (loracle.model.half), about half the memory
   traffic per token; packing costs ~2 CPU-s once per model, so "auto" uses it only for longer generations
-  or once the packs exist.
+  or once fresh packs exist (not after a weight changed in place: that would mean repacking).
 - "auto" (default): the fastest that applies.
 """
 
@@ -24,7 +24,7 @@ from transformers import DynamicCache
 from loracle.model import half
 from loracle.model.chat import Message, encode_chat, stop_token_ids
 from loracle.model.detok import IncrementalDetokenizer
-from loracle.model.lean import LeanDecoder, supports_lean
+from loracle.model.lean import LeanDecoder, packable_linears, supports_lean
 from loracle.model.loader import LoadedModel
 
 DECODERS = ("auto", "transformers", "lean", "lean-fp16")
@@ -104,8 +104,9 @@ def choose_decoder(lm: LoadedModel, config: GenerationConfig, budget: int) -> st
         return config.decoder
     if not lean:
         return "transformers"
-    on_cpu = lm.device.type == "cpu"
-    if on_cpu and half.fp16_packing_available() and (budget >= half.FP16_MIN_NEW_TOKENS or half.is_packed(lm.model)):
+    if lm.device.type != "cpu" or not half.fp16_packing_available():
+        return "lean"
+    if budget >= half.FP16_MIN_NEW_TOKENS or half.all_packed(packable_linears(lm.model)):
         return "lean-fp16"
     return "lean"
 

@@ -65,7 +65,7 @@ _PACKS: weakref.WeakKeyDictionary[nn.Linear, _Pack] = weakref.WeakKeyDictionary(
 
 def packed_fp16(module: nn.Linear) -> object | None:
     """The module's weight packed as fp16 (reused while the weight is unchanged), or None if not worth it."""
-    if type(module) is not nn.Linear or module.weight.device.type != "cpu" or module.weight.numel() < MIN_WEIGHTS:
+    if not _packable(module):
         return None
     pack = _PACKS.get(module)
     if pack is None or not pack.fresh(module.weight):
@@ -75,11 +75,18 @@ def packed_fp16(module: nn.Linear) -> object | None:
     return pack.packed
 
 
-def is_packed(model: nn.Module) -> bool:
-    """Whether the model's output head already has a fresh pack (a cheap sign that a generation built them)."""
-    head = model.get_output_embeddings()
-    pack = _PACKS.get(head) if isinstance(head, nn.Linear) else None
-    return pack is not None and pack.fresh(head.weight)
+def all_packed(modules: Iterable[nn.Module]) -> bool:
+    """Whether the packable modules among `modules` all have fresh packs (so fp16 decoding costs no setup).
+
+    False when there is nothing to pack, or when a weight changed in place since (e.g. an adapter was merged
+    in), which would mean repacking.
+    """
+    packable = [m for m in modules if _packable(m)]
+    return bool(packable) and all((pack := _PACKS.get(m)) is not None and pack.fresh(m.weight) for m in packable)
+
+
+def _packable(module: nn.Module) -> bool:
+    return type(module) is nn.Linear and module.weight.device.type == "cpu" and module.weight.numel() >= MIN_WEIGHTS
 
 
 def prepare(modules: Iterable[nn.Module]) -> dict[nn.Module, object]:
