@@ -127,6 +127,7 @@ def watch(
                 on_change=lambda status: live.update(status_line(status, knowledge)),
             ) as watcher:
                 final.append(watcher.status)
+                console.print(f"watching {knowledge.source.root} (Ctrl-C stops)", highlight=False)
                 while True:
                     time.sleep(0.2)
         except KeyboardInterrupt:
