@@ -321,3 +321,15 @@ def test_vectors_from_another_embedder_are_dropped(tmp_path: Path) -> None:
     with SearchIndex(db, embedder=other) as index:
         assert ids(index.search("kitten", mode="vector")) == ["cats"]
         assert other.calls == 2  # the query, and the page re-embedded by this model
+
+
+def test_a_synced_page_updated_directly_is_still_dropped_when_its_file_goes(
+    tmp_path: Path, bm25_index: SearchIndex
+) -> None:
+    wiki = tmp_path / "wiki"
+    path = write(wiki, "a.md", "# A\nalpha\n")
+    bm25_index.sync_folder(wiki)
+    assert bm25_index.upsert(page("a", "A", "alpha, updated by ingest"))  # keeps the folder as its origin
+    path.unlink()
+    assert bm25_index.sync_folder(wiki).removed == ["a"]
+    assert bm25_index.search("alpha", mode="bm25") == []

@@ -90,8 +90,12 @@ class Collection:
             conn.execute(statement)
 
     # -- writes ---------------------------------------------------------------------------------------------
-    def upsert(self, pages: Sequence[IndexedPage], origin: str = "") -> list[str]:
-        """Index `pages`, skipping those whose content hash is unchanged; returns the ids (re)indexed."""
+    def upsert(self, pages: Sequence[IndexedPage], origin: str | None = None) -> list[str]:
+        """Index `pages`, skipping those whose content hash is unchanged; returns the ids (re)indexed.
+
+        `origin` is the folder a sync read them from; None keeps a re-indexed page's origin (so a page that
+        ingest updates directly is still dropped by the next sync once its file is deleted).
+        """
         conn = self.index.conn
         known = self._hashes([p.id for p in pages])
         changed = [p for p in pages if known.get(p.id) != p.hash]
@@ -100,10 +104,11 @@ class Collection:
         vectors = self.index.embed([p.embed_text() for p in changed]) if self.index.vectors else None
         with self._writing() as patch:
             for i, page in enumerate(changed):
-                row = conn.execute(f"SELECT rowid FROM {self.name}_docs WHERE id = ?", (page.id,)).fetchone()
+                row = conn.execute(f"SELECT rowid, origin FROM {self.name}_docs WHERE id = ?", (page.id,)).fetchone()
                 if row is not None:
                     self._delete_rows(row[0])
                     patch.removed.append(row[0])
+                row_origin = origin if origin is not None else (row[1] if row is not None else "")
                 cursor = conn.execute(
                     f"INSERT INTO {self.name}_docs (id, title, path, kind, aliases, tags, headings, body, extra, "
                     "hash, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -118,7 +123,7 @@ class Collection:
                         page.body,
                         json.dumps(page.extra, ensure_ascii=False, default=str),
                         page.hash,
-                        origin,
+                        row_origin,
                     ),
                 )
                 rowid = cursor.lastrowid
