@@ -250,3 +250,15 @@ def test_html_source_cites_lines_of_its_text(kb: KBPaths, tmp_path: Path) -> Non
     assert (kb.raw / "corra.html").read_text() == html  # the raw source is kept as it was
     mention = read_page(kb.wiki / "entities/ilse-marrow.md").section("Mentions").text
     assert "Ilse Marrow mapped the Corra River in 1990." in mention and "`raw/corra.html:" in mention
+
+
+def test_names_lose_articles_and_common_nouns_become_concepts(kb: KBPaths, tmp_path: Path) -> None:
+    entities = ["The Harrow Telescope", "Harrow Telescope", "the research station", "ilse marrow"]
+    llm = scripted_llm(names=lambda doc: {"entities": entities, "concepts": []})
+    [result] = ingest(kb, [_source(tmp_path)], llm).results
+    assert sorted(result.pages) == [
+        "concepts/research-station.md",
+        "entities/harrow-telescope.md",
+        "entities/ilse-marrow.md",  # written as the source writes it
+    ]
+    assert read_page(kb.wiki / "entities/ilse-marrow.md").frontmatter["title"] == "Ilse Marrow"

@@ -20,7 +20,8 @@ MAX_ENTITIES = 12
 MAX_CONCEPTS = 8
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
 _SENTENCE_END_RE = re.compile(r"(?<=[.!?。！？])\s+")
-_SENTENCE_DONE_RE = re.compile(r"[.!?。！？](?:\s|$)")
+_SENTENCE_DONE_RE = re.compile(r"[.!?。！？]\s")  # followed by a space: "3." of "3.4" is no sentence end yet
+_ARTICLE_RE = re.compile(r"^(?:the|a|an)\s+", re.IGNORECASE)
 _STOPWORD_TEXT = (
     "a an the of in on at to for and or but is are was were be been it its this that these those with by from as "
     "which who whom whose what when where why how not no also has have had do does did into than then there their "
@@ -81,7 +82,11 @@ def extract(doc: Document, writer: LLM, fast: LLM) -> Extraction:
         )
         entities, dropped_e = supported_names(names.entities, doc.text, MAX_ENTITIES)
         concepts, dropped_c = supported_names(names.concepts, doc.text, MAX_CONCEPTS)
-        concepts = [c for c in concepts if c.lower() not in {e.lower() for e in entities}]
+        # a "name" without a capital letter is an idea or a common noun, not a named thing
+        concepts += [e for e in entities if not any(ch.isupper() for ch in e)]
+        entities = [e for e in entities if any(ch.isupper() for ch in e)]
+        concepts = list(dict.fromkeys(c for c in concepts if c.lower() not in {e.lower() for e in entities}))
+        concepts = concepts[:MAX_CONCEPTS]
         if dropped_e or dropped_c:
             notes.append(f"dropped names not found in the source: {', '.join((dropped_e + dropped_c)[:6])}")
     except LoracleError as exc:
@@ -120,6 +125,7 @@ def supported_names(candidates: list[str], source: str, limit: int) -> tuple[lis
     seen: set[str] = set()
     for raw in candidates:
         name = " ".join(str(raw).strip().strip("\"'`*[]#").split())
+        name = _ARTICLE_RE.sub("", name)  # "The Harrow Telescope" and "Harrow Telescope" are one page
         key = name.lower()
         if not name or key in seen or len(name) > 80 or not _WORD_RE.search(name):
             continue
@@ -134,6 +140,8 @@ def supported_names(candidates: list[str], source: str, limit: int) -> tuple[lis
 def _as_written(name: str, source: str) -> str:
     """The name with the source's own capitalisation (the model may have changed it)."""
     flat = " ".join(source.split())
+    if name in flat:
+        return name
     index = flat.lower().find(name.lower())
     return flat[index : index + len(name)] if index >= 0 else name
 
