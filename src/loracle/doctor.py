@@ -9,6 +9,7 @@ import platform
 import torch
 from rich.table import Table
 
+from loracle import OMP_WORKERS_SLEEP
 from loracle.errors import LoracleError
 from loracle.model.cache import ConvertedModelCache, cache_root
 from loracle.model.embedded import EMBEDDED_SPEC, embedded_gguf_path
@@ -43,6 +44,8 @@ def doctor_report(model_spec: str) -> Table:
     table.add_row("device", str(pick_device()))
     table.add_row("cpu cores", str(os.cpu_count()))
     table.add_row("threads", f"{default_threads()} ({threads_reason()}; set {THREADS_ENV} or --threads to change)")
+    workers = "sleep when idle" if OMP_WORKERS_SLEEP else "[yellow]spin[/] (torch was imported before loracle)"
+    table.add_row("OpenMP workers", workers)
     table.add_row("decoding", _describe_decoding())
     for name in PACKAGES:
         try:

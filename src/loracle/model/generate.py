@@ -50,6 +50,9 @@ class GenerationStats:
     decode_s: float = 0.0
     #: building the decoder (the static cache; fp16 packs on a model's first such generation)
     setup_s: float = 0.0
+    #: CPU time of this process (all threads) in prefill and decode: steadier than wall time on a shared machine
+    prefill_cpu_s: float = 0.0
+    decode_cpu_s: float = 0.0
     decoder: str = ""
     #: True when the model ended its turn (a stop token), False when the token budget ran out (the server's
     #: finish_reason "stop" vs "length")
@@ -144,17 +147,19 @@ def _decode(lm: LoadedModel, prompt: list[int], config: GenerationConfig, stats:
         step = _step_function(lm, stats.decoder, len(prompt) + budget)
         stats.setup_s = time.perf_counter() - start
         start += stats.setup_s
+        cpu_start = time.process_time()
         ids = prompt
         for index in range(budget):
             logits = step(ids).float()
             if bias is not None:
                 logits = logits + bias
             token = _pick(logits, config, generator)
-            now = time.perf_counter()
+            now, cpu = time.perf_counter(), time.process_time()
             if index == 0:
-                stats.prefill_s = now - start
+                stats.prefill_s, stats.prefill_cpu_s = now - start, cpu - cpu_start
             else:
                 stats.decode_s = now - start - stats.prefill_s
+                stats.decode_cpu_s = cpu - cpu_start - stats.prefill_cpu_s
             stats.new_tokens += 1
             if token in stops:
                 stats.stopped = True
