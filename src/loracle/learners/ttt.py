@@ -64,9 +64,11 @@ class GatedLoRA(nn.Module):
         self.A = nn.Parameter(torch.randn(len(layers), rank, in_features) / in_features**0.5)
         self.B = nn.Parameter(torch.zeros(len(layers), out_features, rank))
         self.register_buffer("keep", torch.ones(len(layers), in_features))
+        self.gated = False  # the mask is found (one calibration forward pass) only when training first needs it
 
     def set_broad(self, broad: torch.Tensor) -> None:
-        self.keep = (~broad).float()
+        self.keep = (~broad).float().to(self.keep.device)
+        self.gated = True
 
     def delta(self, slot: int, x: torch.Tensor) -> torch.Tensor:
         return F.linear(F.linear(x, self.A[slot] * self.keep[slot]), self.B[slot]) * self.scale
@@ -123,10 +125,11 @@ class TTTLearner:
 
     def _fresh_lora(self) -> GatedLoRA:
         torch.manual_seed(self.seed)
-        lora = GatedLoRA(self.layers, *self._shape, self.rank, self.alpha).to(self.lm.device)
-        if self.mask_fraction > 0:
-            lora.set_broad(broad_neuron_mask(self.lm, self.layers, self.mask_fraction).to(self.lm.device))
-        return lora
+        return GatedLoRA(self.layers, *self._shape, self.rank, self.alpha).to(self.lm.device)
+
+    def _gate(self, lora: GatedLoRA) -> None:
+        if not lora.gated and self.mask_fraction > 0:
+            lora.set_broad(broad_neuron_mask(self.lm, lora.layers, self.mask_fraction))
 
     # -- hooks: the adapter is part of the model only inside this context ----------------------------------
     @contextlib.contextmanager
@@ -178,6 +181,7 @@ class TTTLearner:
         """`steps` Adam steps on random batches of `examples`; returns the loss of each step."""
         if not examples or steps <= 0:
             return []
+        self._gate(lora)
         rng = random.Random(self.seed)
         optimizer = torch.optim.AdamW([lora.A, lora.B], lr=self.lr, weight_decay=0.0)
         losses = []
@@ -277,7 +281,12 @@ class TTTLearner:
 
     def save(self, path: Path) -> None:
         tensors = {"A": self.lora.A, "B": self.lora.B, "keep": self.lora.keep}
-        meta = {"options": self.options(), "layers": self.lora.layers, "documents": self.documents}
+        meta = {
+            "options": self.options(),
+            "layers": self.lora.layers,
+            "gated": self.lora.gated,
+            "documents": self.documents,
+        }
         save_checkpoint(path, self.name, self.lm.fingerprint, tensors, meta)
 
     def load(self, path: Path) -> None:
@@ -288,6 +297,7 @@ class TTTLearner:
             lora.A.data.copy_(tensors["A"])
             lora.B.data.copy_(tensors["B"])
             lora.keep.copy_(tensors["keep"])
+            lora.gated = bool(meta.get("gated", True))
         except (KeyError, RuntimeError, ValueError) as exc:
             raise LoracleError(f"{path}: not a usable ttt checkpoint ({exc})") from exc
         for key in OPTION_NAMES:
