@@ -33,6 +33,7 @@ from loracle.pipeline import (
 )
 
 if TYPE_CHECKING:
+    from loracle.llm import LLM
     from loracle.model import LoadedModel
 
 SOURCES = ("wiki", "raw")
@@ -142,17 +143,18 @@ class KnowledgeBase:
         with watcher:
             yield watcher
 
-    def wiki_ingest(self) -> Callable[[Path], object]:
+    def wiki_ingest(self, writer: LLM | None = None) -> Callable[[Path], object]:
         """Ingest one saved raw/ file into the wiki with the configured writer LLM (what `watch` does with
-        raw/); a deleted file makes the wiki drop what came only from it. Failures raise one line."""
+        raw/); a deleted file makes the wiki drop what came only from it. Failures raise one line.
+        `writer` replaces the configured writer LLM."""
         from loracle.llm.client import make_llm
         from loracle.wiki import ingest
 
-        writer = make_llm(self.paths.config(), "writer", self.lm)
+        writer = writer or make_llm(self.paths.config(), "writer", self.lm)
 
         def ingest_one(path: Path) -> object:
             report = ingest(self.paths, [path] if path.exists() else [], writer)
-            failed = report.failed()
+            failed = report.failed
             if failed:
                 raise LoracleError(failed[0].error or f"{path}: ingest failed")
             return report

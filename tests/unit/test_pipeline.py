@@ -327,3 +327,17 @@ def test_knowledge_base_facade_with_pluggable_parts(tmp_path: Path, tiny_lm: Loa
         (kb_root / "wiki" / "b.md").write_text("B.", encoding="utf-8")
         wait_for(lambda: [m.id for m in kb.adapters()] == ["a", "b"])
     assert kb.adapters()[1].base_fingerprint == tiny_lm.fingerprint
+
+
+def test_watch_ingests_a_raw_file_into_the_wiki_and_compiles_its_pages(tmp_path: Path, tiny_lm: LoadedModel) -> None:
+    from loracle.wiki import init_kb
+    from tests.unit.test_wiki_helpers import scripted_llm
+
+    init_kb(tmp_path / "kb")
+    compiler = RecordingCompiler(tiny_lm)
+    kb = KnowledgeBase(tmp_path / "kb", compiler=compiler, lm=tiny_lm)
+    with kb.watch(debounce_s=0.1, ingest=kb.wiki_ingest(writer=scripted_llm())) as watch:
+        (tmp_path / "kb" / "raw" / "ferry.md").write_text("The Varn ferry sails at dawn. It has two decks.")
+        wait_for(lambda: watch.status.ingested == 1 and any(m.source == "wiki" for m in kb.adapters()), 30)
+    assert not watch.status.failed
+    assert any("Varn ferry" in text for text in compiler.texts.values())  # a page written from raw/ was compiled
