@@ -1,6 +1,6 @@
 """The Python API: a `KnowledgeBase` over a folder, compiling its documents into adapters and watching it.
 
-    kb = KnowledgeBase("my-kb", learner="ttt")
+    kb = KnowledgeBase("my-kb")                # hypernet learner by default; learner="ttt" trains instead
     summary = kb.compile_all()                 # every new or changed wiki page -> adapters/<id>/
     with kb.watch():                           # keep compiling while files change
         ...
@@ -57,7 +57,7 @@ class KnowledgeBase:
         self,
         root: Path | str,
         *,
-        learner: str = "ttt",
+        learner: str = "hypernet",
         compiler: DocumentCompiler | None = None,
         store: AdapterStore | None = None,
         source: DocumentSource | str = "wiki",
