@@ -45,10 +45,12 @@ def test_real_ingest_of_the_sample_document(tmp_path: Path, embedded_lm, sample_
     assert not [f for f in report.findings if f.kind in ("broken_link", "missing_from_index")]
 
 
-def test_real_model_judges_the_planted_contradiction(tmp_path: Path, embedded_lm) -> None:
+def test_real_model_lint_catches_the_planted_contradiction(tmp_path: Path, embedded_lm) -> None:
+    """1987 vs 1991 is caught by the same-words-other-numbers rule; the other candidate pairs go to the real
+    model, whose answers must come back as verdicts (or be refused cleanly), never crash the lint."""
     shutil.copytree(CORPUS, tmp_path / "kb")
     llm = make_llm(Config(), "fast", lm=embedded_lm)
-    report = lint(KBPaths(tmp_path / "kb"), llm, max_pairs=3)
-    assert report.pairs_judged >= 1 and report.llm_calls >= report.pairs_judged
-    contradictions = [f for f in report.findings if f.kind == "contradiction"]
-    assert any("1987" in " ".join(f.evidence) and "1991" in " ".join(f.evidence) for f in contradictions)
+    report = lint(KBPaths(tmp_path / "kb"), llm, max_pairs=4)
+    assert report.pairs_judged == 4 and report.llm_calls >= 3  # three pairs judged by the model
+    contradictions = [" ".join(f.evidence) for f in report.findings if f.kind == "contradiction"]
+    assert any("1987" in evidence and "1991" in evidence for evidence in contradictions)

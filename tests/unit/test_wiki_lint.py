@@ -22,8 +22,9 @@ def corpus(tmp_path: Path) -> KBPaths:
 
 
 def _judge(prompt: str) -> dict:
-    """Says 'contradiction' only for the planted pair (founded in 1987 vs 1991)."""
-    return {"contradiction": "1987" in prompt and "1991" in prompt, "reason": "founded in 1987 or in 1991"}
+    """Says 'contradiction' only for the planted pair about who was the first director."""
+    planted = "Oskar Tenby was the first director" in prompt and "Ilse Marrow was the first director" in prompt
+    return {"contradiction": planted, "reason": "two different first directors"}
 
 
 def test_lint_finds_the_planted_problems(corpus: KBPaths) -> None:
@@ -39,11 +40,19 @@ def test_lint_finds_the_planted_problems(corpus: KBPaths) -> None:
         "entities/harrow-telescope.md: Harrow Telescope",
         "entities/the-harrow-telescope.md: The Harrow Telescope",
     } in (duplicates)
-    [contradiction] = [f for f in report.findings if f.kind == "contradiction"]
-    evidence = " ".join(contradiction.evidence)
-    assert "1987" in evidence and "1991" in evidence and "raw/visitor-guide.md" in evidence
-    assert report.llm_calls == report.pairs_judged > 0
-    assert report.to_json()["counts"]["contradiction"] == 1
+    contradictions = {f.message: " ".join(f.evidence) for f in report.findings if f.kind == "contradiction"}
+    assert len(contradictions) == 2
+    numeric = contradictions[
+        "raw/observatory-history.md and raw/visitor-guide.md disagree: the same statement "
+        "with different numbers: 1987 vs 1991"
+    ]
+    assert "observatory-history.md:6" in numeric and "visitor-guide.md:6" in numeric  # found without the LLM
+    judged = contradictions[
+        "raw/observatory-history.md and raw/visitor-guide.md disagree: two different first directors"
+    ]
+    assert "Oskar Tenby" in judged and "`raw/visitor-guide.md:8`" in judged
+    assert report.pairs_judged >= 2 and 1 <= report.llm_calls < report.pairs_judged
+    assert report.to_json()["counts"]["contradiction"] == 2
 
 
 def test_contradiction_between_dated_sources_is_reported_as_superseded(corpus: KBPaths) -> None:
@@ -51,8 +60,10 @@ def test_contradiction_between_dated_sources_is_reported_as_superseded(corpus: K
         path = corpus.raw / name
         path.write_text(path.read_text().replace("---\n", f"---\ndate: {date}\n", 1))
     report = lint(corpus, scripted_llm(verdict=_judge))
-    [superseded] = [f for f in report.findings if f.kind == "superseded"]
-    assert superseded.message.startswith("raw/observatory-history.md is superseded by the newer raw/visitor-guide.md")
+    superseded = [f for f in report.findings if f.kind == "superseded"]
+    assert len(superseded) == 2 and not [f for f in report.findings if f.kind == "contradiction"]
+    for finding in superseded:
+        assert finding.message.startswith("raw/observatory-history.md is superseded by the newer raw/visitor-guide.md")
 
 
 def test_no_llm_means_no_contradiction_check(corpus: KBPaths) -> None:

@@ -306,15 +306,16 @@ def candidate_pairs(graph: LinkGraph, limit: int) -> list[tuple[Claim, Claim]]:
         for a, b in combinations(claims, 2):
             if a.source == b.source or a.text == b.text:
                 continue
-            key = (frozenset((a.source, b.source)), frozenset((_core(a.text), _core(b.text))))
+            words_a, words_b = _core(a.text), _core(b.text)
+            key = (frozenset((a.source, b.source)), frozenset((words_a, words_b)))
             if key in seen:  # the same two claims, quoted on another page
                 continue
             seen.add(key)
-            shared = len(set(content_words(a.text)) & set(content_words(b.text)))
+            shared = len(words_a & words_b)
             numbers_a, numbers_b = set(_DIGITS_RE.findall(a.text)), set(_DIGITS_RE.findall(b.text))
             differing_numbers = bool(numbers_a and numbers_b and numbers_a != numbers_b)
             if shared >= 3 or (shared >= 1 and differing_numbers):
-                scored.append((shared + 3 * differing_numbers, a, b))
+                scored.append((shared / len(words_a | words_b) + differing_numbers, a, b))  # overlap, numbers first
     scored.sort(key=lambda item: -item[0])
     return [(a, b) for _, a, b in scored[:limit]]
 
@@ -323,6 +324,10 @@ def check_contradictions(kb: KBPaths, graph: LinkGraph, llm: LLM, max_pairs: int
     findings = []
     pairs = candidate_pairs(graph, max_pairs)
     for a, b in pairs:
+        conflict = numeric_conflict(a.text, b.text)
+        if conflict:  # the same statement with other numbers: no judge needed
+            findings.append(_contradiction(kb, a, b, conflict))
+            continue
         try:
             verdict = llm.complete_json(
                 [
@@ -337,17 +342,33 @@ def check_contradictions(kb: KBPaths, graph: LinkGraph, llm: LLM, max_pairs: int
             )
         except LoracleError:
             continue
-        if not verdict.contradiction:
-            continue
-        evidence = [f"{a.page}:{a.line}: {a.text}", f"{b.page}:{b.line}: {b.text}"]
-        older, newer = _order_by_date(kb, a, b)
-        if older is not None and newer is not None:
-            message = f"{older.source} is superseded by the newer {newer.source}: {verdict.reason}".rstrip(": ")
-            findings.append(Finding("superseded", older.page, message, evidence))
-        else:
-            message = f"{a.source} and {b.source} disagree: {verdict.reason}".rstrip(": ")
-            findings.append(Finding("contradiction", a.page, message, evidence))
+        if verdict.contradiction:
+            findings.append(_contradiction(kb, a, b, verdict.reason))
     return len(pairs), findings
+
+
+def numeric_conflict(a: str, b: str) -> str:
+    """'1987 vs 1991' when two claims say the same words with different numbers, else ''."""
+    numbers_a, numbers_b = _DIGITS_RE.findall(_claim_text(a)), _DIGITS_RE.findall(_claim_text(b))
+    if not numbers_a or not numbers_b or set(numbers_a) == set(numbers_b):
+        return ""
+    words_a, words_b = _core(_DIGITS_RE.sub(" ", a)), _core(_DIGITS_RE.sub(" ", b))
+    if len(words_a) < 3 or len(words_a & words_b) / len(words_a | words_b) < 0.8:
+        return ""
+    return f"the same statement with different numbers: {', '.join(numbers_a)} vs {', '.join(numbers_b)}"
+
+
+def _claim_text(text: str) -> str:
+    return re.sub(r"`[^`]*`", " ", _plain(text))
+
+
+def _contradiction(kb: KBPaths, a: Claim, b: Claim, reason: str) -> Finding:
+    evidence = [f"{a.page}:{a.line}: {a.text}", f"{b.page}:{b.line}: {b.text}"]
+    older, newer = _order_by_date(kb, a, b)
+    if older is not None and newer is not None:
+        message = f"{older.source} is superseded by the newer {newer.source}: {reason}".rstrip(": ")
+        return Finding("superseded", older.page, message, evidence)
+    return Finding("contradiction", a.page, f"{a.source} and {b.source} disagree: {reason}".rstrip(": "), evidence)
 
 
 def _core(text: str) -> frozenset[str]:
