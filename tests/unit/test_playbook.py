@@ -151,3 +151,14 @@ def test_a_silent_reflector_leaves_the_missed_practice_facts_as_lessons(tiny_lm)
     report = pb.learn([DOC])
     assert "reflector_error" in report.details["log"][0]
     assert [b.text for b in pb.playbook.bullets] == ["Which river does the Vellmar Bridge cross? Dunmere"]
+
+
+def test_practice_falls_back_to_plain_question_and_answer_lines(tiny_lm) -> None:
+    replies = [
+        "Sure! Here are questions.",
+        "Questions:",
+        "Q: Which river does it cross?\nA: Dunmere\n\nQ: How long?\nA: 418",
+    ]
+    pb = learner(tiny_lm, replies, questions_per_doc=2)
+    items = pb._practice(DOC)
+    assert [(i.question, i.answer) for i in items] == [("Which river does it cross?", "Dunmere"), ("How long?", "418")]

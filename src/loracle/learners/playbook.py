@@ -10,6 +10,7 @@ and is written atomically after every patch. At answer time the playbook goes in
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -156,6 +157,8 @@ CURATE_PROMPT = (
     '{{"op": "update", "id": ..., "text": ...}} to correct a bullet, {{"op": "remove", "id": ...}} for a wrong one. '
     "Never repeat a bullet that is already there.\n\nPlaybook:\n{playbook}\n\nNew lessons:\n{lessons}"
 )
+PRACTICE_LINES = "Write each on two lines:\nQ: <question>\nA: <short answer>"
+_QA_LINES = re.compile(r"^\s*Q\s*[:.]\s*(.+?)\s*\n\s*A\s*[:.]\s*(.+?)\s*$", re.MULTILINE)
 ANSWER_SYSTEM = "Use these notes from your playbook when they help:\n{playbook}"
 
 
@@ -209,16 +212,7 @@ class PlaybookLearner:
         """One generate / reflect / curate round on `doc`; a failed LLM step leaves the playbook as it was."""
         text = doc.text.strip()
         try:
-            practice = self.llm.complete_json(
-                [
-                    {
-                        "role": "user",
-                        "content": PRACTICE_PROMPT.format(n=self.questions_per_doc, title=doc.title, text=text),
-                    }
-                ],
-                Practice,
-                max_tokens=self.writer_max_tokens,
-            ).questions[: self.questions_per_doc]
+            practice = self._practice(doc)
         except LoracleError as exc:
             return {"error": f"practice questions: {exc}"}
         practice = [p for p in practice if p.question.strip() and p.answer.strip()]
@@ -251,6 +245,23 @@ class PlaybookLearner:
         if self.path is not None and applied:
             self.playbook.write(self.path)
         return {**notes, "lessons": lessons, "applied": applied}
+
+    def _practice(self, doc: Document) -> list[PracticeItem]:
+        """Practice questions with answers from the document: JSON first; a small writer that cannot
+        produce it gets a second chance with plain "Q: ... / A: ..." lines."""
+        prompt = PRACTICE_PROMPT.format(n=self.questions_per_doc, title=doc.title, text=doc.text.strip())
+        try:
+            items = self.llm.complete_json(
+                [{"role": "user", "content": prompt}], Practice, max_tokens=self.writer_max_tokens
+            ).questions
+        except LoracleError as json_error:
+            reply = self.llm.complete(
+                [{"role": "user", "content": f"{prompt}\n\n{PRACTICE_LINES}"}], max_tokens=self.writer_max_tokens
+            )
+            items = [PracticeItem(question=q.strip(), answer=a.strip()) for q, a in _QA_LINES.findall(reply)]
+            if not items:
+                raise LoracleError(f"{json_error}; the plain Q:/A: answer had no pairs either") from json_error
+        return items[: self.questions_per_doc]
 
     def _curate(self, lessons: list[str]) -> Patch:
         """The curator's patch; when its JSON is unusable, each lesson becomes an `add` (still a patch)."""
