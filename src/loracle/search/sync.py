@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -10,7 +11,7 @@ from loracle.errors import LoracleError
 from loracle.search.text import markdown_headings
 from loracle.search.types import IndexedPage, SyncReport
 from loracle.sources.files import read_text, split_frontmatter
-from loracle.sources.folder import iter_source_files, source_id
+from loracle.sources.folder import scan_source_files, source_id
 
 if TYPE_CHECKING:
     from loracle.search.index import SearchIndex
@@ -53,23 +54,23 @@ def sync_folder(index: SearchIndex, folder: Path, skip: frozenset[str] = WIKI_SP
     known = index.pages.ids_with_origin(origin)
     old_stamps = index.file_stamps(origin)
     new_stamps: dict[str, str] = {}
-    seen: dict[str, Path] = {}
+    seen: dict[str, str] = {}  # page id -> file
     batch: list[IndexedPage] = []
-    for path in iter_source_files(folder, suffixes=(".md",)):
-        relative = path.relative_to(folder)
-        if relative.as_posix() in skip:
+    for relative, entry in scan_source_files(folder, suffixes=(".md",)):
+        if relative in skip:
             continue
         page_id = source_id(relative)
         if page_id in seen:
-            report.errors.append(f"{path}: same id {page_id!r} as {seen[page_id]}; not indexed")
+            report.errors.append(f"{entry.path}: same id {page_id!r} as {seen[page_id]}; not indexed")
             continue
-        seen[page_id] = path
-        stamp = _stamp(path)
+        seen[page_id] = entry.path
+        stamp = _stamp(entry)
         if page_id in known and stamp is not None and old_stamps.get(page_id) == stamp:
             report.unchanged += 1
             continue
+        path = Path(entry.path)
         try:
-            page = page_from_markdown(read_text(path), relative, path)
+            page = page_from_markdown(read_text(path), Path(relative), path)
         except LoracleError as exc:
             report.errors.append(str(exc))
             continue
@@ -92,10 +93,10 @@ def sync_folder(index: SearchIndex, folder: Path, skip: frozenset[str] = WIKI_SP
     return report
 
 
-def _stamp(path: Path) -> str | None:
+def _stamp(entry: os.DirEntry[str]) -> str | None:
     """size:mtime_ns of a file, or None when it was modified too recently to trust (or cannot be stat'ed)."""
     try:
-        info = path.stat()
+        info = entry.stat()
     except OSError:
         return None
     if time.time_ns() - info.st_mtime_ns < RACY_WINDOW_NS:
