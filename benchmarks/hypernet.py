@@ -73,12 +73,16 @@ def adapter_size(learner: HypernetLearner, text: str) -> dict:
             "mb_per_1000_tokens": report.bytes_on_disk / 1e6 * 1000 / report.tokens}  # fmt: skip
 
 
-def accuracy(lm, learners: list[str], general: int, max_new_tokens: int) -> dict:
+def accuracy(lm, learners: list[str], general: int, max_new_tokens: int, docs: int) -> dict:
     from loracle.eval.harness import EvalSettings
     from loracle.eval.inputs import load_inputs
     from loracle.eval.run import evaluate
 
     inputs = load_inputs(FICTIONAL, FICTIONAL / "qa.jsonl")
+    if docs:  # the first `docs` documents (sorted by name) and their questions, for a shorter run
+        keep = sorted(inputs.docs)[:docs]
+        inputs.docs = {k: inputs.docs[k] for k in keep}
+        inputs.items = [item for item in inputs.items if all(d in inputs.docs for d in item.docs)]
     settings = EvalSettings(
         max_new_tokens=max_new_tokens,
         general=general > 0,
@@ -96,6 +100,7 @@ def main() -> None:
     parser.add_argument("--general", type=int, default=12, help="general-set knowledge items for forgetting (0 = off)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--docs", type=int, default=0, help="only the first N fictional documents (0 = all)")
     args = parser.parse_args()
     configure_threads(args.threads)
     lm = load_model("embedded")
@@ -109,7 +114,7 @@ def main() -> None:
     timing = time_internalisation(engine, [docs[0].text, thousand], args.repeats)
     size = adapter_size(learner, thousand)
     print("timing", timing, "size", size, flush=True)
-    evaluation = accuracy(lm, ["hypernet", *(["ttt"] if args.ttt else [])], args.general, 24)
+    evaluation = accuracy(lm, ["hypernet", *(["ttt"] if args.ttt else [])], args.general, 24, args.docs)
     runs = {r["name"]: r for r in evaluation["runs"]}
     floor, ceiling, hyper = (runs[n]["accuracy"] for n in ("floor", "ceiling", "hypernet"))
     of_ceiling = hyper / ceiling if ceiling else None
