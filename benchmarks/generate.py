@@ -9,7 +9,7 @@ Adapter states: none; one LoRA adapter (r=8 on all seven projections) applied un
 Threads: 1 and 2.
 
 Each configuration decodes exactly --tokens new tokens (stop tokens are suppressed) after a ~200-token prompt
-(the sample document and a question). Trials are interleaved (trial -> threads -> path -> adapter) so that the
+(the sample document and a question). Trials are interleaved (trial -> path -> adapter -> threads) so that the
 shared machine's noise spreads over all configurations; each figure is the median over trials, and every
 ratio is taken within a trial and then its median reported. Decode is also reported per CPU-second of this
 process (steadier than wall time while other jobs share the cores). Packing fp16 weights is timed once per model
@@ -164,12 +164,12 @@ def main() -> None:
     runs: list[dict[str, Any]] = []
     pack_s: dict[str, float] = {}  # the first lean-fp16 generation of each model packs its weights
     for trial in range(args.trials):
-        for threads in THREADS:
-            torch.set_num_threads(threads)
-            for path in PATHS:
-                for name in ADAPTERS:
+        for path in PATHS:
+            for name in ADAPTERS:
+                for threads in THREADS:
                     if trial > 0 and time.perf_counter() - started > args.budget_s:
                         continue  # out of time: later trials stay partial (ratios use complete pairs only)
+                    torch.set_num_threads(threads)
                     result = run_once(models[name], path, prompt, args.tokens)
                     if path == "lean-fp16" and name not in pack_s:
                         pack_s[name] = result["setup_s"]

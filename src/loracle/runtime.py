@@ -10,12 +10,13 @@ THREADS_ENV = "LORACLE_THREADS"
 
 
 def default_threads() -> int:
-    """Threads for decoding: LORACLE_THREADS if set; one with two cores or fewer; else half the cores, up to 4.
+    """Threads for decoding: LORACLE_THREADS if set; else all cores up to 4, or one if OpenMP workers spin.
 
-    Decoding a small model is bound by memory bandwidth, not arithmetic. benchmarks/generate.py measured the
-    2-core target VM: a second thread made decode several times slower whenever the machine was busy
-    (it competes with everything else for the other core), so one thread is the default there. On bigger
-    machines half the cores (leaving the rest to the system) is a conservative, unmeasured choice.
+    Decoding a small model is bound by memory bandwidth. On the 2-core target VM, benchmarks/generate.py
+    measured two threads as faster than one in most same-trial comparisons once OpenMP workers sleep while idle
+    (OMP_WAIT_POLICY=PASSIVE, set by `import loracle`), and slower when the machine was very busy; with spinning
+    workers (torch imported before loracle) two threads were 15-35x slower, so then one thread is used on small
+    machines. More than 2 cores was not measured here; 4 threads is a conservative cap.
     """
     return _threads_and_reason()[0]
 
@@ -26,13 +27,15 @@ def threads_reason() -> str:
 
 
 def _threads_and_reason() -> tuple[int, str]:
+    from loracle import OMP_WORKERS_SLEEP
+
     env = os.environ.get(THREADS_ENV)
     if env and env.isdigit() and int(env) > 0:
         return int(env), f"from {THREADS_ENV}"
     cores = os.cpu_count() or 1
-    if cores <= 2:
-        return 1, f"{cores} cores: a second thread measured slower on a busy 2-core machine (benchmarks/generate.py)"
-    return min(4, cores // 2), f"{cores} cores: half of them, at most 4"
+    if cores <= 2 and not OMP_WORKERS_SLEEP:
+        return 1, "OpenMP workers spin (torch was loaded before loracle): a second thread measured far slower"
+    return min(4, cores), f"{cores} cores, at most 4 (benchmarks/generate.py measured 1 vs 2)"
 
 
 def configure_threads(threads: int = 0) -> int:

@@ -201,11 +201,15 @@ def test_document_goes_into_prompt(tiny_lm: LoadedModel) -> None:
 
 
 def test_default_threads(monkeypatch) -> None:
+    import loracle
     from loracle import runtime
 
     monkeypatch.delenv(runtime.THREADS_ENV, raising=False)
     monkeypatch.setattr(runtime.os, "cpu_count", lambda: 2)
-    assert runtime.default_threads() == 1 and "2 cores" in runtime.threads_reason()
+    monkeypatch.setattr(loracle, "OMP_WORKERS_SLEEP", True)
+    assert runtime.default_threads() == 2 and "2 cores" in runtime.threads_reason()
+    monkeypatch.setattr(loracle, "OMP_WORKERS_SLEEP", False)
+    assert runtime.default_threads() == 1 and "spin" in runtime.threads_reason()
     monkeypatch.setattr(runtime.os, "cpu_count", lambda: 16)
     assert runtime.default_threads() == 4
     monkeypatch.setenv(runtime.THREADS_ENV, "3")

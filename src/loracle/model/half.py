@@ -3,9 +3,9 @@
 Decoding one token reads every weight once, so on a CPU its speed is set by memory bandwidth. fbgemm
 keeps the weights as fp16 (half the bytes) and converts them to fp32 inside its kernel: activations and
 accumulation stay fp32, and a weight dequantised from a 4-bit GGUF is represented almost exactly in fp16.
-Measured here it decodes ~2x faster than fp32 (benchmarks/generate.py).
+benchmarks/generate.py measures the gain against fp32 and the plain transformers path.
 
-Packing costs ~20 ms per million weights, so packs are kept per module and reused by later generations;
+Packing costs ~20 ms of CPU per million weights, so packs are kept per module and reused by later generations;
 each pack remembers a sample of its source weight and is rebuilt if the weight changed (e.g. an adapter was
 merged into it in place, which bumps neither the tensor's version nor its address).
 """
@@ -18,9 +18,9 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-#: decoder "auto" packs fp16 weights only for generations that may be at least this long (packing the embedded
-#: model costs about as much as decoding 60-80 tokens faster saves; see benchmarks/generate.py); packs that
-#: already exist are always used
+#: decoder "auto" packs fp16 weights only for generations that may be at least this long: packing the embedded
+#: model takes a few seconds, repaid after some tens of tokens ("fp16 packing pays off after" in
+#: benchmarks/RESULTS.md; noisy on the shared VM, hence a margin); packs that already exist are always used
 FP16_MIN_NEW_TOKENS = 96
 #: below this many weights the fp32 kernel is as fast and packing isn't worth it
 MIN_WEIGHTS = 1 << 16
