@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import sys
 
-from loracle.cli import adapter_commands  # noqa: F401  (registers commands)
-from loracle.cli import eval_commands  # noqa: F401  (registers commands)
-from loracle.cli import hypernet_commands  # noqa: F401
-from loracle.cli import learn_commands  # noqa: F401
-from loracle.cli import model_commands  # noqa: F401  (registers commands)
-from loracle.cli import search_commands  # noqa: F401
-from loracle.cli import serve_commands  # noqa: F401
-from loracle.cli import wiki_commands  # noqa: F401
+from loracle.cli import (  # noqa: F401  (each module registers its commands)
+    adapter_commands,
+    eval_commands,
+    hypernet_commands,
+    learn_commands,
+    model_commands,
+    search_commands,
+    serve_commands,
+    wiki_commands,
+)
 from loracle.cli.app import State, app, err_console
 
 
 def main() -> None:
     """Entry point: loracle's own errors become one line and exit code 1 (tracebacks only with --debug)."""
+    import warnings
+
     from loracle.errors import LoracleError
 
+    # transformers' deprecation notices (raised inside PEFT) are for library authors, not users
+    warnings.filterwarnings("ignore", category=FutureWarning)
     try:
         app(standalone_mode=False)
     except LoracleError as exc:

@@ -74,11 +74,15 @@ def demo(
     model: str = ModelOption,
     threads: int = ThreadsOption,
     max_tokens: int = typer.Option(40, "--max-tokens", help="Most new tokens per answer."),
+    kb: Path | None = typer.Option(
+        None, "--kb", help="Build the demo knowledge base here and keep it (default: a temp folder)."
+    ),
+    learner: str = typer.Option("hypernet", "--learner", help="How adapters are compiled: hypernet or ttt."),
 ) -> None:
-    """The main job on the bundled sample: answers closed-book and with the document in context, side by side.
+    """The whole pipeline on the bundled sample: a wiki, adapters, answers with and without them, a scored table.
 
-    Example: loracle demo
+    Example: loracle demo --kb ./demo-kb
     """
     from loracle.demo import run_demo
 
-    run_demo(console, model, threads, max_tokens)
+    run_demo(console, model, threads, max_tokens, kb, learner)
