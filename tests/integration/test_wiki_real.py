@@ -50,7 +50,7 @@ def test_real_model_lint_catches_the_planted_contradiction(tmp_path: Path, embed
     model, whose answers must come back as verdicts (or be refused cleanly), never crash the lint."""
     shutil.copytree(CORPUS, tmp_path / "kb")
     llm = make_llm(Config(), "fast", lm=embedded_lm)
-    report = lint(KBPaths(tmp_path / "kb"), llm, max_pairs=4)
-    assert report.pairs_judged == 4 and report.llm_calls >= 3  # three pairs judged by the model
+    report = lint(KBPaths(tmp_path / "kb"), llm, max_pairs=2)
+    assert report.pairs_judged == 2 and report.llm_calls >= 1  # the second pair is judged by the model
     contradictions = [" ".join(f.evidence) for f in report.findings if f.kind == "contradiction"]
     assert any("1987" in evidence and "1991" in evidence for evidence in contradictions)
