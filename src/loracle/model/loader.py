@@ -6,7 +6,7 @@ import contextlib
 import hashlib
 import io
 import logging
-import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,12 +142,16 @@ def _quiet():
     from transformers.utils import logging as hf_logging
 
     previous = hf_logging.get_verbosity()
+    bars_were_on = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     hf_logging.disable_progress_bar()
     try:
         with contextlib.redirect_stderr(io.StringIO()):
             yield
     finally:
         hf_logging.set_verbosity(previous)
-        hf_logging.enable_progress_bar()
+        if bars_were_on:
+            # huggingface_hub warns (on stderr, breaking one-line errors) if its env switch forbids bars
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                hf_logging.enable_progress_bar()
