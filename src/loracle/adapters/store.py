@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from loracle.adapters.manifest import AdapterManifest
+from loracle.atomic import replace_folder
 from loracle.documents import slugify
 from loracle.errors import AdapterError
 from loracle.model.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS, MANIFEST
@@ -125,15 +126,7 @@ class LocalAdapterStore:
         return manifest
 
     def _swap_in(self, adapter_id: str, staging: Path) -> None:
-        target = self.root / adapter_id
-        old = None
-        if target.exists():
-            old = self.root / f".{adapter_id}.old-{os.getpid()}"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
-        os.replace(staging, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_folder(staging, self.root / adapter_id)
 
     def remove(self, adapter_id: str) -> None:
         """Hide the folder with one rename, then delete it (a crash leaves only a hidden leftover)."""

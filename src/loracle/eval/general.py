@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from loracle.errors import LoracleError
+from loracle.eval.qa import answers_of, parse_jsonl
 from loracle.model.chat import DOC_PROMPT
 
 KNOWLEDGE_FILE = "general_knowledge.jsonl"
@@ -35,21 +34,9 @@ def data_file(name: str) -> Path:
 
 
 def load_general(path: Path, kind: str) -> list[GeneralItem]:
-    items = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LoracleError(f"{path}: cannot read general set ({exc})") from exc
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            answers = tuple(map(str, row["a"] if isinstance(row["a"], list) else [row["a"]]))
-            items.append(GeneralItem(kind, str(row["q"]), answers, str(row.get("context", ""))))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise LoracleError(f"{path}:{number}: not a general-set line ({exc})") from exc
-    return items
+    return parse_jsonl(
+        path, "general-set", lambda row: GeneralItem(kind, str(row["q"]), answers_of(row), str(row.get("context", "")))
+    )
 
 
 def bundled_general(exclude_contexts: set[str] | frozenset[str] = frozenset()) -> list[GeneralItem]:

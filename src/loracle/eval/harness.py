@@ -100,17 +100,7 @@ def score(items: Sequence[QAItem], answer: Callable[[QAItem], str]) -> list[Ques
         start = time.perf_counter()
         reply = answer(item)
         seconds = time.perf_counter() - start
-        results.append(
-            QuestionResult(
-                item.question,
-                list(item.docs),
-                list(item.answers),
-                reply,
-                is_correct(reply, item.answers),
-                token_f1(reply, item.answers),
-                seconds,
-            )
-        )
+        results.append(score_reply(item, reply, seconds))
     return results
 
 
@@ -160,19 +150,20 @@ class BaseModelAnswers:
         return self.replies([question_messages(p) for p in prompts])[0]
 
 
+def score_reply(item: QAItem, reply: str, seconds: float) -> QuestionResult:
+    return QuestionResult(
+        item.question,
+        list(item.docs),
+        list(item.answers),
+        reply,
+        is_correct(reply, item.answers),
+        token_f1(reply, item.answers),
+        seconds,
+    )
+
+
 def score_replies(items: Sequence[QAItem], replies: Sequence[str], seconds_each: float) -> list[QuestionResult]:
-    return [
-        QuestionResult(
-            item.question,
-            list(item.docs),
-            list(item.answers),
-            reply,
-            is_correct(reply, item.answers),
-            token_f1(reply, item.answers),
-            seconds_each,
-        )
-        for item, reply in zip(items, replies, strict=True)
-    ]
+    return [score_reply(item, reply, seconds_each) for item, reply in zip(items, replies, strict=True)]
 
 
 def select_general(

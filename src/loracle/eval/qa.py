@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from loracle.errors import LoracleError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -16,22 +20,33 @@ class QAItem:
     answers: tuple[str, ...]
 
 
-def load_qa(path: Path) -> list[QAItem]:
-    """Parse a QA jsonl file; a bad line is an error naming the file and line."""
-    items: list[QAItem] = []
+def parse_jsonl(path: Path, what: str, build: Callable[[dict], T]) -> list[T]:
+    """`build` applied to each JSON line of `path`; an unreadable file or a bad line is one error naming it."""
+    items: list[T] = []
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise LoracleError(f"{path}: cannot read QA file ({exc})") from exc
+        raise LoracleError(f"{path}: cannot read {what} file ({exc})") from exc
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-            answers = row["a"] if isinstance(row["a"], list) else [row["a"]]
-            items.append(QAItem(tuple(str(row["doc"]).split("+")), str(row["q"]), tuple(map(str, answers))))
+            items.append(build(json.loads(line)))
         except (ValueError, KeyError, TypeError) as exc:
-            raise LoracleError(f"{path}:{number}: not a QA line ({exc})") from exc
+            raise LoracleError(f"{path}:{number}: not a {what} line ({exc})") from exc
+    return items
+
+
+def answers_of(row: dict) -> tuple[str, ...]:
+    """The accepted answers of a row: "a" is one answer or a list of them."""
+    return tuple(map(str, row["a"] if isinstance(row["a"], list) else [row["a"]]))
+
+
+def load_qa(path: Path) -> list[QAItem]:
+    """Parse a QA jsonl file; a bad line is an error naming the file and line."""
+    items = parse_jsonl(
+        path, "QA", lambda row: QAItem(tuple(str(row["doc"]).split("+")), str(row["q"]), answers_of(row))
+    )
     if not items:
         raise LoracleError(f"{path}: no questions")
     return items
