@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,16 @@ def build_tiny_model(vocab_size: int, seed: int = 0) -> LlamaForCausalLM:
         tie_word_embeddings=True,
     )
     return LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Run a test on one torch thread: tiny ops gain nothing from two, and on a busy two-core machine two
+    contended threads mostly wait on each other (training on them is also less deterministic)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="session")

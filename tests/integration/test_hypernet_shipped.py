@@ -12,14 +12,7 @@ from loracle.learners.hypernet import HypernetLearner
 from loracle.model import check_adapter_fits
 from loracle.sources.files import read_document
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two threads on a busy two-core machine mostly wait on each other (about 20x slower here)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.integration

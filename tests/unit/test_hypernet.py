@@ -20,14 +20,7 @@ from loracle.hypernet.routing import ChunkRouter
 from loracle.hypernet.train import TrainConfig, Trainer, distillation_loss
 from loracle.learners.hypernet import HypernetLearner
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The tiny model's ops are too small to share across threads; on a busy machine two threads only wait."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 DOC = Document.from_text(

@@ -20,13 +20,7 @@ DOC = Document.from_text(
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny-model training is far faster on one thread than on two contended ones (and deterministic)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_learner(lm: LoadedModel, **options) -> TTTLearner:
