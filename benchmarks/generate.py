@@ -212,6 +212,19 @@ def summarise(
                 values.append(here[a] / here[b])
         return median(values)
 
+    def adapter_cost_row(metric: str, threads: int, path: str, adapter: str, key: str) -> dict:
+        """1 - decode speed with the adapter / without it, same trial; the target applies to lean-fp16 only."""
+        cost = 1 - ratio(threads, (path, adapter), (path, "none"), key)
+        target = path == "lean-fp16"
+        return row(
+            metric,
+            cost,
+            "fraction of decode speed",
+            f"<= {TARGET_ADAPTER_COST:g}" if target else "",
+            cost <= TARGET_ADAPTER_COST if target else None,
+            "1 - with/without, same trial",
+        )
+
     summary = {
         f"{threads}t/{path}/{adapter}": {
             "prefill_tok_s": median(pick(threads, path, adapter, "prefill_tok_s")),
@@ -262,18 +275,8 @@ def summarise(
     for threads in THREADS:
         for path in PATHS:
             for adapter in ("unmerged", "merged"):
-                cost = 1 - ratio(threads, (path, adapter), (path, "none"))
-                target = path == "lean-fp16"
-                rows.append(
-                    row(
-                        f"adapter cost, {adapter}, {path}, {threads} thread(s)",
-                        cost,
-                        "fraction of decode speed",
-                        f"<= {TARGET_ADAPTER_COST:g}" if target else "",
-                        cost <= TARGET_ADAPTER_COST if target else None,
-                        "1 - with/without, same trial",
-                    )
-                )
+                metric = f"adapter cost, {adapter}, {path}, {threads} thread(s)"
+                rows.append(adapter_cost_row(metric, threads, path, adapter, "decode_tok_s"))
     # CPU time counts only this process's work, so it is far less disturbed by the other jobs on a shared machine
     for path in PATHS:
         rows.append(
@@ -295,18 +298,8 @@ def summarise(
         )
     for path in PATHS:
         for adapter in ("unmerged", "merged"):
-            cost = 1 - ratio(1, (path, adapter), (path, "none"), "decode_tok_cpu_s")
-            target = path == "lean-fp16"
-            rows.append(
-                row(
-                    f"adapter cost by CPU time, {adapter}, {path}, 1 thread",
-                    cost,
-                    "fraction of decode speed",
-                    f"<= {TARGET_ADAPTER_COST:g}" if target else "",
-                    cost <= TARGET_ADAPTER_COST if target else None,
-                    "1 - with/without, same trial",
-                )
-            )
+            metric = f"adapter cost by CPU time, {adapter}, {path}, 1 thread"
+            rows.append(adapter_cost_row(metric, 1, path, adapter, "decode_tok_cpu_s"))
     for path in PATHS:
         rows.append(
             row(
