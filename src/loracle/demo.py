@@ -63,17 +63,17 @@ def _pipeline(
     kb_root = _build_wiki(console, lm, folder, kb_dir)
     adapters = _compile_adapters(console, lm, kb_root, learner)
     config = GenerationConfig(max_new_tokens=max_tokens)
+    docs = {name: read_document(folder / name) for item in questions for name in item.docs}
     answers: dict[str, list[str]] = {c: [] for c in COLUMNS}
     with console.status("Answering closed-book and with the document in context..."):
         for item in questions:
-            doc = read_document(folder / item.docs[0])
+            context = "\n\n".join(docs[name].text for name in item.docs)
             answers["closed-book"].append(generate_chat(lm, question_messages(item.question), config))
-            answers["document in context"].append(generate_chat(lm, question_messages(item.question, doc.text), config))
+            answers["document in context"].append(generate_chat(lm, question_messages(item.question, context), config))
     console.rule("Learners on the sample, with floor and ceiling")
     run_small_eval(lm, console, learners=("context",), max_new_tokens=max_tokens)
     with console.status(f"Answering with the {learner} adapters applied..."):
-        needed = sorted({_doc_id(folder, item) for item in questions})
-        adapted = apply_adapters(lm, [adapters[doc_id] for doc_id in needed], merge=True)
+        adapted = apply_adapters(lm, [adapters[doc_id] for doc_id in sorted({d.id for d in docs.values()})], merge=True)
         for item in questions:
             answers["with its adapter"].append(generate_chat(adapted, question_messages(item.question), config))
     _print_answers(console, questions, answers, learner)
@@ -122,10 +122,6 @@ def _compile_adapters(console: Console, lm: LoadedModel, kb_root: Path, learner:
         timing = f" in {seconds:.2f} s" if seconds is not None else ""
         console.print(f"adapter {manifest.id}: {manifest.size_bytes / 1e6:.2f} MB{timing} -> {path}", highlight=False)
     return by_id
-
-
-def _doc_id(folder: Path, item: QAItem) -> str:
-    return read_document(folder / item.docs[0]).id
 
 
 def _print_answers(console: Console, questions: list[QAItem], answers: dict[str, list[str]], learner: str) -> None:
