@@ -214,3 +214,26 @@ def test_default_threads(monkeypatch) -> None:
     assert runtime.default_threads() == 4
     monkeypatch.setenv(runtime.THREADS_ENV, "3")
     assert runtime.default_threads() == 3 and runtime.THREADS_ENV in runtime.threads_reason()
+
+
+@pytest.mark.parametrize("fp16", [False, True])
+def test_lean_runs_modules_with_forward_hooks(tiny_lm: LoadedModel, fp16: bool) -> None:
+    """The ttt and hypernet learners attach adapters as forward hooks; reading the weight directly would skip them."""
+    down = tiny_lm.model.model.layers[-1].mlp.down_proj
+    ids = torch.tensor(encode_chat(tiny_lm.tokenizer, question_messages("Who founded it?")))
+
+    def shifted(_module: torch.nn.Module, _inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
+        return output + 0.5
+
+    handle = down.register_forward_hook(shifted)
+    try:
+        with torch.no_grad():
+            expected = tiny_lm.model(input_ids=ids[None]).logits[0, -1]
+            lean = LeanDecoder(tiny_lm.model, capacity=64, fp16_weights=fp16)
+            lean.step(ids[:-1])
+            got = lean.step(ids[-1:])
+    finally:
+        handle.remove()
+    with torch.no_grad():
+        assert not torch.allclose(tiny_lm.model(input_ids=ids[None]).logits[0, -1], expected)
+    torch.testing.assert_close(got, expected, rtol=1e-3, atol=1e-3)

@@ -74,8 +74,13 @@ class LeanDecoder:
         self.qk_norm = hasattr(first, "q_norm") and hasattr(first, "k_norm")
         self.packs = half.prepare(packable_linears(model)) if fp16_weights else {}
         self.loras = {m: delta for m in model.modules() if (delta := LowRankDelta.of(m)) is not None}
-        # adapter layers computed by PEFT's own forward: LoRA variants (DoRA, ...), merged or disabled layers
-        self.own_forward = {m for m in model.modules() if hasattr(m, "base_layer") and m not in self.loras}
+        # layers computed by their own forward: PEFT's LoRA variants (DoRA, ...), merged or disabled layers, and
+        # layers with forward hooks (how the ttt and hypernet learners attach their adapters)
+        self.own_forward = {
+            m
+            for m in model.modules()
+            if (hasattr(m, "base_layer") and m not in self.loras) or m._forward_hooks or m._forward_pre_hooks
+        }
 
     def linear(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """module(x): the base weight from its fp16 pack on decode steps where there is one, plus any LoRA delta."""
