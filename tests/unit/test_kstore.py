@@ -1,4 +1,5 @@
-"""The kstore learner on the tiny model: the store is built, consulted, saved and loaded."""
+"""The kstore learner on the tiny model: the store is built, consulted (or not, by the question gate), saved
+and loaded."""
 
 from __future__ import annotations
 
@@ -29,9 +30,18 @@ def test_learn_stores_one_entry_per_predicted_token(tiny_lm) -> None:
     assert int(store.segments.max()) >= 3  # sentences of both documents are told apart
 
 
+def test_a_layer_past_the_models_depth_is_its_last_layer(tiny_lm) -> None:
+    deep, last = KStoreLearner(tiny_lm, layer=99), KStoreLearner(tiny_lm, layer=-1)
+    deep.learn(DOCS)
+    last.learn(DOCS)
+    assert torch.equal(deep.keys, last.keys)
+
+
 def test_with_full_weight_every_token_comes_from_the_store(tiny_lm) -> None:
-    """lam=1 without the confidence gate: the reply is made only of next-tokens the documents contain."""
-    store = KStoreLearner(tiny_lm, lam=1.0, threshold=-1.0, max_confidence=1.01, max_new_tokens=8, scope=0)
+    """lam=1 without the confidence or question gates: the reply is made only of next-tokens the documents contain."""
+    store = KStoreLearner(
+        tiny_lm, lam=1.0, threshold=-1.0, max_confidence=1.01, min_question_match=-1.0, max_new_tokens=8, scope=0
+    )
     store.learn(DOCS[:1])
     reply_ids, _ = store.generate_ids("Who founded the observatory?")
     assert len(reply_ids) == 8 and set(reply_ids) <= set(store.values.tolist())
@@ -42,9 +52,43 @@ def test_with_full_weight_every_token_comes_from_the_store(tiny_lm) -> None:
 def test_scope_keeps_the_sentences_closest_to_the_question(tiny_lm) -> None:
     store = KStoreLearner(tiny_lm, scope=1)
     store.learn(DOCS)
-    chosen = store._scope(store._normalized_keys(), "Paris is the capital of France.")
+    chosen, match = store._scope(store._normalized_keys(), "Paris is the capital of France.")
     assert 0 < len(chosen) < len(store.keys)
     assert len(set(store.segments[chosen].tolist())) == 1
+    assert match == pytest.approx(
+        float(store.question_match(store._normalized_keys(), "Paris is the capital of France.").max())
+    )
+
+
+def test_a_learned_sentence_matches_better_than_unrelated_text(tiny_lm) -> None:
+    store = KStoreLearner(tiny_lm)
+    store.learn(DOCS)
+    keys = store._normalized_keys()
+    scores = store.question_match(keys, "The Kestrel Valley Observatory was founded by Ilse Marrow")
+    assert len(scores) == int(store.segments.max()) + 1
+    assert float(scores.max()) > float(store.question_match(keys, "安全 日本語 中文 检索 テスト").max())
+
+
+def test_a_question_below_the_match_gate_gets_the_base_models_reply(tiny_lm) -> None:
+    """With the store at full weight every reply token comes from it; a gate just above the question's match
+    shuts it out entirely (the base model's reply, no citations), and a gate at the match lets it back in."""
+    question = "Who founded the observatory?"
+    settings = dict(lam=1.0, threshold=-1.0, max_confidence=1.01, max_new_tokens=8, scope=0)
+    base = KStoreLearner(tiny_lm, **settings).generate_ids(question)[0]  # an empty store: the base model
+    open_store = KStoreLearner(tiny_lm, **settings, min_question_match=-1.0)
+    open_store.learn(DOCS[:1])
+    consulted, used = open_store.generate_ids(question)
+    assert consulted != base and used  # the store changes this reply when it is consulted
+    match = float(open_store.question_match(open_store._normalized_keys(), question).max())
+
+    shut = KStoreLearner(tiny_lm, **settings, min_question_match=match + 1e-4)
+    shut.learn(DOCS[:1])
+    assert shut.generate_ids(question) == (base, {})
+    assert shut.answer(question).citations == []
+
+    at_gate = KStoreLearner(tiny_lm, **settings, min_question_match=match - 1e-4)
+    at_gate.learn(DOCS[:1])
+    assert at_gate.generate_ids(question)[0] == consulted
 
 
 def test_an_empty_store_answers_like_the_base_model(tiny_lm) -> None:
