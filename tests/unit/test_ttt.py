@@ -7,8 +7,19 @@ import torch
 from loracle.documents import Document
 from loracle.errors import LoracleError
 from loracle.learners.gating import broad_neuron_mask, calibration_sentences, firing_rates
-from loracle.learners.selfstudy import StudyExample, _add_teacher, answer_ids, sentences, study_examples, supported
+from loracle.learners.selfstudy import (
+    StudyExample,
+    _add_teacher,
+    answer_ids,
+    cues,
+    recall_messages,
+    recitation_fits,
+    sentences,
+    study_examples,
+    supported,
+)
 from loracle.learners.ttt import GatedLoRA, TTTLearner
+from loracle.learners.upper import lower_states, upper_hidden
 from loracle.model import encode_chat, question_messages
 from loracle.model.loader import LoadedModel, model_fingerprint
 from tests.conftest import build_tiny_model
@@ -36,10 +47,12 @@ def logits(lm: LoadedModel, text: str) -> torch.Tensor:
 
 def test_a_few_steps_lower_the_loss_on_the_document(tiny_lm: LoadedModel) -> None:
     learner = small_learner(tiny_lm, layer_fraction=1.0, steps_per_doc=20)
-    examples = study_examples(tiny_lm, DOC, max_questions=2)
-    assert examples and all(e.teacher_ids is not None for e in examples)
+    examples = study_examples(tiny_lm, DOC, max_questions=2, qa_pairs=True)
+    answered = [e for e in examples if e.teacher_ids is not None]
+    assert answered and len(answered) < len(examples)  # recitations carry no teacher
     with torch.no_grad(), learner.active():
         before = float(learner.loss(examples))
+    learner.qa_pairs = True
     report = learner.learn([DOC])
     with torch.no_grad(), learner.active():
         after = float(learner.loss(examples))
@@ -157,3 +170,50 @@ def test_self_study_keeps_only_answers_the_passage_supports() -> None:
     assert supported("It was founded by Ilse Marrow.", passage, "Who founded the observatory?")
     assert not supported("It was founded by Albert Einstein.", passage, "Who founded the observatory?")
     assert not supported("The observatory was founded.", passage, "Who founded the observatory?")
+
+
+def test_upper_layers_over_cached_states_match_the_full_model(tiny_lm: LoadedModel) -> None:
+    rows = [encode_chat(tiny_lm.tokenizer, question_messages(q)) for q in ("Who founded it?", "When was it built?")]
+    first = len(tiny_lm.model.model.layers) - 1
+    hidden = upper_hidden(tiny_lm, lower_states(tiny_lm, rows, first, batch=2), first)
+    assert len(tiny_lm.model.model.layers) == first + 1  # the layer list is restored
+    assert not isinstance(tiny_lm.model.model.norm, torch.nn.Identity)
+    for i, row in enumerate(rows):
+        with torch.no_grad():
+            full = tiny_lm.model(input_ids=torch.tensor([row])).logits[0]
+        torch.testing.assert_close(tiny_lm.model.lm_head(hidden[i, : len(row)]), full, rtol=1e-4, atol=1e-4)
+
+
+def test_recitation_examples_cue_the_whole_passage(tiny_lm: LoadedModel) -> None:
+    passage = "The observatory was founded by Ilse Marrow in 1987. It is powered by the Corra River."
+    found = cues("Kestrel", passage, ["Who founded it?"])
+    assert found == [
+        "What does the document about Kestrel say?",
+        "Who founded it?",
+        "The observatory was founded by Ilse Marrow in",
+        "It is powered by the Corra River.",
+    ]
+    examples = study_examples(tiny_lm, DOC, max_questions=2)
+    assert examples and all(e.answer == answer_ids(tiny_lm, DOC.text.strip()) for e in examples)
+    assert examples[0].prompt == encode_chat(
+        tiny_lm.tokenizer, recall_messages(f"What does the document about {DOC.title} say?")
+    )
+
+
+def test_a_recitation_counts_only_when_it_is_about_the_question() -> None:
+    recital = "The Vellmar Bridge crosses the Dunmere. It was designed by Tamsin Quell."
+    assert recitation_fits("Who designed the Vellmar Bridge?", recital)
+    assert not recitation_fits("What is the capital of France?", recital)
+    assert not recitation_fits("?", recital)
+
+
+def test_merged_adapter_gives_the_hooked_logits_and_restores_the_weights(tiny_lm: LoadedModel) -> None:
+    learner = small_learner(tiny_lm)
+    learner.learn([DOC])
+    before = [p.detach().clone() for p in tiny_lm.model.parameters()]
+    with learner.active():
+        hooked = logits(tiny_lm, "Who founded it?")
+    with learner.merged():
+        merged = logits(tiny_lm, "Who founded it?")
+    torch.testing.assert_close(merged, hooked, rtol=1e-4, atol=1e-4)
+    assert all(torch.equal(a, b) for a, b in zip(before, tiny_lm.model.parameters(), strict=True))

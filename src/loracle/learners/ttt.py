@@ -2,16 +2,22 @@
 
 What is trained: a LoRA on the MLP down projection of the upper layers (`layer_fraction` of them). Its
 input columns for the neurons that fire broadly on general text are masked (see gating.py), so the
-adapter is nearly silent on general text and general ability is protected.
+adapter is nearly silent on general text and general ability is protected. Only the upper layers run
+at each step, over cached inputs (upper.py).
 
-What it is trained on: self-study pairs (selfstudy.py): questions the base model wrote about each
-sentence, answered by the model with the document in context and by the sentence itself. The loss is
-cross-entropy on the answer plus a distillation term toward the teacher's in-context distribution over
-the answer tokens, so the model learns to answer closed-book as it would with the document in context.
+What it is trained on: self-study pairs (selfstudy.py): cues the base model wrote or took from each
+passage (its questions, sentence openings, the title) -> the passage, word for word; optionally
+(`qa_pairs`) also question -> answer pairs with a distillation term toward the model's in-context
+distribution over the answer tokens.
+
+Answering (`recite`): the adapter recites what it learned about the question; when that recitation is
+about the question, the base model answers from it as it would from the document. No document is
+given: the recited text comes from the adapter's weights.
 
 The base model is never modified: the adapters run as forward hooks only while the learner trains or
 answers, so other learners can share the same loaded model. `compile_document` exports one document's
-adapter as a plain PEFT folder (mask folded into lora_A) that `PeftModel.from_pretrained` loads.
+adapter as a plain PEFT folder (mask folded into lora_A) that `PeftModel.from_pretrained` loads; the
+recite-then-read answering is the learner's own and is not part of the adapter file.
 """
 
 from __future__ import annotations
@@ -33,9 +39,9 @@ from loracle.errors import LoracleError
 from loracle.learners.base import Answer, LearnReport
 from loracle.learners.checkpoint import load_checkpoint, save_checkpoint
 from loracle.learners.gating import broad_neuron_mask, down_projections, layer_path
-from loracle.learners.selfstudy import StudyExample, study_examples
+from loracle.learners.selfstudy import StudyExample, recall_messages, recitation_fits, study_examples
+from loracle.learners.upper import lower_states, upper_hidden
 from loracle.model import GenerationConfig, LoadedModel, generate_chat, question_messages
-from loracle.model.lean import supports_lean
 
 OPTION_NAMES = (
     "rank",
@@ -48,6 +54,10 @@ OPTION_NAMES = (
     "distill_weight",
     "max_questions",
     "max_new_tokens",
+    "passage_tokens",
+    "qa_pairs",
+    "recite",
+    "recite_tokens",
     "seed",
 )
 
@@ -91,16 +101,20 @@ class TTTLearner:
         self,
         lm: LoadedModel,
         *,
-        rank: int = 16,
-        alpha: float = 16.0,
-        layer_fraction: float = 0.5,
+        rank: int = 32,
+        alpha: float = 32.0,
+        layer_fraction: float = 0.25,
         mask_fraction: float = 0.3,
-        steps_per_doc: int = 40,
+        steps_per_doc: int = 20,
         batch_size: int = 4,
-        lr: float = 5e-3,
+        lr: float = 1e-2,
         distill_weight: float = 1.0,
         max_questions: int = 16,
         max_new_tokens: int = 48,
+        passage_tokens: int = 256,
+        qa_pairs: bool = False,
+        recite: bool = True,
+        recite_tokens: int = 288,
         seed: int = 0,
     ) -> None:
         self.lm = lm
@@ -109,6 +123,8 @@ class TTTLearner:
         self.steps_per_doc, self.batch_size, self.lr = steps_per_doc, batch_size, lr
         self.distill_weight = distill_weight
         self.max_questions, self.max_new_tokens, self.seed = max_questions, max_new_tokens, seed
+        self.passage_tokens, self.qa_pairs = passage_tokens, bool(qa_pairs)
+        self.recite, self.recite_tokens = bool(recite), recite_tokens
         downs = down_projections(lm.model)
         first = len(downs) - max(1, round(layer_fraction * len(downs)))
         self.layers = list(range(first, len(downs)))
@@ -157,7 +173,7 @@ class TTTLearner:
         study_start = time.perf_counter()
         for doc in new:
             self.examples = [e for e in self.examples if e.doc_id != doc.id]
-            self.examples += study_examples(self.lm, doc, max_questions=self.max_questions)
+            self.examples += self._study(doc)
             if doc.id not in self.documents:
                 self.documents.append(doc.id)
         study_s = time.perf_counter() - study_start
@@ -177,6 +193,11 @@ class TTTLearner:
             },
         )
 
+    def _study(self, doc: Document) -> list[StudyExample]:
+        return study_examples(
+            self.lm, doc, passage_tokens=self.passage_tokens, max_questions=self.max_questions, qa_pairs=self.qa_pairs
+        )
+
     def _train(self, lora: GatedLoRA, examples: Sequence[StudyExample], steps: int) -> list[float]:
         """`steps` Adam steps on random batches of `examples`; returns the loss of each step."""
         if not examples or steps <= 0:
@@ -185,29 +206,33 @@ class TTTLearner:
         rng = random.Random(self.seed)
         optimizer = torch.optim.AdamW([lora.A, lora.B], lr=self.lr, weight_decay=0.0)
         losses = []
-        with self._frozen_base(), self.active(lora):
-            for _ in range(steps):
-                batch = rng.sample(list(examples), min(self.batch_size, len(examples)))
-                loss = self.loss(batch)
-                optimizer.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_([lora.A, lora.B], 1.0)
-                optimizer.step()
-                losses.append(float(loss.detach()))
+        with self._frozen_base():
+            states = lower_states(self.lm, [e.prompt + e.answer for e in examples], lora.layers[0])
+            with self.active(lora):
+                for _ in range(steps):
+                    picked = rng.sample(range(len(examples)), min(self.batch_size, len(examples)))
+                    loss = self.loss([examples[i] for i in picked], [states[i] for i in picked], lora.layers[0])
+                    optimizer.zero_grad()
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_([lora.A, lora.B], 1.0)
+                    optimizer.step()
+                    losses.append(float(loss.detach()))
         return losses
 
-    def loss(self, batch: Sequence[StudyExample]) -> torch.Tensor:
-        """Cross-entropy on the answer tokens + `distill_weight` x cross-entropy to the teacher's top-k."""
-        pad = self.lm.tokenizer.pad_token_id or 0
-        rows = [e.prompt + e.answer for e in batch]
-        width = max(len(r) for r in rows)
-        ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=self.lm.device)
-        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=self.lm.device)
-        logits = self.lm.model(input_ids=ids, attention_mask=mask).logits.float()
+    def loss(
+        self, batch: Sequence[StudyExample], states: Sequence[torch.Tensor] | None = None, first: int | None = None
+    ) -> torch.Tensor:
+        """Cross-entropy on the answer tokens + `distill_weight` x cross-entropy to the teacher's top-k, running
+        only the layers from `first` over `states` (the cached inputs of that layer; computed when not given)."""
+        first = self.layers[0] if first is None else first
+        if states is None:
+            states = lower_states(self.lm, [e.prompt + e.answer for e in batch], first)
+        hidden = upper_hidden(self.lm, states, first)
         total = torch.zeros((), device=self.lm.device)
         for i, example in enumerate(batch):
             start = len(example.prompt) - 1
-            logp = torch.log_softmax(logits[i, start : start + len(example.answer)], dim=-1)
+            logits = self.lm.model.lm_head(hidden[i, start : start + len(example.answer)]).float()
+            logp = torch.log_softmax(logits, dim=-1)
             target = torch.tensor(example.answer, device=self.lm.device)
             total = total - logp.gather(1, target[:, None]).mean()
             if self.distill_weight and example.teacher_ids is not None and example.teacher_logp is not None:
@@ -232,12 +257,37 @@ class TTTLearner:
             self.lm.model.train(was_training)
 
     # -- answering ------------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def merged(self, lora: GatedLoRA | None = None) -> Iterator[None]:
+        """The adapter added into the down-projection weights, restored exactly afterwards. Answering decodes
+        hundreds of tokens (the recitation); merged, every decoder may read fp16 packs of the weights."""
+        lora = lora or self.lora
+        downs = down_projections(self.lm.model)
+        saved = {layer: downs[layer].weight.detach().clone() for layer in lora.layers}
+        with torch.no_grad():
+            for slot, layer in enumerate(lora.layers):
+                weight = downs[layer].weight
+                weight += (lora.B[slot] @ (lora.A[slot] * lora.keep[slot]) * lora.scale).to(weight.dtype)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for layer, weight in saved.items():
+                    downs[layer].weight.copy_(weight)
+
     def answer(self, question: str) -> Answer:
+        """Closed-book answer with the adapter. With `recite`, the adapter first recites what it learned about the
+        question; when the recitation is about the question, the base model answers from it as it would from the
+        document (the adapter, trained to recite, would recite again), else the adapter answers directly."""
         start = time.perf_counter()
-        # The adapter lives in forward hooks, so the decoder must call the modules (not fp16 packs of their weights).
-        decoder = "lean" if supports_lean(self.lm.model) else "transformers"
-        config = GenerationConfig(self.max_new_tokens, decoder=decoder)
-        with self.active():
+        config = GenerationConfig(self.max_new_tokens)
+        if self.recite and self.documents:
+            with self.merged():
+                recalled = generate_chat(self.lm, recall_messages(question), GenerationConfig(self.recite_tokens))
+            if recitation_fits(question, recalled):
+                text = generate_chat(self.lm, question_messages(question, recalled), config)
+                return Answer(text, [], time.perf_counter() - start)
+        with self.merged():
             text = generate_chat(self.lm, question_messages(question), config)
         return Answer(text, [], time.perf_counter() - start)
 
@@ -246,7 +296,7 @@ class TTTLearner:
         """Learn `doc` alone into a fresh adapter and write it as a PEFT adapter folder (atomically)."""
         start = time.perf_counter()
         lora = self._fresh_lora()
-        examples = study_examples(self.lm, doc, max_questions=self.max_questions)
+        examples = self._study(doc)
         losses = self._train(lora, examples, self.steps_per_doc)
         size = self.export(lora, folder, {"doc_id": doc.id, "doc_hash": doc.hash, "title": doc.title})
         return LearnReport(
