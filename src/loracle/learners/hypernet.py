@@ -68,9 +68,8 @@ class HypernetLearner:
     def answer(self, question: str) -> Answer:
         start = time.perf_counter()
         chosen = self.route(question)
-        # The reference decoder runs the model's modules, so the adapters' forward hooks apply at every step
-        # (the lean decoders read the weights directly and would skip them).
-        config = GenerationConfig(max_new_tokens=self.max_new_tokens, decoder="transformers")
+        # the adapters are forward hooks: every decoder runs hooked modules through their own forward
+        config = GenerationConfig(max_new_tokens=self.max_new_tokens)
         with applied(self.lm.model, self.engine.combine(chosen)):
             text = generate_chat(self.lm, question_messages(question), config)
         citations = [Citation(c.doc_id, c.title, c.text[:160]) for c in chosen]
