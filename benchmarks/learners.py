@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,9 @@ def run_corpus(corpus: str, learners: list[str], args: argparse.Namespace, lm: A
         "mean_doc_tokens": sum(tokens) / len(tokens),
     }
     record["when"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    record["commit"] = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+    ).stdout.strip()
     record["machine"] = machine_info()
     OUT.mkdir(parents=True, exist_ok=True)
     write_outputs(result, None, OUT / f"{label}.png")
@@ -79,6 +83,8 @@ def rows_for(record: dict) -> list[dict]:
     runs = {r["name"]: r for r in record["runs"]}
     ceiling = runs["ceiling"]["accuracy"] or 0.0
     note = f"{record['questions']} questions, {record['corpus']['documents']} documents, run {record['when']}"
+    if record.get("commit"):
+        note += f", commit {record['commit']}"
     rows = [
         row(f"{corpus}: floor accuracy (no document)", runs["floor"]["accuracy"], "", "", None, note),
         row(f"{corpus}: ceiling accuracy (document in context)", ceiling, "", "", None, note),

@@ -11,7 +11,8 @@ passage (its questions, sentence openings, the title) -> the passage, word for w
 distribution over the answer tokens.
 
 Answering (`recite`): the adapter recites what it learned about the question; when that recitation is
-about the question, the base model answers from it as it would from the document. No document is
+about the question, the base model answers from it as it would from the document; when it is not, the
+base model answers alone, so questions about anything else get the base model's answer. No document is
 given: the recited text comes from the adapter's weights.
 
 The base model is never modified: the adapters run as forward hooks only while the learner trains or
@@ -276,19 +277,24 @@ class TTTLearner:
                     downs[layer].weight.copy_(weight)
 
     def answer(self, question: str) -> Answer:
-        """Closed-book answer with the adapter. With `recite`, the adapter first recites what it learned about the
-        question; when the recitation is about the question, the base model answers from it as it would from the
-        document (the adapter, trained to recite, would recite again), else the adapter answers directly."""
+        """Closed-book answer. With `recite`, the adapter first recites what it learned about the question; when
+        the recitation is about the question, the base model answers from it as it would from the document (the
+        adapter, trained to recite, would recite again), else the base model answers alone. Without `recite`,
+        the adapter answers directly."""
         start = time.perf_counter()
         config = GenerationConfig(self.max_new_tokens)
-        if self.recite and self.documents:
+        if not self.recite:
+            with self.merged():
+                text = generate_chat(self.lm, question_messages(question), config)
+            return Answer(text, [], time.perf_counter() - start)
+        recalled = None
+        if self.documents:
             with self.merged():
                 recalled = generate_chat(self.lm, recall_messages(question), GenerationConfig(self.recite_tokens))
-            if recitation_fits(question, recalled):
-                text = generate_chat(self.lm, question_messages(question, recalled), config)
-                return Answer(text, [], time.perf_counter() - start)
-        with self.merged():
-            text = generate_chat(self.lm, question_messages(question), config)
+        # a recitation that is not about the question means the adapter knows nothing about it: the base
+        # model answers alone (the adapter, trained to recite, would only drag its passages in)
+        context = recalled if recalled and recitation_fits(question, recalled) else None
+        text = generate_chat(self.lm, question_messages(question, context), config)
         return Answer(text, [], time.perf_counter() - start)
 
     # -- one document as a PEFT adapter ---------------------------------------------------------------------
