@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
+from loracle.cli.adapter_commands import parse_options as parse_pairs
 from loracle.cli.app import ModelOption, ThreadsOption, app, console, err_console, load_base
 from loracle.errors import LoracleError
 
@@ -17,15 +17,10 @@ app.add_typer(playbook_app, name="playbook")
 def parse_options(values: list[str]) -> dict[str, dict[str, object]]:
     """`learner.key=value` pairs (value read as JSON when it parses, else as a string) grouped by learner."""
     options: dict[str, dict[str, object]] = {}
-    for value in values:
-        key, sep, raw = value.partition("=")
+    for key, parsed in parse_pairs(values).items():
         learner, dot, name = key.partition(".")
-        if not sep or not dot or not learner or not name:
-            raise LoracleError(f"--option {value!r}: expected learner.key=value, e.g. ttt.steps=40")
-        try:
-            parsed: object = json.loads(raw)
-        except ValueError:
-            parsed = raw
+        if not dot or not learner or not name:
+            raise LoracleError(f"--option {key!r}: expected learner.key=value, e.g. ttt.steps=40")
         options.setdefault(learner, {})[name] = parsed
     return options
 
