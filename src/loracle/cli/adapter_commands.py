@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -113,6 +114,9 @@ def watch(
     """
     from rich.live import Live
 
+    # Ctrl-C and SIGTERM stop cleanly even when started in the background, where SIGINT arrives ignored
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, signal.default_int_handler)
     knowledge = open_kb(kb, learner, source, model, threads, option)
     knowledge.compiler  # noqa: B018 - load the learner before the status line starts
     ingest = knowledge.wiki_ingest() if source == "wiki" and ingest_raw else None
