@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from loracle.documents import Document
+from loracle.learners.upper import right_padded
 from loracle.model import LoadedModel, encode_chat, question_messages
 from loracle.model.chat import stop_token_ids
 from loracle.sources.chunking import chunk_document
@@ -240,15 +241,11 @@ def _add_teacher(
 ) -> None:
     """The model's top-k next-token distribution over each answer with the passage in context (right-padded
     batches: a causal model's logits for real tokens do not depend on padding after them)."""
-    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
     jobs = list(zip(examples, contexts, strict=True))
     with torch.no_grad():  # not inference_mode: these tensors later enter the training loss
         for first in range(0, len(jobs), batch):
             part = jobs[first : first + batch]
-            rows = [context + example.answer for example, context in part]
-            width = max(len(r) for r in rows)
-            ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=lm.device)
-            mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=lm.device)
+            ids, mask = right_padded(lm, [context + example.answer for example, context in part])
             logits = lm.model(input_ids=ids, attention_mask=mask).logits
             for row, (example, context) in enumerate(part):
                 answer = logits[row, len(context) - 1 : len(context) - 1 + len(example.answer)].float()

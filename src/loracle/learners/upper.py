@@ -41,25 +41,35 @@ def _only_layers(stack: nn.Module, part: slice, final_norm: bool) -> Iterator[No
         stack.layers, stack.norm = layers, norm
 
 
-def _run(lm: LoadedModel, embeds: torch.Tensor, lengths: Sequence[int], part: slice, final_norm: bool) -> torch.Tensor:
+def _mask(lengths: Sequence[int], width: int, device: torch.device) -> torch.Tensor:
+    return torch.tensor([[1] * n + [0] * (width - n) for n in lengths], device=device)
+
+
+def right_padded(lm: LoadedModel, rows: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ids and attention mask of `rows`, padded on the right (a causal model's states for real tokens ignore
+    padding after them, so each row's states are those it has alone)."""
+    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([list(r) + [pad] * (width - len(r)) for r in rows], device=lm.device)
+    return ids, _mask([len(r) for r in rows], width, lm.device)
+
+
+def _run(lm: LoadedModel, embeds: torch.Tensor, mask: torch.Tensor, part: slice, final_norm: bool) -> torch.Tensor:
     stack = _stack(lm)
-    mask = torch.tensor([[1] * n + [0] * (embeds.shape[1] - n) for n in lengths], device=embeds.device)
     with _only_layers(stack, part, final_norm):
         return stack(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state
 
 
 def lower_states(lm: LoadedModel, rows: Sequence[list[int]], first: int, batch: int = 8) -> list[torch.Tensor]:
     """For each row of ids, the hidden state [len(row), hidden] entering layer `first` (no adapter there can
-    change it). Rows run in right-padded batches: a causal model's states for real tokens ignore the padding."""
-    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
+    change it), computed in right-padded batches."""
     stack = _stack(lm)
     states: list[torch.Tensor] = []
     with torch.no_grad():
         for start in range(0, len(rows), batch):
             part = rows[start : start + batch]
-            width = max(len(r) for r in part)
-            ids = torch.tensor([r + [pad] * (width - len(r)) for r in part], device=lm.device)
-            out = _run(lm, stack.embed_tokens(ids), [len(r) for r in part], slice(0, first), final_norm=False)
+            ids, mask = right_padded(lm, part)
+            out = _run(lm, stack.embed_tokens(ids), mask, slice(0, first), final_norm=False)
             states += [out[i, : len(r)].detach() for i, r in enumerate(part)]
     return states
 
@@ -68,4 +78,5 @@ def upper_hidden(lm: LoadedModel, states: Sequence[torch.Tensor], first: int) ->
     """Final normed hidden states [batch, width, hidden] of rows whose layer-`first` inputs are `states`."""
     width = max(len(s) for s in states)
     embeds = torch.stack([nn.functional.pad(s, (0, 0, 0, width - len(s))) for s in states])
-    return _run(lm, embeds, [len(s) for s in states], slice(first, None), final_norm=True)
+    mask = _mask([len(s) for s in states], width, embeds.device)
+    return _run(lm, embeds, mask, slice(first, None), final_norm=True)
