@@ -65,3 +65,15 @@ def test_squad_questions_find_their_paragraph(tmp_path: Path) -> None:
     assert len(questions) >= 20
     assert recall["hybrid"] >= 0.75, recall
     assert recall["hybrid"] >= max(recall["bm25"], recall["vector"]) - 0.05, recall
+
+
+def test_context_learner_gate_lets_related_questions_in_and_keeps_unrelated_ones_out(tiny_lm) -> None:
+    from loracle.learners.context import MINILM_MIN_SIMILARITY, ContextLearner
+
+    learner = ContextLearner(tiny_lm)
+    assert learner.min_similarity == MINILM_MIN_SIMILARITY
+    learner.learn([Document.from_text(text, title, doc_id=i) for i, title, text in PAGES])
+    assert [h.doc_id for h in learner.retrieve("Where does the Rhine river flow to?")] == ["rhine"]
+    assert [h.doc_id for h in learner.retrieve("What is XJ9000?")] == ["parts"]
+    for unrelated in ("Who wrote Pride and Prejudice?", "What is 7 times 8?"):
+        assert learner.retrieve(unrelated) == [], unrelated

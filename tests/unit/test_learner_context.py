@@ -6,6 +6,7 @@ import pytest
 from loracle.documents import Document
 from loracle.errors import LoracleError
 from loracle.learners.context import ContextLearner
+from loracle.model import GenerationConfig, generate_chat, question_messages
 from loracle.model.loader import LoadedModel, model_fingerprint
 from loracle.sources import read_document
 from tests.conftest import build_tiny_model
@@ -44,7 +45,7 @@ def docs() -> list[Document]:
 
 
 def learner(lm: LoadedModel, **options) -> ContextLearner:
-    return ContextLearner(lm, embedder=WordHashEmbedder(), top_k=1, max_new_tokens=6, **options)
+    return ContextLearner(lm, embedder=WordHashEmbedder(), **{"top_k": 1, "max_new_tokens": 6, **options})
 
 
 def test_retrieves_the_chunk_that_answers_and_cites_its_lines(tiny_lm: LoadedModel) -> None:
@@ -57,6 +58,35 @@ def test_retrieves_the_chunk_that_answers_and_cites_its_lines(tiny_lm: LoadedMod
     assert answer.citations and answer.citations[0].doc_id == "observatory"
     assert "Ilse Marrow" in answer.citations[0].snippet
     assert answer.citations[0].line is not None
+
+
+def test_best_hit_is_nearest_the_question_and_weak_hits_are_left_out(tiny_lm: LoadedModel) -> None:
+    question = "Who founded the Kestrel Valley Observatory?"
+    everything = learner(tiny_lm, top_k=2, min_relative_score=0.0)
+    everything.learn(docs())
+    ranked = everything.index.search_chunks(question, n=2)
+    assert [h.doc_id for h in everything.retrieve(question)] == [h.doc_id for h in ranked][::-1]
+    in_order = learner(tiny_lm, top_k=2, min_relative_score=0.0, order="document")
+    in_order.learn(docs())
+    assert [h.doc_id for h in in_order.retrieve(question)] == sorted(h.doc_id for h in ranked)
+    strict = learner(tiny_lm, top_k=2, min_relative_score=0.99)
+    strict.learn(docs())
+    assert [h.doc_id for h in strict.retrieve(question)] == [ranked[0].doc_id]
+    with pytest.raises(ValueError, match="order"):
+        learner(tiny_lm, order="random")
+
+
+def test_a_question_unlike_anything_learned_gets_no_context(tiny_lm: LoadedModel) -> None:
+    gated = learner(tiny_lm, min_similarity=0.3)
+    gated.learn(docs())
+    assert [h.doc_id for h in gated.retrieve("Who founded the observatory?")] == ["observatory"]
+    unrelated = "What is the capital of France?"
+    assert gated.index.search_chunks(unrelated, n=1), "the search alone still returns a chunk"
+    assert gated.retrieve(unrelated) == []
+    answer = gated.answer(unrelated)
+    assert answer.citations == []
+    base = generate_chat(tiny_lm, question_messages(unrelated), GenerationConfig(max_new_tokens=6))
+    assert answer.text == base
 
 
 def test_citation_lines_point_at_the_source_file(tmp_path: Path, tiny_lm: LoadedModel) -> None:

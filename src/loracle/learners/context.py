@@ -2,9 +2,16 @@
 
 Learning is indexing: every document is cut into chunks (sources.chunking) and put in an in-memory
 hybrid search index (search.SearchIndex: BM25 + MiniLM vectors, fused). Answering is retrieval-augmented
-generation with citations (document id and line span of each chunk used). An optional logit bias
-nudges generation toward tokens that occur in the retrieved chunks, so short answers copy names and
-numbers from the text instead of inventing them.
+generation with citations (document id and line span of each chunk used).
+
+A small model is easily distracted, so the prompt holds as little as answers the question: after the best
+hit, a further hit is kept only if its fused score is at least `min_relative_score` of the best one's, and
+the hits are ordered by relevance with the best nearest the question. A question that matches nothing
+learned (cosine similarity of question and best chunk below `min_similarity`) gets no context at all: the
+base model answers it as if nothing had been learned, which is what keeps general ability intact.
+An optional logit bias nudges generation toward tokens that occur in the retrieved chunks.
+Defaults (top_k, min_relative_score, order, min_similarity) were picked on generated dev documents by
+benchmarks/context_dev.py, never on an evaluation set.
 """
 
 from __future__ import annotations
@@ -22,10 +29,15 @@ from loracle.learners.base import Answer, Citation, LearnReport
 from loracle.learners.checkpoint import load_checkpoint, save_checkpoint
 from loracle.model import GenerationConfig, LoadedModel, generate_chat, question_messages
 from loracle.search import Embedder, SearchIndex, default_embedder
+from loracle.search.embedder import MINILM_NAME
 from loracle.search.types import ChunkHit, IndexedPage
 from loracle.sources.chunking import Chunk, chunk_document
 
 IN_MEMORY = Path(":memory:")
+#: the question-to-chunk cosine similarity below which nothing is retrieved, for all-MiniLM-L6-v2
+MINILM_MIN_SIMILARITY = 0.395
+#: how retrieved chunks are laid out: most relevant last (nearest the question), or in document order
+ORDERS = ("relevance", "document")
 
 
 class RememberingEmbedder:
@@ -55,9 +67,12 @@ class ContextLearner:
         self,
         lm: LoadedModel,
         *,
-        top_k: int = 3,
+        top_k: int = 2,
         context_tokens: int = 900,
         chunk_tokens: int = 200,
+        min_relative_score: float = 0.5,
+        min_similarity: float | None = None,
+        order: str = "relevance",
         logit_bias: float = 0.0,
         max_new_tokens: int = 64,
         vectors: bool = True,
@@ -67,12 +82,23 @@ class ContextLearner:
         self.top_k = top_k
         self.context_tokens = context_tokens
         self.chunk_tokens = chunk_tokens
+        self.min_relative_score = min_relative_score
+        if order not in ORDERS:
+            raise ValueError(f"context learner: order must be one of {', '.join(ORDERS)}, not {order!r}")
+        self.order = order
         self.logit_bias = logit_bias
         self.max_new_tokens = max_new_tokens
         self.vectors = vectors
         self._embedder = RememberingEmbedder(embedder or default_embedder()) if vectors else None
+        self.min_similarity = self._default_gate() if min_similarity is None else min_similarity
         self.chunks: dict[str, Chunk] = {}
         self.index = self._new_index()
+
+    def _default_gate(self) -> float:
+        """The similarity gate picked for the default embedder; none (-1) for another, whose scale is unknown."""
+        if self._embedder is not None and self._embedder.name == MINILM_NAME:
+            return MINILM_MIN_SIMILARITY
+        return -1.0
 
     def _new_index(self) -> SearchIndex:
         return SearchIndex(IN_MEMORY, self._embedder, vectors=self.vectors)
@@ -105,18 +131,37 @@ class ContextLearner:
         return text + (len(self.chunks) * self._embedder.dim * 4 if self._embedder else 0)
 
     def retrieve(self, question: str) -> list[ChunkHit]:
-        """The best chunks for `question` that fit the context budget, in document order."""
+        """The chunks that go into the prompt for `question`, laid out in `order`; [] when nothing matches."""
         if not self.chunks:
+            return []
+        hits = self.index.search_chunks(question, n=self.top_k, mode="hybrid")
+        if not hits or not self.relevant(question, hits[0]):
             return []
         chosen: list[ChunkHit] = []
         used = 0
-        for hit in self.index.search_chunks(question, n=self.top_k, mode="hybrid"):
+        for hit in hits:
+            if chosen and hit.score < self.min_relative_score * hits[0].score:
+                break
             size = len(self.lm.tokenizer.encode(hit.text))
             if chosen and used + size > self.context_tokens:
                 continue
             chosen.append(hit)
             used += size
-        return sorted(chosen, key=lambda h: (h.doc_id, h.start_line))
+        if self.order == "document":
+            return sorted(chosen, key=lambda h: (h.doc_id, h.start_line))
+        return chosen[::-1]
+
+    def relevant(self, question: str, hit: ChunkHit) -> bool:
+        """Whether the best hit is close enough to the question to be worth reading (always, without vectors)."""
+        if self._embedder is None or self.min_similarity <= -1:
+            return True
+        return self.similarity(question, hit.text) >= self.min_similarity
+
+    def similarity(self, question: str, text: str) -> float:
+        """Cosine similarity of the question's and a text's embeddings."""
+        assert self._embedder is not None
+        q, t = self._embedder.encode([question, text])
+        return float(q @ t / max(float(np.linalg.norm(q) * np.linalg.norm(t)), 1e-9))
 
     def answer(self, question: str) -> Answer:
         start = time.perf_counter()
@@ -141,6 +186,9 @@ class ContextLearner:
             "top_k": self.top_k,
             "context_tokens": self.context_tokens,
             "chunk_tokens": self.chunk_tokens,
+            "min_relative_score": self.min_relative_score,
+            "min_similarity": self.min_similarity,
+            "order": self.order,
             "logit_bias": self.logit_bias,
             "max_new_tokens": self.max_new_tokens,
             "vectors": self.vectors,
@@ -158,9 +206,8 @@ class ContextLearner:
     def load(self, path: Path) -> None:
         tensors, meta = load_checkpoint(path, self.name, self.lm.fingerprint)
         options = meta.get("options", {})
-        for key in ("top_k", "context_tokens", "chunk_tokens", "logit_bias", "max_new_tokens"):
-            if key in options:
-                setattr(self, key, options[key])
+        for key in (self.options().keys() - {"vectors"}) & options.keys():
+            setattr(self, key, options[key])
         chunks = [Chunk(**c) for c in meta.get("chunks", [])]
         if self._embedder is not None and "embeddings" in tensors and len(tensors["embeddings"]) == len(chunks):
             texts = [IndexedPage(id=c.id, title=c.title, body=c.text).embed_text() for c in chunks]

@@ -1,0 +1,211 @@
+"""context defaults picked on dev data only: generated fictional documents, never the sample or an eval set.
+
+Dev data comes from loracle's own fictional-document generator (loracle.hypernet.data), with string seeds
+("context-dev/...") that nothing else uses:
+- learned: `--docs` two-paragraph documents, `--per-doc` questions about each, plus `--pairs` questions that
+  need two documents (two questions about two different documents asked together; right only if the reply
+  answers both), so that a setting which reads one document only is not picked for free;
+- unrelated: questions about `--unrelated-docs` other generated documents that are NOT learned. They set the
+  similarity gate: such a question should get no context. The bundled general-knowledge set is not used to
+  choose anything; its gate pass rate is only reported.
+
+Retrieval is run through ContextLearner itself for every configuration (top_k x min_relative_score x order);
+configurations that give a question the same context share one decode. A question whose best hit is less
+similar than gate t gets the base model's reply, so every gate is scored without decoding again.
+Choice: the highest accuracy (then mean token F1, then the higher gate; then the first in grid order) among
+the (configuration, gate) pairs that let at most `--max-unrelated-pass` of the unrelated questions through.
+That share is 25%, not kstore's 10%: for context a question let through by mistake costs a distraction
+the model often ignores, while one shut out by mistake loses its answer. (The first run used 10%: it chose
+gate 0.476, which shut out 28% of the learned questions and cost a fifth of the dev accuracy.)
+
+Run: nice -n 5 .venv/bin/python -m benchmarks.context_dev   (about 15 minutes on one thread)
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import random
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from benchmarks.common import row, write_result
+from benchmarks.kstore_dev import ceil3, pass_rate, quantile, title_of
+from loracle.documents import Document
+from loracle.eval.general import KNOWLEDGE_FILE, data_file, load_general
+from loracle.eval.harness import document_text
+from loracle.eval.scoring import is_correct, token_f1
+from loracle.hypernet.data import Sample, fictional_sample
+from loracle.learners.context import ORDERS, ContextLearner
+from loracle.model import GenerationConfig, LoadedModel, generate_chat, load_model, question_messages
+from loracle.runtime import configure_threads
+
+SEED = "context-dev"
+GATE_SHUT = 2.0  # above any cosine similarity: no question gets context
+
+
+@dataclass(frozen=True)
+class DevQuestion:
+    question: str
+    parts: tuple[tuple[str, ...], ...]  # accepted answers of each part; right only if every part is answered
+    docs: tuple[int, ...]  # indices of the learned documents it needs
+
+
+def dev_samples(kind: str, count: int) -> list[Sample]:
+    return [fictional_sample(random.Random(f"{SEED}/{kind}/{i}"), parts=2) for i in range(count)]
+
+
+def score(reply: str, q: DevQuestion) -> dict[str, Any]:
+    correct = all(is_correct(reply, list(accepted)) for accepted in q.parts)
+    f1 = statistics.mean(token_f1(reply, list(accepted)) for accepted in q.parts)
+    return {"reply": reply, "correct": correct, "f1": f1}
+
+
+def dev_questions(samples: list[Sample], per_doc: int, pairs: int, pick: random.Random) -> list[DevQuestion]:
+    single = [DevQuestion(q, (tuple(a),), (i,)) for i, s in enumerate(samples) for q, a in pick.sample(s.qa, per_doc)]
+    paired = []
+    for _ in range(pairs):
+        i, j = pick.sample(range(len(samples)), 2)
+        (q1, a1), (q2, a2) = pick.choice(samples[i].qa), pick.choice(samples[j].qa)
+        paired.append(DevQuestion(f"{q1} And {q2[0].lower()}{q2[1:]}", (tuple(a1), tuple(a2)), (i, j)))
+    return single + paired
+
+
+class Decoder:
+    """Greedy replies, one decode per distinct (question, context)."""
+
+    def __init__(self, lm: LoadedModel, max_new_tokens: int) -> None:
+        self.lm = lm
+        self.config = GenerationConfig(max_new_tokens=max_new_tokens)
+        self.cache: dict[tuple[str, str | None], str] = {}
+
+    def __call__(self, question: str, context: str | None) -> str:
+        key = (question, context)
+        if key not in self.cache:
+            self.cache[key] = generate_chat(self.lm, question_messages(question, context), self.config)
+        return self.cache[key]
+
+
+def gated(config: list[dict], base: list[dict], scores: list[float], gate: float) -> tuple[float, float]:
+    picked = [c if s >= gate else b for c, b, s in zip(config, base, scores, strict=True)]
+    return statistics.mean(p["correct"] for p in picked), statistics.mean(p["f1"] for p in picked)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--docs", type=int, default=8, help="learned documents")
+    parser.add_argument("--per-doc", type=int, default=4, help="questions per learned document")
+    parser.add_argument("--pairs", type=int, default=8, help="questions that need two learned documents")
+    parser.add_argument("--unrelated-docs", type=int, default=10)
+    parser.add_argument("--unrelated-per-doc", type=int, default=3)
+    parser.add_argument("--max-new-tokens", type=int, default=24)
+    parser.add_argument("--max-unrelated-pass", type=float, default=0.25)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    configure_threads(args.threads)
+    started = time.perf_counter()
+    lm = load_model("embedded")
+    pick = random.Random(f"{SEED}/questions")
+
+    learned = dev_samples("learned", args.docs)
+    docs = [Document.from_text(s.text, title_of(s.text), doc_id=f"dev-{i}") for i, s in enumerate(learned)]
+    questions = dev_questions(learned, args.per_doc, args.pairs, pick)
+    unrelated = [
+        q for s in dev_samples("unlearned", args.unrelated_docs) for q, _ in pick.sample(s.qa, args.unrelated_per_doc)
+    ]
+    general = [item.question for item in load_general(data_file(KNOWLEDGE_FILE), "knowledge")]
+
+    learner = ContextLearner(lm, top_k=3, max_new_tokens=args.max_new_tokens)
+    learner.learn(docs)
+    decode = Decoder(lm, args.max_new_tokens)
+
+    def best_similarity(question: str) -> float:
+        hits = learner.index.search_chunks(question, n=1)
+        return learner.similarity(question, hits[0].text) if hits else -1.0
+
+    similarity = {
+        "learned": [best_similarity(q.question) for q in questions],
+        "unrelated": [best_similarity(q) for q in unrelated],
+        "general": [best_similarity(q) for q in general],
+    }
+    for name, values in similarity.items():
+        spread = f"min {min(values):.3f} median {statistics.median(values):.3f} max {max(values):.3f}"
+        print(f"similarity {name:9s} {spread}")
+    gates = sorted({-1.0, *(ceil3(quantile(similarity["unrelated"], q)) for q in (0.5, 0.75, 0.9, 1.0))})
+
+    base = [score(decode(q.question, None), q) for q in questions]
+    ceiling = [score(decode(q.question, document_text([docs[i] for i in q.docs])), q) for q in questions]
+    base_acc = statistics.mean(b["correct"] for b in base)
+    ceiling_acc = statistics.mean(c["correct"] for c in ceiling)
+    print(f"base {base_acc:.3f}  ceiling {ceiling_acc:.3f}", flush=True)
+
+    grid: list[dict[str, Any]] = []
+    for top_k, min_relative, order in itertools.product((1, 2, 3), (0.0, 0.5, 0.75), ORDERS):
+        if top_k == 1 and (min_relative or order != ORDERS[0]):
+            continue  # one hit: neither the cut-off nor the order changes anything
+        settings = {"top_k": top_k, "min_relative_score": min_relative, "order": order}
+        for key, value in settings.items():
+            setattr(learner, key, value)
+        t0 = time.perf_counter()
+        replies = []
+        for q in questions:
+            hits = learner.retrieve(q.question)
+            replies.append(score(decode(q.question, "\n\n".join(h.text for h in hits) or None), q))
+        entry = {"settings": settings, "replies": replies, "by_gate": {}}
+        for gate in gates:
+            acc, f1 = gated(replies, base, similarity["learned"], gate)
+            entry["by_gate"][gate] = {"accuracy": acc, "f1": f1}
+        grid.append(entry)
+        line = "  ".join(f"gate {g:+.3f}: {v['accuracy']:.3f}" for g, v in entry["by_gate"].items())
+        print(f"{settings}  ({time.perf_counter() - t0:.0f} s)  {line}", flush=True)
+
+    candidates = [
+        ((e["by_gate"][g]["accuracy"], e["by_gate"][g]["f1"], g), e)
+        for e in grid
+        for g in gates
+        if pass_rate(similarity["unrelated"], g) <= args.max_unrelated_pass
+    ]
+    (accuracy, f1, gate), chosen = max(candidates, key=lambda c: c[0])
+    picked = {**chosen["settings"], "min_similarity": gate}
+    print("\nchosen:", picked, f"accuracy {accuracy:.3f} (base {base_acc:.3f}, ceiling {ceiling_acc:.3f}), F1 {f1:.3f}")
+
+    n_pairs = sum(len(q.docs) == 2 for q in questions)
+    note = f"{args.docs} generated documents, {len(questions)} questions ({n_pairs} need two documents); seeds {SEED}/*"
+    rows = [
+        row("chosen top_k", picked["top_k"], note=note),
+        row("chosen min_relative_score", picked["min_relative_score"]),
+        row("chosen order", picked["order"]),
+        row("chosen min_similarity", gate, note=f"<= {args.max_unrelated_pass:.0%} of unrelated questions pass"),
+        row("dev accuracy: base model (no context)", base_acc),
+        row("dev accuracy: own document(s) in context (ceiling)", ceiling_acc),
+        row("dev accuracy: chosen settings", accuracy, note=f"token F1 {f1:.3f}"),
+        row("dev accuracy: previous defaults (top 3, document order, no gate)",
+            next(e for e in grid if e["settings"] == {"top_k": 3, "min_relative_score": 0.0, "order": "document"})
+            ["by_gate"][-1.0]["accuracy"]),
+        row("learned questions passing the gate", pass_rate(similarity["learned"], gate)),
+        row("unrelated questions passing the gate", pass_rate(similarity["unrelated"], gate),
+            note=f"{len(unrelated)} questions about {args.unrelated_docs} unlearned generated documents"),
+        row("general-knowledge questions passing the gate", pass_rate(similarity["general"], gate),
+            note=f"{len(general)} questions; reported only, not used to choose"),
+    ]  # fmt: skip
+    data = {
+        "seeds": SEED,
+        "max_new_tokens": args.max_new_tokens,
+        "questions": [q.question for q in questions],
+        "unrelated_questions": unrelated,
+        "similarity": similarity,
+        "gates": gates,
+        "base": base,
+        "ceiling": ceiling,
+        "grid": [{"settings": e["settings"], "by_gate": e["by_gate"]} for e in grid],
+        "chosen": picked,
+        "seconds": time.perf_counter() - started,
+    }
+    path = write_result("context_dev", rows, data)
+    print(f"wrote {path} in {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
