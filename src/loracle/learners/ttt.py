@@ -207,11 +207,13 @@ class TTTLearner:
         rng = random.Random(self.seed)
         optimizer = torch.optim.AdamW([lora.A, lora.B], lr=self.lr, weight_decay=0.0)
         losses = []
+        batches = [rng.sample(range(len(examples)), min(self.batch_size, len(examples))) for _ in range(steps)]
+        used = sorted({i for batch in batches for i in batch})  # states only for examples some batch draws
         with self._frozen_base():
-            states = lower_states(self.lm, [e.prompt + e.answer for e in examples], lora.layers[0])
+            computed = lower_states(self.lm, [examples[i].prompt + examples[i].answer for i in used], lora.layers[0])
+            states = dict(zip(used, computed, strict=True))
             with self.active(lora):
-                for _ in range(steps):
-                    picked = rng.sample(range(len(examples)), min(self.batch_size, len(examples)))
+                for picked in batches:
                     loss = self.loss([examples[i] for i in picked], [states[i] for i in picked], lora.layers[0])
                     optimizer.zero_grad()
                     loss.backward()
