@@ -72,6 +72,7 @@ class Collection:
         self.index = index
         self.name = name
         self._cache = _VectorCache()
+        self._complete_at: tuple[int, int] | None = None  # data version at which every row had a vector
 
     # -- schema ---------------------------------------------------------------------------------------------
     def create(self, conn: sqlite3.Connection) -> None:
@@ -257,7 +258,10 @@ class Collection:
         return self._cache
 
     def _backfill_vectors(self) -> None:
-        """Embed rows indexed while vectors were off (or by another embedder), so vector search sees every row."""
+        """Embed rows indexed while vectors were off (or by another embedder), so vector search sees every row.
+        The scan for such rows is skipped while the database is unchanged since the last one found none."""
+        if self.index.data_version() == self._complete_at:
+            return
         conn = self.index.conn
         missing = conn.execute(
             f"SELECT d.rowid, d.title, d.aliases, d.body FROM {self.name}_docs d "
@@ -273,6 +277,7 @@ class Collection:
                     [(row[0], vec.tobytes()) for row, vec in zip(batch, vectors, strict=True)],
                 )
             self._cache.version = None
+        self._complete_at = self.index.data_version()
 
     def _hits(self, fused: list[Fused], query: str) -> list[SearchHit]:
         hits = []
