@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmarks.common import row, write_result
-from benchmarks.kstore_dev import ceil3, pass_rate, quantile, title_of
+from benchmarks.dev import ceil3, gated, pass_rate, quantile, title_of
 from loracle.documents import Document
 from loracle.eval.general import KNOWLEDGE_FILE, data_file, load_general
 from loracle.eval.harness import document_text
@@ -43,7 +43,6 @@ from loracle.model import GenerationConfig, LoadedModel, generate_chat, load_mod
 from loracle.runtime import configure_threads
 
 SEED = "context-dev"
-GATE_SHUT = 2.0  # above any cosine similarity: no question gets context
 
 
 @dataclass(frozen=True)
@@ -86,11 +85,6 @@ class Decoder:
         if key not in self.cache:
             self.cache[key] = generate_chat(self.lm, question_messages(question, context), self.config)
         return self.cache[key]
-
-
-def gated(config: list[dict], base: list[dict], scores: list[float], gate: float) -> tuple[float, float]:
-    picked = [c if s >= gate else b for c, b, s in zip(config, base, scores, strict=True)]
-    return statistics.mean(p["correct"] for p in picked), statistics.mean(p["f1"] for p in picked)
 
 
 def main() -> None:

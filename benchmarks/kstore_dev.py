@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import random
-import re
 import statistics
 import time
 from typing import Any
@@ -34,6 +32,7 @@ from typing import Any
 import torch
 
 from benchmarks.common import row, write_result
+from benchmarks.dev import ceil3, gated, pass_rate, quantile, title_of
 from loracle.documents import Document
 from loracle.eval.general import KNOWLEDGE_FILE, data_file, load_general
 from loracle.eval.scoring import is_correct, token_f1
@@ -50,20 +49,6 @@ def dev_samples(kind: str, count: int) -> list[Sample]:
     return [fictional_sample(random.Random(f"{SEED}/{kind}/{i}")) for i in range(count)]
 
 
-def title_of(text: str) -> str:
-    """The entity a generated document is about (its first words up to "is"/"was")."""
-    return re.split(r" (?:is|was) ", text, maxsplit=1)[0].removeprefix("The ")
-
-
-def ceil3(x: float) -> float:
-    return math.ceil(x * 1000) / 1000
-
-
-def quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
-
-
 def decode(store: KStoreLearner, settings: KStoreSettings, qa: list[tuple[str, list[str]]]) -> list[dict]:
     store.settings = settings
     out = []
@@ -71,16 +56,6 @@ def decode(store: KStoreLearner, settings: KStoreSettings, qa: list[tuple[str, l
         reply = store.answer(question).text
         out.append({"reply": reply, "correct": is_correct(reply, accepted), "f1": token_f1(reply, accepted)})
     return out
-
-
-def gated(config: list[dict], base: list[dict], scores: list[float], gate: float) -> tuple[float, float]:
-    """Accuracy and mean F1 when questions scoring below `gate` get the base model's reply."""
-    picked = [c if s >= gate else b for c, b, s in zip(config, base, scores, strict=True)]
-    return statistics.mean(p["correct"] for p in picked), statistics.mean(p["f1"] for p in picked)
-
-
-def pass_rate(scores: list[float], gate: float) -> float:
-    return sum(s >= gate for s in scores) / len(scores)
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from benchmarks.common import RESULTS_DIR, row, write_result
-from benchmarks.kstore_dev import title_of
+from benchmarks.dev import title_of
 from loracle.cli.adapter_commands import parse_options
 from loracle.documents import Document
 from loracle.eval.scoring import is_correct
