@@ -187,3 +187,27 @@ def test_text_mode_turns_a_task_description_into_one_adapter(tiny_lm):
     a, b = lora["model.layers.0.mlp.down_proj"]
     assert a.shape == (2 + 4, 64) and b.shape == (32, 2 + 4)
     assert b[:, 2:].abs().sum() > 0  # the description's own adapter, after the bias LoRA's two ranks
+
+
+def test_batched_compile_writes_what_one_at_a_time_writes(tiny_lm, tmp_path: Path):
+    from safetensors.torch import load_file
+
+    from loracle.adapters.compiler import BatchDocumentCompiler
+
+    engine = DocToLora(tiny_lm, make_net(tiny_lm, nonzero_b=True), chunk_tokens=16)
+    learner = HypernetLearner(tiny_lm, engine=engine)
+    assert isinstance(learner, BatchDocumentCompiler)
+    docs = [DOC, Document.from_text("Short note on the Corra.", title="Corra"), Document.from_text("x " * 40, "long")]
+    reports = learner.compile_documents(docs, [tmp_path / f"b{i}" for i in range(3)])
+    for i, doc in enumerate(docs):
+        single = learner.compile_document(doc, tmp_path / f"s{i}")
+        assert reports[i].doc_id == doc.id and reports[i].tokens == single.tokens
+        assert reports[i].details["chunks"] == single.details["chunks"] and reports[i].details["batch"] == 3
+        batched, alone = (
+            load_file(tmp_path / f"b{i}" / "adapter_model.safetensors"),
+            load_file(tmp_path / f"s{i}" / "adapter_model.safetensors"),
+        )
+        assert batched.keys() == alone.keys()
+        assert all(torch.allclose(batched[k], alone[k], atol=1e-5) for k in alone)  # padding changes nothing
+    with pytest.raises(DocumentError, match="empty"):
+        learner.compile_documents([DOC, Document.from_text(" ", title="blank")], [tmp_path / "e0", tmp_path / "e1"])

@@ -19,6 +19,15 @@ DEFAULT_CHUNK_TOKENS = 1024  # a 1,000-token chunk -> one rank-8 adapter (~2 MB 
 
 
 @dataclass
+class DocText:
+    """A document as the hypernetwork reads it."""
+
+    text: str
+    doc_id: str = "text"
+    title: str = ""
+
+
+@dataclass
 class ChunkAdapter:
     """The adapter the hypernetwork wrote for one chunk of a document, with the chunk's text for routing."""
 
@@ -52,18 +61,33 @@ class DocToLora:
 
     def internalise(self, text: str, doc_id: str = "text", title: str = "") -> list[ChunkAdapter]:
         """One adapter per chunk of `text` (batch 1 per chunk, the document read once)."""
+        return self.internalise_many([DocText(text, doc_id, title)], batch=1)[0]
+
+    def internalise_many(self, docs: Sequence[DocText], batch: int) -> list[list[ChunkAdapter]]:
+        """Each document's chunk adapters, reading up to `batch` chunks (of any of the documents) per forward.
+
+        Chunks of similar length share a forward, so right padding wastes little. Raises DocumentError
+        naming the first empty document before any forward runs."""
         tokenizer = self.lm.tokenizer
-        ids = doc_ids(tokenizer, text)
-        chunks = chunk_ids(ids, self.chunk_tokens)
-        if not chunks:
-            raise DocumentError(f"{doc_id}: empty document, nothing to learn")
-        adapters = []
+        jobs: list[tuple[int, int, list[int]]] = []  # (document, chunk index, ids)
+        for number, doc in enumerate(docs):
+            chunks = chunk_ids(doc_ids(tokenizer, doc.text), self.chunk_tokens)
+            if not chunks:
+                raise DocumentError(f"{doc.doc_id}: empty document, nothing to learn")
+            jobs += [(number, index, chunk) for index, chunk in enumerate(chunks)]
+        jobs.sort(key=lambda job: len(job[2]))
+        found: list[dict[int, ChunkAdapter]] = [{} for _ in docs]
         with torch.no_grad():
-            for index, chunk in enumerate(chunks):
-                reading = read_chunks(self.lm.model, self.prompt, [chunk])
-                lora = {k: (a.detach(), b.detach()) for k, (a, b) in self.net(reading)[0].items()}
-                adapters.append(ChunkAdapter(doc_id, title, index, tokenizer.decode(chunk), len(chunk), lora))
-        return adapters
+            for first in range(0, len(jobs), max(1, batch)):
+                group = jobs[first : first + max(1, batch)]
+                loras = self.net(read_chunks(self.lm.model, self.prompt, [chunk for _, _, chunk in group]))
+                for (number, index, chunk), lora in zip(group, loras, strict=True):
+                    doc = docs[number]
+                    weights = {k: (a.detach(), b.detach()) for k, (a, b) in lora.items()}
+                    found[number][index] = ChunkAdapter(
+                        doc.doc_id, doc.title, index, tokenizer.decode(chunk), len(chunk), weights
+                    )
+        return [[adapters[i] for i in sorted(adapters)] for adapters in found]
 
     def task_adapter(self, description: str) -> Lora:
         """Text mode: a task description in, one adapter out (the description read like a document)."""

@@ -16,7 +16,7 @@ from loracle.adapters.compiler import CompileReport
 from loracle.adapters.peft_format import write_lora_adapter
 from loracle.documents import Document
 from loracle.errors import LoracleError
-from loracle.hypernet.engine import DEFAULT_CHUNK_TOKENS, ChunkAdapter, DocToLora
+from loracle.hypernet.engine import DEFAULT_CHUNK_TOKENS, ChunkAdapter, DocText, DocToLora
 from loracle.hypernet.lora import applied, from_flat, lora_bytes, lora_rank, to_flat, to_peft_tensors
 from loracle.hypernet.routing import ChunkRouter
 from loracle.learners.base import Answer, Citation, LearnReport
@@ -37,6 +37,7 @@ class HypernetLearner:
         top_k: int = 2,
         chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
         max_new_tokens: int = 48,
+        batch: int = 1,
         engine: DocToLora | None = None,
     ) -> None:
         self.lm = lm
@@ -45,14 +46,14 @@ class HypernetLearner:
         )
         self.top_k = top_k
         self.max_new_tokens = max_new_tokens
+        self.batch = batch  # chunks per forward when learning several documents
         self.chunks: list[ChunkAdapter] = []
         self.router = ChunkRouter([])
 
     def learn(self, docs: Sequence[Document]) -> LearnReport:
         start = time.perf_counter()
         tokens = 0
-        for doc in docs:
-            adapters = self.engine.internalise(doc.text, doc.id, doc.title)
+        for adapters in self.engine.internalise_many([_doc_text(doc) for doc in docs], self.batch):
             self.chunks.extend(adapters)
             tokens += sum(a.tokens for a in adapters)
         self.router = ChunkRouter([c.text for c in self.chunks])
@@ -101,8 +102,30 @@ class HypernetLearner:
 
     def compile_document(self, doc: Document, folder: Path) -> CompileReport:
         """Write `doc` as one PEFT adapter: the bias LoRA and every chunk's adapter, rank-concatenated."""
+        return self.compile_documents([doc], [folder])[0]
+
+    def compile_documents(self, docs: Sequence[Document], folders: Sequence[Path]) -> list[CompileReport]:
+        """compile_document for several documents, their chunks read together (len(docs) chunks per forward).
+        Each report carries the batch's seconds shared out by tokens."""
         start = time.perf_counter()
-        adapters = self.engine.internalise(doc.text, doc.id, doc.title)
+        batch = self.engine.internalise_many([_doc_text(doc) for doc in docs], batch=len(docs))
+        sizes = [self._write(doc, adapters, folder) for doc, adapters, folder in zip(docs, batch, folders, strict=True)]
+        seconds = time.perf_counter() - start
+        tokens = [sum(a.tokens for a in adapters) for adapters in batch]
+        config = self.engine.net.config
+        return [
+            CompileReport(
+                doc.id,
+                seconds * n / sum(tokens),
+                n,
+                size,
+                {"chunks": len(adapters), "rank": config.bias_rank + config.rank * len(adapters), "batch": len(docs)},
+            )
+            for doc, adapters, n, size in zip(docs, batch, tokens, sizes, strict=True)
+        ]
+
+    def _write(self, doc: Document, adapters: Sequence[ChunkAdapter], folder: Path) -> int:
+        """The PEFT folder of one document's adapters; returns the bytes written."""
         lora = self.engine.combine(adapters)
         rank = lora_rank(lora)
         config = self.engine.net.config
@@ -115,7 +138,7 @@ class HypernetLearner:
             "chunk_rank": config.rank,
             "bias_rank": config.bias_rank,
         }
-        size = write_lora_adapter(
+        return write_lora_adapter(
             folder,
             to_peft_tensors(lora),
             r=rank,
@@ -124,9 +147,10 @@ class HypernetLearner:
             base_model=self.lm.name,
             manifest=manifest,
         )
-        tokens = sum(a.tokens for a in adapters)
-        seconds = time.perf_counter() - start
-        return CompileReport(doc.id, seconds, tokens, size, {"chunks": len(adapters), "rank": rank})
+
+
+def _doc_text(doc: Document) -> DocText:
+    return DocText(doc.text, doc.id, doc.title)
 
 
 def compile_document(doc: Document, folder: Path, lm: LoadedModel, checkpoint: Path | None = None) -> CompileReport:
