@@ -12,7 +12,9 @@ import torch
 from loracle.documents import Document
 from loracle.eval.general import GeneralItem, bundled_general
 from loracle.eval.harness import (
+    EvalResult,
     EvalSettings,
+    RunResult,
     document_text,
     forgetting_ratio,
     run_eval,
@@ -100,6 +102,22 @@ def test_references_and_learner_rows(tiny_lm, tmp_path: Path) -> None:
     assert (tmp_path / "state" / "eval" / LATEST_PNG).read_bytes()[:4] == b"\x89PNG"
     assert len(written) == 3
     assert results_table(result).row_count == 4
+
+
+def test_results_table_fits_an_80_column_terminal_unclipped() -> None:
+    from rich.console import Console
+
+    result = EvalResult("SmolLM2-135M-Instruct", "f", ["a.md"] * 20, 46, {}, {})
+    result.runs = [
+        RunResult("floor", "reference", 0.043, 0.1, 2, 46, answer_seconds_per_question=1.2),
+        RunResult("ceiling", "reference", 0.587, 0.5, 27, 46, answer_seconds_per_question=2.2),
+        RunResult("playbook", "learner", 0.63, 0.5, 29, 46, 119.3, 8.42, 12_300_000, 1.0, 0.944, 0.056),
+    ]
+    console = Console(width=80, record=True)
+    console.print(results_table(result))
+    text = console.export_text()
+    assert "…" not in text
+    assert "playbook 63% 29/46" in " ".join(text.split()) and "100%→94%" in text
 
 
 def test_forgetting_arithmetic() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from rich import box
 from rich.table import Table
 
 from loracle.atomic import write_bytes_atomic, write_text_atomic
@@ -43,19 +44,21 @@ def results_table(result: EvalResult) -> Table:
     table = Table(
         title=f"loracle eval — {result.model}, {len(result.documents)} documents, {result.questions} questions",
         caption="floor: base model, no document; ceiling: base model with the right document(s) in context",
+        box=box.SIMPLE_HEAD,  # no vertical rules: the nine columns fit an 80-column terminal unwrapped
+        padding=0,  # the box's blank vertical rule is the gap between columns
     )
     for header, justify in (
         ("learner", "left"),
         ("accuracy", "right"),
-        ("of ceiling", "right"),
+        ("of\nceiling", "right"),
         ("F1", "right"),
-        ("learn s/doc", "right"),
-        ("answer s/q", "right"),
+        ("learn\ns/doc", "right"),
+        ("answer\ns/q", "right"),
         ("on disk", "right"),
-        ("general before→after", "right"),
+        ("general\nbefore→after", "right"),
         ("forgetting", "right"),
     ):
-        table.add_column(header, justify=justify)  # type: ignore[arg-type]
+        table.add_column(header, justify=justify, no_wrap=header == "learner")  # type: ignore[arg-type]
     for run in result.runs:
         name = f"[dim]{run.name}[/]" if run.kind == "reference" else f"[bold]{run.name}[/]"
         if run.error and run.accuracy is None:
@@ -64,7 +67,7 @@ def results_table(result: EvalResult) -> Table:
         general = f"{_pct(run.general_before)}→{_pct(run.general_after)}" if run.general_after is not None else "—"
         table.add_row(
             name + (" [red]![/]" if run.error else ""),
-            f"{_pct(run.accuracy)} ({run.correct}/{run.total})",
+            f"{_pct(run.accuracy)} {run.correct}/{run.total}",
             _pct(relative_to_ceiling(run, result)),
             _num(run.f1, ".2f"),
             _num(run.learn_seconds_per_doc, ".1f"),
