@@ -62,6 +62,9 @@ def main() -> None:
         learner.reset()
     entry = {
         "options": options,
+        "docs": args.docs,
+        "per_doc": args.per_doc,
+        "threads": args.threads,
         "when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "accuracy": statistics.mean(correct),
         "ceiling": statistics.mean(ceiling),
@@ -71,16 +74,21 @@ def main() -> None:
     previous = RESULTS_DIR / "ttt_dev.json"
     runs = json.loads(previous.read_text(encoding="utf-8"))["data"]["runs"] if previous.exists() else {}
     runs[args.label] = entry
+    write_runs(runs)
+
+
+def write_runs(runs: dict[str, dict[str, Any]]) -> None:
+    """results/ttt_dev.json and the RESULTS.md rows: one per labelled run, each with its own settings."""
     rows = [
         row(
             f"{label}: accuracy / ceiling",
             f"{e['accuracy']:.3f} / {e['ceiling']:.3f}",
-            note=f"{json.dumps(e['options'])}; learning {e['learn_seconds_per_300_tokens']:.0f} s per 300 tokens; "
-            f"run {e['when']}",
+            note=f"{json.dumps(e['options'])}; {e['docs']} docs x {e['per_doc']} questions, {e['threads']} threads; "
+            f"learning {e['learn_seconds_per_300_tokens']:.0f} s per 300 tokens; run {e['when']}",
         )
         for label, e in runs.items()
     ]
-    write_result("ttt_dev", rows, {"seeds": SEED, "docs": args.docs, "per_doc": args.per_doc, "runs": runs})
+    write_result("ttt_dev", rows, {"seeds": SEED, "runs": runs})
 
 
 if __name__ == "__main__":
