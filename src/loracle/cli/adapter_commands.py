@@ -60,11 +60,8 @@ def compile_command(
     learner: str = LearnerOption,
     source: str = typer.Option("wiki", "--from", help="Compile wiki pages (wiki) or raw sources (raw)."),
     aggregate: bool = typer.Option(False, "--aggregate", help="Compile each page with the pages it links to."),
-    batch_size: int | None = typer.Option(
-        None,
-        "--batch-size",
-        help="Documents per forward pass, for learners that batch (default: 4 on a GPU; 1 on CPU, where batching "
-        "adds no throughput).",
+    batch_size: int = typer.Option(
+        4, "--batch-size", min=1, help="Documents per forward pass, for learners that batch (hypernet)."
     ),
     model: str | None = ModelSpecOption,
     threads: int = ThreadsOption,
@@ -85,8 +82,7 @@ def compile_command(
         def progress(event: str, name: str, done: int, total: int) -> None:
             bar.update(task, description=f"{event} {name}", completed=done, total=total)
 
-        batch = batch_size or (4 if knowledge.lm.device.type == "cuda" else 1)
-        summary = knowledge.compile_all(aggregate=aggregate, batch_size=batch, progress=progress)
+        summary = knowledge.compile_all(aggregate=aggregate, batch_size=batch_size, progress=progress)
     print_summary(summary, knowledge.paths.adapters)
     if summary.failed and not summary.compiled and not summary.unchanged:
         raise typer.Exit(1)
