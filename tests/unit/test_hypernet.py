@@ -154,6 +154,25 @@ def test_learner_learns_answers_and_round_trips(tiny_lm, tmp_path: Path):
         learner.learn([Document.from_text("   ", title="empty")])
 
 
+def test_a_question_about_nothing_learned_gets_the_base_model(tiny_lm):
+    from loracle.model import GenerationConfig, generate_chat, question_messages
+
+    net = make_net(tiny_lm, nonzero_b=True)
+    with torch.no_grad():
+        for b in net.bias_b.values():
+            b.normal_(0, 3.0)  # a bias LoRA strong enough to change the tiny model's greedy reply
+    engine = DocToLora(tiny_lm, net, chunk_tokens=16)
+    learner = HypernetLearner(tiny_lm, engine=engine, max_new_tokens=6)
+    learner.learn([DOC])
+    question = "Quelle heure est-il maintenant?"
+    config = GenerationConfig(max_new_tokens=6)
+    base = generate_chat(tiny_lm, question_messages(question), config)
+    with applied(tiny_lm.model, engine.bias()):  # the bias LoRA alone would change the reply
+        assert generate_chat(tiny_lm, question_messages(question), config) != base
+    answer = learner.answer(question)
+    assert answer.text == base and not answer.citations
+
+
 def test_peft_export_gives_the_same_logits_as_loracle(tiny_lm, tmp_path: Path):
     from peft import PeftModel
 

@@ -1,7 +1,9 @@
 """The `hypernet` learner: each document becomes LoRA adapters in one forward pass per chunk (Doc-to-LoRA).
 
 learn() reads every chunk once through the base model and the hypernetwork; answer() routes the question
-to the best-matching chunk adapters, applies them (plus the learned bias LoRA) and generates closed-book.
+to the best-matching chunk adapters, applies them (plus the learned bias LoRA) and generates closed-book;
+a question that shares no word with any learned chunk gets the base model alone, so general ability is
+not touched by adapters about something else.
 compile_document() writes a document's adapter as a plain PEFT folder for `loracle compile`.
 """
 
@@ -71,6 +73,9 @@ class HypernetLearner:
         chosen = self.route(question)
         # the adapters are forward hooks: every decoder runs hooked modules through their own forward
         config = GenerationConfig(max_new_tokens=self.max_new_tokens)
+        if not chosen:  # about nothing learned: the base model answers, without even the bias LoRA
+            text = generate_chat(self.lm, question_messages(question), config)
+            return Answer(text, [], time.perf_counter() - start)
         with applied(self.lm.model, self.engine.combine(chosen)):
             text = generate_chat(self.lm, question_messages(question), config)
         citations = [Citation(c.doc_id, c.title, c.text[:160]) for c in chosen]
