@@ -94,6 +94,9 @@ def test_router_picks_the_chunk_that_matches_the_question():
     assert router.top("How wide is the mirror of the Harrow Telescope?", 1) == [1]
     assert router.top("When is Lantern Night held?", 1) == [2]
     assert router.scores("completely unrelated words")[0] == 0
+    assert router.coverage("How wide is the mirror of the Harrow Telescope?")[1] == 0.75  # all but "wide"
+    # one shared word ("river") out of three is not a question about the Velmora chunk
+    assert router.coverage("What is the longest river in Europe?")[0] == 1 / 3
 
 
 def test_a_training_step_reduces_the_loss(tiny_lm):
@@ -171,6 +174,8 @@ def test_a_question_about_nothing_learned_gets_the_base_model(tiny_lm):
         assert generate_chat(tiny_lm, question_messages(question), config) != base
     answer = learner.answer(question)
     assert answer.text == base and not answer.citations
+    assert learner.route("Which river is the longest in Europe?") == []  # shares only "river" with DOC
+    assert learner.route("Who founded the Kestrel Valley Observatory?")
 
 
 def test_peft_export_gives_the_same_logits_as_loracle(tiny_lm, tmp_path: Path):

@@ -2,7 +2,9 @@
 
 Rank concatenation adds every loaded chunk's delta at once; with many chunks the sum drowns the one that
 matters. The router scores each chunk's text against the question (IDF-weighted word overlap, cosine
-normalised, computed over the loaded chunks) and only the top-k chunks' adapters are applied.
+normalised, computed over the loaded chunks) and only the top-k chunks' adapters are applied. A chunk is
+a candidate only when it holds at least half of the question's words (`coverage`): one shared word does not
+make a question about a chunk, and adapters applied to a question about something else change its answer.
 """
 
 from __future__ import annotations
@@ -42,6 +44,13 @@ class ChunkRouter:
             sum(qc * bag[w] * self.idf.get(w, 0.0) ** 2 for w, qc in q.items() if w in bag) / norm
             for bag, norm in zip(self.bags, self.norms, strict=True)
         ]
+
+    def coverage(self, question: str) -> list[float]:
+        """For each chunk, the share of the question's distinct (non-stop) words that occur in it."""
+        asked = set(words(question))
+        if not asked:
+            return [0.0] * len(self.bags)
+        return [sum(w in bag for w in asked) / len(asked) for bag in self.bags]
 
     def top(self, question: str, k: int) -> list[int]:
         """The k best chunks (all when there are at most k), best first; ties keep document order."""

@@ -2,7 +2,7 @@
 
 learn() reads every chunk once through the base model and the hypernetwork; answer() routes the question
 to the best-matching chunk adapters, applies them (plus the learned bias LoRA) and generates closed-book;
-a question that shares no word with any learned chunk gets the base model alone, so general ability is
+a question that no learned chunk covers (see routing.py) gets the base model alone, so general ability is
 not touched by adapters about something else.
 compile_document() writes a document's adapter as a plain PEFT folder for `loracle compile`.
 """
@@ -37,6 +37,7 @@ class HypernetLearner:
         *,
         checkpoint: Path | str | None = None,
         top_k: int = 2,
+        min_coverage: float = 0.5,
         chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
         max_new_tokens: int = 48,
         batch: int = 1,
@@ -47,6 +48,7 @@ class HypernetLearner:
             lm, Path(checkpoint) if checkpoint else None, chunk_tokens=chunk_tokens
         )
         self.top_k = top_k
+        self.min_coverage = min_coverage  # the same share ttt asks of a recitation before it reads it
         self.max_new_tokens = max_new_tokens
         self.batch = batch  # chunks per forward when learning several documents
         self.chunks: list[ChunkAdapter] = []
@@ -64,9 +66,13 @@ class HypernetLearner:
         return LearnReport(NAME, len(docs), tokens, time.perf_counter() - start, size, details)
 
     def route(self, question: str) -> list[ChunkAdapter]:
-        """The chunks whose text shares words with the question, best first, at most top_k."""
-        scores = self.router.scores(question)
-        return [self.chunks[i] for i in self.router.top(question, self.top_k) if scores[i] > 0]
+        """The chunks that hold at least `min_coverage` of the question's words, best first, at most top_k."""
+        scores, coverage = self.router.scores(question), self.router.coverage(question)
+        return [
+            self.chunks[i]
+            for i in self.router.top(question, self.top_k)
+            if scores[i] > 0 and coverage[i] >= self.min_coverage
+        ]
 
     def answer(self, question: str) -> Answer:
         start = time.perf_counter()
