@@ -32,12 +32,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmarks.common import row, write_result
-from benchmarks.dev import ceil3, gated, pass_rate, quantile, title_of
+from benchmarks.dev import (
+    ceil3,
+    dev_samples,
+    gated,
+    general_questions,
+    pass_rate,
+    quantile,
+    title_of,
+    unrelated_questions,
+)
 from loracle.documents import Document
-from loracle.eval.general import KNOWLEDGE_FILE, data_file, load_general
 from loracle.eval.harness import document_text
 from loracle.eval.scoring import is_correct, token_f1
-from loracle.hypernet.data import Sample, fictional_sample
+from loracle.hypernet.data import Sample
 from loracle.learners.context import ORDERS, ContextLearner
 from loracle.model import GenerationConfig, LoadedModel, generate_chat, load_model, question_messages
 from loracle.runtime import configure_threads
@@ -50,10 +58,6 @@ class DevQuestion:
     question: str
     parts: tuple[tuple[str, ...], ...]  # accepted answers of each part; right only if every part is answered
     docs: tuple[int, ...]  # indices of the learned documents it needs
-
-
-def dev_samples(kind: str, count: int) -> list[Sample]:
-    return [fictional_sample(random.Random(f"{SEED}/{kind}/{i}"), parts=2) for i in range(count)]
 
 
 def score(reply: str, q: DevQuestion) -> dict[str, Any]:
@@ -103,13 +107,11 @@ def main() -> None:
     lm = load_model("embedded")
     pick = random.Random(f"{SEED}/questions")
 
-    learned = dev_samples("learned", args.docs)
+    learned = dev_samples(SEED, "learned", args.docs, parts=2)
     docs = [Document.from_text(s.text, title_of(s.text), doc_id=f"dev-{i}") for i, s in enumerate(learned)]
     questions = dev_questions(learned, args.per_doc, args.pairs, pick)
-    unrelated = [
-        q for s in dev_samples("unlearned", args.unrelated_docs) for q, _ in pick.sample(s.qa, args.unrelated_per_doc)
-    ]
-    general = [item.question for item in load_general(data_file(KNOWLEDGE_FILE), "knowledge")]
+    unrelated = unrelated_questions(SEED, args.unrelated_docs, args.unrelated_per_doc, pick, parts=2)
+    general = general_questions()
 
     learner = ContextLearner(lm, top_k=3, max_new_tokens=args.max_new_tokens)
     learner.learn(docs)

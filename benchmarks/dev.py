@@ -1,16 +1,35 @@
-"""Helpers shared by the dev-data scripts (kstore_dev, context_dev, ttt_dev): generated documents' titles and
-the arithmetic of a relevance gate scored without decoding again."""
+"""Helpers shared by the dev-data scripts (kstore_dev, context_dev, ttt_dev): generated documents and the
+questions asked of them, and the arithmetic of a relevance gate scored without decoding again."""
 
 from __future__ import annotations
 
 import math
+import random
 import re
 import statistics
+
+from loracle.eval.general import KNOWLEDGE_FILE, data_file, load_general
+from loracle.hypernet.data import Sample, fictional_sample
 
 
 def title_of(text: str) -> str:
     """The entity a generated document is about (its first words up to "is"/"was")."""
     return re.split(r" (?:is|was) ", text, maxsplit=1)[0].removeprefix("The ")
+
+
+def dev_samples(seed: str, kind: str, count: int, parts: int = 1) -> list[Sample]:
+    """`count` generated documents of `parts` paragraphs, seeded "<seed>/<kind>/<i>"."""
+    return [fictional_sample(random.Random(f"{seed}/{kind}/{i}"), parts=parts) for i in range(count)]
+
+
+def unrelated_questions(seed: str, docs: int, per_doc: int, pick: random.Random, parts: int = 1) -> list[str]:
+    """Questions about generated documents that are never learned (the "unlearned" kind), drawn with `pick`."""
+    return [q for s in dev_samples(seed, "unlearned", docs, parts) for q, _ in pick.sample(s.qa, per_doc)]
+
+
+def general_questions() -> list[str]:
+    """The bundled general-knowledge questions (reported beside a gate, never used to choose it)."""
+    return [item.question for item in load_general(data_file(KNOWLEDGE_FILE), "knowledge")]
 
 
 def ceil3(x: float) -> float:

@@ -32,21 +32,24 @@ from typing import Any
 import torch
 
 from benchmarks.common import row, write_result
-from benchmarks.dev import ceil3, gated, pass_rate, quantile, title_of
+from benchmarks.dev import (
+    ceil3,
+    dev_samples,
+    gated,
+    general_questions,
+    pass_rate,
+    quantile,
+    title_of,
+    unrelated_questions,
+)
 from loracle.documents import Document
-from loracle.eval.general import KNOWLEDGE_FILE, data_file, load_general
 from loracle.eval.scoring import is_correct, token_f1
-from loracle.hypernet.data import Sample, fictional_sample
 from loracle.learners.kstore import KStoreLearner, KStoreSettings
 from loracle.model import load_model
 from loracle.runtime import configure_threads
 
 SEED = "kstore-dev"
 GATE_SHUT = 2.0  # above any match score (a mean of cosine similarities): the store is never consulted
-
-
-def dev_samples(kind: str, count: int) -> list[Sample]:
-    return [fictional_sample(random.Random(f"{SEED}/{kind}/{i}")) for i in range(count)]
 
 
 def decode(store: KStoreLearner, settings: KStoreSettings, qa: list[tuple[str, list[str]]]) -> list[dict]:
@@ -74,13 +77,11 @@ def main() -> None:
     lm = load_model("embedded")
     pick = random.Random(f"{SEED}/questions")
 
-    learned = dev_samples("learned", args.docs)
+    learned = dev_samples(SEED, "learned", args.docs)
     docs = [Document.from_text(s.text, title_of(s.text)) for s in learned]
     qa = [q for s in learned for q in pick.sample(s.qa, min(args.per_doc, len(s.qa)))]
-    unrelated = [
-        q for s in dev_samples("unlearned", args.unrelated_docs) for q, _ in pick.sample(s.qa, args.unrelated_per_doc)
-    ]
-    general = [item.question for item in load_general(data_file(KNOWLEDGE_FILE), "knowledge")]
+    unrelated = unrelated_questions(SEED, args.unrelated_docs, args.unrelated_per_doc, pick)
+    general = general_questions()
 
     base_settings = dataclasses.replace(KStoreSettings(), max_new_tokens=args.max_new_tokens, min_question_match=-1.0)
     questions = {"learned": [q for q, _ in qa], "unrelated": unrelated, "general": general}
