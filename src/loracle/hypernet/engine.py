@@ -77,9 +77,10 @@ class DocToLora:
             jobs += [(number, index, chunk) for index, chunk in enumerate(chunks)]
         jobs.sort(key=lambda job: len(job[2]))
         found: list[dict[int, ChunkAdapter]] = [{} for _ in docs]
+        step = max(1, batch)
         with torch.no_grad():
-            for first in range(0, len(jobs), max(1, batch)):
-                group = jobs[first : first + max(1, batch)]
+            for first in range(0, len(jobs), step):
+                group = jobs[first : first + step]
                 loras = self.net(read_chunks(self.lm.model, self.prompt, [chunk for _, _, chunk in group]))
                 for (number, index, chunk), lora in zip(group, loras, strict=True):
                     doc = docs[number]

@@ -52,8 +52,12 @@ class ChunkRouter:
             return [0.0] * len(self.bags)
         return [sum(w in bag for w in asked) / len(asked) for bag in self.bags]
 
-    def top(self, question: str, k: int) -> list[int]:
-        """The k best chunks (all when there are at most k), best first; ties keep document order."""
+    def top(self, question: str, k: int, min_coverage: float | None = None) -> list[int]:
+        """The k best chunks (all when there are at most k), best first; ties keep document order. With
+        `min_coverage`, only those of them that share a word with the question and hold that share of its words."""
         scores = self.scores(question)
-        order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
-        return order[:k]
+        order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:k]
+        if min_coverage is None:
+            return order
+        coverage = self.coverage(question)
+        return [i for i in order if scores[i] > 0 and coverage[i] >= min_coverage]

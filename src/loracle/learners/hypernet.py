@@ -9,6 +9,7 @@ compile_document() writes a document's adapter as a plain PEFT folder for `lorac
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -67,22 +68,15 @@ class HypernetLearner:
 
     def route(self, question: str) -> list[ChunkAdapter]:
         """The chunks that hold at least `min_coverage` of the question's words, best first, at most top_k."""
-        scores, coverage = self.router.scores(question), self.router.coverage(question)
-        return [
-            self.chunks[i]
-            for i in self.router.top(question, self.top_k)
-            if scores[i] > 0 and coverage[i] >= self.min_coverage
-        ]
+        return [self.chunks[i] for i in self.router.top(question, self.top_k, self.min_coverage)]
 
     def answer(self, question: str) -> Answer:
         start = time.perf_counter()
         chosen = self.route(question)
-        # the adapters are forward hooks: every decoder runs hooked modules through their own forward
+        # the adapters are forward hooks: every decoder runs hooked modules through their own forward;
+        # about nothing learned, the base model answers alone, without even the bias LoRA
         config = GenerationConfig(max_new_tokens=self.max_new_tokens)
-        if not chosen:  # about nothing learned: the base model answers, without even the bias LoRA
-            text = generate_chat(self.lm, question_messages(question), config)
-            return Answer(text, [], time.perf_counter() - start)
-        with applied(self.lm.model, self.engine.combine(chosen)):
+        with applied(self.lm.model, self.engine.combine(chosen)) if chosen else contextlib.nullcontext():
             text = generate_chat(self.lm, question_messages(question), config)
         citations = [Citation(c.doc_id, c.title, c.text[:160]) for c in chosen]
         return Answer(text, citations, time.perf_counter() - start)
@@ -120,23 +114,18 @@ class HypernetLearner:
         Each report carries the batch's seconds shared out by tokens."""
         start = time.perf_counter()
         batch = self.engine.internalise_many([_doc_text(doc) for doc in docs], batch=len(docs))
-        sizes = [self._write(doc, adapters, folder) for doc, adapters, folder in zip(docs, batch, folders, strict=True)]
+        written = [self._write(*job) for job in zip(docs, batch, folders, strict=True)]
         seconds = time.perf_counter() - start
         tokens = [sum(a.tokens for a in adapters) for adapters in batch]
-        config = self.engine.net.config
         return [
             CompileReport(
-                doc.id,
-                seconds * n / sum(tokens),
-                n,
-                size,
-                {"chunks": len(adapters), "rank": config.bias_rank + config.rank * len(adapters), "batch": len(docs)},
+                doc.id, seconds * n / sum(tokens), n, size, {"chunks": len(adapters), "rank": rank, "batch": len(docs)}
             )
-            for doc, adapters, n, size in zip(docs, batch, tokens, sizes, strict=True)
+            for doc, adapters, n, (size, rank) in zip(docs, batch, tokens, written, strict=True)
         ]
 
-    def _write(self, doc: Document, adapters: Sequence[ChunkAdapter], folder: Path) -> int:
-        """The PEFT folder of one document's adapters; returns the bytes written."""
+    def _write(self, doc: Document, adapters: Sequence[ChunkAdapter], folder: Path) -> tuple[int, int]:
+        """The PEFT folder of one document's adapters; returns the bytes written and the adapter's rank."""
         lora = self.engine.combine(adapters)
         rank = lora_rank(lora)
         config = self.engine.net.config
@@ -149,7 +138,7 @@ class HypernetLearner:
             "chunk_rank": config.rank,
             "bias_rank": config.bias_rank,
         }
-        return write_lora_adapter(
+        size = write_lora_adapter(
             folder,
             to_peft_tensors(lora),
             r=rank,
@@ -158,6 +147,7 @@ class HypernetLearner:
             base_model=self.lm.name,
             manifest=manifest,
         )
+        return size, rank
 
 
 def _doc_text(doc: Document) -> DocText:
