@@ -35,6 +35,7 @@ from benchmarks.common import row, write_result
 from benchmarks.dev import (
     ceil3,
     dev_samples,
+    gate_rows,
     gated,
     general_questions,
     pass_rate,
@@ -180,11 +181,7 @@ def main() -> None:
         row("dev accuracy: previous defaults (top 3, document order, no gate)",
             next(e for e in grid if e["settings"] == {"top_k": 3, "min_relative_score": 0.0, "order": "document"})
             ["by_gate"][-1.0]["accuracy"]),
-        row("learned questions passing the gate", pass_rate(similarity["learned"], gate)),
-        row("unrelated questions passing the gate", pass_rate(similarity["unrelated"], gate),
-            note=f"{len(unrelated)} questions about {args.unrelated_docs} unlearned generated documents"),
-        row("general-knowledge questions passing the gate", pass_rate(similarity["general"], gate),
-            note=f"{len(general)} questions; reported only, not used to choose"),
+        *gate_rows(similarity, gate, args.unrelated_docs),
     ]  # fmt: skip
     data = {
         "seeds": SEED,

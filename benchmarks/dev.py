@@ -8,6 +8,7 @@ import random
 import re
 import statistics
 
+from benchmarks.common import row
 from loracle.eval.general import KNOWLEDGE_FILE, data_file, load_general
 from loracle.hypernet.data import Sample, fictional_sample
 
@@ -50,3 +51,14 @@ def gated(config: list[dict], base: list[dict], scores: list[float], gate: float
 def pass_rate(scores: list[float], gate: float) -> float:
     """The share of `scores` at or above `gate`."""
     return sum(s >= gate for s in scores) / len(scores)
+
+
+def gate_rows(scores: dict[str, list[float]], gate: float, unrelated_docs: int) -> list[dict]:
+    """RESULTS rows: the share of learned, unrelated and general questions whose score passes `gate`."""
+    return [
+        row("learned questions passing the gate", pass_rate(scores["learned"], gate)),
+        row("unrelated questions passing the gate", pass_rate(scores["unrelated"], gate),
+            note=f"{len(scores['unrelated'])} questions about {unrelated_docs} unlearned generated documents"),
+        row("general-knowledge questions passing the gate", pass_rate(scores["general"], gate),
+            note=f"{len(scores['general'])} questions; reported only, not used to choose"),
+    ]  # fmt: skip

@@ -35,6 +35,7 @@ from benchmarks.common import row, write_result
 from benchmarks.dev import (
     ceil3,
     dev_samples,
+    gate_rows,
     gated,
     general_questions,
     pass_rate,
@@ -156,7 +157,7 @@ def main() -> None:
             rates = [pass_rate(match[key_layer][n], g) for n in ("learned", "unrelated", "general")]
             print(f"{'':>{len(str(key_layer)) + 8}}{g:+8.3f} {rates[0]:13.2f} {rates[1]:15.2f} {rates[2]:13.2f}")
 
-    n_q, n_u = len(qa), len(unrelated)
+    n_q = len(qa)
     note = f"{args.docs} generated documents, {n_q} questions; seeds {SEED}/*"
     rows = [
         row("chosen layer", layer, note=note),
@@ -167,11 +168,7 @@ def main() -> None:
         row("chosen min_question_match", gate, note=f"<= {args.max_unrelated_pass:.0%} of unrelated questions pass"),
         row("dev accuracy: base model (store never consulted)", base_acc, note=f"{n_q} questions"),
         row("dev accuracy: chosen settings", accuracy, note=f"token F1 {f1:.3f}"),
-        row("learned questions passing the gate", pass_rate(match[layer]["learned"], gate)),
-        row("unrelated questions passing the gate", pass_rate(match[layer]["unrelated"], gate),
-            note=f"{n_u} questions about {args.unrelated_docs} unlearned generated documents"),
-        row("general-knowledge questions passing the gate", pass_rate(match[layer]["general"], gate),
-            note=f"{len(general)} questions; reported only, not used to choose"),
+        *gate_rows(match[layer], gate, args.unrelated_docs),
     ]  # fmt: skip
     data = {
         "seeds": SEED,
