@@ -26,7 +26,7 @@ import torch
 from loracle.documents import Document
 from loracle.learners.upper import right_padded
 from loracle.model import LoadedModel, encode_chat, question_messages
-from loracle.model.chat import stop_token_ids
+from loracle.model.batch import greedy_batch
 from loracle.sources.chunking import chunk_document
 
 # Few-shot completion prompts (a small model writes far better questions from examples than from an
@@ -142,31 +142,6 @@ def supported(answer: str, passage: str, question: str) -> bool:
     return len(new & content_words(passage)) / len(new) >= 0.75
 
 
-def generate_batch(lm: LoadedModel, prompts: Sequence[list[int]], max_new_tokens: int) -> list[str]:
-    """Greedy continuations of several prompts at once (left-padded), as text up to the first stop token."""
-    if not prompts:
-        return []
-    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
-    width = max(len(p) for p in prompts)
-    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=lm.device)
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=lm.device)
-    stops = sorted(stop_token_ids(lm.tokenizer))
-    with torch.inference_mode():
-        out = lm.model.generate(
-            input_ids=ids,
-            attention_mask=mask,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            pad_token_id=pad,
-            eos_token_id=stops,
-        )
-    texts = []
-    for row in out[:, width:].tolist():
-        cut = next((i for i, t in enumerate(row) if t in stops), len(row))
-        texts.append(lm.tokenizer.decode(row[:cut], skip_special_tokens=True).strip())
-    return texts
-
-
 def _clean_question(text: str) -> str:
     line = text.strip().splitlines()[0] if text.strip() else ""
     line = re.sub(r"^(question|q)\s*[:.]\s*", "", line, flags=re.IGNORECASE).strip()
@@ -176,13 +151,14 @@ def _clean_question(text: str) -> str:
 
 def _questions(lm: LoadedModel, title: str, found: Sequence[str]) -> list[tuple[str, str]]:
     """(sentence, question) pairs the model wrote, without duplicates."""
-    jobs = [(s, lm.tokenizer.encode(t.format(title=title, sentence=s))) for t in QUESTION_PROMPTS for s in found]
-    written = generate_batch(lm, [ids for _, ids in jobs], 24)
     pairs: dict[str, str] = {}
-    for (sentence, _), text in zip(jobs, written, strict=True):
-        question = _clean_question(text)
-        if question:
-            pairs.setdefault(question, sentence)
+    for template in QUESTION_PROMPTS:  # one batch per template: their few-shot block is prefilled once
+        prompts = [lm.tokenizer.encode(template.format(title=title, sentence=s)) for s in found]
+        written = greedy_batch(lm, prompts, 24)
+        for sentence, text in zip(found, written, strict=True):
+            question = _clean_question(text)
+            if question:
+                pairs.setdefault(question, sentence)
     return [(s, q) for q, s in pairs.items()]
 
 
@@ -221,7 +197,7 @@ def study_examples(
         ]
         if not qa_pairs:
             continue
-        replies = generate_batch(
+        replies = greedy_batch(
             lm, [encode_chat(lm.tokenizer, question_messages(q, passage)) for _, q in asked], answer_tokens
         )
         for (sentence, question), reply in zip(asked, replies, strict=True):
