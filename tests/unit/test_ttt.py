@@ -20,6 +20,7 @@ from loracle.learners.selfstudy import (
 )
 from loracle.learners.ttt import GatedLoRA, TTTLearner
 from loracle.learners.upper import lower_states, upper_hidden
+from loracle.learners.vocab import candidate_head
 from loracle.model import encode_chat, question_messages
 from loracle.model.loader import LoadedModel, model_fingerprint
 from tests.conftest import build_tiny_model
@@ -217,3 +218,38 @@ def test_merged_adapter_gives_the_hooked_logits_and_restores_the_weights(tiny_lm
         merged = logits(tiny_lm, "Who founded it?")
     torch.testing.assert_close(merged, hooked, rtol=1e-4, atol=1e-4)
     assert all(torch.equal(a, b) for a, b in zip(before, tiny_lm.model.parameters(), strict=True))
+
+
+def test_candidate_loss_over_every_token_is_the_full_loss(tiny_lm: LoadedModel) -> None:
+    learner = small_learner(tiny_lm, layer_fraction=1.0)
+    examples = study_examples(tiny_lm, DOC, max_questions=2, qa_pairs=True)
+    first = learner.layers[0]
+    states = lower_states(tiny_lm, [e.prompt + e.answer for e in examples], first)
+    vocabulary = tiny_lm.model.get_output_embeddings().weight.shape[0]
+    with torch.no_grad(), learner.active():
+        full = learner.loss(examples, states, first)
+        everything = candidate_head(tiny_lm, examples, states, first, top_k=vocabulary)
+        narrow = candidate_head(tiny_lm, examples, states, first, top_k=2)
+        assert len(everything.tokens) == vocabulary
+        torch.testing.assert_close(learner.loss(examples, states, first, everything), full)
+        # fewer tokens to normalise over: every target gets a larger share, so the loss is lower
+        assert float(learner.loss(examples, states, first, narrow)) < float(full)
+    wanted = {t for e in examples for t in e.answer} | {
+        t for e in examples if e.teacher_ids is not None for t in e.teacher_ids.flatten().tolist()
+    }
+    assert wanted <= set(narrow.tokens.tolist()) and len(narrow.tokens) < vocabulary
+    assert torch.equal(narrow.tokens[narrow.columns(narrow.tokens)], narrow.tokens)
+
+
+def test_training_on_candidates_lowers_the_full_vocabulary_loss_as_full_training_does(tiny_lm: LoadedModel) -> None:
+    examples = study_examples(tiny_lm, DOC, max_questions=2)
+    after = {}
+    for top_k in (0, 8):  # 0: the whole vocabulary
+        learner = small_learner(tiny_lm, layer_fraction=1.0, steps_per_doc=20, candidate_top_k=top_k)
+        with torch.no_grad(), learner.active():
+            before = float(learner.loss(examples))
+        learner._train(learner.lora, examples, learner.steps_per_doc)
+        with torch.no_grad(), learner.active():
+            after[top_k] = float(learner.loss(examples))  # always over the whole vocabulary
+    assert after[0] < 0.95 * before
+    assert abs(after[8] - after[0]) < 0.02 * (before - after[0])

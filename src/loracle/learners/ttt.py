@@ -3,7 +3,8 @@
 What is trained: a LoRA on the MLP down projection of the upper layers (`layer_fraction` of them). Its
 input columns for the neurons that fire broadly on general text are masked (see gating.py), so the
 adapter is nearly silent on general text and general ability is protected. Only the upper layers run
-at each step, over cached inputs (upper.py).
+at each step, over cached inputs (upper.py), and the loss is normalised over the tokens that compete with
+the targets instead of the whole vocabulary (vocab.py; `candidate_top_k=0` for the whole vocabulary).
 
 What it is trained on: self-study pairs (selfstudy.py): cues the base model wrote or took from each
 passage (its questions, sentence openings, the title) -> the passage, word for word; optionally
@@ -42,6 +43,7 @@ from loracle.learners.checkpoint import load_checkpoint, save_checkpoint
 from loracle.learners.gating import broad_neuron_mask, down_projections, layer_path
 from loracle.learners.selfstudy import StudyExample, recall_messages, recitation_fits, study_examples
 from loracle.learners.upper import lower_states, upper_hidden
+from loracle.learners.vocab import CandidateHead, candidate_head, output_head
 from loracle.model import GenerationConfig, LoadedModel, generate_chat, question_messages
 
 OPTION_NAMES = (
@@ -53,6 +55,7 @@ OPTION_NAMES = (
     "batch_size",
     "lr",
     "distill_weight",
+    "candidate_top_k",
     "max_questions",
     "max_new_tokens",
     "passage_tokens",
@@ -110,6 +113,7 @@ class TTTLearner:
         batch_size: int = 4,
         lr: float = 1e-2,
         distill_weight: float = 1.0,
+        candidate_top_k: int = 256,
         max_questions: int = 16,
         max_new_tokens: int = 48,
         passage_tokens: int = 256,
@@ -123,6 +127,7 @@ class TTTLearner:
         self.layer_fraction, self.mask_fraction = layer_fraction, mask_fraction
         self.steps_per_doc, self.batch_size, self.lr = steps_per_doc, batch_size, lr
         self.distill_weight = distill_weight
+        self.candidate_top_k = candidate_top_k
         self.max_questions, self.max_new_tokens, self.seed = max_questions, max_new_tokens, seed
         self.passage_tokens, self.qa_pairs = passage_tokens, bool(qa_pairs)
         self.recite, self.recite_tokens = bool(recite), recite_tokens
@@ -212,9 +217,13 @@ class TTTLearner:
         with self._frozen_base():
             computed = lower_states(self.lm, [examples[i].prompt + examples[i].answer for i in used], lora.layers[0])
             states = dict(zip(used, computed, strict=True))
+            head = None
+            if self.candidate_top_k > 0:
+                chosen = [examples[i] for i in used]
+                head = candidate_head(self.lm, chosen, computed, lora.layers[0], self.candidate_top_k)
             with self.active(lora):
                 for picked in batches:
-                    loss = self.loss([examples[i] for i in picked], [states[i] for i in picked], lora.layers[0])
+                    loss = self.loss([examples[i] for i in picked], [states[i] for i in picked], lora.layers[0], head)
                     optimizer.zero_grad()
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_([lora.A, lora.B], 1.0)
@@ -223,10 +232,15 @@ class TTTLearner:
         return losses
 
     def loss(
-        self, batch: Sequence[StudyExample], states: Sequence[torch.Tensor] | None = None, first: int | None = None
+        self,
+        batch: Sequence[StudyExample],
+        states: Sequence[torch.Tensor] | None = None,
+        first: int | None = None,
+        head: CandidateHead | None = None,
     ) -> torch.Tensor:
         """Cross-entropy on the answer tokens + `distill_weight` x cross-entropy to the teacher's top-k, running
-        only the layers from `first` over `states` (the cached inputs of that layer; computed when not given)."""
+        only the layers from `first` over `states` (the cached inputs of that layer; computed when not given),
+        normalised over `head`'s candidate tokens when given, else over the whole vocabulary."""
         first = self.layers[0] if first is None else first
         if states is None:
             states = lower_states(self.lm, [e.prompt + e.answer for e in batch], first)
@@ -234,13 +248,15 @@ class TTTLearner:
         total = torch.zeros((), device=self.lm.device)
         for i, example in enumerate(batch):
             start = len(example.prompt) - 1
-            logits = self.lm.model.lm_head(hidden[i, start : start + len(example.answer)]).float()
+            answer = hidden[i, start : start + len(example.answer)]
+            logits = (head.logits(answer) if head else output_head(self.lm)(answer)).float()
             logp = torch.log_softmax(logits, dim=-1)
             target = torch.tensor(example.answer, device=self.lm.device)
-            total = total - logp.gather(1, target[:, None]).mean()
+            total = total - logp.gather(1, (head.columns(target) if head else target)[:, None]).mean()
             if self.distill_weight and example.teacher_ids is not None and example.teacher_logp is not None:
                 teacher = torch.softmax(example.teacher_logp.to(self.lm.device), dim=-1)
-                student = logp.gather(1, example.teacher_ids.to(self.lm.device))
+                ids = example.teacher_ids.to(self.lm.device)
+                student = logp.gather(1, head.columns(ids) if head else ids)
                 total = total - self.distill_weight * (teacher * student).sum(-1).mean()
         return total / len(batch)
 
