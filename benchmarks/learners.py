@@ -21,7 +21,7 @@ from typing import Any
 from benchmarks.common import RESULTS_DIR, machine_info, row, write_result
 
 DATA = Path(__file__).parent / "data" / "fictional"
-SQUAD = Path("/work/shared/data/squad2-dev-normans-rhine.json")
+SQUAD = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad2-dev-normans-rhine.json"
 OUT = RESULTS_DIR / "learners"
 WANTED = ("context", "ttt", "kstore", "playbook")
 

@@ -1,11 +1,14 @@
-"""ttt settings tried on dev data only: generated fictional documents, never the sample or an eval set.
+"""ttt settings tried on dev data only: never the sample or an eval set's documents and questions.
 
-Each run learns `--docs` generated three-paragraph documents (about 300 tokens each, seeds "ttt-dev/<i>"),
-one at a time as `loracle compile` would, then answers `--per-doc` questions about each closed-book. The
-same questions are asked of the base model with the document in context (the dev ceiling). Options are
-passed to TTTLearner as KEY=VALUE, so a faster setting can be checked against the default in one run:
+Two dev sources. `generated`: fictional three-paragraph documents (about 300 tokens each, seeds
+"ttt-dev/<i>"). `squad`: paragraphs of the shared SQuAD file that the learners benchmark does not learn
+(its sample of 24 questions names the paragraphs it uses; these are the others), so many documents on one
+topic compete, as they do there. Each run learns all `--docs` documents in one learner, as `loracle eval`
+does, then answers `--per-doc` questions about each closed-book; the same questions are asked of the base
+model with the document in context (the dev ceiling). Options are passed to TTTLearner as KEY=VALUE, so a
+setting can be checked against the default in one run:
 
-    nice -n 5 .venv/bin/python -m benchmarks.ttt_dev --option steps_per_doc=10 --label fast
+    nice -n 5 .venv/bin/python -m benchmarks.ttt_dev --source squad --docs 10 --option route_top_k=1 --label top1
 
 Results append to results/ttt_dev.json (one entry per label) and its rows to RESULTS.md.
 """
@@ -21,19 +24,43 @@ from typing import Any
 
 from benchmarks.common import RESULTS_DIR, row, write_result
 from benchmarks.dev import title_of
+from benchmarks.learners import SQUAD
 from loracle.cli.adapter_commands import parse_options
 from loracle.documents import Document
 from loracle.eval.scoring import is_correct
+from loracle.eval.squad import load_squad, sample_questions
 from loracle.hypernet.data import fictional_sample
 from loracle.learners.ttt import TTTLearner
 from loracle.model import GenerationConfig, generate_chat, load_model, question_messages
 from loracle.runtime import configure_threads
 
 SEED = "ttt-dev"
+#: the SQuAD questions the learners benchmark asks (its --max-questions default); their paragraphs are not dev
+BENCHMARK_SQUAD_QUESTIONS = 24
+
+
+def generated_dev(docs: int, per_doc: int) -> list[tuple[Document, list[tuple[str, tuple[str, ...]]]]]:
+    pick = random.Random(f"{SEED}/questions")
+    out = []
+    for i in range(docs):
+        sample = fictional_sample(random.Random(f"{SEED}/{i}"), parts=3)
+        doc = Document.from_text(sample.text, title_of(sample.text), doc_id=f"dev-{i}")
+        out.append((doc, [(q, tuple(a)) for q, a in pick.sample(sample.qa, per_doc)]))
+    return out
+
+
+def squad_dev(docs: int, per_doc: int) -> list[tuple[Document, list[tuple[str, tuple[str, ...]]]]]:
+    paragraphs = load_squad(SQUAD)
+    used = {d for item in sample_questions(paragraphs, BENCHMARK_SQUAD_QUESTIONS) for d in item.docs}
+    pool = [p for p in paragraphs if p.key not in used and len(p.questions) >= per_doc + 1]
+    step = len(pool) / docs
+    chosen = [pool[int(i * step)] for i in range(docs)]
+    return [(p.document(), [(q.question, q.answers) for q in p.questions[1 : per_doc + 1]]) for p in chosen]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--source", choices=("generated", "squad"), default="generated")
     parser.add_argument("--docs", type=int, default=3)
     parser.add_argument("--per-doc", type=int, default=4)
     parser.add_argument("--option", action="append", default=[], help="TTTLearner option KEY=VALUE")
@@ -43,24 +70,21 @@ def main() -> None:
     configure_threads(args.threads)
     options: dict[str, Any] = parse_options(args.option)
     lm = load_model("embedded")
-    pick = random.Random(f"{SEED}/questions")
-    samples = [fictional_sample(random.Random(f"{SEED}/{i}"), parts=3) for i in range(args.docs)]
-    config = GenerationConfig(max_new_tokens=24)
-    learn_s, tokens, correct, ceiling = [], [], [], []
-    for i, sample in enumerate(samples):
-        doc = Document.from_text(sample.text, title_of(sample.text), doc_id=f"dev-{i}")
-        learner = TTTLearner(lm, **options)
-        report = learner.learn([doc])
-        learn_s.append(report.seconds)
-        tokens.append(report.tokens)
-        for question, accepted in pick.sample(sample.qa, args.per_doc):
+    dev = (squad_dev if args.source == "squad" else generated_dev)(args.docs, args.per_doc)
+    learner = TTTLearner(lm, **options)
+    config = GenerationConfig(learner.max_new_tokens)  # the ceiling answers at the same length as the learner
+    report = learner.learn([doc for doc, _ in dev])
+    correct, ceiling, routed = [], [], []
+    for doc, questions in dev:
+        for question, accepted in questions:
             reply = learner.answer(question).text
             correct.append(is_correct(reply, accepted))
+            routed.append(learner.route(question)[:1] == [doc.id])
             in_context = generate_chat(lm, question_messages(question, doc.text), config)
             ceiling.append(is_correct(in_context, accepted))
-            print(f"[{i}] {question} -> {reply[:80]!r} ({correct[-1]}; in context {ceiling[-1]})", flush=True)
-        learner.reset()
+            print(f"[{doc.id}] {question} -> {reply[:80]!r} ({correct[-1]}; in context {ceiling[-1]})", flush=True)
     entry = {
+        "source": args.source,
         "options": options,
         "docs": args.docs,
         "per_doc": args.per_doc,
@@ -68,7 +92,8 @@ def main() -> None:
         "when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "accuracy": statistics.mean(correct),
         "ceiling": statistics.mean(ceiling),
-        "learn_seconds_per_300_tokens": statistics.mean(s * 300 / t for s, t in zip(learn_s, tokens, strict=True)),
+        "routed_to_its_document": statistics.mean(routed),
+        "learn_seconds_per_300_tokens": report.seconds * 300 / report.tokens,
     }
     print(json.dumps(entry))
     previous = RESULTS_DIR / "ttt_dev.json"
@@ -83,8 +108,10 @@ def write_runs(runs: dict[str, dict[str, Any]]) -> None:
         row(
             f"{label}: accuracy / ceiling",
             f"{e['accuracy']:.3f} / {e['ceiling']:.3f}",
-            note=f"{json.dumps(e['options'])}; {e['docs']} docs x {e['per_doc']} questions, {e['threads']} threads; "
-            f"learning {e['learn_seconds_per_300_tokens']:.0f} s per 300 tokens; run {e['when']}",
+            note=f"{e.get('source', 'generated')} dev, {json.dumps(e['options'])}; {e['docs']} docs x {e['per_doc']} "
+            f"questions, {e['threads']} threads; learning {e['learn_seconds_per_300_tokens']:.0f} s per 300 tokens"
+            + (f"; routed to its document {e['routed_to_its_document']:.2f}" if "routed_to_its_document" in e else "")
+            + f"; run {e['when']}",
         )
         for label, e in runs.items()
     ]

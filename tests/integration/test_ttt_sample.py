@@ -26,7 +26,7 @@ def test_ttt_recites_the_sample_and_answers_from_it(embedded_lm: LoadedModel, sa
     assert report.details["examples"] > len(items)  # self-study wrote cues of its own
     assert report.details["loss_last"] < 0.5 * report.details["loss_first"]
 
-    with learner.merged():
+    with learner.merged(learner.adapters[doc.id]):
         recited = generate_chat(embedded_lm, recall_messages(items[0].question), GenerationConfig(96))
     words = content_words(recited)
     assert words and len(words & content_words(doc.text)) / len(words) > 0.8, recited

@@ -16,9 +16,9 @@ from loracle.hypernet.engine import DocToLora
 from loracle.hypernet.lora import applied, concat_ranks
 from loracle.hypernet.network import Hypernet, HypernetConfig
 from loracle.hypernet.reading import DocPrompt, chunk_ids, doc_ids, read_chunks
-from loracle.hypernet.routing import ChunkRouter
 from loracle.hypernet.train import TrainConfig, Trainer, distillation_loss
 from loracle.learners.hypernet import HypernetLearner
+from loracle.learners.routing import ChunkRouter
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -51,11 +51,11 @@ def test_a_few_steps_lower_the_loss_on_the_document(tiny_lm: LoadedModel) -> Non
     examples = study_examples(tiny_lm, DOC, max_questions=2, qa_pairs=True)
     answered = [e for e in examples if e.teacher_ids is not None]
     assert answered and len(answered) < len(examples)  # recitations carry no teacher
-    with torch.no_grad(), learner.active():
+    with torch.no_grad(), learner.active(learner._fresh_lora()):
         before = float(learner.loss(examples))
     learner.qa_pairs = True
     report = learner.learn([DOC])
-    with torch.no_grad(), learner.active():
+    with torch.no_grad(), learner.active(learner.adapters[DOC.id]):
         after = float(learner.loss(examples))
     assert after < 0.98 * before
     assert report.documents == 1 and report.details["examples"] == len(examples)
@@ -67,7 +67,7 @@ def test_the_base_model_is_untouched_outside_the_learner(tiny_lm: LoadedModel) -
     learner.learn([DOC])
     assert torch.equal(logits(tiny_lm, "Who founded it?"), before)
     assert all(p.requires_grad for p in tiny_lm.model.parameters())
-    with learner.active():
+    with learner.active(learner.adapters[DOC.id]):
         assert not torch.allclose(logits(tiny_lm, "Who founded it?"), before)
 
 
@@ -110,9 +110,9 @@ def test_save_and_load_give_identical_answers(tmp_path: Path, tiny_lm: LoadedMod
     assert loaded.documents == ["kestrel"]
     for question in ("Who founded the observatory?", "What powers the station?"):
         assert loaded.answer(question).text == learner.answer(question).text
-    with learner.active():
+    with learner.active(learner.adapters[DOC.id]):
         expected = logits(tiny_lm, "Who founded it?")
-    with loaded.active():
+    with loaded.active(loaded.adapters[DOC.id]):
         assert torch.equal(logits(tiny_lm, "Who founded it?"), expected)
 
 
@@ -212,9 +212,9 @@ def test_merged_adapter_gives_the_hooked_logits_and_restores_the_weights(tiny_lm
     learner = small_learner(tiny_lm)
     learner.learn([DOC])
     before = [p.detach().clone() for p in tiny_lm.model.parameters()]
-    with learner.active():
+    with learner.active(learner.adapters[DOC.id]):
         hooked = logits(tiny_lm, "Who founded it?")
-    with learner.merged():
+    with learner.merged(learner.adapters[DOC.id]):
         merged = logits(tiny_lm, "Who founded it?")
     torch.testing.assert_close(merged, hooked, rtol=1e-4, atol=1e-4)
     assert all(torch.equal(a, b) for a, b in zip(before, tiny_lm.model.parameters(), strict=True))
@@ -226,7 +226,7 @@ def test_candidate_loss_over_every_token_is_the_full_loss(tiny_lm: LoadedModel) 
     first = learner.layers[0]
     states = lower_states(tiny_lm, [e.prompt + e.answer for e in examples], first)
     vocabulary = tiny_lm.model.get_output_embeddings().weight.shape[0]
-    with torch.no_grad(), learner.active():
+    with torch.no_grad(), learner.active(learner._fresh_lora()):
         full = learner.loss(examples, states, first)
         everything = candidate_head(tiny_lm, examples, states, first, top_k=vocabulary)
         narrow = candidate_head(tiny_lm, examples, states, first, top_k=2)
@@ -246,10 +246,66 @@ def test_training_on_candidates_lowers_the_full_vocabulary_loss_as_full_training
     after = {}
     for top_k in (0, 8):  # 0: the whole vocabulary
         learner = small_learner(tiny_lm, layer_fraction=1.0, steps_per_doc=20, candidate_top_k=top_k)
-        with torch.no_grad(), learner.active():
+        lora = learner._fresh_lora()
+        with torch.no_grad(), learner.active(lora):
             before = float(learner.loss(examples))
-        learner._train(learner.lora, examples, learner.steps_per_doc)
-        with torch.no_grad(), learner.active():
+        learner._train(lora, examples, learner.steps_per_doc)
+        with torch.no_grad(), learner.active(lora):
             after[top_k] = float(learner.loss(examples))  # always over the whole vocabulary
     assert after[0] < 0.95 * before
     assert abs(after[8] - after[0]) < 0.02 * (before - after[0])
+
+
+OTHER = Document.from_text(
+    "The Vellmar Bridge crosses the Dunmere. It was designed by Tamsin Quell in 1902.",
+    "Vellmar Bridge",
+    doc_id="vellmar",
+)
+
+
+def test_each_document_gets_its_own_adapter_and_questions_route_to_it(tiny_lm: LoadedModel) -> None:
+    learner = small_learner(tiny_lm)
+    report = learner.learn([DOC, OTHER])
+    assert learner.documents == ["kestrel", "vellmar"] and report.details["adapters"] == 2
+    assert report.bytes_on_disk == 2 * sum(
+        t.numel() * 4 for t in (learner.adapters["kestrel"].A, learner.adapters["kestrel"].B)
+    )
+    assert learner.cues["vellmar"][0] == "What does the document about Vellmar Bridge say?"
+    assert learner.route("Who designed the Vellmar Bridge?")[0] == "vellmar"
+    assert learner.route("Who founded the Kestrel Valley Observatory?")[0] == "kestrel"
+    assert learner.route("zzz qqq?") == []
+    kestrel = learner.adapters["kestrel"].B.detach().clone()
+    learner.learn([OTHER])  # re-learning one document retrains only its adapter
+    assert learner.documents == ["kestrel", "vellmar"]
+    assert torch.equal(learner.adapters["kestrel"].B, kestrel)
+
+
+def test_a_question_routed_nowhere_gets_the_base_models_answer(tiny_lm: LoadedModel) -> None:
+    from loracle.model import GenerationConfig, generate_chat
+
+    learner = small_learner(tiny_lm)
+    learner.learn([DOC])
+    question = "zzz qqq?"
+    base = generate_chat(tiny_lm, question_messages(question), GenerationConfig(learner.max_new_tokens))
+    answer = learner.answer(question)
+    assert answer.text == base and answer.citations == []
+
+
+def test_saved_routing_survives_a_reload(tmp_path: Path, tiny_lm: LoadedModel) -> None:
+    learner = small_learner(tiny_lm)
+    learner.learn([DOC, OTHER])
+    learner.save(tmp_path / "ck")
+    loaded = TTTLearner(tiny_lm)
+    loaded.load(tmp_path / "ck")
+    assert loaded.cues == learner.cues
+    assert loaded.route("Who designed the Vellmar Bridge?") == learner.route("Who designed the Vellmar Bridge?")
+    for doc_id in learner.documents:
+        assert torch.equal(loaded.adapters[doc_id].B, learner.adapters[doc_id].B)
+
+
+def test_a_checkpoint_without_adapters_is_refused_clearly(tmp_path: Path, tiny_lm: LoadedModel) -> None:
+    from loracle.learners.checkpoint import save_checkpoint
+
+    save_checkpoint(tmp_path / "old", "ttt", tiny_lm.fingerprint, {"A": torch.zeros(1)}, {"options": {}})
+    with pytest.raises(LoracleError, match="not a usable ttt checkpoint"):
+        TTTLearner(tiny_lm).load(tmp_path / "old")

@@ -21,9 +21,9 @@ from loracle.documents import Document
 from loracle.errors import LoracleError
 from loracle.hypernet.engine import DEFAULT_CHUNK_TOKENS, ChunkAdapter, DocText, DocToLora
 from loracle.hypernet.lora import applied, from_flat, lora_bytes, lora_rank, to_flat, to_peft_tensors
-from loracle.hypernet.routing import ChunkRouter
 from loracle.learners.base import Answer, Citation, LearnReport
 from loracle.learners.checkpoint import load_checkpoint, save_checkpoint
+from loracle.learners.routing import ChunkRouter
 from loracle.model import GenerationConfig, LoadedModel, generate_chat, question_messages
 
 NAME = "hypernet"

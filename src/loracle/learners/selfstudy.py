@@ -106,6 +106,7 @@ class StudyExample:
     answer: list[int]
     teacher_ids: torch.Tensor | None = None  # [len(answer), k] top-k token ids with the document in context
     teacher_logp: torch.Tensor | None = None  # [len(answer), k] their log-probabilities
+    cue: str = ""  # the question or cue inside the prompt, as text (what a question is routed by)
 
 
 RECALL_PROMPT = "Recite, word for word, the passage you studied that answers this question: {question}"
@@ -192,7 +193,7 @@ def study_examples(
         asked = _questions(lm, doc.title, sentences(passage)[:max_questions])
         recital = answer_ids(lm, passage)
         examples += [
-            StudyExample(doc.id, encode_chat(lm.tokenizer, recall_messages(cue)), recital)
+            StudyExample(doc.id, encode_chat(lm.tokenizer, recall_messages(cue)), recital, cue=cue)
             for cue in cues(doc.title, passage, [q for _, q in asked])
         ]
         if not qa_pairs:
@@ -206,7 +207,8 @@ def study_examples(
             pairs.append((passage, question, sentence))
         pairs.append((passage, f"What does the document about {doc.title} say?", passage))
     answered = [
-        StudyExample(doc.id, encode_chat(lm.tokenizer, question_messages(q)), answer_ids(lm, a)) for _, q, a in pairs
+        StudyExample(doc.id, encode_chat(lm.tokenizer, question_messages(q)), answer_ids(lm, a), cue=q)
+        for _, q, a in pairs
     ]
     _add_teacher(lm, answered, [encode_chat(lm.tokenizer, question_messages(q, p)) for p, q, _ in pairs], top_k)
     return examples + answered
