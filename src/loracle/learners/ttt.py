@@ -1,7 +1,7 @@
-"""The `ttt` learner (test-time training): gradient steps write each document into a gated LoRA adapter of its own.
+"""The `ttt` learner (test-time training): gradient steps write each document into a gated LoRA of its own.
 
-What is trained, per document: a LoRA on the MLP down projection of the upper layers (`layer_fraction` of them). Its
-input columns for the neurons that fire broadly on general text are masked (see gating.py), so the
+What is trained, per document: a LoRA on the MLP down projection of the upper layers (`layer_fraction` of
+them). Its input columns for the neurons that fire broadly on general text are masked (see gating.py), so the
 adapter is nearly silent on general text and general ability is protected. Only the upper layers run
 at each step, over cached inputs (upper.py), and the loss is normalised over the tokens that compete with
 the targets instead of the whole vocabulary (vocab.py; `candidate_top_k=0` for the whole vocabulary).
@@ -14,8 +14,8 @@ distribution over the answer tokens.
 One adapter per document, not one for all: documents learned into one shared adapter garble each other's
 recitations as their number grows (10 SQuAD paragraphs of the dev split: 4 of 20 dev questions right with
 one shared adapter, 8 of 20 with one per paragraph, 10 of 20 with the paragraph in context), and re-learning
-one document retrains only its own adapter. A question is
-routed (routing.ChunkRouter) to the adapters whose cues best match it; the document text is not kept.
+one document retrains only its own adapter. A question is routed (routing.ChunkRouter) to the adapters
+whose cues best match it; the document text itself is not kept.
 
 Answering (`recite`): the best-routed adapter recites what it learned about the question; when that
 recitation is about the question, the base model answers from it as it would from the document; when it is
