@@ -155,7 +155,7 @@ def _questions(lm: LoadedModel, title: str, found: Sequence[str]) -> list[tuple[
     pairs: dict[str, str] = {}
     for template in QUESTION_PROMPTS:  # one batch per template: their few-shot block is prefilled once
         prompts = [lm.tokenizer.encode(template.format(title=title, sentence=s)) for s in found]
-        written = greedy_batch(lm, prompts, 24)
+        written = greedy_batch(lm, prompts, 24, one_line=True)  # a question is its first line
         for sentence, text in zip(found, written, strict=True):
             question = _clean_question(text)
             if question:

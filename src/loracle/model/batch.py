@@ -11,12 +11,19 @@ exactly as it would alone.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import torch
-from transformers import DynamicCache
+from transformers import DynamicCache, PreTrainedTokenizerBase
 
 from loracle.model.chat import stop_token_ids
 from loracle.model.loader import LoadedModel
+
+
+@lru_cache(maxsize=4)
+def line_end_ids(tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:
+    """Every token whose text holds a line break (decoded once per tokenizer)."""
+    return frozenset(i for i in range(len(tokenizer)) if "\n" in tokenizer.decode([i]))
 
 
 def shared_start(prompts: Sequence[Sequence[int]]) -> int:
@@ -28,8 +35,12 @@ def shared_start(prompts: Sequence[Sequence[int]]) -> int:
     return max(size, 0)
 
 
-def greedy_batch(lm: LoadedModel, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> list[str]:
-    """The greedy continuation of each prompt, as text up to the first stop token."""
+def greedy_batch(
+    lm: LoadedModel, prompts: Sequence[Sequence[int]], max_new_tokens: int, *, one_line: bool = False
+) -> list[str]:
+    """The greedy continuation of each prompt, as text up to the first stop token. With `one_line`, a row also
+    stops after its first token holding a line break (few-shot completions go on to invent the next example);
+    the text keeps that token, so it reads exactly as the start of the longer continuation."""
     if not prompts:
         return []
     shared = shared_start(prompts)
@@ -53,7 +64,7 @@ def greedy_batch(lm: LoadedModel, prompts: Sequence[Sequence[int]], max_new_toke
             max_new_tokens=max_new_tokens,
             do_sample=False,
             pad_token_id=pad,
-            eos_token_id=stops,
+            eos_token_id=sorted({*stops, *line_end_ids(tokenizer)}) if one_line else stops,
             **extra,
         )
     texts = []
