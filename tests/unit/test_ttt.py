@@ -270,7 +270,9 @@ def test_each_document_gets_its_own_adapter_and_questions_route_to_it(tiny_lm: L
     assert report.bytes_on_disk == 2 * sum(
         t.numel() * 4 for t in (learner.adapters["kestrel"].A, learner.adapters["kestrel"].B)
     )
-    assert learner.cues["vellmar"][0] == "What does the document about Vellmar Bridge say?"
+    keys = learner.keys["vellmar"]
+    assert keys[0] == "What does the document about Vellmar Bridge say?"
+    assert keys[-1].split() == sorted(set(keys[-1].split())) and "tamsin" in keys[-1].split()
     assert learner.route("Who designed the Vellmar Bridge?")[0] == "vellmar"
     assert learner.route("Who founded the Kestrel Valley Observatory?")[0] == "kestrel"
     assert learner.route("zzz qqq?") == []
@@ -297,7 +299,7 @@ def test_saved_routing_survives_a_reload(tmp_path: Path, tiny_lm: LoadedModel) -
     learner.save(tmp_path / "ck")
     loaded = TTTLearner(tiny_lm)
     loaded.load(tmp_path / "ck")
-    assert loaded.cues == learner.cues
+    assert loaded.keys == learner.keys
     assert loaded.route("Who designed the Vellmar Bridge?") == learner.route("Who designed the Vellmar Bridge?")
     for doc_id in learner.documents:
         assert torch.equal(loaded.adapters[doc_id].B, learner.adapters[doc_id].B)

@@ -15,7 +15,9 @@ One adapter per document, not one for all: documents learned into one shared ada
 recitations as their number grows (10 SQuAD paragraphs of the dev split: 4 of 20 dev questions right with
 one shared adapter, 8 of 20 with one per paragraph, 10 of 20 with the paragraph in context), and re-learning
 one document retrains only its own adapter. A question is routed (routing.ChunkRouter) to the adapters
-whose cues best match it; the document text itself is not kept.
+whose keys best match it: the cues each was trained on and its document's distinct words (a set of words,
+not the text: order and repetition are dropped). On 60 questions about 30 dev paragraphs the right one
+came first for 0.70 of them by the cues alone, 0.88 with the words, 0.87 by the full text.
 
 Answering (`recite`): the best-routed adapter recites what it learned about the question; when that
 recitation is about the question, the base model answers from it as it would from the document; when it is
@@ -48,7 +50,7 @@ from loracle.errors import LoracleError
 from loracle.learners.base import Answer, Citation, LearnReport
 from loracle.learners.checkpoint import load_checkpoint, save_checkpoint
 from loracle.learners.gating import broad_neuron_mask, down_projections, layer_path
-from loracle.learners.routing import ChunkRouter
+from loracle.learners.routing import ChunkRouter, words
 from loracle.learners.selfstudy import StudyExample, recall_messages, recitation_fits, study_examples
 from loracle.learners.upper import lower_states, upper_hidden
 from loracle.learners.vocab import CandidateHead, candidate_head, output_head
@@ -153,7 +155,7 @@ class TTTLearner:
 
     def reset(self) -> None:
         self.adapters: dict[str, GatedLoRA] = {}  # document id -> its adapter, in learning order
-        self.cues: dict[str, list[str]] = {}  # document id -> the cues its adapter recites on (routing keys)
+        self.keys: dict[str, list[str]] = {}  # document id -> what routes a question to its adapter
         self.router = ChunkRouter([])
 
     @property
@@ -201,7 +203,7 @@ class TTTLearner:
             losses = self._train(lora, studied, self.steps_per_doc)
             self.adapters.pop(doc.id, None)
             self.adapters[doc.id] = lora
-            self.cues[doc.id] = list(dict.fromkeys(e.cue for e in studied if e.cue))
+            self.keys[doc.id] = routing_keys(doc, studied)
             examples += len(studied)
             if losses:
                 first_losses.append(losses[0])
@@ -224,10 +226,10 @@ class TTTLearner:
         )
 
     def _route_all(self) -> None:
-        self.router = ChunkRouter([" ".join(self.cues.get(doc_id, [])) for doc_id in self.adapters])
+        self.router = ChunkRouter([" ".join(self.keys.get(doc_id, [])) for doc_id in self.adapters])
 
     def route(self, question: str) -> list[str]:
-        """The documents whose cues best match the question, best first (at most `route_top_k`); [] when the
+        """The documents whose keys best match the question, best first (at most `route_top_k`); [] when the
         question shares no word with any of them."""
         ids = list(self.adapters)
         return [ids[i] for i in self.router.top(question, self.route_top_k, min_coverage=0.0)]
@@ -390,12 +392,12 @@ class TTTLearner:
         return sum(t.numel() * t.element_size() for lora in self.adapters.values() for t in (lora.A, lora.B))
 
     def save(self, path: Path) -> None:
-        """Every document's adapter (tensors `<i>.A`, `<i>.B`, `<i>.keep`) and its cues, in one checkpoint."""
+        """Every document's adapter (tensors `<i>.A`, `<i>.B`, `<i>.keep`) and its routing keys, in one checkpoint."""
         tensors: dict[str, torch.Tensor] = {}
         records = []
         for i, (doc_id, lora) in enumerate(self.adapters.items()):
             tensors.update({f"{i}.A": lora.A, f"{i}.B": lora.B, f"{i}.keep": lora.keep})
-            records.append({"doc_id": doc_id, "gated": lora.gated, "cues": self.cues.get(doc_id, [])})
+            records.append({"doc_id": doc_id, "gated": lora.gated, "keys": self.keys.get(doc_id, [])})
         meta = {"options": self.options(), "layers": self.layers, "adapters": records}
         save_checkpoint(path, self.name, self.lm.fingerprint, tensors, meta)
 
@@ -403,7 +405,7 @@ class TTTLearner:
         tensors, meta = load_checkpoint(path, self.name, self.lm.fingerprint)
         options = meta.get("options", {})
         adapters: dict[str, GatedLoRA] = {}
-        cues: dict[str, list[str]] = {}
+        keys: dict[str, list[str]] = {}
         try:
             rank, alpha = int(options["rank"]), float(options["alpha"])
             for i, record in enumerate(meta["adapters"]):
@@ -413,12 +415,18 @@ class TTTLearner:
                 lora.keep.copy_(tensors[f"{i}.keep"])
                 lora.gated = bool(record["gated"])
                 adapters[str(record["doc_id"])] = lora.to(self.lm.device)
-                cues[str(record["doc_id"])] = [str(c) for c in record["cues"]]
+                keys[str(record["doc_id"])] = [str(k) for k in record["keys"]]
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise LoracleError(f"{path}: not a usable ttt checkpoint ({exc!r}; saved by an older loracle?)") from exc
         for key in OPTION_NAMES:
             if key in options:
                 setattr(self, key, options[key])
         self.layers = list(meta["layers"])
-        self.adapters, self.cues = adapters, cues
+        self.adapters, self.keys = adapters, keys
         self._route_all()
+
+
+def routing_keys(doc: Document, studied: Sequence[StudyExample]) -> list[str]:
+    """What routes a question to `doc`'s adapter: the cues it was trained on, then the document's distinct words."""
+    cues = list(dict.fromkeys(e.cue for e in studied if e.cue))
+    return [*cues, " ".join(sorted(set(words(doc.text))))]

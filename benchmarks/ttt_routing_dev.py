@@ -1,0 +1,58 @@
+"""How well ttt's routing keys send a question to its own document's adapter, on the SQuAD dev split.
+
+Routing needs no training, so this only writes each paragraph's self-study cues (question writing) and
+scores three kinds of key against the paragraph's questions: the cues alone, the keys the learner uses
+(cues + the paragraph's distinct words, learners.ttt.routing_keys) and, for comparison, the full text.
+Paragraphs are those benchmarks/ttt_dev.py draws with --source squad: never the benchmark's own.
+
+    nice -n 5 .venv/bin/python -m benchmarks.ttt_routing_dev --docs 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from benchmarks.common import row, write_result
+from benchmarks.ttt_dev import squad_dev
+from loracle.learners.routing import ChunkRouter
+from loracle.learners.selfstudy import study_examples
+from loracle.learners.ttt import routing_keys
+from loracle.model import load_model
+from loracle.runtime import configure_threads
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--docs", type=int, default=30)
+    parser.add_argument("--per-doc", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    configure_threads(args.threads)
+    lm = load_model("embedded")
+    dev = squad_dev(args.docs, args.per_doc)
+    start = time.perf_counter()
+    studied = [study_examples(lm, doc) for doc, _ in dev]
+    study_s = (time.perf_counter() - start) / len(dev)
+    learned = [routing_keys(doc, examples) for (doc, _), examples in zip(dev, studied, strict=True)]
+    kinds = {
+        "cues alone": [" ".join(keys[:-1]) for keys in learned],
+        "cues + distinct words (the learner's keys)": [" ".join(keys) for keys in learned],
+        "full text": [doc.text for doc, _ in dev],
+    }
+    asked = [(i, question) for i, (_, questions) in enumerate(dev) for question, _ in questions]
+    rows, data = [], {"docs": args.docs, "per_doc": args.per_doc, "study_seconds_per_doc": study_s, "kinds": {}}
+    for kind, texts in kinds.items():
+        router = ChunkRouter(texts)
+        top1 = statistics.mean(router.top(q, 1, 0.0)[:1] == [i] for i, q in asked)
+        top2 = statistics.mean(i in router.top(q, 2, 0.0) for i, q in asked)
+        data["kinds"][kind] = {"top1": top1, "top2": top2}
+        note = f"{len(asked)} questions about {len(dev)} SQuAD dev paragraphs"
+        rows.append(row(f"{kind}: own paragraph routed first / in the top 2", f"{top1:.2f} / {top2:.2f}", note=note))
+    rows.append(row("self-study question writing per paragraph", round(study_s, 2), "s"))
+    write_result("ttt_routing_dev", rows, data)
+
+
+if __name__ == "__main__":
+    main()
