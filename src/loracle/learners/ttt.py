@@ -226,7 +226,7 @@ class TTTLearner:
         )
 
     def _route_all(self) -> None:
-        self.router = ChunkRouter([" ".join(self.keys.get(doc_id, [])) for doc_id in self.adapters])
+        self.router = ChunkRouter([" ".join(self.keys[doc_id]) for doc_id in self.adapters])
 
     def route(self, question: str) -> list[str]:
         """The documents whose keys best match the question, best first (at most `route_top_k`); [] when the
@@ -397,7 +397,7 @@ class TTTLearner:
         records = []
         for i, (doc_id, lora) in enumerate(self.adapters.items()):
             tensors.update({f"{i}.A": lora.A, f"{i}.B": lora.B, f"{i}.keep": lora.keep})
-            records.append({"doc_id": doc_id, "gated": lora.gated, "keys": self.keys.get(doc_id, [])})
+            records.append({"doc_id": doc_id, "gated": lora.gated, "keys": self.keys[doc_id]})
         meta = {"options": self.options(), "layers": self.layers, "adapters": records}
         save_checkpoint(path, self.name, self.lm.fingerprint, tensors, meta)
 
