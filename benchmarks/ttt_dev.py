@@ -20,6 +20,7 @@ import json
 import random
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 from benchmarks.common import RESULTS_DIR, row, write_result
@@ -31,7 +32,7 @@ from loracle.eval.scoring import is_correct
 from loracle.eval.squad import load_squad, sample_questions
 from loracle.hypernet.data import fictional_sample
 from loracle.learners.ttt import TTTLearner
-from loracle.model import GenerationConfig, generate_chat, load_model, question_messages
+from loracle.model import GenerationConfig, LoadedModel, generate_chat, load_model, question_messages
 from loracle.runtime import configure_threads
 
 SEED = "ttt-dev"
@@ -66,14 +67,22 @@ def main() -> None:
     parser.add_argument("--option", action="append", default=[], help="TTTLearner option KEY=VALUE")
     parser.add_argument("--label", default="default")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--save", type=Path, help="save the learned adapters here (a ttt checkpoint)")
+    parser.add_argument(
+        "--load",
+        type=Path,
+        help="answer with adapters saved by an earlier run with the same --source/--docs (no learning); "
+        "--option then sets answer-time options on top of the saved ones",
+    )
     args = parser.parse_args()
     configure_threads(args.threads)
     options: dict[str, Any] = parse_options(args.option)
     lm = load_model("embedded")
     dev = (squad_dev if args.source == "squad" else generated_dev)(args.docs, args.per_doc)
-    learner = TTTLearner(lm, **options)
+    learner, learn_s = learned(lm, [doc for doc, _ in dev], options, args.load)
+    if args.save:
+        learner.save(args.save)
     config = GenerationConfig(learner.max_new_tokens)  # the ceiling answers at the same length as the learner
-    report = learner.learn([doc for doc, _ in dev])
     correct, ceiling, routed = [], [], []
     for doc, questions in dev:
         for question, accepted in questions:
@@ -93,13 +102,31 @@ def main() -> None:
         "accuracy": statistics.mean(correct),
         "ceiling": statistics.mean(ceiling),
         "routed_to_its_document": statistics.mean(routed),
-        "learn_seconds_per_300_tokens": report.seconds * 300 / report.tokens,
+        "learn_seconds_per_300_tokens": learn_s,
+        **({"adapters_from": str(args.load)} if args.load else {}),
     }
     print(json.dumps(entry))
     previous = RESULTS_DIR / "ttt_dev.json"
     runs = json.loads(previous.read_text(encoding="utf-8"))["data"]["runs"] if previous.exists() else {}
     runs[args.label] = entry
     write_runs(runs)
+
+
+def learned(
+    lm: LoadedModel, docs: list[Document], options: dict[str, Any], saved: Path | None
+) -> tuple[TTTLearner, float | None]:
+    """A learner that knows `docs` and its learning seconds per 300 tokens (None when loaded from `saved`)."""
+    if saved is None:
+        learner = TTTLearner(lm, **options)
+        report = learner.learn(docs)
+        return learner, report.seconds * 300 / report.tokens
+    learner = TTTLearner(lm)
+    learner.load(saved)
+    if sorted(learner.documents) != sorted(d.id for d in docs):
+        raise SystemExit(f"{saved}: its adapters are for other documents than this --source/--docs")
+    for key, value in options.items():
+        setattr(learner, key, value)
+    return learner, None
 
 
 def write_runs(runs: dict[str, dict[str, Any]]) -> None:
@@ -109,7 +136,12 @@ def write_runs(runs: dict[str, dict[str, Any]]) -> None:
             f"{label}: accuracy / ceiling",
             f"{e['accuracy']:.3f} / {e['ceiling']:.3f}",
             note=f"{e.get('source', 'generated')} dev, {json.dumps(e['options'])}; {e['docs']} docs x {e['per_doc']} "
-            f"questions, {e['threads']} threads; learning {e['learn_seconds_per_300_tokens']:.0f} s per 300 tokens"
+            f"questions, {e['threads']} threads; "
+            + (
+                f"learning {e['learn_seconds_per_300_tokens']:.0f} s per 300 tokens"
+                if e["learn_seconds_per_300_tokens"] is not None
+                else f"adapters from {e['adapters_from']}"
+            )
             + (f"; routed to its document {e['routed_to_its_document']:.2f}" if "routed_to_its_document" in e else "")
             + f"; run {e['when']}",
         )
