@@ -30,7 +30,10 @@ from loracle.model.batch import greedy_batch
 from loracle.sources.chunking import chunk_document
 
 # Few-shot completion prompts (a small model writes far better questions from examples than from an
-# instruction). Two styles, so each sentence is asked about from two sides.
+# instruction), in two styles. Only the first is used by default (`question_styles=1`): the second mostly
+# wrote generic questions ("What is the highest mountain?"), and dropping it was better on 36 questions
+# about 12 SQuAD dev paragraphs (13 right instead of 10, 12 with the paragraph in context) and learned
+# 20% faster (benchmarks/ttt_dev.py, results/ttt_dev.json).
 QUESTION_PROMPTS = (
     "Write a question whose answer is in the text.\n\n"
     "Text: The Eiffel Tower was finished in 1889 for the World's Fair in Paris.\n"
@@ -150,10 +153,10 @@ def _clean_question(text: str) -> str:
     return line[: end + 1] if end >= 0 else ""
 
 
-def _questions(lm: LoadedModel, title: str, found: Sequence[str]) -> list[tuple[str, str]]:
-    """(sentence, question) pairs the model wrote, without duplicates."""
+def _questions(lm: LoadedModel, title: str, found: Sequence[str], styles: int) -> list[tuple[str, str]]:
+    """(sentence, question) pairs the model wrote in the first `styles` of QUESTION_PROMPTS, without duplicates."""
     pairs: dict[str, str] = {}
-    for template in QUESTION_PROMPTS:  # one batch per template: their few-shot block is prefilled once
+    for template in QUESTION_PROMPTS[:styles]:  # one batch per template: their few-shot block is prefilled once
         prompts = [lm.tokenizer.encode(template.format(title=title, sentence=s)) for s in found]
         written = greedy_batch(lm, prompts, 24, one_line=True)  # a question is its first line
         for sentence, text in zip(found, written, strict=True):
@@ -181,6 +184,7 @@ def study_examples(
     *,
     passage_tokens: int = 256,
     max_questions: int = 16,
+    question_styles: int = 1,
     answer_tokens: int = 40,
     top_k: int = 16,
     qa_pairs: bool = False,
@@ -190,7 +194,7 @@ def study_examples(
     pairs: list[tuple[str, str, str]] = []  # (passage, question, answer text)
     for chunk in chunk_document(doc, passage_tokens):
         passage = chunk.text
-        asked = _questions(lm, doc.title, sentences(passage)[:max_questions])
+        asked = _questions(lm, doc.title, sentences(passage)[:max_questions], question_styles)
         recital = answer_ids(lm, passage)
         examples += [
             StudyExample(doc.id, encode_chat(lm.tokenizer, recall_messages(cue)), recital, cue=cue)

@@ -67,6 +67,7 @@ OPTION_NAMES = (
     "distill_weight",
     "candidate_top_k",
     "max_questions",
+    "question_styles",
     "max_new_tokens",
     "passage_tokens",
     "qa_pairs",
@@ -126,6 +127,7 @@ class TTTLearner:
         distill_weight: float = 1.0,
         candidate_top_k: int = 256,
         max_questions: int = 16,
+        question_styles: int = 1,
         max_new_tokens: int = 48,
         passage_tokens: int = 256,
         qa_pairs: bool = False,
@@ -141,6 +143,7 @@ class TTTLearner:
         self.distill_weight = distill_weight
         self.candidate_top_k = candidate_top_k
         self.max_questions, self.max_new_tokens, self.seed = max_questions, max_new_tokens, seed
+        self.question_styles = question_styles
         self.passage_tokens, self.qa_pairs = passage_tokens, bool(qa_pairs)
         self.recite, self.recite_tokens = bool(recite), recite_tokens
         self.route_top_k = route_top_k
@@ -236,7 +239,12 @@ class TTTLearner:
 
     def _study(self, doc: Document) -> list[StudyExample]:
         return study_examples(
-            self.lm, doc, passage_tokens=self.passage_tokens, max_questions=self.max_questions, qa_pairs=self.qa_pairs
+            self.lm,
+            doc,
+            passage_tokens=self.passage_tokens,
+            max_questions=self.max_questions,
+            question_styles=self.question_styles,
+            qa_pairs=self.qa_pairs,
         )
 
     def _train(self, lora: GatedLoRA, examples: Sequence[StudyExample], steps: int) -> list[float]:
