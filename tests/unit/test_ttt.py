@@ -201,6 +201,31 @@ def test_recitation_examples_cue_the_whole_passage(tiny_lm: LoadedModel) -> None
     )
 
 
+def test_questions_are_written_in_the_chosen_number_of_styles(
+    tiny_lm: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loracle.learners import selfstudy
+
+    asked: list[list[int]] = []
+
+    def write(_lm: LoadedModel, prompts: list[list[int]], _tokens: int, one_line: bool = False) -> list[str]:
+        asked.extend(prompts)
+        return ["Who founded it?"] * len(prompts)
+
+    monkeypatch.setattr(selfstudy, "greedy_batch", write)
+    found = sentences(DOC.text)
+    for styles in (1, 2):
+        asked.clear()
+        examples = study_examples(tiny_lm, DOC, question_styles=styles)
+        expected = [
+            tiny_lm.tokenizer.encode(template.format(title=DOC.title, sentence=s))
+            for template in selfstudy.QUESTION_PROMPTS[:styles]
+            for s in found
+        ]
+        assert asked == expected
+        assert [e.cue for e in examples].count("Who founded it?") == 1  # the same question is trained on once
+
+
 def test_a_recitation_counts_only_when_it_is_about_the_question() -> None:
     recital = "The Vellmar Bridge crosses the Dunmere. It was designed by Tamsin Quell."
     assert recitation_fits("Who designed the Vellmar Bridge?", recital)
