@@ -37,7 +37,14 @@ def available_learners(requested: list[str]) -> tuple[list[str], list[str]]:
     return present, missing
 
 
-def run_corpus(corpus: str, learners: list[str], args: argparse.Namespace, lm: Any) -> dict:
+def head_commit() -> str:
+    """The checked-out commit (short hash); '' outside a git checkout."""
+    return subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+    ).stdout.strip()
+
+
+def run_corpus(corpus: str, learners: list[str], args: argparse.Namespace, lm: Any, commit: str) -> dict:
     from loracle.atomic import write_text_atomic
     from loracle.eval.harness import EvalSettings
     from loracle.eval.inputs import load_inputs
@@ -67,9 +74,7 @@ def run_corpus(corpus: str, learners: list[str], args: argparse.Namespace, lm: A
         "mean_doc_tokens": sum(tokens) / len(tokens),
     }
     record["when"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-    record["commit"] = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
-    ).stdout.strip()
+    record["commit"] = commit
     record["machine"] = machine_info()
     OUT.mkdir(parents=True, exist_ok=True)
     write_outputs(result, None, OUT / f"{label}.png")
@@ -150,6 +155,7 @@ def main() -> None:
     )
     parser.add_argument("--tag", default="", help="name this run's result files <corpus>-<tag> (keeps others)")
     args = parser.parse_args()
+    commit = head_commit()  # the code this process runs; HEAD may move while a run of an hour goes on
 
     from loracle.model import load_model
     from loracle.runtime import configure_threads
@@ -158,7 +164,7 @@ def main() -> None:
     learners, missing = available_learners([n for n in args.learners.split(",") if n])
     lm = load_model("embedded")
     for corpus in [c for c in args.corpora.split(",") if c]:
-        run_corpus(corpus, learners, args, lm)
+        run_corpus(corpus, learners, args, lm, commit)
     records = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(OUT.glob("*.eval.json"))]
     rows = [r for record in records for r in rows_for(record)]
     for name in missing:
