@@ -116,6 +116,25 @@ def test_save_and_load_give_identical_answers(tmp_path: Path, tiny_lm: LoadedMod
         assert torch.equal(logits(tiny_lm, "Who founded it?"), expected)
 
 
+def test_checkpoints_keep_factors_in_half_precision_and_old_float32_ones_still_load(
+    tmp_path: Path, tiny_lm: LoadedModel
+) -> None:
+    from safetensors.torch import load_file, save_file
+
+    learner = small_learner(tiny_lm)
+    learner.learn([DOC])
+    learner.save(tmp_path / "ck")
+    stored = load_file(str(tmp_path / "ck" / "tensors.safetensors"))
+    assert stored["0.A"].dtype == torch.float16 and stored["0.B"].dtype == torch.float16
+    assert stored["0.keep"].dtype == torch.bool
+    # a checkpoint written before half precision: float32 factors and gate
+    save_file({k: v.float() for k, v in stored.items()}, str(tmp_path / "ck" / "tensors.safetensors"))
+    loaded = TTTLearner(tiny_lm)
+    loaded.load(tmp_path / "ck")
+    lora = learner.adapters[DOC.id]
+    assert torch.equal(loaded.adapters[DOC.id].A, lora.A) and torch.equal(loaded.adapters[DOC.id].keep, lora.keep)
+
+
 def test_checkpoint_for_another_base_model_is_refused(tmp_path: Path, tiny_lm: LoadedModel) -> None:
     learner = small_learner(tiny_lm, steps_per_doc=1)
     learner.save(tmp_path / "ck")
@@ -292,9 +311,10 @@ def test_each_document_gets_its_own_adapter_and_questions_route_to_it(tiny_lm: L
     learner = small_learner(tiny_lm)
     report = learner.learn([DOC, OTHER])
     assert learner.documents == ["kestrel", "vellmar"] and report.details["adapters"] == 2
-    assert report.bytes_on_disk == 2 * sum(
-        t.numel() * 4 for t in (learner.adapters["kestrel"].A, learner.adapters["kestrel"].B)
-    )
+    kestrel_lora = learner.adapters["kestrel"]
+    factor_bytes = 2 * (kestrel_lora.A.numel() + kestrel_lora.B.numel()) + kestrel_lora.keep.numel()
+    key_bytes = sum(len(key.encode()) for keys in learner.keys.values() for key in keys)
+    assert report.bytes_on_disk == 2 * factor_bytes + key_bytes
     keys = learner.keys["vellmar"]
     assert keys[0] == "What does the document about Vellmar Bridge say?"
     assert keys[-1].split() == sorted(set(keys[-1].split())) and "tamsin" in keys[-1].split()

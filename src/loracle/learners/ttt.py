@@ -78,6 +78,11 @@ OPTION_NAMES = (
 )
 
 
+#: checkpoints keep the LoRA factors in half precision: half the disk of float32, and rounding them changes
+#: nothing that training at float32 resolves (the factors are rounded once, right after training)
+STORAGE_DTYPE = torch.float16
+
+
 class GatedLoRA(nn.Module):
     """LoRA factors for the down projections of `layers`; `mask` [layers, neurons] marks inputs never read."""
 
@@ -91,6 +96,13 @@ class GatedLoRA(nn.Module):
         self.B = nn.Parameter(torch.zeros(len(layers), out_features, rank))
         self.register_buffer("keep", torch.ones(len(layers), in_features))
         self.gated = False  # the mask is found (one calibration forward pass) only when training first needs it
+
+    def round_to_storage(self) -> None:
+        """Round the factors to STORAGE_DTYPE, as checkpoints keep them, so a learned adapter answers exactly
+        as it will after a save and a load."""
+        with torch.no_grad():
+            for factor in (self.A, self.B):
+                factor.copy_(factor.to(STORAGE_DTYPE))
 
     def set_broad(self, broad: torch.Tensor) -> None:
         self.keep = (~broad).float().to(self.keep.device)
@@ -204,6 +216,7 @@ class TTTLearner:
             study_s += time.perf_counter() - study_start
             lora = self._fresh_lora()
             losses = self._train(lora, studied, self.steps_per_doc)
+            lora.round_to_storage()
             self.adapters.pop(doc.id, None)
             self.adapters[doc.id] = lora
             self.keys[doc.id] = routing_keys(doc, studied)
@@ -397,14 +410,24 @@ class TTTLearner:
 
     # -- checkpoints ----------------------------------------------------------------------------------------
     def _bytes(self) -> int:
-        return sum(t.numel() * t.element_size() for lora in self.adapters.values() for t in (lora.A, lora.B))
+        """What `save` writes for the adapters: their factors, gates (a byte per neuron) and routing keys."""
+        width = torch.finfo(STORAGE_DTYPE).bits // 8
+        tensors = sum((lora.A.numel() + lora.B.numel()) * width + lora.keep.numel() for lora in self.adapters.values())
+        return tensors + sum(len(key.encode()) for keys in self.keys.values() for key in keys)
 
     def save(self, path: Path) -> None:
-        """Every document's adapter (tensors `<i>.A`, `<i>.B`, `<i>.keep`) and its routing keys, in one checkpoint."""
+        """Every document's adapter (tensors `<i>.A`, `<i>.B` in STORAGE_DTYPE, `<i>.keep` as bool) and its routing
+        keys, in one checkpoint."""
         tensors: dict[str, torch.Tensor] = {}
         records = []
         for i, (doc_id, lora) in enumerate(self.adapters.items()):
-            tensors.update({f"{i}.A": lora.A, f"{i}.B": lora.B, f"{i}.keep": lora.keep})
+            tensors.update(
+                {
+                    f"{i}.A": lora.A.to(STORAGE_DTYPE),
+                    f"{i}.B": lora.B.to(STORAGE_DTYPE),
+                    f"{i}.keep": lora.keep.bool(),
+                }
+            )
             records.append({"doc_id": doc_id, "gated": lora.gated, "keys": self.keys[doc_id]})
         meta = {"options": self.options(), "layers": self.layers, "adapters": records}
         save_checkpoint(path, self.name, self.lm.fingerprint, tensors, meta)
@@ -420,7 +443,7 @@ class TTTLearner:
                 lora = GatedLoRA(meta["layers"], *self._shape, rank, alpha)
                 lora.A.data.copy_(tensors[f"{i}.A"])
                 lora.B.data.copy_(tensors[f"{i}.B"])
-                lora.keep.copy_(tensors[f"{i}.keep"])
+                lora.keep.copy_(tensors[f"{i}.keep"])  # bool (or float32 in older checkpoints) -> float32
                 lora.gated = bool(record["gated"])
                 adapters[str(record["doc_id"])] = lora.to(self.lm.device)
                 keys[str(record["doc_id"])] = [str(k) for k in record["keys"]]
