@@ -1,8 +1,10 @@
 """How well ttt's routing keys send a question to its own document's adapter, on the SQuAD dev split.
 
 Routing needs no training, so this only writes each paragraph's self-study cues (question writing) and
-scores three kinds of key against the paragraph's questions: the cues alone, the keys the learner uses
-(cues + the paragraph's distinct words, learners.ttt.routing_keys) and, for comparison, the full text.
+scores kinds of key against the paragraph's questions: the cues alone, the keys the learner uses (cues +
+the paragraph's distinct words, learners.ttt.routing_keys) and the full text, by word overlap
+(routing.ChunkRouter); the full text by MiniLM sentence embeddings (cosine); and the learner's keys fused
+with the embeddings (search.fusion, the wiki search's hybrid).
 Paragraphs are those benchmarks/ttt_dev.py draws with --source squad: never the benchmark's own.
 
     nice -n 5 .venv/bin/python -m benchmarks.ttt_routing_dev --docs 30
@@ -21,6 +23,8 @@ from loracle.learners.selfstudy import study_examples
 from loracle.learners.ttt import routing_keys
 from loracle.model import load_model
 from loracle.runtime import configure_threads
+from loracle.search import default_embedder
+from loracle.search.fusion import Ranked, fuse
 
 
 def main() -> None:
@@ -36,22 +40,45 @@ def main() -> None:
     studied = [study_examples(lm, doc) for doc, _ in dev]
     study_s = (time.perf_counter() - start) / len(dev)
     learned = [routing_keys(doc, examples) for (doc, _), examples in zip(dev, studied, strict=True)]
-    kinds = {
+    lexical = {
         "cues alone": [" ".join(keys[:-1]) for keys in learned],
         "cues + distinct words (the learner's keys)": [" ".join(keys) for keys in learned],
         "full text": [doc.text for doc, _ in dev],
     }
     asked = [(i, question) for i, (_, questions) in enumerate(dev) for question, _ in questions]
+    routers = {kind: ChunkRouter(texts) for kind, texts in lexical.items()}
+    scores = {kind: [router.scores(q) for _, q in asked] for kind, router in routers.items()}
+    embedder = default_embedder()
+    doc_vectors = embedder.encode([doc.text for doc, _ in dev])
+    question_vectors = embedder.encode([q for _, q in asked])
+    scores["full text, MiniLM cosine"] = (question_vectors @ doc_vectors.T).tolist()
+    scores["learner's keys fused with MiniLM cosine (zscore)"] = [
+        fused_scores(words, cosines)
+        for words, cosines in zip(
+            scores["cues + distinct words (the learner's keys)"], scores["full text, MiniLM cosine"], strict=True
+        )
+    ]
     rows, data = [], {"docs": args.docs, "per_doc": args.per_doc, "study_seconds_per_doc": study_s, "kinds": {}}
-    for kind, texts in kinds.items():
-        router = ChunkRouter(texts)
-        top1 = statistics.mean(router.top(q, 1, 0.0)[:1] == [i] for i, q in asked)
-        top2 = statistics.mean(i in router.top(q, 2, 0.0) for i, q in asked)
+    for kind, per_question in scores.items():
+        orders = [sorted(range(len(s)), key=lambda j, s=s: (-s[j], j)) for s in per_question]
+        top1 = statistics.mean(order[0] == i for order, (i, _) in zip(orders, asked, strict=True))
+        top2 = statistics.mean(i in order[:2] for order, (i, _) in zip(orders, asked, strict=True))
         data["kinds"][kind] = {"top1": top1, "top2": top2}
         note = f"{len(asked)} questions about {len(dev)} SQuAD dev paragraphs"
         rows.append(row(f"{kind}: own paragraph routed first / in the top 2", f"{top1:.2f} / {top2:.2f}", note=note))
     rows.append(row("self-study question writing per paragraph", round(study_s, 2), "s"))
     write_result("ttt_routing_dev", rows, data)
+
+
+def fused_scores(word_scores: list[float], cosines: list[float]) -> list[float]:
+    """Per paragraph, the hybrid score of word overlap and cosine (higher is better)."""
+
+    def ranked(values: list[float]) -> list[Ranked]:
+        order = sorted(range(len(values)), key=lambda j: (-values[j], j))
+        return [Ranked(j, values[j], rank) for rank, j in enumerate(order, start=1) if values[j] > 0]
+
+    fused = {f.key: f.score for f in fuse(ranked(word_scores), ranked(cosines))}
+    return [fused.get(j, 0.0) for j in range(len(word_scores))]
 
 
 if __name__ == "__main__":
