@@ -18,7 +18,7 @@ from loracle.learners.selfstudy import (
     study_examples,
     supported,
 )
-from loracle.learners.ttt import GatedLoRA, TTTLearner
+from loracle.learners.ttt import GatedLoRA, TTTLearner, balanced_batches
 from loracle.learners.upper import lower_states, upper_hidden
 from loracle.learners.vocab import candidate_head
 from loracle.model import encode_chat, question_messages
@@ -356,3 +356,15 @@ def test_a_checkpoint_without_adapters_is_refused_clearly(tmp_path: Path, tiny_l
     save_checkpoint(tmp_path / "old", "ttt", tiny_lm.fingerprint, {"A": torch.zeros(1)}, {"options": {}})
     with pytest.raises(LoracleError, match="not a usable ttt checkpoint"):
         TTTLearner(tiny_lm).load(tmp_path / "old")
+
+
+@pytest.mark.parametrize(("count", "size", "steps"), [(12, 4, 20), (5, 4, 7), (3, 3, 4), (1, 1, 3)])
+def test_batches_use_every_example_equally_often_and_never_twice_in_a_batch(count: int, size: int, steps: int) -> None:
+    from collections import Counter
+
+    batches = balanced_batches(count, size, steps, seed=0)
+    assert len(batches) == steps
+    assert all(len(batch) == size == len(set(batch)) for batch in batches)
+    uses = Counter(i for batch in batches for i in batch)
+    assert set(uses) == set(range(count)) and max(uses.values()) - min(uses.values()) <= 1
+    assert balanced_batches(count, size, steps, seed=0) == batches  # the seed fixes the order
