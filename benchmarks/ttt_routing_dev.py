@@ -18,7 +18,7 @@ import time
 
 from benchmarks.common import row, write_result
 from benchmarks.ttt_dev import squad_dev
-from loracle.learners.routing import ChunkRouter
+from loracle.learners.routing import ChunkRouter, best_first
 from loracle.learners.selfstudy import study_examples
 from loracle.learners.ttt import routing_keys
 from loracle.model import load_model
@@ -60,7 +60,7 @@ def main() -> None:
     ]
     rows, data = [], {"docs": args.docs, "per_doc": args.per_doc, "study_seconds_per_doc": study_s, "kinds": {}}
     for kind, per_question in scores.items():
-        orders = [sorted(range(len(s)), key=lambda j, s=s: (-s[j], j)) for s in per_question]
+        orders = [best_first(s) for s in per_question]
         top1 = statistics.mean(order[0] == i for order, (i, _) in zip(orders, asked, strict=True))
         top2 = statistics.mean(i in order[:2] for order, (i, _) in zip(orders, asked, strict=True))
         data["kinds"][kind] = {"top1": top1, "top2": top2}
@@ -74,8 +74,7 @@ def fused_scores(word_scores: list[float], cosines: list[float]) -> list[float]:
     """Per paragraph, the hybrid score of word overlap and cosine (higher is better)."""
 
     def ranked(values: list[float]) -> list[Ranked]:
-        order = sorted(range(len(values)), key=lambda j: (-values[j], j))
-        return [Ranked(j, values[j], rank) for rank, j in enumerate(order, start=1) if values[j] > 0]
+        return [Ranked(j, values[j], rank) for rank, j in enumerate(best_first(values), start=1) if values[j] > 0]
 
     fused = {f.key: f.score for f in fuse(ranked(word_scores), ranked(cosines))}
     return [fused.get(j, 0.0) for j in range(len(word_scores))]

@@ -30,6 +30,11 @@ def words(text: str) -> list[str]:
     return [w for w in (m.group(0).lower() for m in _WORD.finditer(text)) if w not in _STOP]
 
 
+def best_first(scores: Sequence[float]) -> list[int]:
+    """Indices of `scores`, highest first; ties keep index order."""
+    return sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+
+
 class ChunkRouter:
     """Scores chunk texts against questions; `top(question, k)` gives the indices of the best chunks."""
 
@@ -58,7 +63,7 @@ class ChunkRouter:
         """The k best chunks (all when there are at most k), best first; ties keep document order. With
         `min_coverage`, only those of them that share a word with the question and hold that share of its words."""
         scores = self.scores(question)
-        order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:k]
+        order = best_first(scores)[:k]
         if min_coverage is None:
             return order
         coverage = self.coverage(question)
