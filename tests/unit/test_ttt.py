@@ -338,6 +338,48 @@ def test_a_question_routed_nowhere_gets_the_base_models_answer(tiny_lm: LoadedMo
     assert answer.text == base and answer.citations == []
 
 
+def test_every_routed_recitation_about_the_question_is_read_best_routed_last(
+    tiny_lm: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tiny model recites noise, so each adapter's recitation is scripted here; what is under test is which
+    recitations reach the reader and in what order."""
+    import contextlib
+
+    from loracle.learners import ttt
+
+    third = Document.from_text("The Dunmere ferry runs hourly.", "Dunmere ferry", doc_id="ferry")
+    learner = small_learner(tiny_lm, steps_per_doc=1, route_top_k=3)
+    learner.learn([DOC, OTHER, third])
+    recitals = {
+        "vellmar": "The Vellmar Bridge was designed by Tamsin Quell.",
+        "kestrel": "The Kestrel Valley bridge was designed by Ilse Marrow.",
+        "ferry": "The ferry runs hourly.",  # not about the question: left out
+    }
+    merged: list[str] = []
+    read: list[str] = []
+
+    @contextlib.contextmanager
+    def merged_as(lora: GatedLoRA):
+        merged.append(next(doc_id for doc_id, a in learner.adapters.items() if a is lora))
+        yield
+
+    def scripted(lm: LoadedModel, messages: list[dict[str, str]], config: object) -> str:
+        if messages == recall_messages(question):
+            return recitals[merged[-1]]
+        read.append(messages[-1]["content"])
+        return "Tamsin Quell"
+
+    monkeypatch.setattr(learner, "merged", merged_as)
+    monkeypatch.setattr(ttt, "generate_chat", scripted)
+    monkeypatch.setattr(learner, "route", lambda q: ["vellmar", "ferry", "kestrel"])
+    question = "Who designed the Vellmar Bridge?"
+    answer = learner.answer(question)
+    assert merged == ["vellmar", "ferry", "kestrel"]
+    assert [c.doc_id for c in answer.citations] == ["vellmar", "kestrel"]
+    assert question_messages(question, f"{recitals['kestrel']}\n\n{recitals['vellmar']}")[-1]["content"] == read[0]
+    assert answer.text == "Tamsin Quell"
+
+
 def test_saved_routing_survives_a_reload(tmp_path: Path, tiny_lm: LoadedModel) -> None:
     learner = small_learner(tiny_lm)
     learner.learn([DOC, OTHER])
