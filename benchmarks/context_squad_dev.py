@@ -42,21 +42,18 @@ def main() -> None:
     def reply(question: str, context: str | None) -> str:
         return generate_chat(lm, question_messages(question, context), config)
 
-    def learner_reply(question: str) -> str:
-        return reply(question, "\n\n".join(h.text for h in learner.retrieve(question)) or None)
-
     gate = learner.min_similarity
     records = []
     for doc, questions in dev:
         for question, accepted in questions:
             best = learner.index.search_chunks(question, n=1)
             passes = bool(best) and learner.relevant(question, best[0])
-            learned = learner_reply(question)
+            learned = learner.answer(question).text
             if passes:
                 ungated = learned
             else:
                 learner.min_similarity = -1.0
-                ungated = learner_reply(question)
+                ungated = learner.answer(question).text
                 learner.min_similarity = gate
             records.append(
                 {
