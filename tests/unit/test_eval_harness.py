@@ -24,7 +24,7 @@ from loracle.eval.harness import (
 from loracle.eval.qa import QAItem
 from loracle.eval.report import LATEST_JSON, LATEST_PNG, results_table
 from loracle.eval.run import write_outputs
-from loracle.learners.base import Answer, LearnReport
+from loracle.learners.base import Answer, Citation, LearnReport
 from loracle.learners.checkpoint import save_checkpoint
 
 DOCS = {
@@ -46,15 +46,17 @@ class RecitingLearner:
 
     def __init__(self, fingerprint: str = "x") -> None:
         self.texts: list[str] = []
+        self.ids: list[str] = []
         self.fingerprint = fingerprint
         self.resets = 0
 
     def learn(self, docs: Sequence[Document]) -> LearnReport:
         self.texts = [d.text for d in docs]
+        self.ids = [d.id for d in docs]
         return LearnReport(self.name, len(docs), 10, 0.0)
 
     def answer(self, question: str) -> Answer:
-        return Answer(" ".join(self.texts))
+        return Answer(" ".join(self.texts), [Citation(i, i) for i in reversed(self.ids)])
 
     def reset(self) -> None:
         self.texts = []
@@ -89,7 +91,8 @@ def test_references_and_learner_rows(tiny_lm, tmp_path: Path) -> None:
     assert learners["recite"].resets == 1 and recite.details["base_restored_after_reset"]
     assert result.run("broken").error == "RuntimeError: out of memory" and result.run("broken").accuracy is None
     two_doc = result.run("ceiling").questions[2]
-    assert two_doc.docs == ["a.md", "b.md"]
+    assert two_doc.docs == ["a.md", "b.md"] and two_doc.cited == []
+    assert recite.questions[0].cited == ["b.md", "a.md"]  # the learner's document ids, named as questions name them
     for ref in ("floor", "ceiling"):
         assert result.run(ref).total == 4 and result.run(ref).kind == "reference"
 
@@ -130,7 +133,7 @@ def test_forgetting_arithmetic() -> None:
         def answer(self, question: str) -> Answer:
             return Answer("Paris")
 
-    run = run_learner("paris", lambda _n: ParisLearner(), list(DOCS.values()), ITEMS, general, 0.8, print)
+    run = run_learner("paris", lambda _n: ParisLearner(), DOCS, ITEMS, general, 0.8, print)
     assert run.general_after == 0.5
     assert run.forgetting_ratio == pytest.approx((0.8 - 0.5) / 0.8)
     assert forgetting_ratio(1.0, 1.0) == 0.0

@@ -40,6 +40,9 @@ class QuestionResult:
     correct: bool
     f1: float
     seconds: float
+    #: the documents the learner's answer cites, by the names the questions use, in its order (what it drew
+    #: on: routing and retrieval errors show here); empty for the references
+    cited: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -94,13 +97,16 @@ class EvalSettings:
     general_reading_max: int | None = None
 
 
-def score(items: Sequence[QAItem], answer: Callable[[QAItem], str]) -> list[QuestionResult]:
+def score(items: Sequence[QAItem], learner: Learner, names: Mapping[str, str]) -> list[QuestionResult]:
+    """The learner's answer to each question, scored, with the documents it cites (`names` maps a document id
+    to the name questions use)."""
     results = []
     for item in items:
         start = time.perf_counter()
-        reply = answer(item)
+        answer = learner.answer(item.question)
         seconds = time.perf_counter() - start
-        results.append(score_reply(item, reply, seconds))
+        cited = list(dict.fromkeys(names.get(c.doc_id, c.doc_id) for c in answer.citations))
+        results.append(score_reply(item, answer.text, seconds, cited))
     return results
 
 
@@ -150,7 +156,7 @@ class BaseModelAnswers:
         return self.replies([question_messages(p) for p in prompts])[0]
 
 
-def score_reply(item: QAItem, reply: str, seconds: float) -> QuestionResult:
+def score_reply(item: QAItem, reply: str, seconds: float, cited: Sequence[str] = ()) -> QuestionResult:
     return QuestionResult(
         item.question,
         list(item.docs),
@@ -159,6 +165,7 @@ def score_reply(item: QAItem, reply: str, seconds: float) -> QuestionResult:
         is_correct(reply, item.answers),
         token_f1(reply, item.answers),
         seconds,
+        list(cited),
     )
 
 
@@ -208,7 +215,7 @@ def folder_bytes(path: Path) -> int:
 def run_learner(
     name: str,
     factory: LearnerFactory,
-    docs: Sequence[Document],
+    docs: Mapping[str, Document],
     items: Sequence[QAItem],
     general: Sequence[GeneralItem],
     general_before: float | None,
@@ -220,11 +227,11 @@ def run_learner(
     learner = factory(name)
     try:
         start = time.perf_counter()
-        report = learner.learn(docs)
+        report = learner.learn(list(docs.values()))
         run.learn_seconds_per_doc = (time.perf_counter() - start) / max(1, len(docs))
         run.details["learn_report"] = {"tokens": report.tokens, "seconds": report.seconds, **report.details}
         progress(f"{name}: answering {len(items)} questions")
-        summarize(run, score(items, lambda item: learner.answer(item.question).text))
+        summarize(run, score(items, learner, {d.id: n for n, d in docs.items()}))
         with tempfile.TemporaryDirectory(prefix="loracle-eval-") as tmp:
             target = Path(tmp) / name
             learner.save(target)
@@ -260,7 +267,6 @@ def run_eval(
         raise ValueError(f"questions name documents that were not given: {', '.join(missing)}")
     started = time.perf_counter()
     base = BaseModelAnswers(lm, settings.max_new_tokens)
-    documents = list(docs.values())
     result = EvalResult(
         lm.name,
         lm.fingerprint,
@@ -294,7 +300,7 @@ def run_eval(
     baseline = weights_checksum(lm.model)
     for name in learners:
         try:
-            run = run_learner(name, factory, documents, items, kept, before, say)
+            run = run_learner(name, factory, docs, items, kept, before, say)
         except Exception as exc:  # one failing learner must not lose the others' results
             run = RunResult(name, "learner", error=f"{type(exc).__name__}: {exc}")
         restored = weights_checksum(lm.model) == baseline
