@@ -348,7 +348,7 @@ def test_every_routed_recitation_about_the_question_is_read_best_routed_last(
     from loracle.learners import ttt
 
     third = Document.from_text("The Dunmere ferry runs hourly.", "Dunmere ferry", doc_id="ferry")
-    learner = small_learner(tiny_lm, steps_per_doc=1, route_top_k=3)
+    learner = small_learner(tiny_lm, steps_per_doc=1, route_top_k=3, recite_title=False)
     learner.learn([DOC, OTHER, third])
     recitals = {
         "vellmar": "The Vellmar Bridge was designed by Tamsin Quell.",
@@ -380,13 +380,77 @@ def test_every_routed_recitation_about_the_question_is_read_best_routed_last(
     assert answer.text == "Tamsin Quell"
 
 
+def test_the_best_routed_adapter_also_recites_from_its_title_cue_nearest_the_question(
+    tiny_lm: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scripted recitations again: the title cue's recitation goes nearest the question, a question recitation
+    that repeats it is dropped, and one that is not about the question is never read."""
+    import contextlib
+
+    from loracle.learners import ttt
+    from loracle.learners.selfstudy import title_cue
+
+    learner = small_learner(tiny_lm, steps_per_doc=1)
+    learner.learn([DOC, OTHER])
+    assert learner.title_cues == {"kestrel": title_cue(DOC.title), "vellmar": title_cue(OTHER.title)}
+    whole = "The Vellmar Bridge crosses the Dunmere. It was designed by Tamsin Quell in 1902."
+    by_cue = {
+        ("vellmar", "question"): whole[:-1] + ",",  # the same text but for a character: a repeat
+        ("vellmar", "title"): whole,
+        ("kestrel", "question"): "The Kestrel Valley bridge was designed by Ilse Marrow.",
+        ("kestrel", "title"): "The Kestrel Valley Observatory was founded by Ilse Marrow.",
+    }
+    merged: list[str] = []
+    read: list[str] = []
+
+    @contextlib.contextmanager
+    def merged_as(lora: GatedLoRA):
+        merged.append(next(doc_id for doc_id, a in learner.adapters.items() if a is lora))
+        yield
+
+    def scripted(lm: LoadedModel, messages: list[dict[str, str]], config: object) -> str:
+        for doc_id in learner.title_cues:
+            if messages == recall_messages(learner.title_cues[doc_id]):
+                return by_cue[(merged[-1], "title")]
+        if messages == recall_messages(question):
+            return by_cue[(merged[-1], "question")]
+        read.append(messages[-1]["content"])
+        return "Tamsin Quell"
+
+    monkeypatch.setattr(learner, "merged", merged_as)
+    monkeypatch.setattr(ttt, "generate_chat", scripted)
+    monkeypatch.setattr(learner, "route", lambda q: ["vellmar", "kestrel"])
+    question = "Who designed the Vellmar Bridge?"
+    answer = learner.answer(question)
+    assert merged == ["vellmar", "kestrel", "vellmar"]  # question cues of the routed, then the best's title cue
+    assert [c.doc_id for c in answer.citations] == ["vellmar", "kestrel"]
+    context = f"{by_cue[('kestrel', 'question')]}\n\n{whole}"
+    assert read == [question_messages(question, context)[-1]["content"]]
+
+    monkeypatch.setattr(learner, "route", lambda q: ["kestrel", "vellmar"])
+    read.clear()
+    learner.answer(question)  # kestrel's title recitation is not about the bridge: only question recitations
+    assert read == [
+        question_messages(question, f"{by_cue[('vellmar', 'question')]}\n\n{by_cue[('kestrel', 'question')]}")[-1][
+            "content"
+        ]
+    ]
+
+
+def test_a_document_longer_than_a_passage_gets_no_title_cue(tiny_lm: LoadedModel) -> None:
+    """Its title cue was trained on every passage of it, so it would recite any of them."""
+    learner = small_learner(tiny_lm, steps_per_doc=1, passage_tokens=8)
+    learner.learn([DOC])
+    assert learner.title_cues == {}
+
+
 def test_saved_routing_survives_a_reload(tmp_path: Path, tiny_lm: LoadedModel) -> None:
     learner = small_learner(tiny_lm)
     learner.learn([DOC, OTHER])
     learner.save(tmp_path / "ck")
     loaded = TTTLearner(tiny_lm)
     loaded.load(tmp_path / "ck")
-    assert loaded.keys == learner.keys
+    assert loaded.keys == learner.keys and loaded.title_cues == learner.title_cues
     assert loaded.route("Who designed the Vellmar Bridge?") == learner.route("Who designed the Vellmar Bridge?")
     for doc_id in learner.documents:
         assert torch.equal(loaded.adapters[doc_id].B, learner.adapters[doc_id].B)

@@ -172,10 +172,15 @@ def answer_ids(lm: LoadedModel, text: str) -> list[int]:
     return lm.tokenizer.encode(text, add_special_tokens=False) + ([end] if end is not None else [])
 
 
+def title_cue(title: str) -> str:
+    """The cue that names only the document: trained on every passage of it, so the one passage of a short one."""
+    return f"What does the document about {title} say?"
+
+
 def cues(title: str, passage: str, questions: Sequence[str]) -> list[str]:
     """What should make the model recite `passage`: its title, its questions and each sentence's opening."""
     openings = [" ".join(s.split()[:8]) for s in sentences(passage)]
-    return list(dict.fromkeys([f"What does the document about {title} say?", *questions, *openings]))
+    return list(dict.fromkeys([title_cue(title), *questions, *openings]))
 
 
 def study_examples(
@@ -209,7 +214,7 @@ def study_examples(
             if supported(reply, passage, question):
                 pairs.append((passage, question, reply))
             pairs.append((passage, question, sentence))
-        pairs.append((passage, f"What does the document about {doc.title} say?", passage))
+        pairs.append((passage, title_cue(doc.title), passage))
     answered = [
         StudyExample(doc.id, encode_chat(lm.tokenizer, question_messages(q)), answer_ids(lm, a), cue=q)
         for _, q, a in pairs
