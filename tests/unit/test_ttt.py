@@ -338,13 +338,23 @@ def test_a_question_routed_nowhere_gets_the_base_models_answer(tiny_lm: LoadedMo
     assert answer.text == base and answer.citations == []
 
 
+def merges_recorded(learner: TTTLearner, merged: list[str]):
+    """A stand-in for `learner.merged` that only notes, in `merged`, which document's adapter was merged."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def merged_as(lora: GatedLoRA):
+        merged.append(next(doc_id for doc_id, a in learner.adapters.items() if a is lora))
+        yield
+
+    return merged_as
+
+
 def test_every_routed_recitation_about_the_question_is_read_best_routed_last(
     tiny_lm: LoadedModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The tiny model recites noise, so each adapter's recitation is scripted here; what is under test is which
     recitations reach the reader and in what order."""
-    import contextlib
-
     from loracle.learners import ttt
 
     third = Document.from_text("The Dunmere ferry runs hourly.", "Dunmere ferry", doc_id="ferry")
@@ -357,11 +367,7 @@ def test_every_routed_recitation_about_the_question_is_read_best_routed_last(
     }
     merged: list[str] = []
     read: list[str] = []
-
-    @contextlib.contextmanager
-    def merged_as(lora: GatedLoRA):
-        merged.append(next(doc_id for doc_id, a in learner.adapters.items() if a is lora))
-        yield
+    monkeypatch.setattr(learner, "merged", merges_recorded(learner, merged))
 
     def scripted(lm: LoadedModel, messages: list[dict[str, str]], config: object) -> str:
         if messages == recall_messages(question):
@@ -369,7 +375,6 @@ def test_every_routed_recitation_about_the_question_is_read_best_routed_last(
         read.append(messages[-1]["content"])
         return "Tamsin Quell"
 
-    monkeypatch.setattr(learner, "merged", merged_as)
     monkeypatch.setattr(ttt, "generate_chat", scripted)
     monkeypatch.setattr(learner, "route", lambda q: ["vellmar", "ferry", "kestrel"])
     question = "Who designed the Vellmar Bridge?"
@@ -385,8 +390,6 @@ def test_the_best_routed_adapter_also_recites_from_its_title_cue_nearest_the_que
 ) -> None:
     """Scripted recitations again: the title cue's recitation goes nearest the question, a question recitation
     that repeats it is dropped, and one that is not about the question is never read."""
-    import contextlib
-
     from loracle.learners import ttt
     from loracle.learners.selfstudy import title_cue
 
@@ -402,11 +405,7 @@ def test_the_best_routed_adapter_also_recites_from_its_title_cue_nearest_the_que
     }
     merged: list[str] = []
     read: list[str] = []
-
-    @contextlib.contextmanager
-    def merged_as(lora: GatedLoRA):
-        merged.append(next(doc_id for doc_id, a in learner.adapters.items() if a is lora))
-        yield
+    monkeypatch.setattr(learner, "merged", merges_recorded(learner, merged))
 
     def scripted(lm: LoadedModel, messages: list[dict[str, str]], config: object) -> str:
         for doc_id in learner.title_cues:
@@ -417,7 +416,6 @@ def test_the_best_routed_adapter_also_recites_from_its_title_cue_nearest_the_que
         read.append(messages[-1]["content"])
         return "Tamsin Quell"
 
-    monkeypatch.setattr(learner, "merged", merged_as)
     monkeypatch.setattr(ttt, "generate_chat", scripted)
     monkeypatch.setattr(learner, "route", lambda q: ["vellmar", "kestrel"])
     question = "Who designed the Vellmar Bridge?"

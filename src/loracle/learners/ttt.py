@@ -28,9 +28,9 @@ of the full text did worse alone (0.73) and fused with the keys no better (0.87;
 Answering (`recite`): each routed adapter (up to `route_top_k`) recites what it learned about the question,
 and the best-routed one also recites from its title cue (`recite_title`; only a one-passage document has
 one); the recitations that are about the question go in context, the title recitation and then the
-best-routed nearest the question, and the base model answers from them as it would from documents. When none is, the base model answers alone, so
-questions about anything else get the base model's answer. No document is given: the recited text comes
-from the adapters' weights.
+best-routed nearest the question, and the base model answers from them as it would from documents. When
+none is, the base model answers alone, so questions about anything else get the base model's answer. No
+document is given: the recited text comes from the adapters' weights.
 
 The base model is never modified: the adapters run as forward hooks only while the learner trains or
 answers, so other learners can share the same loaded model. `compile_document` exports one document's
@@ -408,7 +408,8 @@ class TTTLearner:
         when that is about the question; recitations it repeats are dropped. The title cue is one the adapter
         was trained on, so it recites more faithfully than from a question it never saw: of 45 recitations by
         the right adapter on SQuAD dev (24 paragraphs), 31 came near word for word from the title cue, 24 from
-        the question, which still recites what the title's passage does not hold for a longer document."""
+        the question. On the learners benchmark it raised SQuAD from 10 to 11 of 24 and fictional from 21 to 24
+        of 46 (ceilings 13 and 27), with a recitation more per answer."""
         cue = self.title_cues.get(doc_id)
         if cue is None:
             return recited
