@@ -395,11 +395,15 @@ class TTTLearner:
         knows nothing about it (trained to recite, it would only drag its passage in)."""
         found = []
         for doc_id in routed:
-            with self.merged(self.adapters[doc_id]):
-                recital = generate_chat(self.lm, recall_messages(question), GenerationConfig(self.recite_tokens))
+            recital = self.recite_from(doc_id, question)
             if recitation_fits(question, recital):
                 found.append((doc_id, recital))
         return found
+
+    def recite_from(self, doc_id: str, cue: str) -> str:
+        """What `doc_id`'s adapter recites when cued with `cue` (a question, or a cue it was trained on)."""
+        with self.merged(self.adapters[doc_id]):
+            return generate_chat(self.lm, recall_messages(cue), GenerationConfig(self.recite_tokens))
 
     def with_title_recitation(
         self, question: str, doc_id: str, recited: list[tuple[str, str]]
@@ -413,8 +417,7 @@ class TTTLearner:
         cue = self.title_cues.get(doc_id)
         if cue is None:
             return recited
-        with self.merged(self.adapters[doc_id]):
-            whole = generate_chat(self.lm, recall_messages(cue), GenerationConfig(self.recite_tokens))
+        whole = self.recite_from(doc_id, cue)
         if not recitation_fits(question, whole):
             return recited
         return [(doc_id, whole), *[(d, r) for d, r in recited if not near_copy(r, whole)]]
