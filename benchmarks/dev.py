@@ -3,14 +3,18 @@ questions asked of them, and the arithmetic of a relevance gate scored without d
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import re
 import statistics
+from typing import Any
 
 from benchmarks.common import row
 from loracle.eval.general import KNOWLEDGE_FILE, data_file, load_general
 from loracle.hypernet.data import Sample, fictional_sample
+from loracle.learners.context import ORDERS
+from loracle.model import GenerationConfig, LoadedModel, generate_chat, question_messages
 
 
 def title_of(text: str) -> str:
@@ -62,3 +66,28 @@ def gate_rows(scores: dict[str, list[float]], gate: float, unrelated_docs: int) 
         row("general-knowledge questions passing the gate", pass_rate(scores["general"], gate),
             note=f"{len(scores['general'])} questions; reported only, not used to choose"),
     ]  # fmt: skip
+
+
+def retrieval_grid() -> list[dict[str, Any]]:
+    """The context learner's retrieval settings that the dev benchmarks try (top_k x min_relative_score x order)."""
+    grid = []
+    for top_k, min_relative, order in itertools.product((1, 2, 3), (0.0, 0.5, 0.75), ORDERS):
+        if top_k == 1 and (min_relative or order != ORDERS[0]):
+            continue  # one hit: neither the cut-off nor the order changes anything
+        grid.append({"top_k": top_k, "min_relative_score": min_relative, "order": order})
+    return grid
+
+
+class Decoder:
+    """Greedy replies, one decode per distinct (question, context)."""
+
+    def __init__(self, lm: LoadedModel, max_new_tokens: int) -> None:
+        self.lm = lm
+        self.config = GenerationConfig(max_new_tokens=max_new_tokens)
+        self.cache: dict[tuple[str, str | None], str] = {}
+
+    def __call__(self, question: str, context: str | None) -> str:
+        key = (question, context)
+        if key not in self.cache:
+            self.cache[key] = generate_chat(self.lm, question_messages(question, context), self.config)
+        return self.cache[key]

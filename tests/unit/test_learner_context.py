@@ -60,13 +60,15 @@ def test_retrieves_the_chunk_that_answers_and_cites_its_lines(tiny_lm: LoadedMod
     assert answer.citations[0].line is not None
 
 
-def test_best_hit_is_nearest_the_question_and_weak_hits_are_left_out(tiny_lm: LoadedModel) -> None:
+def test_hits_are_in_document_order_or_best_nearest_the_question_and_weak_hits_are_left_out(
+    tiny_lm: LoadedModel,
+) -> None:
     question = "Who founded the Kestrel Valley Observatory?"
-    everything = learner(tiny_lm, top_k=2, min_relative_score=0.0)
+    everything = learner(tiny_lm, top_k=2, min_relative_score=0.0, order="relevance")
     everything.learn(docs())
     ranked = everything.index.search_chunks(question, n=2)
     assert [h.doc_id for h in everything.retrieve(question)] == [h.doc_id for h in ranked][::-1]
-    in_order = learner(tiny_lm, top_k=2, min_relative_score=0.0, order="document")
+    in_order = learner(tiny_lm, top_k=2, min_relative_score=0.0)  # document order, the default
     in_order.learn(docs())
     assert [h.doc_id for h in in_order.retrieve(question)] == sorted(h.doc_id for h in ranked)
     strict = learner(tiny_lm, top_k=2, min_relative_score=0.99)

@@ -393,7 +393,7 @@ class TTTLearner:
         recited = self.recitations(question, routed)
         if self.recite_title and routed:
             recited = self.with_title_recitation(question, routed[0], recited)
-        # best-routed last, nearest the question, as the context learner lays out its chunks
+        # best-routed last, nearest the question
         context = "\n\n".join(text for _, text in reversed(recited)) or None
         text = generate_chat(self.lm, question_messages(question, context), config)
         citations = [Citation(doc_id, doc_id, snippet=f"recited: {recital[:160]}") for doc_id, recital in recited]
