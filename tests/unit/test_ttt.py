@@ -472,13 +472,3 @@ def test_batches_use_every_example_equally_often_and_never_twice_in_a_batch(coun
     uses = Counter(i for batch in batches for i in batch)
     assert set(uses) == set(range(count)) and max(uses.values()) - min(uses.values()) <= 1
     assert balanced_batches(count, size, steps, seed=0) == batches  # the seed fixes the order
-
-
-def test_a_document_with_few_self_study_pairs_trains_them_at_most_max_passes_times(tiny_lm: LoadedModel) -> None:
-    capped = small_learner(tiny_lm, steps_per_doc=16, batch_size=4, max_passes=2)
-    assert capped.training_steps(3) == 2  # one batch holds all three: two steps are two passes
-    assert capped.training_steps(10) == 5
-    assert capped.training_steps(100) == 16  # never more than steps_per_doc
-    assert small_learner(tiny_lm, steps_per_doc=16, max_passes=0).training_steps(3) == 16  # 0: no cap
-    report = capped.learn([DOC])
-    assert report.details["steps"] == capped.training_steps(report.details["examples"]) < 16

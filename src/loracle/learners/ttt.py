@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import math
 import random
 import time
 from collections.abc import Iterator, Sequence
@@ -72,7 +71,6 @@ OPTION_NAMES = (
     "layer_fraction",
     "mask_fraction",
     "steps_per_doc",
-    "max_passes",
     "batch_size",
     "lr",
     "distill_weight",
@@ -146,7 +144,6 @@ class TTTLearner:
         layer_fraction: float = 0.25,
         mask_fraction: float = 0.3,
         steps_per_doc: int = 16,
-        max_passes: float = 0.0,
         batch_size: int = 4,
         lr: float = 1e-2,
         distill_weight: float = 1.0,
@@ -166,7 +163,6 @@ class TTTLearner:
         self.rank, self.alpha = rank, alpha
         self.layer_fraction, self.mask_fraction = layer_fraction, mask_fraction
         self.steps_per_doc, self.batch_size, self.lr = steps_per_doc, batch_size, lr
-        self.max_passes = max_passes
         self.distill_weight = distill_weight
         self.candidate_top_k = candidate_top_k
         self.max_questions, self.max_new_tokens, self.seed = max_questions, max_new_tokens, seed
@@ -226,13 +222,13 @@ class TTTLearner:
         start = time.perf_counter()
         new = [d for d in docs if d.text.strip()]
         study_s = 0.0
-        examples, steps, first_losses, last_losses = 0, 0, [], []
+        examples, first_losses, last_losses = 0, [], []
         for doc in new:
             study_start = time.perf_counter()
             studied = self._study(doc)
             study_s += time.perf_counter() - study_start
             lora = self._fresh_lora()
-            losses = self._train(lora, studied, self.training_steps(len(studied)))
+            losses = self._train(lora, studied, self.steps_per_doc)
             lora.round_to_storage()
             self.adapters.pop(doc.id, None)
             self.adapters[doc.id] = lora
@@ -241,7 +237,6 @@ class TTTLearner:
             if len(chunk_document(doc, self.passage_tokens)) == 1:  # a longer one's title cue recites any part
                 self.title_cues[doc.id] = title_cue(doc.title)
             examples += len(studied)
-            steps += len(losses)
             if losses:
                 first_losses.append(losses[0])
                 last_losses.append(losses[-1])
@@ -254,7 +249,6 @@ class TTTLearner:
             bytes_on_disk=self._bytes(),
             details={
                 "examples": examples,
-                "steps": steps,
                 "adapters": len(self.adapters),
                 "study_seconds": round(study_s, 2),
                 "train_seconds": round(time.perf_counter() - start - study_s, 2),
@@ -281,14 +275,6 @@ class TTTLearner:
             question_styles=self.question_styles,
             qa_pairs=self.qa_pairs,
         )
-
-    def training_steps(self, examples: int) -> int:
-        """`steps_per_doc`, or fewer when that would train each of `examples` more than `max_passes` times (0: no
-        cap): a short document has few self-study pairs, and equal steps would train them over and over."""
-        if self.max_passes <= 0 or examples <= 0:
-            return self.steps_per_doc
-        per_step = min(self.batch_size, examples)
-        return max(1, min(self.steps_per_doc, math.ceil(self.max_passes * examples / per_step)))
 
     def _train(self, lora: GatedLoRA, examples: Sequence[StudyExample], steps: int) -> list[float]:
         """`steps` Adam steps on random batches of `examples`; returns the loss of each step."""
@@ -442,7 +428,7 @@ class TTTLearner:
         start = time.perf_counter()
         lora = self._fresh_lora()
         examples = self._study(doc)
-        losses = self._train(lora, examples, self.training_steps(len(examples)))
+        losses = self._train(lora, examples, self.steps_per_doc)
         size = self.export(lora, folder, {"doc_id": doc.id, "doc_hash": doc.hash, "title": doc.title})
         return LearnReport(
             self.name,
