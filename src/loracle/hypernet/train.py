@@ -73,12 +73,12 @@ def distillation_loss(
             use_cache=True,
             output_hidden_states=True,
             logits_to_keep=1,
-            past_key_values=DynamicCache(),
+            cache=DynamicCache(),
         )
     layers = model.config.num_hidden_layers
     hidden = torch.stack(out.hidden_states[:layers], dim=1)[:, :, len(prompt.prefix) :]
     reading = Reading(hidden=hidden, mask=torch.ones(hidden.shape[0], hidden.shape[2], dtype=torch.bool, device=device))
-    cache = out.past_key_values
+    cache = out.cache
     questions = rng.sample(sample.qa, min(config.questions_per_doc, len(sample.qa)))
 
     teacher: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -88,7 +88,7 @@ def distillation_loss(
             answer = answer_ids(tokenizer, answers[0])
             suffix = prompt.suffix(tokenizer, question)
             seq = torch.tensor([suffix + answer], device=device)
-            logits = model(input_ids=seq, past_key_values=cache, logits_to_keep=len(answer) + 1).logits[0, :-1]
+            logits = model(input_ids=seq, cache=cache, logits_to_keep=len(answer) + 1).logits[0, :-1]
             cache.crop(-(len(suffix) + len(answer)))  # back to the document alone for the next question
             top = logits.float().topk(config.top_k, dim=-1)
             teacher.append((top.values, top.indices))

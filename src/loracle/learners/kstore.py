@@ -208,9 +208,7 @@ class KStoreLearner:
         used: Counter[int] = Counter()
         with torch.inference_mode():
             for _ in range(s.max_new_tokens):
-                out = self.lm.model(
-                    input_ids=input_ids, past_key_values=cache, use_cache=True, output_hidden_states=True
-                )
+                out = self.lm.model(input_ids=input_ids, cache=cache, use_cache=True, output_hidden_states=True)
                 probs = torch.softmax(out.logits[0, -1].float().cpu(), dim=-1)
                 if keys is not None and entries is not None and float(probs.max()) < s.max_confidence:
                     sims, idx = self._neighbours(keys, self._layer_of(out.hidden_states)[0, -1])

@@ -55,9 +55,9 @@ def greedy_batch(
     with torch.inference_mode():
         if prefix:
             cache = DynamicCache(config=lm.model.config)
-            lm.model(input_ids=ids[:1, : len(prefix)], past_key_values=cache, use_cache=True)
+            lm.model(input_ids=ids[:1, : len(prefix)], cache=cache, use_cache=True)
             cache.batch_repeat_interleave(len(prompts))
-            extra["past_key_values"] = cache
+            extra["cache"] = cache
         out = lm.model.generate(
             input_ids=ids,
             attention_mask=mask.to(lm.device),

@@ -126,7 +126,7 @@ def _step_function(lm: LoadedModel, decoder: str, capacity: int) -> Step:
     cache = DynamicCache()
 
     def step(ids: list[int]) -> torch.Tensor:
-        out = lm.model(input_ids=torch.tensor([ids], device=device), past_key_values=cache, use_cache=True)
+        out = lm.model(input_ids=torch.tensor([ids], device=device), cache=cache, use_cache=True)
         return out.logits[0, -1]
 
     return step
