@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -49,6 +50,16 @@ PAGES = {
         f"---\ntitle: Night Sky Survey\n---\n# Night Sky Survey\n\nA survey run from the {KVO} since 1990.\n"
     ),
 }
+
+
+def write_wiki(root: Path) -> KBPaths:
+    """A knowledge base at `root` whose wiki holds PAGES."""
+    (root / "loracle.toml").write_text("")
+    kb = KBPaths(root)
+    kb.wiki.mkdir()
+    for page_id, text in PAGES.items():
+        (kb.wiki / f"{page_id}.md").write_text(text, encoding="utf-8")
+    return kb
 
 
 def write_adapter(lm: LoadedModel, folder: Path, page: str, page_hash: str, seed: int) -> None:
@@ -96,11 +107,7 @@ def web_server(tmp_path_factory: pytest.TempPathFactory, chromium_path: Path) ->
 
     lm = load_model("embedded")  # our own copy: the server wraps it in PEFT
     root = tmp_path_factory.mktemp("webkb")
-    (root / "loracle.toml").write_text("")
-    kb = KBPaths(root)
-    kb.wiki.mkdir()
-    for page_id, text in PAGES.items():
-        (kb.wiki / f"{page_id}.md").write_text(text, encoding="utf-8")
+    kb = write_wiki(root)
     old_hash = "0" * 64  # compiled from an earlier version of the page: stale
     write_adapter(lm, kb.adapters / "kestrel-valley-observatory", "kestrel-valley-observatory", old_hash, 1)
     current = wiki_source(root).read(kb.wiki / "ilse-marrow.md").hash  # what compile records
@@ -111,17 +118,30 @@ def web_server(tmp_path_factory: pytest.TempPathFactory, chromium_path: Path) ->
 
 
 @pytest.fixture(scope="module")
-def page(web_server: str, chromium_path: Path):
+def browser(chromium_path: Path) -> Iterator[Any]:
+    """One headless Chromium for the module (Playwright's sync API allows one running instance at a time)."""
     from playwright.sync_api import sync_playwright
 
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(chromium_path), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.set_default_timeout(60_000)
-        page.goto(web_server + "/")
-        yield page
+        yield browser
         browser.close()
+
+
+def open_page(browser: Any, url: str) -> Any:
+    """`url` in a fresh browser context (its own, empty local storage)."""
+    page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+    page.set_default_timeout(60_000)
+    page.goto(url + "/")
+    return page
+
+
+@pytest.fixture(scope="module")
+def page(web_server: str, browser: Any):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page = open_page(browser, web_server)
+    yield page
+    page.context.close()
 
 
 def test_open_a_page_and_follow_a_wikilink(page) -> None:
@@ -201,3 +221,25 @@ def test_adapter_inventory_and_eval(page) -> None:
 def test_screenshots_written() -> None:
     for name in ("wiki", "search", "graph", "ask", "adapters", "eval"):
         assert (SCREENSHOTS / f"{name}.png").stat().st_size > 5000
+
+
+def test_a_server_with_a_token_asks_for_it_and_keeps_asking_until_it_is_right(
+    tmp_path: Path, browser: Any, tiny_lm: LoadedModel
+) -> None:
+    kb = write_wiki(tmp_path)
+    token = "s3cret-token"
+    with background_server(create_app(tiny_lm, kb, token=token, max_new_tokens=4)) as url:
+        page = open_page(browser, url)
+        page.wait_for_selector("#token-bar", state="visible")
+        assert "needs a token" in page.inner_text("#error")
+        assert page.locator("#page-body h1").count() == 0  # nothing of the wiki without the token
+        page.fill("#token", "wrong-token")
+        page.click("#token-save")
+        page.wait_for_selector("#token-bar", state="visible")  # hidden on click, shown again by the 401
+        assert page.locator("#page-body h1").count() == 0
+        page.fill("#token", token)
+        page.click("#token-save")
+        page.wait_for_selector("#page-body h1:text('Index')")
+        assert page.is_hidden("#token-bar")
+        assert page.evaluate("localStorage.getItem('loracle-token')") == token
+        page.context.close()
