@@ -19,7 +19,7 @@ from loracle.learners.selfstudy import (
     supported,
 )
 from loracle.learners.ttt import GatedLoRA, TTTLearner, balanced_batches
-from loracle.learners.upper import lower_states, upper_hidden
+from loracle.learners.upper import lower_states, shared_states, upper_hidden
 from loracle.learners.vocab import candidate_head
 from loracle.model import encode_chat, question_messages
 from loracle.model.loader import LoadedModel, model_fingerprint
@@ -202,6 +202,33 @@ def test_upper_layers_over_cached_states_match_the_full_model(tiny_lm: LoadedMod
         with torch.no_grad():
             full = tiny_lm.model(input_ids=torch.tensor([row])).logits[0]
         torch.testing.assert_close(tiny_lm.model.lm_head(hidden[i, : len(row)]), full, rtol=1e-4, atol=1e-4)
+
+
+def test_rows_that_begin_alike_get_the_loss_and_gradients_each_gets_alone(tiny_lm: LoadedModel) -> None:
+    learner = small_learner(tiny_lm)
+    examples = study_examples(tiny_lm, DOC, max_questions=2)[:3]
+    first = learner.layers[0]
+    states = lower_states(tiny_lm, [e.prompt + e.answer for e in examples], first)
+    assert shared_states(states) > 0  # the chat system turn and the recall instruction run once
+    for state, example in zip(states, examples, strict=True):  # the same states as each row alone
+        alone = lower_states(tiny_lm, [example.prompt + example.answer], first)[0]
+        torch.testing.assert_close(state, alone, rtol=1e-5, atol=1e-5)
+    lora = learner._fresh_lora()
+    torch.nn.init.normal_(lora.B, std=0.1)  # a trained adapter, so every factor gets a gradient
+    grads = []
+    with learner._frozen_base(), learner.active(lora):
+        for batches in ([examples], [[e] for e in examples]):
+            lora.A.grad = lora.B.grad = None
+            total = sum(
+                learner.loss(batch, lower_states(tiny_lm, [e.prompt + e.answer for e in batch], first)) * len(batch)
+                for batch in batches
+            )
+            total.backward()
+            grads.append((total.item(), lora.A.grad.clone(), lora.B.grad.clone()))
+    (together, a_together, b_together), (alone, a_alone, b_alone) = grads
+    assert together == pytest.approx(alone, rel=1e-5)
+    torch.testing.assert_close(a_together, a_alone, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(b_together, b_alone, rtol=1e-4, atol=1e-6)
 
 
 def test_recitation_examples_cue_the_whole_passage(tiny_lm: LoadedModel) -> None:

@@ -5,7 +5,13 @@ layer `first` is the same at every training step. It is computed once per traini
 and each step runs only the upper layers and the output head over it (`upper_hidden`). With the adapter on
 the last quarter of the layers this skips three quarters of every forward pass.
 
-Both run the model's own decoder stack (its masks and rotary embeddings) with its layer list cut to the
+Rows that begin alike (every recall prompt opens with the same chat system turn and instruction) have the
+same states there, so both run those leading positions once, as one row, and the rest of every row
+attends to their keys and values (`_run_shared`); with gradients on, the shared keys and values collect
+the gradient of every row. Upper-layer rows share a start when their states there are identical, which
+`lower_states` makes them bit for bit.
+
+Both run the model's own decoder stack (its rotary embeddings and attention) with its layer list cut to the
 lower or upper layers for the duration of the call, so they must not run while another thread uses the
 same model.
 """
@@ -17,8 +23,10 @@ from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
+from transformers import DynamicCache
 
 from loracle.model import LoadedModel
+from loracle.model.batch import shared_start
 
 
 def _stack(lm: LoadedModel) -> nn.Module:
@@ -60,23 +68,86 @@ def _run(lm: LoadedModel, embeds: torch.Tensor, mask: torch.Tensor, part: slice,
         return stack(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state
 
 
+def _attention_mask(lengths: Sequence[int], shared: int, width: int, device: torch.device) -> torch.Tensor:
+    """[rows, 1, width, shared + width] bool: each row's own position i sees the shared positions and its own
+    real positions up to i (the stack takes a 4D mask as given, whatever its cache holds)."""
+    own = torch.arange(width, device=device)
+    causal = own[None, :] <= own[:, None]
+    real = own[None, :] < (torch.tensor(lengths, device=device)[:, None] - shared)
+    seen = causal[None] & real[:, None, :]
+    lead = torch.ones(len(lengths), width, shared, dtype=torch.bool, device=device)
+    return torch.cat([lead, seen], dim=-1)[:, None]
+
+
+def _run_shared(
+    lm: LoadedModel, lead: torch.Tensor, rest: torch.Tensor, lengths: Sequence[int], part: slice, final_norm: bool
+) -> torch.Tensor:
+    """The stack part over rows that all begin with `lead` [shared, hidden] and go on with `rest` [rows, width,
+    hidden] (`lengths` count the shared positions too): `lead` runs once, as one row, and its keys and values
+    are repeated for the others. Returns [rows, shared + width, hidden]."""
+    stack = _stack(lm)
+    shared, (rows, width, _) = len(lead), rest.shape
+    cache = DynamicCache(config=lm.model.config)
+    positions = torch.arange(shared + width, device=rest.device)[None]
+    with _only_layers(stack, part, final_norm):
+        head = stack(
+            inputs_embeds=lead[None],
+            attention_mask=_attention_mask([shared], 0, shared, rest.device),
+            position_ids=positions[:, :shared],
+            cache=cache,
+            use_cache=True,
+        ).last_hidden_state
+        cache.batch_repeat_interleave(rows)
+        tail = stack(
+            inputs_embeds=rest,
+            attention_mask=_attention_mask(lengths, shared, width, rest.device),
+            position_ids=positions[:, shared:],
+            cache=cache,
+            use_cache=True,
+        ).last_hidden_state
+    return torch.cat([head.expand(rows, -1, -1), tail], dim=1)
+
+
+def _padded(states: Sequence[torch.Tensor], width: int) -> torch.Tensor:
+    return torch.stack([nn.functional.pad(s, (0, 0, 0, width - len(s))) for s in states])
+
+
 def lower_states(lm: LoadedModel, rows: Sequence[list[int]], first: int, batch: int = 8) -> list[torch.Tensor]:
     """For each row of ids, the hidden state [len(row), hidden] entering layer `first` (no adapter there can
-    change it), computed in right-padded batches."""
+    change it), computed in right-padded batches, each batch's common start once."""
     stack = _stack(lm)
     states: list[torch.Tensor] = []
     with torch.no_grad():
         for start in range(0, len(rows), batch):
             part = rows[start : start + batch]
+            shared = shared_start(part) if len(part) > 1 else 0
             ids, mask = right_padded(lm, part)
-            out = _run(lm, stack.embed_tokens(ids), mask, slice(0, first), final_norm=False)
+            embeds = stack.embed_tokens(ids)
+            if shared:
+                lengths = [len(r) for r in part]
+                out = _run_shared(lm, embeds[0, :shared], embeds[:, shared:], lengths, slice(0, first), False)
+            else:
+                out = _run(lm, embeds, mask, slice(0, first), final_norm=False)
             states += [out[i, : len(r)].detach() for i, r in enumerate(part)]
     return states
+
+
+def shared_states(states: Sequence[torch.Tensor]) -> int:
+    """How many leading positions all `states` hold identically, leaving each at least one of its own."""
+    size = min(len(s) for s in states) - 1
+    if len(states) < 2 or size <= 0:
+        return 0
+    lead = torch.stack([s[:size] for s in states])
+    differs = (~(lead == lead[:1]).all(dim=-1).all(dim=0)).nonzero()
+    return int(differs[0]) if len(differs) else size
 
 
 def upper_hidden(lm: LoadedModel, states: Sequence[torch.Tensor], first: int) -> torch.Tensor:
     """Final normed hidden states [batch, width, hidden] of rows whose layer-`first` inputs are `states`."""
     width = max(len(s) for s in states)
-    embeds = torch.stack([nn.functional.pad(s, (0, 0, 0, width - len(s))) for s in states])
-    mask = _mask([len(s) for s in states], width, embeds.device)
-    return _run(lm, embeds, mask, slice(first, None), final_norm=True)
+    shared = shared_states(states)
+    if shared:
+        rest = _padded([s[shared:] for s in states], width - shared)
+        return _run_shared(lm, states[0][:shared], rest, [len(s) for s in states], slice(first, None), True)
+    mask = _mask([len(s) for s in states], width, states[0].device)
+    return _run(lm, _padded(states, width), mask, slice(first, None), final_norm=True)
