@@ -6,6 +6,7 @@ import torch
 
 from loracle.documents import Document
 from loracle.errors import LoracleError
+from loracle.learners import ttt as ttt_module
 from loracle.learners.gating import broad_neuron_mask, calibration_sentences, firing_rates
 from loracle.learners.selfstudy import (
     StudyExample,
@@ -19,7 +20,7 @@ from loracle.learners.selfstudy import (
     supported,
 )
 from loracle.learners.ttt import GatedLoRA, TTTLearner, balanced_batches
-from loracle.learners.upper import lower_states, shared_states, upper_hidden
+from loracle.learners.upper import adds_mlp_to_residual, lower_states, shared_states, upper_hidden
 from loracle.learners.vocab import candidate_head
 from loracle.model import encode_chat, question_messages
 from loracle.model.loader import LoadedModel, model_fingerprint
@@ -229,6 +230,38 @@ def test_rows_that_begin_alike_get_the_loss_and_gradients_each_gets_alone(tiny_l
     assert together == pytest.approx(alone, rel=1e-5)
     torch.testing.assert_close(a_together, a_alone, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(b_together, b_alone, rtol=1e-4, atol=1e-6)
+
+
+def test_only_a_layer_that_adds_its_mlp_output_to_the_residual_stream_is_folded(tiny_lm: LoadedModel) -> None:
+    assert adds_mlp_to_residual(tiny_lm, 0) and adds_mlp_to_residual(tiny_lm, 1)
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    config = Gemma2Config(
+        vocab_size=len(tiny_lm.tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+    )
+    normed = Gemma2ForCausalLM(config).eval()  # a norm after the MLP: its output does not add straight in
+    assert not adds_mlp_to_residual(LoadedModel(normed, tiny_lm.tokenizer, "gemma2", "memory", "x"), 0)
+
+
+def test_training_with_the_first_adapted_layer_folded_takes_the_same_steps(
+    tiny_lm: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    examples = study_examples(tiny_lm, DOC, max_questions=2)
+    runs = []
+    for fold in (True, False):
+        monkeypatch.setattr(ttt_module, "adds_mlp_to_residual", lambda _lm, _layer, fold=fold: fold)
+        learner = small_learner(tiny_lm, layer_fraction=1.0, steps_per_doc=4)  # a layer runs after the folded one
+        lora = learner._fresh_lora()
+        runs.append((learner._train(lora, examples, learner.steps_per_doc), lora))
+    (folded, lora_folded), (unfolded, lora_unfolded) = runs
+    assert folded == pytest.approx(unfolded, rel=1e-4) and folded[-1] < folded[0]
+    torch.testing.assert_close(lora_folded.B, lora_unfolded.B, rtol=1e-3, atol=1e-5)
 
 
 def test_recitation_examples_cue_the_whole_passage(tiny_lm: LoadedModel) -> None:

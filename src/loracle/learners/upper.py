@@ -112,24 +112,73 @@ def _padded(states: Sequence[torch.Tensor], width: int) -> torch.Tensor:
     return torch.stack([nn.functional.pad(s, (0, 0, 0, width - len(s))) for s in states])
 
 
+def _lower(
+    lm: LoadedModel, rows: Sequence[list[int]], first: int, batch: int, capture: nn.Module | None
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The states entering layer `first` of each row and, when `capture` is given, what it read in each row."""
+    stack = _stack(lm)
+    states: list[torch.Tensor] = []
+    read: list[torch.Tensor] = []
+    calls: list[torch.Tensor] = []
+    handle = capture.register_forward_pre_hook(lambda _m, inputs: calls.append(inputs[0])) if capture else None
+    try:
+        with torch.no_grad():
+            for start in range(0, len(rows), batch):
+                part = rows[start : start + batch]
+                shared = shared_start(part) if len(part) > 1 else 0
+                ids, mask = right_padded(lm, part)
+                embeds = stack.embed_tokens(ids)
+                calls.clear()
+                if shared:
+                    lengths = [len(r) for r in part]
+                    out = _run_shared(lm, embeds[0, :shared], embeds[:, shared:], lengths, slice(0, first), False)
+                else:
+                    out = _run(lm, embeds, mask, slice(0, first), final_norm=False)
+                states += [out[i, : len(r)].detach() for i, r in enumerate(part)]
+                if capture:  # one call per batch, or the shared start's and then the rest's
+                    seen = torch.cat([calls[0].expand(len(part), -1, -1), calls[1]], 1) if shared else calls[0]
+                    read += [seen[i, : len(r)].detach() for i, r in enumerate(part)]
+    finally:
+        if handle:
+            handle.remove()
+    return states, read
+
+
 def lower_states(lm: LoadedModel, rows: Sequence[list[int]], first: int, batch: int = 8) -> list[torch.Tensor]:
     """For each row of ids, the hidden state [len(row), hidden] entering layer `first` (no adapter there can
     change it), computed in right-padded batches, each batch's common start once."""
+    return _lower(lm, rows, first, batch, None)[0]
+
+
+def folded_states(
+    lm: LoadedModel, rows: Sequence[list[int]], layer: int, batch: int = 8
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """For each row of ids: the base model's output of layer `layer` [len(row), hidden] and what that layer's
+    down projection read [len(row), intermediate]. With an adapter on that down projection (and none below),
+    the layer's output is the first plus the adapter's output for the second, where the layer adds its MLP
+    output straight into the residual stream (`adds_mlp_to_residual`), so training need not run the layer."""
+    states, read = _lower(lm, rows, layer + 1, batch, _stack(lm).layers[layer].mlp.down_proj)
+    return list(zip(states, read, strict=True))
+
+
+def adds_mlp_to_residual(lm: LoadedModel, layer: int) -> bool:
+    """Whether decoder layer `layer`'s output moves by exactly what is added to its MLP down projection's output
+    (Llama, Qwen, Mistral and SmolLM layers; not those with a norm after the MLP): two forward passes of the
+    layer alone over a few random states, the second with a bump added to that output."""
     stack = _stack(lm)
-    states: list[torch.Tensor] = []
+    down = stack.layers[layer].mlp.down_proj
+    generator = torch.Generator().manual_seed(0)
+    hidden = torch.randn(1, 4, down.out_features, generator=generator).to(down.weight)
+    bump = torch.randn(1, 4, down.out_features, generator=generator).to(down.weight)
+    mask = _mask([4], 4, hidden.device)
     with torch.no_grad():
-        for start in range(0, len(rows), batch):
-            part = rows[start : start + batch]
-            shared = shared_start(part) if len(part) > 1 else 0
-            ids, mask = right_padded(lm, part)
-            embeds = stack.embed_tokens(ids)
-            if shared:
-                lengths = [len(r) for r in part]
-                out = _run_shared(lm, embeds[0, :shared], embeds[:, shared:], lengths, slice(0, first), False)
-            else:
-                out = _run(lm, embeds, mask, slice(0, first), final_norm=False)
-            states += [out[i, : len(r)].detach() for i, r in enumerate(part)]
-    return states
+        plain = _run(lm, hidden, mask, slice(layer, layer + 1), final_norm=False)
+        handle = down.register_forward_hook(lambda _m, _inputs, output: output + bump)
+        try:
+            bumped = _run(lm, hidden, mask, slice(layer, layer + 1), final_norm=False)
+        finally:
+            handle.remove()
+    return torch.allclose(bumped - plain, bump, rtol=1e-3, atol=1e-4 * float(bump.abs().max()))
 
 
 def shared_states(states: Sequence[torch.Tensor]) -> int:
