@@ -3,7 +3,9 @@
 An adapter on layers `first..` cannot change what layers `..first-1` compute, so the hidden state entering
 layer `first` is the same at every training step. It is computed once per training row (`lower_states`),
 and each step runs only the upper layers and the output head over it (`upper_hidden`). With the adapter on
-the last quarter of the layers this skips three quarters of every forward pass.
+the last quarter of the layers this skips three quarters of every forward pass. The first adapted layer
+can go into the cache too (`folded_states`): its own adapter is all that changes its output, by exactly the
+adapter's output where the layer adds its MLP output straight into the residual stream.
 
 Rows that begin alike (every recall prompt opens with the same chat system turn and instruction) have the
 same states there, so both run those leading positions once, as one row, and the rest of every row
