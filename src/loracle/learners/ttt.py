@@ -291,18 +291,20 @@ class TTTLearner:
         rows = [examples[i].prompt + examples[i].answer for i in used]
         with self._frozen_base():
             first = lora.layers[0]
-            folded = folded_states(self.lm, rows, first) if adds_mlp_to_residual(self.lm, first) else None
-            computed = [state for state, _ in folded] if folded else lower_states(self.lm, rows, first)
-            start = first + 1 if folded else first  # the layer the cached states enter
+            if adds_mlp_to_residual(self.lm, first):  # the cached states leave the first adapted layer
+                computed, inner = folded_states(self.lm, rows, first)
+                start = first + 1
+            else:
+                computed, inner, start = lower_states(self.lm, rows, first), [], first
             states = dict(zip(used, computed, strict=True))
-            read = dict(zip(used, [inner for _, inner in folded], strict=True)) if folded else {}
+            read = dict(zip(used, inner, strict=True)) if inner else {}  # what the first adapter reads
             head = None
             if self.candidate_top_k > 0:
                 chosen = [examples[i] for i in used]
                 head = candidate_head(self.lm, chosen, computed, start, self.candidate_top_k)
             with self.active(lora):
                 for picked in batches:
-                    inputs = [states[i] + lora.delta(0, read[i]) if folded else states[i] for i in picked]
+                    inputs = [states[i] + lora.delta(0, read[i]) if read else states[i] for i in picked]
                     loss = self.loss([examples[i] for i in picked], inputs, start, head)
                     optimizer.zero_grad()
                     loss.backward()

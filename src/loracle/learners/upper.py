@@ -154,13 +154,12 @@ def lower_states(lm: LoadedModel, rows: Sequence[list[int]], first: int, batch: 
 
 def folded_states(
     lm: LoadedModel, rows: Sequence[list[int]], layer: int, batch: int = 8
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """For each row of ids: the base model's output of layer `layer` [len(row), hidden] and what that layer's
-    down projection read [len(row), intermediate]. With an adapter on that down projection (and none below),
-    the layer's output is the first plus the adapter's output for the second, where the layer adds its MLP
-    output straight into the residual stream (`adds_mlp_to_residual`), so training need not run the layer."""
-    states, read = _lower(lm, rows, layer + 1, batch, _stack(lm).layers[layer].mlp.down_proj)
-    return list(zip(states, read, strict=True))
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """For each row of ids, the base model's output of layer `layer` [len(row), hidden], and for each row what
+    that layer's down projection read [len(row), intermediate]. With an adapter on that down projection (and
+    none below), the layer's output is the first plus the adapter's output for the second, where the layer adds
+    its MLP output straight into the residual stream (`adds_mlp_to_residual`), so training need not run it."""
+    return _lower(lm, rows, layer + 1, batch, _stack(lm).layers[layer].mlp.down_proj)
 
 
 def adds_mlp_to_residual(lm: LoadedModel, layer: int) -> bool:
