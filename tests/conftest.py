@@ -42,18 +42,19 @@ def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
     return fast
 
 
+#: the tiny model's shape, for any architecture a test builds at that size
+TINY_SHAPE = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+}
+
+
 def build_tiny_model(vocab_size: int, seed: int = 0) -> LlamaForCausalLM:
     torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        tie_word_embeddings=True,
-    )
+    config = LlamaConfig(vocab_size=vocab_size, **TINY_SHAPE, max_position_embeddings=512, tie_word_embeddings=True)
     return LlamaForCausalLM(config).eval()
 
 

@@ -24,7 +24,7 @@ from loracle.learners.upper import adds_mlp_to_residual, lower_states, shared_st
 from loracle.learners.vocab import candidate_head
 from loracle.model import encode_chat, question_messages
 from loracle.model.loader import LoadedModel, model_fingerprint
-from tests.conftest import build_tiny_model
+from tests.conftest import TINY_SHAPE, build_tiny_model
 
 DOC = Document.from_text(
     "The Kestrel Valley Observatory was founded by Ilse Marrow in 1987. The river Corra powers the station.",
@@ -236,15 +236,7 @@ def test_only_a_layer_that_adds_its_mlp_output_to_the_residual_stream_is_folded(
     assert adds_mlp_to_residual(tiny_lm, 0) and adds_mlp_to_residual(tiny_lm, 1)
     from transformers import Gemma2Config, Gemma2ForCausalLM
 
-    config = Gemma2Config(
-        vocab_size=len(tiny_lm.tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
-    )
+    config = Gemma2Config(vocab_size=len(tiny_lm.tokenizer), **TINY_SHAPE, head_dim=8)  # Gemma's own is 256
     normed = Gemma2ForCausalLM(config).eval()  # a norm after the MLP: its output does not add straight in
     assert not adds_mlp_to_residual(LoadedModel(normed, tiny_lm.tokenizer, "gemma2", "memory", "x"), 0)
 
