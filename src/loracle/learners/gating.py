@@ -57,9 +57,10 @@ def firing_rates(lm: LoadedModel, layers: Sequence[int], texts: Sequence[str], m
         return hook
 
     handles = [modules[i].register_forward_pre_hook(recorder(i)) for i in layers]
+    stack = getattr(lm.model, "model", lm.model)  # the decoder layers without the output head: no logits needed
     try:
         with torch.no_grad():
-            lm.model(input_ids=torch.tensor([ids], device=lm.device))
+            stack(input_ids=torch.tensor([ids], device=lm.device))
     finally:
         for handle in handles:
             handle.remove()
