@@ -3,7 +3,8 @@
 Each corpus is one eval run (floor and in-context ceiling in the same run). Full eval results go to
 benchmarks/results/learners/<corpus>.eval.json (+ .png); the rows and targets go to results/learners.json.
 Corpora and learners can be run separately (--corpora fictional --learners ttt --tag ttt): the rows are
-rebuilt from every result on disk, each with its own time stamp and its own floor and ceiling.
+rebuilt from every result on disk, each with its own time stamp and its own floor and ceiling; a learner
+run again on a corpus is reported from its newest run only.
 
     nice -n 10 .venv/bin/python -m benchmarks.learners [--corpora fictional,squad] [--max-questions 24]
 """
@@ -82,7 +83,27 @@ def run_corpus(corpus: str, learners: list[str], args: argparse.Namespace, lm: A
     return record
 
 
-def rows_for(record: dict) -> list[dict]:
+def newest_learners(records: list[dict]) -> list[set[str]]:
+    """For each record, the learners it holds the newest run of on its corpus (older runs of a learner that was
+    run again are superseded, not reported beside the new one)."""
+    newest: dict[tuple[str, str], str] = {}
+    for record in records:
+        for run in record["runs"]:
+            if run["kind"] == "learner":
+                key = (record["corpus"]["corpus"], run["name"])
+                newest[key] = max(newest.get(key, ""), record["when"])
+    return [
+        {
+            run["name"]
+            for run in record["runs"]
+            if run["kind"] == "learner" and newest[(record["corpus"]["corpus"], run["name"])] == record["when"]
+        }
+        for record in records
+    ]
+
+
+def rows_for(record: dict, learners: set[str]) -> list[dict]:
+    """The rows of one corpus run: its floor and ceiling, and the runs of `learners` in it."""
     corpus = record["corpus"]["name"]
     per_300 = 300 / record["corpus"]["mean_doc_tokens"]
     runs = {r["name"]: r for r in record["runs"]}
@@ -95,7 +116,7 @@ def rows_for(record: dict) -> list[dict]:
         row(f"{corpus}: ceiling accuracy (document in context)", ceiling, "", "", None, note),
     ]
     for name, run in runs.items():
-        if run["kind"] != "learner":
+        if run["kind"] != "learner" or name not in learners:
             continue
         if run["accuracy"] is None:
             rows.append(row(f"{corpus}: {name}", "failed", "", "", False, str(run["error"])[:200]))
@@ -166,7 +187,8 @@ def main() -> None:
     for corpus in [c for c in args.corpora.split(",") if c]:
         run_corpus(corpus, learners, args, lm, commit)
     records = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(OUT.glob("*.eval.json"))]
-    rows = [r for record in records for r in rows_for(record)]
+    rows = [r for record, newest in zip(records, newest_learners(records), strict=True) if newest
+            for r in rows_for(record, newest)]  # fmt: skip
     for name in missing:
         rows.append(row(f"{name}", "not run", "", "", False, "learner not present in this tree when the benchmark ran"))
     data = {

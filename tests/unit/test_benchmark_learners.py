@@ -1,0 +1,41 @@
+from benchmarks.learners import newest_learners, rows_for
+
+
+def record(name: str, corpus: str, when: str, learners: dict[str, float]) -> dict:
+    runs = [
+        {"name": "floor", "kind": "reference", "accuracy": 0.0},
+        {"name": "ceiling", "kind": "reference", "accuracy": 0.5},
+    ]
+    runs += [
+        {
+            "name": learner,
+            "kind": "learner",
+            "accuracy": accuracy,
+            "f1": accuracy,
+            "forgetting_ratio": 0.0,
+            "general_before": 1.0,
+            "general_after": 1.0,
+            "learn_seconds_per_doc": 1.0,
+            "answer_seconds_per_question": 1.0,
+            "bytes_on_disk": 10,
+        }
+        for learner, accuracy in learners.items()
+    ]
+    return {
+        "corpus": {"name": name, "corpus": corpus, "documents": 2, "mean_doc_tokens": 150.0},
+        "runs": runs,
+        "questions": 4,
+        "when": when,
+    }
+
+
+def test_a_learner_run_again_on_a_corpus_is_reported_from_its_newest_run_only() -> None:
+    old = record("squad-context-ttt", "squad", "2026-12-02 06:52:11 UTC", {"context": 0.25, "ttt": 0.25})
+    new = record("squad-context", "squad", "2026-12-02 18:40:00 UTC", {"context": 0.5})
+    other = record("fictional-context-ttt", "fictional", "2026-12-02 06:15:02 UTC", {"context": 0.5, "ttt": 0.25})
+    assert newest_learners([old, new, other]) == [{"ttt"}, {"context"}, {"context", "ttt"}]
+    metrics = [r["metric"] for r in rows_for(old, {"ttt"})]
+    assert "squad-context-ttt: ttt accuracy / ceiling" in metrics
+    assert not any(": context " in m for m in metrics)
+    share = next(r for r in rows_for(new, {"context"}) if r["metric"] == "squad-context: context accuracy / ceiling")
+    assert share["value"] == 1.0 and share["met"] is True
