@@ -10,8 +10,9 @@ Dev data comes from loracle's own fictional-document generator (loracle.hypernet
   choose anything; its gate pass rate is only reported.
 
 Retrieval is run through ContextLearner itself for every configuration (top_k x min_relative_score x order);
-configurations that give a question the same context share one decode. A question whose best hit is less
-similar than gate t gets the base model's reply, so every gate is scored without decoding again.
+configurations that give a question the same context share one decode. A question whose gate score
+(`ContextLearner.gate_score`) is below gate t gets the base model's reply, so every gate is scored without
+decoding again.
 Choice: the highest accuracy (then mean token F1, then the higher gate; then the first in grid order) among
 the (configuration, gate) pairs that let at most `--max-unrelated-pass` of the unrelated questions through.
 Several configurations tie at that gate; context_squad_dev.py breaks the tie on real SQuAD dev paragraphs,
@@ -50,7 +51,7 @@ from loracle.documents import Document
 from loracle.eval.harness import document_text
 from loracle.eval.scoring import is_correct, token_f1
 from loracle.hypernet.data import Sample
-from loracle.learners.context import ContextLearner
+from loracle.learners.context import GATE_HITS, ContextLearner
 from loracle.model import load_model
 from loracle.runtime import configure_threads
 
@@ -102,13 +103,13 @@ def main() -> None:
     unrelated = unrelated_questions(SEED, args.unrelated_docs, args.unrelated_per_doc, pick, parts=2)
     general = general_questions()
 
-    learner = ContextLearner(lm, top_k=3, max_new_tokens=args.max_new_tokens)
+    # no gate of its own: every gate is applied to the ungated replies below
+    learner = ContextLearner(lm, top_k=3, min_similarity=-1.0, max_new_tokens=args.max_new_tokens)
     learner.learn(docs)
     decode = Decoder(lm, args.max_new_tokens)
 
     def best_similarity(question: str) -> float:
-        hits = learner.index.search_chunks(question, n=1)
-        return learner.similarity(question, hits[0].text) if hits else -1.0
+        return learner.gate_score(question, learner.index.search_chunks(question, n=GATE_HITS))
 
     similarity = {
         "learned": [best_similarity(q.question) for q in questions],

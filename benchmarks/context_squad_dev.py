@@ -27,7 +27,7 @@ from benchmarks.common import RESULTS_DIR, row, write_result
 from benchmarks.dev import Decoder, retrieval_grid
 from benchmarks.ttt_dev import squad_dev
 from loracle.eval.scoring import is_correct
-from loracle.learners.context import ContextLearner
+from loracle.learners.context import GATE_HITS, ContextLearner
 from loracle.model import load_model
 from loracle.runtime import configure_threads
 
@@ -54,8 +54,8 @@ def main() -> None:
     records = []
     for doc, questions in dev:
         for question, accepted in questions:
-            best = learner.index.search_chunks(question, n=1)
-            passes = bool(best) and learner.relevant(question, best[0])
+            best = learner.index.search_chunks(question, n=GATE_HITS)
+            passes = bool(best) and learner.relevant(question, best)
             learned = answered(question)
             if passes:
                 ungated = learned

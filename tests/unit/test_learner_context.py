@@ -82,13 +82,29 @@ def test_a_question_unlike_anything_learned_gets_no_context(tiny_lm: LoadedModel
     gated = learner(tiny_lm, min_similarity=0.3)
     gated.learn(docs())
     assert [h.doc_id for h in gated.retrieve("Who founded the observatory?")] == ["observatory"]
-    unrelated = "What is the capital of France?"
+    unrelated = "Who painted Guernica?"
     assert gated.index.search_chunks(unrelated, n=1), "the search alone still returns a chunk"
     assert gated.retrieve(unrelated) == []
     answer = gated.answer(unrelated)
     assert answer.citations == []
     base = generate_chat(tiny_lm, question_messages(unrelated), GenerationConfig(max_new_tokens=6))
     assert answer.text == base
+
+
+def test_the_gate_reads_sentence_by_sentence_so_a_long_chunk_does_not_dilute_the_one_that_answers(
+    tiny_lm: LoadedModel,
+) -> None:
+    filler = " ".join(f"Hall {i} holds {i} chairs of oak and pine wood." for i in range(12))
+    long_doc = Document.from_text(f"{filler} Ilse Marrow founded the observatory.", "Halls", doc_id="halls")
+    gated = learner(tiny_lm, min_similarity=0.5)
+    gated.learn([long_doc])
+    question = "Ilse Marrow founded what?"
+    hits = gated.index.search_chunks(question, n=1)
+    embedder = WordHashEmbedder()
+    whole = float(np.dot(*embedder.encode([question, hits[0].text])))
+    assert whole < 0.5 <= gated.gate_score(question, hits)
+    assert [h.doc_id for h in gated.retrieve(question)] == ["halls"]
+    assert gated.gate_score(question, []) == -1.0
 
 
 def test_citation_lines_point_at_the_source_file(tmp_path: Path, tiny_lm: LoadedModel) -> None:
