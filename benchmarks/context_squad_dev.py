@@ -10,7 +10,9 @@ gate off), and under every setting of the grid at the default gate. Retrieval is
 question's own paragraph is the best hit, and whether the gate lets the best hit through.
 
 Choice ("chosen"): the highest generated-dev accuracy, then F1, at context_dev's gate (results/context_dev.json),
-ties broken by accuracy here, then by grid order. Nothing here comes from an evaluation set.
+ties broken by accuracy here, then by grid order. The gate likewise: of the gates that tie on generated dev
+(context_dev's chosen settings, at most its share of unrelated questions let through), the one with the
+highest accuracy here, then the higher. Nothing here comes from an evaluation set.
 
 Run after context_dev: nice -n 5 .venv/bin/python -m benchmarks.context_squad_dev   (about 15 minutes on one thread)
 """
@@ -24,7 +26,8 @@ import time
 from typing import Any
 
 from benchmarks.common import RESULTS_DIR, row, write_result
-from benchmarks.dev import Decoder, retrieval_grid
+from benchmarks.context_dev import MAX_UNRELATED_PASS
+from benchmarks.dev import Decoder, pass_rate, retrieval_grid
 from benchmarks.ttt_dev import squad_dev
 from loracle.eval.scoring import is_correct
 from loracle.learners.context import GATE_HITS, ContextLearner
@@ -69,6 +72,8 @@ def main() -> None:
                     "question": question,
                     "own_paragraph_first": bool(best) and best[0].doc_id == doc.id,
                     "gate_passes": passes,
+                    "gate_score": learner.gate_score(question, best),
+                    "base": is_correct(reply(question, None), accepted),
                     "ceiling": is_correct(reply(question, doc.text), accepted),
                     "context": is_correct(learned, accepted),
                     "context_without_gate": is_correct(ungated, accepted),
@@ -88,6 +93,11 @@ def main() -> None:
         setattr(learner, key, value)
     generated = json.loads((RESULTS_DIR / "context_dev.json").read_text(encoding="utf-8"))["data"]
     chosen = tie_broken(grid, generated)
+    by_gate = {
+        g: statistics.mean(r["context_without_gate"] if r["gate_score"] >= g else r["base"] for r in records)
+        for g in tied_gates(generated)
+    }
+    chosen_gate = max(by_gate, key=lambda g: (by_gate[g], g))
 
     def share(key: str, of: list[dict] = records) -> float:
         return statistics.mean(r[key] for r in of) if of else 0.0
@@ -103,6 +113,9 @@ def main() -> None:
         row("own paragraph is the best hit", share("own_paragraph_first")),
         row("questions the gate shuts out", 1 - share("gate_passes"), note=f"{len(shut_out)} questions"),
         row("shut-out questions whose own paragraph is the best hit", share("own_paragraph_first", shut_out)),
+        *[row(f"context accuracy, gate {g}", acc,
+              note="tied on generated dev" + ("; chosen" if g == chosen_gate else ""))
+          for g, acc in by_gate.items()],
         *[row(f"accuracy, {describe(e['settings'])}", e["accuracy"],
               note=f"generated dev {e['generated']['accuracy']:.3f} (F1 {e['generated']['f1']:.3f})"
               + ("; chosen" if e is chosen else "") + ("; defaults" if e["settings"] == defaults else ""))
@@ -113,6 +126,7 @@ def main() -> None:
         "records": records,
         "grid": grid,
         "chosen": chosen["settings"],
+        "chosen_gate": chosen_gate,
         "seconds": time.perf_counter() - started,
     }
     path = write_result("context_squad_dev", rows, data)
@@ -127,6 +141,17 @@ def tie_broken(grid: list[dict[str, Any]], generated: dict[str, Any]) -> dict[st
     for entry in grid:
         entry["generated"] = scores[describe(entry["settings"])]
     return max(grid, key=lambda e: (e["generated"]["accuracy"], e["generated"]["f1"], e["accuracy"]))
+
+
+def tied_gates(generated: dict[str, Any]) -> list[float]:
+    """The gates that tie at the best generated-dev accuracy and F1 of context_dev's chosen settings and let at
+    most MAX_UNRELATED_PASS of its unrelated questions through (context_dev takes the highest of them)."""
+    settings = {k: v for k, v in generated["chosen"].items() if k != "min_similarity"}
+    scores = next(e["by_gate"] for e in generated["grid"] if e["settings"] == settings)
+    unrelated = generated["similarity"]["unrelated"]
+    allowed = {g: v for g, v in scores.items() if pass_rate(unrelated, float(g)) <= MAX_UNRELATED_PASS}
+    best = max((v["accuracy"], v["f1"]) for v in allowed.values())
+    return sorted(float(g) for g, v in allowed.items() if (v["accuracy"], v["f1"]) == best)
 
 
 def describe(settings: dict[str, Any]) -> str:

@@ -10,11 +10,13 @@ the hits are laid out in document order (`order`). A question that matches nothi
 at all: the base model answers it as if nothing had been learned, which is what keeps general ability intact.
 "Matches" is judged sentence by sentence (`gate_score`): the best cosine similarity of the question to any
 sentence of the best `GATE_HITS` hits must reach `min_similarity`. A short question is about a sentence or
-two; against a whole 200-token chunk its similarity is diluted by everything else the chunk says. On SQuAD
-dev paragraphs the whole-chunk gate shut out 8 of 48 questions, 5 of them with their own paragraph as the best
-hit, and 20 were answered right; at the same share of unrelated questions let through (a quarter, on
-generated dev documents), the sentence gate shuts out 3 and 21 are right (22 with no gate, 23 with the
-paragraph in context). General-knowledge questions it lets through: none of 40 on generated dev documents.
+two; against a whole 200-token chunk its similarity is diluted by everything else the chunk says. Each
+sentence is read after its document's title, which says what its "it" or "the station" is: alone,
+"The station is powered by a small hydroelectric plant on the Corra River." is further from "Which river
+powers the observatory?" than a sentence about the telescope is. On SQuAD dev paragraphs the whole-chunk
+gate shut out 8 of 48 questions, 5 of them with their own paragraph as the best hit, and 20 were answered
+right; at the same share of unrelated questions let through (a quarter, on generated dev documents), this
+gate shuts out 4 and 21 are right (22 with no gate, 23 with the paragraph in context).
 An optional logit bias nudges generation toward tokens that occur in the retrieved chunks.
 Defaults were picked on dev data only, never on an evaluation set: the gate and the retrieval settings that
 tie best on generated documents (benchmarks/context_dev.py, whose questions include some that need two
@@ -44,7 +46,7 @@ from loracle.sources.chunking import Chunk, chunk_document
 
 IN_MEMORY = Path(":memory:")
 #: the gate score (`ContextLearner.gate_score`) below which nothing is retrieved, for all-MiniLM-L6-v2
-MINILM_MIN_SIMILARITY = 0.491
+MINILM_MIN_SIMILARITY = 0.489
 #: how many of the best hits the gate reads, whatever `top_k` puts in the prompt
 GATE_HITS = 3
 #: how retrieved chunks are laid out: most relevant last (nearest the question), or in document order
@@ -170,10 +172,10 @@ class ContextLearner:
         return self.gate_score(question, hits) >= self.min_similarity
 
     def gate_score(self, question: str, hits: Sequence[ChunkHit]) -> float:
-        """The highest cosine similarity of the question to a sentence of `hits` (a hit with no sentence counts
-        whole); -1 for no hits."""
+        """The highest cosine similarity of the question to a sentence of `hits`, each read after its document's
+        title (a hit with no sentence counts whole); -1 for no hits."""
         assert self._embedder is not None
-        texts = [s for h in hits for s in (sentences(h.text, min_words=1) or [h.text])]
+        texts = [f"{h.title}: {s}" for h in hits for s in (sentences(h.text, min_words=1) or [h.text])]
         if not texts:
             return -1.0
         vectors = self._embedder.encode([question, *texts])
