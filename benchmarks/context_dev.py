@@ -110,13 +110,13 @@ def main() -> None:
     learner.learn(docs)
     decode = Decoder(lm, args.max_new_tokens)
 
-    def best_similarity(question: str) -> float:
+    def gate_score(question: str) -> float:
         return learner.gate_score(question, learner.index.search_chunks(question, n=GATE_HITS))
 
     similarity = {
-        "learned": [best_similarity(q.question) for q in questions],
-        "unrelated": [best_similarity(q) for q in unrelated],
-        "general": [best_similarity(q) for q in general],
+        "learned": [gate_score(q.question) for q in questions],
+        "unrelated": [gate_score(q) for q in unrelated],
+        "general": [gate_score(q) for q in general],
     }
     for name, values in similarity.items():
         spread = f"min {min(values):.3f} median {statistics.median(values):.3f} max {max(values):.3f}"

@@ -58,7 +58,8 @@ def main() -> None:
     for doc, questions in dev:
         for question, accepted in questions:
             best = learner.index.search_chunks(question, n=GATE_HITS)
-            passes = bool(best) and learner.relevant(question, best)
+            score = learner.gate_score(question, best)  # -1 with no hits
+            passes = score >= gate
             learned = answered(question)
             if passes:
                 ungated = learned
@@ -72,7 +73,7 @@ def main() -> None:
                     "question": question,
                     "own_paragraph_first": bool(best) and best[0].doc_id == doc.id,
                     "gate_passes": passes,
-                    "gate_score": learner.gate_score(question, best),
+                    "gate_score": score,
                     "base": is_correct(reply(question, None), accepted),
                     "ceiling": is_correct(reply(question, doc.text), accepted),
                     "context": is_correct(learned, accepted),
