@@ -109,3 +109,37 @@ def test_learner_options_parse() -> None:
     }
     with pytest.raises(LoracleError, match=r"learner\.key=value"):
         parse_options(["steps=4"])
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ('{"doc": "a.md", "q": "Which?", "a": []}', "no accepted answer"),
+        ('{"doc": "a.md", "q": "Which?", "a": ["", " . "]}', "no accepted answer"),
+        ('{"doc": "a.md", "q": "  ", "a": ["Alpha"]}', "empty question"),
+        ('{"doc": "a.md+", "q": "Which?", "a": ["Alpha"]}', "blank document name"),
+        ('["a.md", "Which?", "Alpha"]', "not a QA line"),
+    ],
+)
+def test_a_qa_line_that_could_never_be_scored_is_an_error_naming_its_line(
+    tmp_path: Path, line: str, problem: str
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("Alpha is first.", encoding="utf-8")
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text('{"doc": "a.md", "q": "Which is first?", "a": "Alpha"}\n' + line + "\n", encoding="utf-8")
+    with pytest.raises(LoracleError, match=rf"qa\.jsonl:2: .*{problem}"):
+        load_inputs(docs, qa)
+
+
+def test_questions_about_no_readable_document_name_the_missing_ones(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "bin.md").write_bytes(b"\x00\x01binary")
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text(
+        '{"doc": "gone.md", "q": "Where?", "a": ["x"]}\n{"doc": "bin.md", "q": "What?", "a": ["y"]}\n', encoding="utf-8"
+    )
+    with pytest.raises(LoracleError, match=r"qa\.jsonl: no question names a readable document .*bin\.md, gone\.md"):
+        load_inputs(docs, qa)

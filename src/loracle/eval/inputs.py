@@ -49,7 +49,7 @@ def load_inputs(
     `max_questions` caps each source (the QA file, the SQuAD file), spreading the questions over its
     documents. With --squad, the paragraphs holding the sampled questions are the documents learned (a paragraph
     per document); `notes` records how many questions and paragraphs were used out of how many.
-    Questions naming a document that is not there are skipped with a warning.
+    Questions naming a document that is not there are skipped with a warning; none left is an error.
     """
     inputs = EvalInputs()
     if docs_dir is None and squad_file is None:
@@ -59,12 +59,17 @@ def load_inputs(
             raise LoracleError("--docs needs --qa FILE.jsonl (the questions about those documents)")
         inputs.docs.update(read_docs_folder(docs_dir, inputs.warnings.append))
         pools: dict[tuple[str, ...], list[QAItem]] = {}
+        missing: set[str] = set()
         for item in load_qa(qa_file):
             absent = [d for d in item.docs if d not in inputs.docs]
             if absent:
                 inputs.warnings.append(f"{qa_file}: skipping {item.question!r}: no document {', '.join(absent)}")
+                missing.update(absent)
                 continue
             pools.setdefault(item.docs, []).append(item)
+        if not pools:
+            names = ", ".join(sorted(missing))
+            raise LoracleError(f"{qa_file}: no question names a readable document of {docs_dir} (missing: {names})")
         inputs.items += spread(list(pools.values()), max_questions)
     if squad_file is not None:
         paragraphs = load_squad(squad_file)
@@ -82,5 +87,5 @@ def load_inputs(
             "paragraphs": len(paragraphs),
         }
     if not inputs.items:
-        raise LoracleError("no questions to ask (every question names a missing document?)")
+        raise LoracleError("no questions to ask (max_questions must be at least 1)")
     return inputs

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from loracle.errors import LoracleError
+from loracle.eval.scoring import normalize
 
 T = TypeVar("T")
 
@@ -38,15 +39,28 @@ def parse_jsonl(path: Path, what: str, build: Callable[[dict], T]) -> list[T]:
 
 
 def answers_of(row: dict) -> tuple[str, ...]:
-    """The accepted answers of a row: "a" is one answer or a list of them."""
-    return tuple(map(str, row["a"] if isinstance(row["a"], list) else [row["a"]]))
+    """The accepted answers of a row: "a" is one answer or a list of them. A row none of whose answers has a
+    word left after scoring's normalisation could never be scored right, so it is refused."""
+    answers = tuple(map(str, row["a"] if isinstance(row["a"], list) else [row["a"]]))
+    if not any(normalize(a) for a in answers):
+        raise ValueError('no accepted answer in "a"')
+    return answers
+
+
+def qa_item(row: dict) -> QAItem:
+    """One QA line as an item; a blank question or document name is refused."""
+    docs = tuple(name.strip() for name in str(row["doc"]).split("+"))
+    if not all(docs):
+        raise ValueError(f'a blank document name in "doc": {row["doc"]!r}')
+    question = str(row["q"]).strip()
+    if not question:
+        raise ValueError('an empty question in "q"')
+    return QAItem(docs, question, answers_of(row))
 
 
 def load_qa(path: Path) -> list[QAItem]:
     """Parse a QA jsonl file; a bad line is an error naming the file and line."""
-    items = parse_jsonl(
-        path, "QA", lambda row: QAItem(tuple(str(row["doc"]).split("+")), str(row["q"]), answers_of(row))
-    )
+    items = parse_jsonl(path, "QA", qa_item)
     if not items:
         raise LoracleError(f"{path}: no questions")
     return items
