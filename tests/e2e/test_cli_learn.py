@@ -40,6 +40,10 @@ def test_learn_save_then_ask_load_inside_a_knowledge_base(tmp_path: Path, sample
     assert asked.stdout.strip()
     assert "(kestrel, line 5)" in asked.stdout  # the citation: document id and the line in the file on disk
 
+    refused = loracle("learn", "raw", "--save", "raw/", "--threads", "1", cwd=kb)  # would replace the documents
+    assert refused.returncode == 1 and "not a loracle checkpoint" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and doc.is_file()
+
     missing = loracle("ask", "--load", "nothing-here", "--threads", "1", "Who?", cwd=kb)
     assert missing.returncode == 1
     assert "no such checkpoint" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1

@@ -25,14 +25,13 @@ def learn(
     Example: loracle learn notes/ --learner ttt --save my-notes
     """
     from loracle.kb import find_kb
-    from loracle.learners.session import learn_sources
+    from loracle.learners.session import learn_sources, save_target
 
     kb_root = find_kb(kb).root if kb else None
+    target = save_target(save, kb_root) if save is not None else None  # refused before minutes of learning
     lm = load_base(model, threads)
     with err_console.status(f"Learning with {learner}..."):
-        outcome = learn_sources(
-            lm, learner, docs, save, kb_root=kb_root, on_error=lambda line: err_console.print(f"skipped: {line}")
-        )
+        outcome = learn_sources(lm, learner, docs, target, on_error=lambda line: err_console.print(f"skipped: {line}"))
     report = outcome.report
     console.print(
         f"{report.learner}: learned {report.documents} document(s), {report.tokens} tokens, in {report.seconds:.1f} s"

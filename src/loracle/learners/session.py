@@ -46,6 +46,18 @@ def checkpoint_path(name: str, kb_root: Path | None = None) -> Path:
     return kb_root / ".loracle" / CHECKPOINTS / name
 
 
+def save_target(name: str, kb_root: Path | None = None) -> Path:
+    """Where checkpoint `name` is written, checked before any learning. Saving replaces the whole folder, so
+    anything already there that is not a checkpoint (`--save notes/` naming the documents themselves, a file)
+    is refused rather than lost."""
+    path = checkpoint_path(name, kb_root)
+    if path.is_dir() and not (path / META).is_file() and any(path.iterdir()):
+        raise LoracleError(f"{path}: a folder that is not a loracle checkpoint; not replacing it")
+    if path.exists() and not path.is_dir():
+        raise LoracleError(f"{path}: a file, not a checkpoint folder; not replacing it")
+    return path
+
+
 @dataclass
 class LearnOutcome:
     report: LearnReport
@@ -74,14 +86,12 @@ def learn_sources(
     lm: LoadedModel,
     learner: str,
     paths: Sequence[Path],
-    save_as: str | None = None,
+    target: Path | None = None,
     *,
-    kb_root: Path | None = None,
     options: dict[str, Any] | None = None,
     on_error: Callable[[str], None] | None = None,
 ) -> LearnOutcome:
-    """Read `paths`, learn the readable documents with `learner`, and save it as checkpoint `save_as`."""
-    target = checkpoint_path(save_as, kb_root) if save_as else None
+    """Read `paths`, learn the readable documents with `learner`, and save it to `target` (see `save_target`)."""
     docs, errors = read_sources(paths)
     for line in errors:
         if on_error:
