@@ -163,6 +163,21 @@ def test_checkpoint_for_another_base_model_is_refused(tmp_path: Path, tiny_lm: L
         learner(other).load(tmp_path / "ck")
 
 
+def test_saving_over_a_folder_that_is_not_a_checkpoint_is_refused_and_keeps_it(
+    tmp_path: Path, tiny_lm: LoadedModel
+) -> None:
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "a.md").write_text("my only copy", encoding="utf-8")
+    ctx = learner(tiny_lm)
+    ctx.learn(docs())
+    with pytest.raises(LoracleError, match="not a loracle checkpoint; not replacing it"):
+        ctx.save(notes)
+    assert [p.name for p in notes.iterdir()] == ["a.md"]
+    ctx.save(tmp_path / "ck")
+    ctx.save(tmp_path / "ck")  # an earlier checkpoint is replaced
+
+
 def test_an_empty_learner_answers_closed_book(tiny_lm: LoadedModel) -> None:
     answer = learner(tiny_lm).answer("Who founded the observatory?")
     assert answer.citations == []

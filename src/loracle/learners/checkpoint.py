@@ -20,9 +20,19 @@ TENSORS = "tensors.safetensors"
 META = "meta.json"
 
 
+def check_replaceable(path: Path) -> None:
+    """Refuse a save to `path` that would destroy something other than an earlier checkpoint: saving replaces
+    the whole folder, and a folder of documents or a file there is somebody's data."""
+    if path.exists() and not path.is_dir():
+        raise LoracleError(f"{path}: a file, not a checkpoint folder; not replacing it")
+    if path.is_dir() and not (path / META).is_file() and any(path.iterdir()):
+        raise LoracleError(f"{path}: a folder that is not a loracle checkpoint; not replacing it")
+
+
 def save_checkpoint(
     path: Path, learner: str, fingerprint: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
 ) -> None:
+    check_replaceable(path)
     with atomic_folder(path) as staging:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(staging / TENSORS))
         record = {"learner": learner, "base_fingerprint": fingerprint, **meta}

@@ -19,7 +19,7 @@ from loracle.documents import Document, slugify
 from loracle.errors import LoracleError
 from loracle.learners import create_learner
 from loracle.learners.base import Answer, LearnReport
-from loracle.learners.checkpoint import META
+from loracle.learners.checkpoint import META, check_replaceable
 from loracle.model import LoadedModel
 from loracle.sources import read_folder
 
@@ -47,14 +47,10 @@ def checkpoint_path(name: str, kb_root: Path | None = None) -> Path:
 
 
 def save_target(name: str, kb_root: Path | None = None) -> Path:
-    """Where checkpoint `name` is written, checked before any learning. Saving replaces the whole folder, so
-    anything already there that is not a checkpoint (`--save notes/` naming the documents themselves, a file)
-    is refused rather than lost."""
+    """Where checkpoint `name` is written, checked before any learning rather than only when saving after it
+    (`--save notes/` naming the documents themselves is refused at once)."""
     path = checkpoint_path(name, kb_root)
-    if path.is_dir() and not (path / META).is_file() and any(path.iterdir()):
-        raise LoracleError(f"{path}: a folder that is not a loracle checkpoint; not replacing it")
-    if path.exists() and not path.is_dir():
-        raise LoracleError(f"{path}: a file, not a checkpoint folder; not replacing it")
+    check_replaceable(path)
     return path
 
 
