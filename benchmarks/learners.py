@@ -2,6 +2,9 @@
 
 Each corpus is one eval run (floor and in-context ceiling in the same run). Full eval results go to
 benchmarks/results/learners/<corpus>.eval.json (+ .png); the rows and targets go to results/learners.json.
+Corpus `squad-all-questions` learns the same SQuAD paragraphs as `squad` and asks every answerable question
+of them (about 4 per paragraph instead of 1): a closer measurement for the learners cheap enough to answer
+that many, on paragraphs no dev script reads.
 Corpora and learners can be run separately (--corpora fictional --learners ttt --tag ttt): the rows are
 rebuilt from every result on disk, each with its own time stamp and its own floor and ceiling; a learner
 run again on a corpus is reported from its newest run only.
@@ -25,6 +28,7 @@ DATA = Path(__file__).parent / "data" / "fictional"
 SQUAD = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad2-dev-normans-rhine.json"
 OUT = RESULTS_DIR / "learners"
 WANTED = ("context", "ttt", "kstore", "playbook")
+CORPORA = ("fictional", "squad", "squad-all-questions")
 
 
 def available_learners(requested: list[str]) -> tuple[list[str], list[str]]:
@@ -55,6 +59,8 @@ def run_corpus(corpus: str, learners: list[str], args: argparse.Namespace, lm: A
         inputs = load_inputs(DATA, DATA / "qa.jsonl", max_questions=args.fictional_questions)
     else:
         inputs = load_inputs(squad_file=SQUAD, max_questions=args.max_questions)
+        if corpus == "squad-all-questions":
+            inputs.items = every_question(SQUAD, inputs.docs)
     settings = EvalSettings(
         max_new_tokens=args.max_new_tokens,
         general=not args.no_forgetting,
@@ -81,6 +87,13 @@ def run_corpus(corpus: str, learners: list[str], args: argparse.Namespace, lm: A
     write_outputs(result, None, OUT / f"{label}.png")
     write_text_atomic(OUT / f"{label}.eval.json", json.dumps(record, indent=2, default=str) + "\n")
     return record
+
+
+def every_question(squad: Path, learned: dict[str, Any]) -> list:
+    """Every answerable question of the paragraphs of `squad` that are in `learned`, in file order."""
+    from loracle.eval.squad import load_squad
+
+    return [q for p in load_squad(squad) if p.key in learned for q in p.questions]
 
 
 def newest_learners(records: list[dict]) -> list[set[str]]:
@@ -163,7 +176,7 @@ def rows_for(record: dict, learners: set[str]) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpora", default="fictional,squad")
+    parser.add_argument("--corpora", default="fictional,squad", help=f"comma-separated, of {', '.join(CORPORA)}")
     parser.add_argument("--learners", default=",".join(WANTED))
     parser.add_argument("--max-questions", type=int, default=24, help="SQuAD questions (spread over paragraphs)")
     parser.add_argument("--fictional-questions", type=int, default=None, help="cap on fictional questions")
@@ -181,10 +194,13 @@ def main() -> None:
     from loracle.model import load_model
     from loracle.runtime import configure_threads
 
+    corpora = [c for c in args.corpora.split(",") if c]
+    if unknown := sorted(set(corpora) - set(CORPORA)):
+        parser.error(f"unknown corpus {', '.join(unknown)} (known: {', '.join(CORPORA)})")
     configure_threads(args.threads)
     learners, missing = available_learners([n for n in args.learners.split(",") if n])
     lm = load_model("embedded")
-    for corpus in [c for c in args.corpora.split(",") if c]:
+    for corpus in corpora:
         run_corpus(corpus, learners, args, lm, commit)
     records = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(OUT.glob("*.eval.json"))]
     rows = [r for record, newest in zip(records, newest_learners(records), strict=True) if newest

@@ -1,4 +1,9 @@
-from benchmarks.learners import newest_learners, rows_for
+from pathlib import Path
+
+from benchmarks.learners import every_question, newest_learners, rows_for
+
+from loracle.eval.inputs import load_inputs
+from tests.unit.test_eval_inputs import squad_file
 
 
 def record(name: str, corpus: str, when: str, learners: dict[str, float]) -> dict:
@@ -39,3 +44,15 @@ def test_a_learner_run_again_on_a_corpus_is_reported_from_its_newest_run_only() 
     assert not any(": context " in m for m in metrics)
     share = next(r for r in rows_for(new, {"context"}) if r["metric"] == "squad-context: context accuracy / ceiling")
     assert share["value"] == 1.0 and share["met"] is True
+
+
+def test_all_questions_corpus_asks_every_answerable_question_of_the_learned_paragraphs_only(tmp_path: Path) -> None:
+    squad = squad_file(tmp_path)
+    inputs = load_inputs(squad_file=squad, max_questions=2)  # the sample: one question from each of two paragraphs
+    assert sorted(inputs.docs) == ["grey-towers-p01", "grey-towers-p02"]
+    asked = every_question(squad, inputs.docs)
+    assert [(q.docs, q.question) for q in asked] == [
+        (("grey-towers-p01",), "When?"),  # not "Why?": unanswerable
+        (("grey-towers-p02",), "Towers?"),
+        (("grey-towers-p02",), "Gates?"),  # not "Deep?": Blue Lake is not learned
+    ]
