@@ -22,7 +22,7 @@ from loracle.eval.harness import (
     select_general,
 )
 from loracle.eval.qa import QAItem
-from loracle.eval.report import LATEST_JSON, LATEST_PNG, results_table
+from loracle.eval.report import LATEST_JSON, LATEST_PNG, eval_figure, results_table
 from loracle.eval.run import write_outputs
 from loracle.learners.base import Answer, Citation, LearnReport
 from loracle.learners.checkpoint import save_checkpoint
@@ -121,6 +121,31 @@ def test_results_table_fits_an_80_column_terminal_unclipped() -> None:
     text = console.export_text()
     assert "…" not in text
     assert "playbook 63% 29/46" in " ".join(text.split()) and "100%→94%" in text
+
+
+def test_the_plot_labels_every_bar_so_zero_forgetting_shows_as_a_measured_zero() -> None:
+    import matplotlib.pyplot as plt
+
+    result = EvalResult("SmolLM2-135M-Instruct", "f", ["a.md"] * 2, 46, {}, {})
+    result.runs = [
+        RunResult("floor", "reference", 0.043, 0.1, 2, 46),
+        RunResult("ceiling", "reference", 0.587, 0.5, 27, 46),
+        RunResult("context", "learner", 0.63, 0.17, 29, 46, 0.2, 2.1, 21_000, 0.944, 0.944, 0.0),
+        RunResult("ttt", "learner", 0.5, 0.15, 23, 46, 43.0, 40.0, 8_000_000, 0.944, 0.833, 0.118),
+    ]
+    fig = eval_figure(result)
+    accuracy, forgetting = fig.axes
+    labels = [t.get_text() for t in accuracy.texts]
+    assert {"2/46", "27/46", "29/46", "23/46", "0.17"} <= set(labels)
+    assert [t.get_text() for t in forgetting.texts] == ["0.000", "0.118"]
+    bottom, top = forgetting.get_ylim()
+    assert bottom == 0 and top > 0.118  # the ratio above the target is in view, nothing below zero is implied
+    assert {t.get_text() for t in accuracy.get_legend().get_texts()} == {
+        "accuracy (reference)",
+        "accuracy (learner)",
+        "token F1",
+    }
+    plt.close(fig)
 
 
 def test_forgetting_arithmetic() -> None:

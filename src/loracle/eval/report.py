@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich import box
 from rich.table import Table
@@ -11,8 +12,14 @@ from rich.table import Table
 from loracle.atomic import write_bytes_atomic, write_text_atomic
 from loracle.eval.harness import EvalResult, RunResult
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 LATEST_JSON = "latest.json"
 LATEST_PNG = "latest.png"
+#: the forgetting ratio the issue asks learners to stay under, drawn as a line on the plot
+FORGETTING_TARGET = 0.05
+REFERENCE_COLOR, LEARNER_COLOR, F1_COLOR = "#9e9e9e", "#1f77b4", "#ff7f0e"
 
 
 def _pct(value: float | None) -> str:
@@ -87,36 +94,57 @@ def write_plot(result: EvalResult, path: Path) -> None:
     """Accuracy and F1 per learner (references shaded), and the forgetting ratio, as one PNG."""
     import io
 
+    import matplotlib.pyplot as plt
+
+    fig = eval_figure(result)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def eval_figure(result: EvalResult) -> Figure:
+    """The plot of `write_plot`. Every bar carries its value (right/total for accuracy), so a forgetting ratio
+    of exactly 0 reads as a measured 0 rather than as a missing bar."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     runs = [r for r in result.runs if r.accuracy is not None]
-    names = [r.name for r in runs]
     xs = range(len(runs))
     fig, (ax_acc, ax_forget) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})
     width = 0.38
-    colors = ["#9e9e9e" if r.kind == "reference" else "#1f77b4" for r in runs]
-    ax_acc.bar([x - width / 2 for x in xs], [r.accuracy or 0 for r in runs], width, color=colors, label="accuracy")
-    ax_acc.bar([x + width / 2 for x in xs], [r.f1 or 0 for r in runs], width, color="#ff7f0e", label="token F1")
-    ax_acc.set_xticks(list(xs), names, rotation=20)
+    colors = [REFERENCE_COLOR if r.kind == "reference" else LEARNER_COLOR for r in runs]
+    accuracy = ax_acc.bar([x - width / 2 for x in xs], [r.accuracy or 0 for r in runs], width, color=colors)
+    ax_acc.bar_label(accuracy, [f"{r.correct}/{r.total}" for r in runs], fontsize=7)
+    f1 = ax_acc.bar([x + width / 2 for x in xs], [r.f1 or 0 for r in runs], width, color=F1_COLOR)
+    ax_acc.bar_label(f1, [f"{r.f1 or 0:.2f}" for r in runs], fontsize=7)
+    ax_acc.set_xticks(list(xs), [r.name for r in runs], rotation=20)
     ax_acc.set_ylim(0, 1)
     ax_acc.set_ylabel("closed-book score")
     ax_acc.set_title(f"{result.questions} questions on {len(result.documents)} documents")
-    ax_acc.legend(loc="upper left", fontsize=8)
+    handles = [
+        Patch(color=REFERENCE_COLOR, label="accuracy (reference)"),
+        Patch(color=LEARNER_COLOR, label="accuracy (learner)"),
+        Patch(color=F1_COLOR, label="token F1"),
+    ]
+    ax_acc.legend(handles=handles, loc="upper left", fontsize=8)
     learners = [r for r in result.runs if r.kind == "learner" and r.forgetting_ratio is not None]
-    ax_forget.bar([r.name for r in learners], [r.forgetting_ratio or 0 for r in learners], color="#d62728")
-    ax_forget.axhline(0.05, color="black", linestyle="--", linewidth=1, label="target 0.05")
+    ratios = [r.forgetting_ratio or 0.0 for r in learners]
+    forgetting = ax_forget.bar([r.name for r in learners], ratios, color="#d62728")
+    ax_forget.bar_label(forgetting, [f"{v:.3f}" for v in ratios], fontsize=8)
+    ax_forget.axhline(
+        FORGETTING_TARGET, color="black", linestyle="--", linewidth=1, label=f"target {FORGETTING_TARGET}"
+    )
+    ax_forget.set_ylim(min([0.0, *ratios]) * 1.2, max([2 * FORGETTING_TARGET, *ratios]) * 1.2)
     ax_forget.set_title("forgetting ratio (lower is better)")
     ax_forget.tick_params(axis="x", rotation=20)
     ax_forget.legend(loc="upper right", fontsize=8)
     fig.suptitle(f"loracle eval — {result.model}")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    write_bytes_atomic(path, buffer.getvalue())
+    return fig
 
 
 def latest_dir(kb_state: Path) -> Path:
