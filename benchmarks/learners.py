@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import statistics
 import subprocess
 import time
 from pathlib import Path
@@ -70,7 +71,9 @@ def run_corpus(corpus: str, learners: list[str], args: argparse.Namespace, lm: A
     options: dict[str, dict[str, Any]] = {name: {"max_new_tokens": args.max_new_tokens} for name in learners}
     if "playbook" in options:
         options["playbook"].update(questions_per_doc=2, writer_max_tokens=200)
+    reference_before = reference_pass_seconds(lm)
     result = evaluate(lm, inputs, learners, options, settings, progress=lambda m: print(f"[{corpus}] {m}", flush=True))
+    reference = (reference_before + reference_pass_seconds(lm)) / 2
     record = result.to_dict()
     tokens = [len(lm.tokenizer.encode(d.text)) for d in inputs.docs.values()]
     label = f"{corpus}-{args.tag}" if args.tag else corpus
@@ -82,11 +85,27 @@ def run_corpus(corpus: str, learners: list[str], args: argparse.Namespace, lm: A
     }
     record["when"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     record["commit"] = commit
-    record["machine"] = machine_info()
+    record["machine"] = {**machine_info(), "reference_pass_s": reference}
     OUT.mkdir(parents=True, exist_ok=True)
     write_outputs(result, None, OUT / f"{label}.png")
     write_text_atomic(OUT / f"{label}.eval.json", json.dumps(record, indent=2, default=str) + "\n")
     return record
+
+
+def reference_pass_seconds(lm: Any, tokens: int = 300, repeats: int = 5) -> float:
+    """The median seconds of one forward pass of the base model over `tokens` tokens: how fast the machine was
+    during a run (taken at its start and end), so learning times of runs on a busier or quieter machine can
+    be compared as multiples of it."""
+    import torch
+
+    ids = torch.randint(0, len(lm.tokenizer), (1, tokens), generator=torch.Generator().manual_seed(0))
+    times = []
+    with torch.inference_mode():
+        for _ in range(repeats + 1):  # the first warms up
+            start = time.perf_counter()
+            lm.model(input_ids=ids.to(lm.device))
+            times.append(time.perf_counter() - start)
+    return statistics.median(times[1:])
 
 
 def every_question(squad: Path, learned: dict[str, Any]) -> list:
@@ -124,6 +143,9 @@ def rows_for(record: dict, learners: set[str]) -> list[dict]:
     note = f"{record['questions']} questions, {record['corpus']['documents']} documents, run {record['when']}"
     if record.get("commit"):
         note += f", commit {record['commit']}"
+    reference = record.get("machine", {}).get("reference_pass_s")  # absent in runs made before it was measured
+    if reference:
+        note += f"; reference pass (one forward over 300 tokens) {reference:.3f} s"
     rows = [
         row(f"{corpus}: floor accuracy (no document)", runs["floor"]["accuracy"], "", "", None, note),
         row(f"{corpus}: ceiling accuracy (document in context)", ceiling, "", "", None, note),
@@ -158,6 +180,7 @@ def rows_for(record: dict, learners: set[str]) -> list[dict]:
                 )
             )
         learn_300 = run["learn_seconds_per_doc"] * per_300
+        speed = f"; {learn_300 / reference:,.0f} reference passes in this run" if reference else ""
         rows.append(
             row(
                 f"{corpus}: {name} learning time per 300-token document",
@@ -166,7 +189,7 @@ def rows_for(record: dict, learners: set[str]) -> list[dict]:
                 "<= 60" if name == "ttt" else "",
                 learn_300 <= 60 if name == "ttt" else None,
                 f"{run['learn_seconds_per_doc']:.2f} s per document of "
-                f"{record['corpus']['mean_doc_tokens']:.0f} tokens on average; machine shared",
+                f"{record['corpus']['mean_doc_tokens']:.0f} tokens on average; machine shared{speed}",
             )
         )
         rows.append(row(f"{corpus}: {name} answer time", round(run["answer_seconds_per_question"], 2), "s/question"))

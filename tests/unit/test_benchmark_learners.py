@@ -1,8 +1,9 @@
 from pathlib import Path
 
-from benchmarks.learners import every_question, newest_learners, rows_for
+from benchmarks.learners import every_question, newest_learners, reference_pass_seconds, rows_for
 
 from loracle.eval.inputs import load_inputs
+from loracle.model import LoadedModel
 from tests.unit.test_eval_inputs import squad_file
 
 
@@ -56,3 +57,19 @@ def test_all_questions_corpus_asks_every_answerable_question_of_the_learned_para
         (("grey-towers-p02",), "Towers?"),
         (("grey-towers-p02",), "Gates?"),  # not "Deep?": Blue Lake is not learned
     ]
+
+
+def test_learning_times_are_also_read_as_multiples_of_the_runs_reference_pass(tiny_lm: LoadedModel) -> None:
+    reference = reference_pass_seconds(tiny_lm, tokens=16, repeats=2)
+    assert 0 < reference < 5
+    timed = record("squad-ttt", "squad", "2026-12-03 16:00:00 UTC", {"ttt": 0.25})
+    timed["machine"] = {"reference_pass_s": 0.25}
+    rows = {r["metric"]: r for r in rows_for(timed, {"ttt"})}
+    learning = rows["squad-ttt: ttt learning time per 300-token document"]
+    assert learning["value"] == 2.0 and "8 reference passes in this run" in learning["note"]  # 1 s per 150 tokens
+    assert (
+        "reference pass (one forward over 300 tokens) 0.250 s"
+        in rows["squad-ttt: floor accuracy (no document)"]["note"]
+    )
+    untimed = record("squad-ttt", "squad", "2026-12-02 06:52:11 UTC", {"ttt": 0.25})  # an older run
+    assert all("reference" not in r["note"] for r in rows_for(untimed, {"ttt"}))
