@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from loracle.atomic import write_text_atomic
+
 RESULTS_DIR = Path(__file__).parent / "results"
 RESULTS_MD = Path(__file__).parent / "RESULTS.md"
 
@@ -52,7 +54,7 @@ def write_result(name: str, rows: list[dict], data: dict[str, Any], machine: dic
         "data": data,
     }
     path = RESULTS_DIR / f"{name}.json"
-    path.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+    write_text_atomic(path, json.dumps(record, indent=2, default=str) + "\n")
     write_results_md()
     return path
 
@@ -91,7 +93,7 @@ def write_results_md() -> None:
             cells = [r["metric"], _fmt(r["value"]), r.get("unit", ""), r.get("target", ""), met, r.get("note", "")]
             lines.append("| " + " | ".join(str(c) for c in cells) + " |")
         lines.append("")
-    RESULTS_MD.write_text("\n".join(lines), encoding="utf-8")
+    write_text_atomic(RESULTS_MD, "\n".join(lines))
 
 
 if __name__ == "__main__":
