@@ -14,6 +14,7 @@ from loracle.eval.general import GeneralItem, bundled_general
 from loracle.eval.harness import (
     EvalResult,
     EvalSettings,
+    QuestionResult,
     RunResult,
     document_text,
     forgetting_ratio,
@@ -229,3 +230,42 @@ def test_small_eval_for_the_demo_prints_the_table(tiny_lm) -> None:
     assert [r.name for r in result.runs] == ["floor", "ceiling", "kstore"] and result.questions == 2
     text = console.export_text()
     assert "ceiling" in text and "kstore" in text
+
+
+def saved_result() -> EvalResult:
+    result = EvalResult("SmolLM2-135M-Instruct", "f00d", ["a.md", "b.md"], 2, {"knowledge": 12}, {"max_new_tokens": 8})
+    answer = QuestionResult("Who?", ["a.md"], ["Ada"], "Ada did.", True, 1.0, 0.5, cited=["a.md"])
+    result.runs = [
+        RunResult("ceiling", "reference", 0.5, 0.4, 1, 2, questions=[answer]),
+        RunResult("context", "learner", 1.0, 0.6, 2, 2, 0.1, 0.9, 2048, 1.0, 1.0, 0.0, details={"chunks": 3}),
+    ]
+    return result
+
+
+def test_a_saved_result_reads_back_whole(tmp_path: Path) -> None:
+    from loracle.eval.report import read_result, write_json
+
+    path = tmp_path / "out.json"
+    write_json(saved_result(), path)
+    assert read_result(path) == saved_result()
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"", "not a JSON file"),
+        (b"\xff\xfe{}", "not a JSON file"),
+        (b"[1, 2]", "not a loracle eval result (top level:"),
+        (b'{"model": "m", "fingerprint": "f", "documents": [], "questions": "many"}', "questions:"),
+    ],
+)
+def test_a_file_that_is_not_a_saved_result_is_named_in_one_line(tmp_path: Path, content: bytes, problem: str) -> None:
+    from loracle.errors import LoracleError
+    from loracle.eval.report import read_result
+
+    path = tmp_path / "out.json"
+    path.write_bytes(content)
+    with pytest.raises(LoracleError) as error:
+        read_result(path)
+    assert str(error.value).startswith(f"{path}: ") and problem in str(error.value)
+    assert "\n" not in str(error.value)

@@ -1,4 +1,5 @@
-"""`loracle eval` (measure learners against the floor and the in-context ceiling) and `loracle playbook show`."""
+"""`loracle eval` (measure learners against the floor and the in-context ceiling), `loracle eval-report` (show a
+saved result again) and `loracle playbook show`."""
 
 from __future__ import annotations
 
@@ -91,6 +92,24 @@ def eval_command(
     console.print(results_table(result))
     written = write_outputs(result, json_out, plot, kb_paths.state if kb_paths else None)
     for path in written:
+        err_console.print(f"wrote {path}")
+
+
+@app.command("eval-report")
+def eval_report(
+    result: Path = typer.Argument(..., help="A result written by `loracle eval --json`."),
+    plot: Path | None = typer.Option(None, "--plot", help="Also draw its bar chart PNG here."),
+) -> None:
+    """Show a saved eval result as the table `loracle eval` printed, and redraw its chart; no model is loaded.
+
+    Example: loracle eval-report out.json --plot out.png
+    """
+    from loracle.eval.report import read_result, results_table
+    from loracle.eval.run import write_outputs
+
+    saved = read_result(result)
+    console.print(results_table(saved))
+    for path in write_outputs(saved, plot_path=plot):
         err_console.print(f"wrote {path}")
 
 

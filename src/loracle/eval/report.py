@@ -10,6 +10,7 @@ from rich import box
 from rich.table import Table
 
 from loracle.atomic import write_bytes_atomic, write_text_atomic
+from loracle.errors import LoracleError
 from loracle.eval.harness import EvalResult, RunResult
 
 if TYPE_CHECKING:
@@ -88,6 +89,25 @@ def results_table(result: EvalResult) -> Table:
 
 def write_json(result: EvalResult, path: Path) -> None:
     write_text_atomic(path, json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n")
+
+
+def read_result(path: Path) -> EvalResult:
+    """An eval result written by `write_json` (`loracle eval --json`), read back whole; a one-line error naming
+    the file when it is missing, not JSON, or not an eval result."""
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise LoracleError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LoracleError(f"{path}: not a JSON file ({exc})") from exc
+    try:
+        return TypeAdapter(EvalResult).validate_python(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "top level"
+        raise LoracleError(f"{path}: not a loracle eval result ({where}: {first['msg']})") from exc
 
 
 def write_plot(result: EvalResult, path: Path) -> None:
