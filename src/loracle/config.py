@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from loracle.errors import LoracleError
+from loracle.errors import LoracleError, validation_problem
 
 CONFIG_FILE = "loracle.toml"
 
@@ -70,6 +70,4 @@ def load_config(kb: Path | None) -> Config:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise LoracleError(f"{path}: not valid TOML ({exc})") from exc
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise LoracleError(f"{path}: {where}: {first['msg']}") from exc
+        raise LoracleError(f"{path}: {validation_problem(exc)}") from exc

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from loracle.errors import AdapterError
+from loracle.errors import AdapterError, validation_problem
 from loracle.model.adapters import MANIFEST
 
 
@@ -54,8 +54,7 @@ class AdapterManifest(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            raise AdapterError(f"{path}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from exc
+            raise AdapterError(f"{path}: {validation_problem(exc)}") from exc
 
     def write(self, folder: Path) -> None:
         """Write into a folder that is not visible yet (a staging folder): callers publish it atomically."""

@@ -10,7 +10,7 @@ from rich import box
 from rich.table import Table
 
 from loracle.atomic import write_bytes_atomic, write_text_atomic
-from loracle.errors import LoracleError
+from loracle.errors import LoracleError, validation_problem
 from loracle.eval.harness import EvalResult, RunResult
 
 if TYPE_CHECKING:
@@ -105,9 +105,7 @@ def read_result(path: Path) -> EvalResult:
     try:
         return TypeAdapter(EvalResult).validate_python(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "top level"
-        raise LoracleError(f"{path}: not a loracle eval result ({where}: {first['msg']})") from exc
+        raise LoracleError(f"{path}: not a loracle eval result ({validation_problem(exc, 'top level')})") from exc
 
 
 def write_plot(result: EvalResult, path: Path) -> None:

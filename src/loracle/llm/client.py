@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from loracle.errors import LoracleError
+from loracle.errors import LoracleError, validation_problem
 from loracle.llm.backends import Backend, EndpointBackend, LocalBackend, StopRule
 from loracle.llm.jsonfix import JSONNotFound, extract_json, fit_to_schema, json_complete, schema_hint
 
@@ -126,9 +126,7 @@ def parse_answer(answer: str, schema: type[T]) -> T:
     try:
         return schema.model_validate(fit_to_schema(value, schema))
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "the object"
-        raise ValueError(f"{where}: {first['msg']} (got {json.dumps(value)[:120]})") from exc
+        raise ValueError(f"{validation_problem(exc, 'the object')} (got {json.dumps(value)[:120]})") from exc
 
 
 def make_llm(config: Config, role: Role = "writer", lm: LoadedModel | None = None) -> LLM:
