@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from loracle.eval.harness import EvalResult, RunResult
 from loracle.eval.report import write_json
+from tests.e2e.cli import loracle
 
 pytestmark = pytest.mark.e2e
-
-
-def eval_report(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-c", "from loracle.cli import main; main()", "eval-report", *map(str, args)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "120"})
 
 
 def test_a_saved_result_is_shown_and_redrawn(tmp_path: Path) -> None:
@@ -30,12 +23,12 @@ def test_a_saved_result_is_shown_and_redrawn(tmp_path: Path) -> None:
     saved, plot = tmp_path / "out.json", tmp_path / "out.png"
     write_json(result, saved)
 
-    shown = eval_report(saved, "--plot", plot)
+    shown = loracle("eval-report", saved, "--plot", plot)
     assert shown.returncode == 0, shown.stderr
     assert "ttt 52% 24/46 89% 0.15 43.1 39.90 8.4 MB 94%→94% 0.000" in " ".join(shown.stdout.split())
     assert plot.read_bytes().startswith(b"\x89PNG") and f"wrote {plot}" in shown.stderr
 
     saved.write_text('{"model": "m"', encoding="utf-8")  # cut off mid-write by some other tool
-    refused = eval_report(saved, "--plot", tmp_path / "second.png")
+    refused = loracle("eval-report", saved, "--plot", tmp_path / "second.png")
     assert refused.returncode == 1 and f"{saved}: not a JSON file" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1 and not (tmp_path / "second.png").exists()
