@@ -43,6 +43,24 @@ def test_overlong_line_is_split_by_words_on_the_same_line() -> None:
     assert "word99" in chunks[-1].text
 
 
+def test_overlong_line_is_split_between_sentences_into_even_pieces() -> None:
+    sentences = [f"Sentence {i} says {' '.join(['much'] * (i % 5 + 3))}." for i in range(24)]
+    line = " ".join(sentences)
+    chunks = chunk_document(Document.from_text(line, "T"), max_tokens=100)
+    sizes = [estimate_tokens(c.text) for c in chunks]
+    assert len(chunks) == -(-estimate_tokens(line) // 100)  # as few pieces as the budget allows
+    assert max(sizes) <= 100 and max(sizes) - min(sizes) < 20  # no short tail of its own
+    assert all(c.text.startswith("Sentence") and c.text.endswith(".") for c in chunks)
+    assert " ".join(c.text for c in chunks) == line
+
+
+def test_cjk_sentences_split_without_spaces() -> None:
+    text = "东京是日本的首都。" * 40
+    chunks = chunk_document(Document.from_text(text, "CJK"), max_tokens=60)
+    assert all(c.text.endswith("。") for c in chunks)
+    assert "".join(c.text for c in chunks) == text
+
+
 def test_headings_in_code_fences_are_text() -> None:
     doc = Document.from_text("# Real\n\n```\n# not a heading\n```\n", "T")
     chunks = chunk_document(doc, max_tokens=100)

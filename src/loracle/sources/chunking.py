@@ -14,6 +14,7 @@ from loracle.documents import Document
 
 _TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[^\W_]+|[^\w\s]", re.UNICODE)
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[\u3002\uff01\uff1f])\s*")
 DEFAULT_MAX_TOKENS = 200
 
 
@@ -107,17 +108,47 @@ def _blocks(text: str) -> list[_Block]:
 
 
 def _fit_lines(block: _Block, max_tokens: int) -> list[tuple[int, str]]:
-    """The block's lines with numbers; a line over the budget is cut at token boundaries (same number)."""
+    """The block's lines with numbers; a line over the budget is cut into pieces (same number) by `_split_line`."""
     out: list[tuple[int, str]] = []
     for number, line in enumerate(block.lines, start=block.start):
-        spans = [m.span() for m in _TOKEN.finditer(line)]
-        if len(spans) <= max_tokens:
-            out.append((number, line))
-            continue
-        for first in range(0, len(spans), max_tokens):
-            last = min(first + max_tokens, len(spans)) - 1
-            out.append((number, line[spans[first][0] : spans[last][1]]))
+        out.extend((number, piece) for piece in _split_line(line, max_tokens))
     return out
+
+
+def _split_line(line: str, max_tokens: int) -> list[str]:
+    """`line` as pieces of at most `max_tokens`, as even in size as whole sentences allow.
+
+    Markdown paragraphs are often one long line. Cutting such a line every `max_tokens` tokens split sentences
+    in two, so a fact's subject and its value could land in different chunks, and it left a tail of a few words
+    as a chunk of its own. Only a sentence over the budget is cut at token boundaries.
+    """
+    if estimate_tokens(line) <= max_tokens:
+        return [line]
+    ends = [m.start() for m in _SENTENCE_END.finditer(line)] + [len(line)]
+    starts = [0] + [m.end() for m in _SENTENCE_END.finditer(line)]
+    sentences = [(start, end) for start, end in zip(starts, ends, strict=True) if line[start:end].strip()]
+    units = [span for start, end in sentences for span in _token_spans(line, start, end, max_tokens)]
+    sizes = [estimate_tokens(line[start:end]) for start, end in units]
+    target = sum(sizes) / -(-sum(sizes) // max_tokens)  # the mean size of the fewest pieces that could fit
+    pieces: list[list[tuple[int, int]]] = [[]]
+    used = 0
+    for unit, size in zip(units, sizes, strict=True):
+        if pieces[-1] and (used + size > max_tokens or used + size / 2 > target):
+            pieces.append([])
+            used = 0
+        pieces[-1].append(unit)
+        used += size
+    return [line[piece[0][0] : piece[-1][1]] for piece in pieces]
+
+
+def _token_spans(line: str, start: int, end: int, max_tokens: int) -> list[tuple[int, int]]:
+    """line[start:end] as (start, end) spans of at most `max_tokens` tokens each and of even size, cut at token
+    boundaries."""
+    spans = [m.span() for m in _TOKEN.finditer(line, start, end)]
+    if len(spans) <= max_tokens:
+        return [(start, end)]
+    size = -(-len(spans) // -(-len(spans) // max_tokens))
+    return [(spans[first][0], spans[min(first + size, len(spans)) - 1][1]) for first in range(0, len(spans), size)]
 
 
 def body_line_offset(doc: Document) -> int:
