@@ -6,6 +6,7 @@ to keep chunks inside a budget without loading a tokenizer.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,12 +125,13 @@ def _split_line(line: str, max_tokens: int) -> list[str]:
     """
     if estimate_tokens(line) <= max_tokens:
         return [line]
-    ends = [m.start() for m in _SENTENCE_END.finditer(line)] + [len(line)]
-    starts = [0] + [m.end() for m in _SENTENCE_END.finditer(line)]
+    breaks = list(_SENTENCE_END.finditer(line))
+    starts = [0] + [m.end() for m in breaks]
+    ends = [m.start() for m in breaks] + [len(line)]
     sentences = [(start, end) for start, end in zip(starts, ends, strict=True) if line[start:end].strip()]
     units = [span for start, end in sentences for span in _token_spans(line, start, end, max_tokens)]
     sizes = [estimate_tokens(line[start:end]) for start, end in units]
-    target = sum(sizes) / -(-sum(sizes) // max_tokens)  # the mean size of the fewest pieces that could fit
+    target = sum(sizes) / math.ceil(sum(sizes) / max_tokens)  # the mean size of the fewest pieces that could fit
     pieces: list[list[tuple[int, int]]] = [[]]
     used = 0
     for unit, size in zip(units, sizes, strict=True):
@@ -147,7 +149,7 @@ def _token_spans(line: str, start: int, end: int, max_tokens: int) -> list[tuple
     spans = [m.span() for m in _TOKEN.finditer(line, start, end)]
     if len(spans) <= max_tokens:
         return [(start, end)]
-    size = -(-len(spans) // -(-len(spans) // max_tokens))
+    size = math.ceil(len(spans) / math.ceil(len(spans) / max_tokens))
     return [(spans[first][0], spans[min(first + size, len(spans)) - 1][1]) for first in range(0, len(spans), size)]
 
 
