@@ -28,6 +28,7 @@ from loracle.learners.upper import right_padded
 from loracle.model import LoadedModel, encode_chat, question_messages
 from loracle.model.batch import greedy_batch
 from loracle.sources.chunking import chunk_document
+from loracle.sources.sentences import split_sentences, without_headings
 
 # Few-shot completion prompts (a small model writes far better questions from examples than from an
 # instruction), in two styles. Only the first is used by default (`question_styles=1`): the second mostly
@@ -48,7 +49,6 @@ QUESTION_PROMPTS = (
     "Text: The Nile flows north into the Mediterranean Sea.\nQuestion: Into which sea does the Nile flow?\n\n"
     "Text ({title}): {sentence}\nQuestion:",
 )
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 _WORD = re.compile(r"\w+", re.UNICODE)
 _STOPWORDS = frozenset(
     [
@@ -130,8 +130,7 @@ def recitation_fits(question: str, recitation: str, share: float = 0.5) -> bool:
 
 def sentences(passage: str, min_words: int = 4) -> list[str]:
     """The passage's sentences (headings and fragments under `min_words` words are dropped)."""
-    flat = " ".join(line.strip() for line in passage.splitlines() if line.strip() and not line.startswith("#"))
-    return [s.strip() for s in _SENTENCE_END.split(flat) if len(s.split()) >= min_words]
+    return split_sentences(without_headings(passage), min_words)
 
 
 def content_words(text: str) -> set[str]:

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loracle.documents import Document
+from loracle.sources.sentences import sentence_spans
 
 _TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[^\W_]+|[^\w\s]", re.UNICODE)
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[\u3002\uff01\uff1f])\s*")
 DEFAULT_MAX_TOKENS = 200
 
 
@@ -125,11 +125,7 @@ def _split_line(line: str, max_tokens: int) -> list[str]:
     """
     if estimate_tokens(line) <= max_tokens:
         return [line]
-    breaks = list(_SENTENCE_END.finditer(line))
-    starts = [0] + [m.end() for m in breaks]
-    ends = [m.start() for m in breaks] + [len(line)]
-    sentences = [(start, end) for start, end in zip(starts, ends, strict=True) if line[start:end].strip()]
-    units = [span for start, end in sentences for span in _token_spans(line, start, end, max_tokens)]
+    units = [span for start, end in sentence_spans(line) for span in _token_spans(line, start, end, max_tokens)]
     sizes = [estimate_tokens(line[start:end]) for start, end in units]
     target = sum(sizes) / math.ceil(sum(sizes) / max_tokens)  # the mean size of the fewest pieces that could fit
     pieces: list[list[tuple[int, int]]] = [[]]

@@ -14,12 +14,12 @@ from pydantic import BaseModel
 from loracle.documents import Document
 from loracle.errors import LoracleError
 from loracle.llm import LLM
+from loracle.sources.sentences import split_sentences, without_headings
 
 MAX_SOURCE_CHARS = 6000  # what the writer sees of a source (small models have short contexts)
 MAX_ENTITIES = 12
 MAX_CONCEPTS = 8
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
-_SENTENCE_END_RE = re.compile(r"(?<=[.!?。！？])\s+")
 _SENTENCE_DONE_RE = re.compile(r"[.!?。！？]\s")  # followed by a space: "3." of "3.4" is no sentence end yet
 _ARTICLE_RE = re.compile(r"^(?:the|a|an)\s+", re.IGNORECASE)
 _STOPWORD_TEXT = (
@@ -60,10 +60,12 @@ def extract(doc: Document, writer: LLM, fast: LLM) -> Extraction:
         max_tokens=120,
         stop=lambda answer: len(_SENTENCE_DONE_RE.findall(answer)) >= 3,
     )
-    summary_sentences = [s for s in split_sentences(_plain(answer)) if supported_sentence(s, doc.text)]
+    summary_sentences = [
+        s for s in split_sentences(without_headings(answer), min_words=3) if supported_sentence(s, doc.text)
+    ]
     if not summary_sentences:
         notes.append("the model's summary was not supported by the source; used the source's opening sentences")
-        summary_sentences = split_sentences(_plain(doc.text))[:2]
+        summary_sentences = split_sentences(without_headings(doc.text), min_words=3)[:2]
     summary = " ".join(summary_sentences)
     entities: list[str] = []
     concepts: list[str] = []
@@ -92,16 +94,6 @@ def extract(doc: Document, writer: LLM, fast: LLM) -> Extraction:
     except LoracleError as exc:
         notes.append(f"no entities or concepts: {exc}")
     return Extraction(summary, one_line(summary), entities, concepts, notes)
-
-
-def split_sentences(text: str) -> list[str]:
-    flat = " ".join(text.split())
-    return [s.strip() for s in _SENTENCE_END_RE.split(flat) if len(_WORD_RE.findall(s)) >= 3]
-
-
-def _plain(markdown: str) -> str:
-    """Body text without heading lines, so an extractive summary starts with a sentence, not a title."""
-    return "\n".join(line for line in markdown.splitlines() if not line.lstrip().startswith("#"))
 
 
 def content_words(text: str) -> list[str]:
@@ -147,7 +139,7 @@ def _as_written(name: str, source: str) -> str:
 
 
 def one_line(summary: str, limit: int = 200) -> str:
-    first = (split_sentences(summary) or [summary.strip()])[0]
+    first = (split_sentences(summary, min_words=3) or [summary.strip()])[0]
     return first if len(first) <= limit else first[: limit - 1].rsplit(" ", 1)[0] + "…"
 
 
