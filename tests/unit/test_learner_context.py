@@ -9,6 +9,7 @@ from loracle.documents import Document
 from loracle.errors import LoracleError
 from loracle.learners.context import ContextLearner
 from loracle.model import GenerationConfig, generate_chat, question_messages
+from loracle.model.chat import stop_token_ids
 from loracle.model.loader import LoadedModel, model_fingerprint
 from loracle.sources import read_document
 from tests.conftest import build_tiny_model
@@ -134,7 +135,8 @@ def test_logit_bias_keeps_answers_to_the_retrieved_tokens(tiny_lm: LoadedModel) 
     ctx.learn(docs())
     hits = ctx.retrieve("Corra River")
     allowed = {t for h in hits for t in tiny_lm.tokenizer.encode(h.text, add_special_tokens=False)}
-    assert ctx._bias(hits) == dict.fromkeys(allowed, 1000.0)
+    ends = stop_token_ids(tiny_lm.tokenizer)
+    assert ends and ctx._bias(hits) == dict.fromkeys(allowed | ends, 1000.0)
     text = ctx.answer("Corra River").text
     assert set(tiny_lm.tokenizer.encode(text, add_special_tokens=False)) <= allowed
 

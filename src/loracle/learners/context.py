@@ -39,6 +39,7 @@ from loracle.learners.base import Answer, Citation, LearnReport
 from loracle.learners.checkpoint import load_checkpoint, save_checkpoint
 from loracle.learners.selfstudy import sentences
 from loracle.model import GenerationConfig, LoadedModel, generate_chat, question_messages
+from loracle.model.chat import stop_token_ids
 from loracle.search import Embedder, SearchIndex, default_embedder
 from loracle.search.embedder import MINILM_NAME
 from loracle.search.types import ChunkHit, IndexedPage
@@ -51,6 +52,17 @@ MINILM_MIN_SIMILARITY = 0.489
 GATE_HITS = 3
 #: how retrieved chunks are laid out: most relevant last (nearest the question), or in document order
 ORDERS = ("relevance", "document")
+
+
+def passage_bias(lm: LoadedModel, passages: Sequence[str], strength: float) -> dict[int, float]:
+    """A logit bias of `strength` toward every token of `passages` and toward ending the turn ({} at 0).
+
+    Ending the turn is favoured too, so that the bias does not push a reply to run on.
+    """
+    if strength == 0:
+        return {}
+    ids = {t for text in passages for t in lm.tokenizer.encode(text, add_special_tokens=False)}
+    return dict.fromkeys(ids | stop_token_ids(lm.tokenizer), strength)
 
 
 class RememberingEmbedder:
@@ -195,10 +207,9 @@ class ContextLearner:
         return Answer(text, citations, time.perf_counter() - start)
 
     def _bias(self, hits: Sequence[ChunkHit]) -> dict[int, float]:
-        if self.logit_bias == 0 or not hits:
+        if not hits:
             return {}
-        ids = {t for h in hits for t in self.lm.tokenizer.encode(h.text, add_special_tokens=False)}
-        return dict.fromkeys(ids, self.logit_bias)
+        return passage_bias(self.lm, [h.text for h in hits], self.logit_bias)
 
     def options(self) -> dict[str, object]:
         return {
