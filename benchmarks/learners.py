@@ -43,11 +43,15 @@ def available_learners(requested: list[str]) -> tuple[list[str], list[str]]:
     return present, missing
 
 
-def head_commit() -> str:
-    """The checked-out commit (short hash); '' outside a git checkout."""
-    return subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
-    ).stdout.strip()
+def head_commit(root: Path = Path(__file__).parents[1]) -> str:
+    """The checked-out commit (short hash), with "+changes" when the code under src/ or benchmarks/ differs
+    from it, so that a record never names a commit whose code it did not run; '' outside a git checkout."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=root)
+    if commit.returncode != 0:
+        return ""
+    code = ["src", "benchmarks", ":!benchmarks/results", ":!benchmarks/RESULTS.md"]
+    changed = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", *code], cwd=root).returncode != 0
+    return commit.stdout.strip() + ("+changes" if changed else "")
 
 
 def run_corpus(corpus: str, learners: list[str], args: argparse.Namespace, lm: Any, commit: str) -> dict:

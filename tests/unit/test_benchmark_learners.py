@@ -1,6 +1,7 @@
+import subprocess
 from pathlib import Path
 
-from benchmarks.learners import every_question, newest_learners, reference_pass_seconds, rows_for
+from benchmarks.learners import every_question, head_commit, newest_learners, reference_pass_seconds, rows_for
 
 from loracle.eval.inputs import load_inputs
 from loracle.model import LoadedModel
@@ -73,3 +74,22 @@ def test_learning_times_are_also_read_as_multiples_of_the_runs_reference_pass(ti
     )
     untimed = record("squad-ttt", "squad", "2026-12-02 06:52:11 UTC", {"ttt": 0.25})  # an older run
     assert all("reference" not in r["note"] for r in rows_for(untimed, {"ttt"}))
+
+
+def test_head_commit_marks_changed_code_but_not_results(tmp_path: Path) -> None:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True, text=True).stdout
+
+    assert head_commit(tmp_path) == ""
+    git("init", "-q")
+    for name in ("src/code.py", "benchmarks/RESULTS.md"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("one\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
+    commit = git("rev-parse", "--short", "HEAD").strip()
+    assert head_commit(tmp_path) == commit
+    (tmp_path / "benchmarks/RESULTS.md").write_text("two\n")
+    assert head_commit(tmp_path) == commit
+    (tmp_path / "src/code.py").write_text("two\n")
+    assert head_commit(tmp_path) == f"{commit}+changes"
