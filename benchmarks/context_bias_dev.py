@@ -62,7 +62,8 @@ def ceiling(lm: LoadedModel, dev: DevSet, bias: float, max_new_tokens: int) -> l
     replies = []
     for q in dev.questions:
         own = document_text([dev.docs[i] for i in q.docs])
-        config = GenerationConfig(max_new_tokens=max_new_tokens, logit_bias=passage_bias(lm, [own], bias))
+        bias_ids = passage_bias(lm, [own], bias)
+        config = GenerationConfig(max_new_tokens=max_new_tokens, logit_bias=bias_ids, bias_once=True)
         replies.append(score(generate_chat(lm, question_messages(q.question, own), config), q))
     return replies
 
@@ -80,8 +81,11 @@ def main() -> None:
     parser.add_argument("--squad-docs", type=int, default=20)
     parser.add_argument("--squad-per-doc", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--biases", default=",".join(map(str, BIASES)), help="comma-separated bias values to score")
+    parser.add_argument("--name", default="context_bias_dev", help="the result file's name (keeps others)")
     args = parser.parse_args()
     configure_threads(args.threads)
+    biases = tuple(float(b) for b in args.biases.split(","))
     started = time.perf_counter()
     lm = load_model("embedded")
     sets = [squad_set(args.squad_docs, args.squad_per_doc), generated_set()]
@@ -90,14 +94,14 @@ def main() -> None:
         learner = ContextLearner(lm)
         learner.learn(dev.docs)
         by_bias = {}
-        for bias in BIASES:
+        for bias in biases:
             learner.logit_bias = bias
             replies = [score(learner.answer(q.question).text, q) for q in dev.questions]
             by_bias[bias] = {**summary(replies), "replies": replies}
             print(f"{dev.name}, bias {bias}: {summary(replies)}", flush=True)
         results[dev.name] = {"questions": len(dev.questions), "by_bias": by_bias}
         max_new_tokens = learner.max_new_tokens
-    chosen = max(BIASES, key=lambda b: (sum(r["by_bias"][b]["correct"] for r in results.values()), -b))
+    chosen = max(biases, key=lambda b: (sum(r["by_bias"][b]["correct"] for r in results.values()), -b))
     rows = []
     for dev in sets:
         found = results[dev.name]
@@ -107,15 +111,15 @@ def main() -> None:
         rows.append(row(f"{dev.name}: ceiling (own document in context)", top / n, note=f"{top}/{n}"))
         biased = found["ceiling_biased"]["correct"]
         rows.append(row(f"{dev.name}: ceiling with bias {chosen}", biased / n, note=f"{biased}/{n}"))
-        for bias in BIASES:
+        for bias in biases:
             got = found["by_bias"][bias]
             note = f"{got['correct']}/{n}, token F1 {got['f1']:.3f}, {got['words']:.0f} words a reply"
             rows.append(row(f"{dev.name}: context, bias {bias}", got["correct"] / n, note=note))
             rows.append(row(f"{dev.name}: context, bias {bias} / ceiling", got["correct"] / top if top else 0.0,
                             "ratio", note="chosen" if bias == chosen else ""))  # fmt: skip
     rows.insert(0, row("chosen logit_bias", chosen, note="most right over both dev sets; ties to the smaller"))
-    data = {"biases": list(BIASES), "chosen": chosen, "sets": results, "seconds": time.perf_counter() - started}
-    path = write_result("context_bias_dev", rows, data)
+    data = {"biases": list(biases), "chosen": chosen, "sets": results, "seconds": time.perf_counter() - started}
+    path = write_result(args.name, rows, data)
     print(f"wrote {path} in {time.perf_counter() - started:.0f} s")
 
 

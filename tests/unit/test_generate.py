@@ -237,3 +237,14 @@ def test_lean_runs_modules_with_forward_hooks(tiny_lm: LoadedModel, fp16: bool) 
     with torch.no_grad():
         assert not torch.allclose(tiny_lm.model(input_ids=ids[None]).logits[0, -1], expected)
     torch.testing.assert_close(got, expected, rtol=1e-3, atol=1e-3)
+
+
+def test_bias_once_spends_each_tokens_bias_on_its_first_use(tiny_lm: LoadedModel) -> None:
+    favoured = [tiny_lm.tokenizer.convert_tokens_to_ids(letter) for letter in "abc"]
+
+    def reply(once: bool) -> str:
+        config = GenerationConfig(max_new_tokens=3, logit_bias=dict.fromkeys(favoured, 1e4), bias_once=once)
+        return stream_chat(tiny_lm, question_messages("x"), config).text()
+
+    assert sorted(reply(once=True)) == ["a", "b", "c"]  # each favoured letter once
+    assert reply(once=False) in {"aaa", "bbb", "ccc"}  # a constant bias repeats the strongest one

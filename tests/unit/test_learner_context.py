@@ -137,8 +137,8 @@ def test_logit_bias_keeps_answers_to_the_retrieved_tokens(tiny_lm: LoadedModel) 
     allowed = {t for h in hits for t in tiny_lm.tokenizer.encode(h.text, add_special_tokens=False)}
     ends = stop_token_ids(tiny_lm.tokenizer)
     assert ends and ctx._bias(hits) == dict.fromkeys(allowed | ends, 1000.0)
-    text = ctx.answer("Corra River").text
-    assert set(tiny_lm.tokenizer.encode(text, add_special_tokens=False)) <= allowed
+    ctx.max_new_tokens = 1  # (each token's bias is spent once used: test_generate's bias_once test)
+    assert ctx.answer("Corra River").text in {tiny_lm.tokenizer.decode([t]).strip() for t in allowed} | {""}
 
 
 def test_save_and_load_give_the_same_answers_without_re_embedding(tmp_path: Path, tiny_lm: LoadedModel) -> None:

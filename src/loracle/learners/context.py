@@ -201,7 +201,7 @@ class ContextLearner:
         start = time.perf_counter()
         hits = self.retrieve(question)
         context = "\n\n".join(h.text for h in hits) if hits else None
-        config = GenerationConfig(max_new_tokens=self.max_new_tokens, logit_bias=self._bias(hits))
+        config = GenerationConfig(max_new_tokens=self.max_new_tokens, logit_bias=self._bias(hits), bias_once=True)
         text = generate_chat(self.lm, question_messages(question, context), config)
         citations = [
             Citation(h.doc_id, h.title, snippet=f"lines {h.start_line}-{h.end_line}: {h.text[:160]}", line=h.start_line)

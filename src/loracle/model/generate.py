@@ -38,6 +38,9 @@ class GenerationConfig:
     seed: int | None = None
     #: added to the logits of these token ids at every step (used by the context learner's logit bias)
     logit_bias: dict[int, float] = field(default_factory=dict)
+    #: withdraw a token's bias once the reply has used it: a bias toward a passage's words then helps copy
+    #: them without trapping greedy decoding in a loop of biased tokens ("Emperor Byzantine Emperor ...")
+    bias_once: bool = False
     #: one of DECODERS
     decoder: str = "auto"
 
@@ -164,6 +167,8 @@ def _decode(lm: LoadedModel, prompt: list[int], config: GenerationConfig, stats:
             if token in stops:
                 stats.stopped = True
                 break
+            if bias is not None and config.bias_once:
+                bias[token] = 0.0
             piece = detok.add(token)
             if piece:
                 yield piece
