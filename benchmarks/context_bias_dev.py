@@ -1,9 +1,9 @@
 """The context learner's logit bias, picked on dev data only: SQuAD dev paragraphs and generated documents.
 
 The bias (`learners.context.passage_bias`) adds a constant to the logits of every token of the retrieved
-chunks, and of the end-of-turn tokens, at every decoding step. A 135M model given a passage often answers
-from its own memory or in its own words; the bias makes the passage's words the likelier choice, so the reply
-copies the fact from it.
+chunks, and of the end-of-turn tokens, until the reply has used that token (`passage_generation`). A 135M
+model given a passage often answers from its own memory or in its own words; the bias makes the passage's
+words the likelier choice, so the reply copies the fact from it.
 Each bias is scored through `ContextLearner.answer` itself (its default retrieval and gate) on two dev sets:
 - SQuAD: ttt_dev's `squad_dev` paragraphs of the shared file, which the learners benchmark does not learn;
 - generated: context_dev's documents and questions (seeds context-dev/*; some questions need two documents).
@@ -29,8 +29,8 @@ from benchmarks.dev import dev_samples, title_of
 from benchmarks.ttt_dev import squad_dev
 from loracle.documents import Document
 from loracle.eval.harness import document_text
-from loracle.learners.context import ContextLearner, passage_bias
-from loracle.model import GenerationConfig, LoadedModel, generate_chat, load_model, question_messages
+from loracle.learners.context import ContextLearner, passage_generation
+from loracle.model import LoadedModel, generate_chat, load_model, question_messages
 from loracle.runtime import configure_threads
 
 BIASES = (0.0, 1.0, 2.0, 4.0)
@@ -62,8 +62,7 @@ def ceiling(lm: LoadedModel, dev: DevSet, bias: float, max_new_tokens: int) -> l
     replies = []
     for q in dev.questions:
         own = document_text([dev.docs[i] for i in q.docs])
-        bias_ids = passage_bias(lm, [own], bias)
-        config = GenerationConfig(max_new_tokens=max_new_tokens, logit_bias=bias_ids, bias_once=True)
+        config = passage_generation(lm, [own], bias, max_new_tokens)
         replies.append(score(generate_chat(lm, question_messages(q.question, own), config), q))
     return replies
 

@@ -7,7 +7,7 @@ import pytest
 
 from loracle.documents import Document
 from loracle.errors import LoracleError
-from loracle.learners.context import ContextLearner
+from loracle.learners.context import ContextLearner, passage_bias
 from loracle.model import GenerationConfig, generate_chat, question_messages
 from loracle.model.chat import stop_token_ids
 from loracle.model.loader import LoadedModel, model_fingerprint
@@ -136,7 +136,7 @@ def test_logit_bias_keeps_answers_to_the_retrieved_tokens(tiny_lm: LoadedModel) 
     hits = ctx.retrieve("Corra River")
     allowed = {t for h in hits for t in tiny_lm.tokenizer.encode(h.text, add_special_tokens=False)}
     ends = stop_token_ids(tiny_lm.tokenizer)
-    assert ends and ctx._bias(hits) == dict.fromkeys(allowed | ends, 1000.0)
+    assert ends and passage_bias(tiny_lm, [h.text for h in hits], 1000.0) == dict.fromkeys(allowed | ends, 1000.0)
     ctx.max_new_tokens = 1  # (each token's bias is spent once used: test_generate's bias_once test)
     assert ctx.answer("Corra River").text in {tiny_lm.tokenizer.decode([t]).strip() for t in allowed} | {""}
 

@@ -61,14 +61,25 @@ ORDERS = ("relevance", "document")
 
 
 def passage_bias(lm: LoadedModel, passages: Sequence[str], strength: float) -> dict[int, float]:
-    """A logit bias of `strength` toward every token of `passages` and toward ending the turn ({} at 0).
+    """A logit bias of `strength` toward every token of `passages` and toward ending the turn ({} at 0 or
+    with no passages).
 
     Ending the turn is favoured too, so that the bias does not push a reply to run on.
     """
-    if strength == 0:
+    if strength == 0 or not passages:
         return {}
     ids = {t for text in passages for t in lm.tokenizer.encode(text, add_special_tokens=False)}
     return dict.fromkeys(ids | stop_token_ids(lm.tokenizer), strength)
+
+
+def passage_generation(
+    lm: LoadedModel, passages: Sequence[str], strength: float, max_new_tokens: int
+) -> GenerationConfig:
+    """How the context learner decodes a reply over `passages`: with `passage_bias`, each token's bias spent
+    once the reply has used it."""
+    return GenerationConfig(
+        max_new_tokens=max_new_tokens, logit_bias=passage_bias(lm, passages, strength), bias_once=True
+    )
 
 
 class RememberingEmbedder:
@@ -204,18 +215,13 @@ class ContextLearner:
         start = time.perf_counter()
         hits = self.retrieve(question)
         context = "\n\n".join(h.text for h in hits) if hits else None
-        config = GenerationConfig(max_new_tokens=self.max_new_tokens, logit_bias=self._bias(hits), bias_once=True)
+        config = passage_generation(self.lm, [h.text for h in hits], self.logit_bias, self.max_new_tokens)
         text = generate_chat(self.lm, question_messages(question, context), config)
         citations = [
             Citation(h.doc_id, h.title, snippet=f"lines {h.start_line}-{h.end_line}: {h.text[:160]}", line=h.start_line)
             for h in hits
         ]
         return Answer(text, citations, time.perf_counter() - start)
-
-    def _bias(self, hits: Sequence[ChunkHit]) -> dict[int, float]:
-        if not hits:
-            return {}
-        return passage_bias(self.lm, [h.text for h in hits], self.logit_bias)
 
     def options(self) -> dict[str, object]:
         return {
