@@ -10,7 +10,8 @@ Dev data comes from loracle's own fictional-document generator (loracle.hypernet
   choose anything; its gate pass rate is only reported.
 
 Retrieval is run through ContextLearner itself for every configuration (top_k x min_relative_score x order);
-configurations that give a question the same context share one decode. A question whose gate score
+configurations that give a question the same context share one decode. Replies are decoded as the learner
+decodes them, with its default logit bias toward the passages in context (the ceiling too). A question whose gate score
 (`ContextLearner.gate_score`) is below gate t gets the base model's reply, so every gate is scored without
 decoding again.
 Choice: the highest accuracy (then mean token F1, then the higher gate; then the first in grid order) among
@@ -108,7 +109,7 @@ def main() -> None:
     # no gate of its own: every gate is applied to the ungated replies below
     learner = ContextLearner(lm, top_k=3, min_similarity=-1.0, max_new_tokens=args.max_new_tokens)
     learner.learn(docs)
-    decode = Decoder(lm, args.max_new_tokens)
+    decode = Decoder(lm, args.max_new_tokens, learner.logit_bias)
 
     def gate_score(question: str) -> float:
         return learner.gate_score(question, learner.index.search_chunks(question, n=GATE_HITS))
@@ -123,8 +124,8 @@ def main() -> None:
         print(f"similarity {name:9s} {spread}")
     gates = sorted({-1.0, *(ceil3(quantile(similarity["unrelated"], q)) for q in (0.5, 0.75, 0.9, 1.0))})
 
-    base = [score(decode(q.question, None), q) for q in questions]
-    ceiling = [score(decode(q.question, document_text([docs[i] for i in q.docs])), q) for q in questions]
+    base = [score(decode(q.question, []), q) for q in questions]
+    ceiling = [score(decode(q.question, [document_text([docs[i] for i in q.docs])]), q) for q in questions]
     base_acc = statistics.mean(b["correct"] for b in base)
     ceiling_acc = statistics.mean(c["correct"] for c in ceiling)
     print(f"base {base_acc:.3f}  ceiling {ceiling_acc:.3f}", flush=True)
@@ -137,7 +138,7 @@ def main() -> None:
         replies = []
         for q in questions:
             hits = learner.retrieve(q.question)
-            replies.append(score(decode(q.question, "\n\n".join(h.text for h in hits) or None), q))
+            replies.append(score(decode(q.question, [h.text for h in hits]), q))
         entry = {"settings": settings, "replies": replies, "by_gate": {}}
         for gate in gates:
             acc, f1 = gated(replies, base, similarity["learned"], gate)
@@ -164,7 +165,7 @@ def main() -> None:
         row("chosen order", picked["order"]),
         row("chosen min_similarity", gate, note=f"<= {args.max_unrelated_pass:.0%} of unrelated questions pass"),
         row("dev accuracy: base model (no context)", base_acc),
-        row("dev accuracy: own document(s) in context (ceiling)", ceiling_acc),
+        row("dev accuracy: own document(s) in context (ceiling)", ceiling_acc, note=f"logit bias {learner.logit_bias}"),
         row("dev accuracy: chosen settings", accuracy, note=f"token F1 {f1:.3f}"),
         row("dev accuracy: previous defaults (top 3, document order, no gate)",
             next(e for e in grid if e["settings"] == {"top_k": 3, "min_relative_score": 0.0, "order": "document"})
@@ -174,6 +175,7 @@ def main() -> None:
     data = {
         "seeds": SEED,
         "max_new_tokens": args.max_new_tokens,
+        "logit_bias": learner.logit_bias,
         "questions": [q.question for q in questions],
         "unrelated_questions": unrelated,
         "similarity": similarity,
