@@ -11,9 +11,11 @@ Dev data comes from loracle's own fictional-document generator (loracle.hypernet
 
 Retrieval is run through ContextLearner itself for every configuration (top_k x min_relative_score x order);
 configurations that give a question the same context share one decode. Replies are decoded as the learner
-decodes them, with its default logit bias toward the passages in context (the ceiling too). A question whose gate score
-(`ContextLearner.gate_score`) is below gate t gets the base model's reply, so every gate is scored without
-decoding again.
+decodes them, with its default logit bias toward the passages in context (the ceiling too) and its reply
+length: a reply cut at 24 tokens (the first runs) can hold one half of a two-document answer only, and then
+those questions cannot tell a setting that reads both documents from one that reads the best hit only.
+A question whose gate score (`ContextLearner.gate_score`) is below gate t gets the base model's reply, so
+every gate is scored without decoding again.
 Choice: the highest accuracy (then mean token F1, then the higher gate; then the first in grid order) among
 the (configuration, gate) pairs that let at most `--max-unrelated-pass` of the unrelated questions through.
 Several configurations tie at that gate, and often several gates tie too; context_squad_dev.py breaks both
@@ -91,7 +93,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=8, help="questions that need two learned documents")
     parser.add_argument("--unrelated-docs", type=int, default=10)
     parser.add_argument("--unrelated-per-doc", type=int, default=3)
-    parser.add_argument("--max-new-tokens", type=int, default=24)
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="default: the learner's")
     parser.add_argument("--max-unrelated-pass", type=float, default=MAX_UNRELATED_PASS)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -107,9 +109,10 @@ def main() -> None:
     general = general_questions()
 
     # no gate of its own: every gate is applied to the ungated replies below
-    learner = ContextLearner(lm, top_k=3, min_similarity=-1.0, max_new_tokens=args.max_new_tokens)
+    learner = ContextLearner(lm, top_k=3, min_similarity=-1.0)
+    learner.max_new_tokens = args.max_new_tokens or learner.max_new_tokens
     learner.learn(docs)
-    decode = Decoder(lm, args.max_new_tokens, learner.logit_bias)
+    decode = Decoder(lm, learner.max_new_tokens, learner.logit_bias)
 
     def gate_score(question: str) -> float:
         return learner.gate_score(question, learner.index.search_chunks(question, n=GATE_HITS))
@@ -174,7 +177,7 @@ def main() -> None:
     ]  # fmt: skip
     data = {
         "seeds": SEED,
-        "max_new_tokens": args.max_new_tokens,
+        "max_new_tokens": learner.max_new_tokens,
         "logit_bias": learner.logit_bias,
         "questions": [q.question for q in questions],
         "unrelated_questions": unrelated,
