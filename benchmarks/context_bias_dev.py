@@ -82,6 +82,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--biases", default=",".join(map(str, BIASES)), help="comma-separated bias values to score")
     parser.add_argument("--name", default="context_bias_dev", help="the result file's name (keeps others)")
+    parser.add_argument("--bias-question", action="store_true", help="bias toward the question's tokens too")
     args = parser.parse_args()
     configure_threads(args.threads)
     biases = tuple(float(b) for b in args.biases.split(","))
@@ -90,7 +91,7 @@ def main() -> None:
     sets = [squad_set(args.squad_docs, args.squad_per_doc), generated_set()]
     results: dict[str, dict] = {}
     for dev in sets:
-        learner = ContextLearner(lm)
+        learner = ContextLearner(lm, bias_question=args.bias_question)
         learner.learn(dev.docs)
         by_bias = {}
         for bias in biases:
@@ -117,7 +118,13 @@ def main() -> None:
             rows.append(row(f"{dev.name}: context, bias {bias} / ceiling", got["correct"] / top if top else 0.0,
                             "ratio", note="chosen" if bias == chosen else ""))  # fmt: skip
     rows.insert(0, row("chosen logit_bias", chosen, note="most right over both dev sets; ties to the smaller"))
-    data = {"biases": list(biases), "chosen": chosen, "sets": results, "seconds": time.perf_counter() - started}
+    data = {
+        "biases": list(biases),
+        "bias_question": args.bias_question,
+        "chosen": chosen,
+        "sets": results,
+        "seconds": time.perf_counter() - started,
+    }
     path = write_result(args.name, rows, data)
     print(f"wrote {path} in {time.perf_counter() - started:.0f} s")
 

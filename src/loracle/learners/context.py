@@ -118,6 +118,7 @@ class ContextLearner:
         min_similarity: float | None = None,
         order: str = "document",
         logit_bias: float = 2.0,
+        bias_question: bool = False,
         max_new_tokens: int = 64,
         vectors: bool = True,
         embedder: Embedder | None = None,
@@ -131,6 +132,7 @@ class ContextLearner:
             raise ValueError(f"context learner: order must be one of {', '.join(ORDERS)}, not {order!r}")
         self.order = order
         self.logit_bias = logit_bias
+        self.bias_question = bias_question
         self.max_new_tokens = max_new_tokens
         self.vectors = vectors
         self._embedder = RememberingEmbedder(embedder or default_embedder()) if vectors else None
@@ -217,13 +219,20 @@ class ContextLearner:
         start = time.perf_counter()
         hits = self.retrieve(question)
         context = "\n\n".join(h.text for h in hits) if hits else None
-        config = passage_generation(self.lm, [h.text for h in hits], self.logit_bias, self.max_new_tokens)
+        config = passage_generation(self.lm, self.biased_texts(question, hits), self.logit_bias, self.max_new_tokens)
         text = generate_chat(self.lm, question_messages(question, context), config)
         citations = [
             Citation(h.doc_id, h.title, snippet=f"lines {h.start_line}-{h.end_line}: {h.text[:160]}", line=h.start_line)
             for h in hits
         ]
         return Answer(text, citations, time.perf_counter() - start)
+
+    def biased_texts(self, question: str, hits: Sequence[ChunkHit]) -> list[str]:
+        """The texts whose tokens the reply is biased toward: the retrieved chunks and, with `bias_question`,
+        the user's own message too (a passage pasted into it should weigh as much as a retrieved one)."""
+        if not hits:
+            return []
+        return [h.text for h in hits] + ([question] if self.bias_question else [])
 
     def options(self) -> dict[str, object]:
         return {
@@ -234,6 +243,7 @@ class ContextLearner:
             "min_similarity": self.min_similarity,
             "order": self.order,
             "logit_bias": self.logit_bias,
+            "bias_question": self.bias_question,
             "max_new_tokens": self.max_new_tokens,
             "vectors": self.vectors,
         }
