@@ -22,3 +22,10 @@ def test_unknown_learner_is_one_line_naming_the_known_ones(tiny_lm: LoadedModel)
 def test_options_reach_the_learner(tiny_lm: LoadedModel) -> None:
     learner = create_learner("context", tiny_lm, top_k=7, vectors=False)
     assert learner.top_k == 7
+
+
+def test_unknown_option_is_one_line_naming_the_learners_options(tiny_lm: LoadedModel) -> None:
+    with pytest.raises(LoracleError, match=r"'context' has no option 'topk' \(its options: top_k, .*bias_question"):
+        create_learner("context", tiny_lm, topk=2, vectors=False)
+    with pytest.raises(LoracleError, match=r"kstore: unknown setting nope"):  # kstore checks its own **settings
+        create_learner("kstore", tiny_lm, nope=1)

@@ -23,7 +23,7 @@ app.add_typer(adapters_app, name="adapters")
 KBOption = typer.Option(None, "--kb", help="The knowledge base folder (default: $LORACLE_KB or the working folder).")
 LearnerOption = typer.Option("hypernet", "--learner", "-l", help="How to compile: hypernet (one forward pass) or ttt.")
 ModelSpecOption = typer.Option(None, "--model", "-m", help="Base model (default: the knowledge base's config).")
-LearnerOptions = typer.Option([], "--option", "-o", help="A learner option KEY=VALUE (repeatable), e.g. steps=4.")
+LearnerOptions = typer.Option([], "--option", "-o", help="A learner option KEY=VALUE (repeatable), e.g. top_k=2.")
 
 
 def parse_options(pairs: list[str]) -> dict[str, Any]:

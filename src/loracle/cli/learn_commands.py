@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from loracle.cli.adapter_commands import LearnerOptions, parse_options
 from loracle.cli.app import ModelOption, ThreadsOption, app, console, err_console, load_base
 
 
@@ -17,21 +18,27 @@ def learn(
         None, "--save", help="Checkpoint name (kept in <kb>/.loracle/checkpoints or your data folder) or a path."
     ),
     kb: Path | None = typer.Option(None, "--kb", help="Knowledge base whose checkpoints folder to use."),
+    option: list[str] = LearnerOptions,
     model: str = ModelOption,
     threads: int = ThreadsOption,
 ) -> None:
-    """Learn documents with one learner and save what it learned.
+    """Learn documents with one learner and save what it learned (with its options, which `ask --load` uses).
 
-    Example: loracle learn notes/ --learner ttt --save my-notes
+    Example: loracle learn notes/ --learner ttt --save my-notes -o steps_per_doc=40
     """
     from loracle.kb import find_kb
+    from loracle.learners import learner_factory
     from loracle.learners.session import learn_sources, save_target
 
     kb_root = find_kb(kb).root if kb else None
     target = save_target(save, kb_root) if save is not None else None  # refused before minutes of learning
+    options = parse_options(option)
+    learner_factory(learner, options)  # a bad learner name or option is refused before the model loads
     lm = load_base(model, threads)
     with err_console.status(f"Learning with {learner}..."):
-        outcome = learn_sources(lm, learner, docs, target, on_error=lambda line: err_console.print(f"skipped: {line}"))
+        outcome = learn_sources(
+            lm, learner, docs, target, options=options, on_error=lambda line: err_console.print(f"skipped: {line}")
+        )
     report = outcome.report
     console.print(
         f"{report.learner}: learned {report.documents} document(s), {report.tokens} tokens, in {report.seconds:.1f} s"

@@ -6,6 +6,7 @@ asked for, so listing learners (or `loracle --help`) never loads torch-heavy cod
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
@@ -28,11 +29,22 @@ _FACTORIES: dict[str, str] = {
 LEARNER_NAMES: tuple[str, ...] = tuple(_FACTORIES)
 
 
-def create_learner(name: str, lm: LoadedModel, **options: Any) -> Learner:
-    """A fresh learner `name` on the base model `lm`; unknown names get a one-line error listing the known ones."""
+def learner_factory(name: str, options: dict[str, Any] | None = None) -> Callable[..., Learner]:
+    """What builds learner `name`, after checking `options` against it: an unknown name or option gets a one-line
+    error listing the known ones (before any model is loaded, when called first)."""
     target = _FACTORIES.get(name)
     if target is None:
         raise LoracleError(f"unknown learner {name!r} (known: {', '.join(LEARNER_NAMES)})")
     module_name, attr = target.split(":")
     factory: Callable[..., Learner] = getattr(import_module(module_name), attr)
-    return factory(lm, **options)
+    parameters = inspect.signature(factory).parameters
+    known = [p for p in parameters if p != "lm"]
+    unknown = sorted((options or {}).keys() - set(known))
+    if unknown and all(p.kind != p.VAR_KEYWORD for p in parameters.values()):  # else the factory checks them
+        raise LoracleError(f"learner {name!r} has no option {unknown[0]!r} (its options: {', '.join(known)})")
+    return factory
+
+
+def create_learner(name: str, lm: LoadedModel, **options: Any) -> Learner:
+    """A fresh learner `name` on the base model `lm` (errors as `learner_factory`'s)."""
+    return learner_factory(name, options)(lm, **options)
