@@ -11,6 +11,8 @@ Beside each set's ceiling (the question's own document(s) in context, decoded pl
 benchmark's reference is) the ceiling is also decoded with the chosen bias, so that what the bias gives any
 prompt is told apart from what retrieval loses.
 Choice: the most questions right over both sets together; ties go to the smaller bias.
+results/context_bias_dev_question.json is the run that biased toward every question's own words as well
+(`--own-passage-tokens 0`; the flag was then `--bias-question`).
 
 Run: nice -n 5 .venv/bin/python -m benchmarks.context_bias_dev   (about 40 minutes on two threads)
 """
@@ -29,7 +31,7 @@ from benchmarks.dev import dev_samples, title_of
 from benchmarks.ttt_dev import squad_dev
 from loracle.documents import Document
 from loracle.eval.harness import document_text
-from loracle.learners.context import ContextLearner, passage_generation
+from loracle.learners.context import OWN_PASSAGE_TOKENS, ContextLearner, passage_generation
 from loracle.model import LoadedModel, generate_chat, load_model, question_messages
 from loracle.runtime import configure_threads
 
@@ -82,7 +84,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--biases", default=",".join(map(str, BIASES)), help="comma-separated bias values to score")
     parser.add_argument("--name", default="context_bias_dev", help="the result file's name (keeps others)")
-    parser.add_argument("--bias-question", action="store_true", help="bias toward the question's tokens too")
+    parser.add_argument(
+        "--own-passage-tokens",
+        type=lambda v: None if v == "none" else int(v),
+        default=OWN_PASSAGE_TOKENS,
+        help="the learner's own_passage_tokens (0: bias toward every question's words too; none: never)",
+    )
     args = parser.parse_args()
     configure_threads(args.threads)
     biases = tuple(float(b) for b in args.biases.split(","))
@@ -91,7 +98,7 @@ def main() -> None:
     sets = [squad_set(args.squad_docs, args.squad_per_doc), generated_set()]
     results: dict[str, dict] = {}
     for dev in sets:
-        learner = ContextLearner(lm, bias_question=args.bias_question)
+        learner = ContextLearner(lm, own_passage_tokens=args.own_passage_tokens)
         learner.learn(dev.docs)
         by_bias = {}
         for bias in biases:
@@ -120,7 +127,7 @@ def main() -> None:
     rows.insert(0, row("chosen logit_bias", chosen, note="most right over both dev sets; ties to the smaller"))
     data = {
         "biases": list(biases),
-        "bias_question": args.bias_question,
+        "own_passage_tokens": args.own_passage_tokens,
         "chosen": chosen,
         "sets": results,
         "seconds": time.perf_counter() - started,

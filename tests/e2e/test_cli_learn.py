@@ -20,14 +20,14 @@ def test_learn_save_then_ask_load_inside_a_knowledge_base(tmp_path: Path, sample
     doc.write_text((sample_dir / "kestrel-valley-observatory.md").read_text(encoding="utf-8"), encoding="utf-8")
     (kb / "raw" / "broken.md").write_bytes(b"\xff\xfe not utf-8")
 
-    options = ("-o", "bias_question=true", "-o", "top_k=2")
+    options = ("-o", "own_passage_tokens=null", "-o", "top_k=2")
     learned = loracle("learn", "raw", "--learner", "context", *options, "--save", "notes", "--threads", "1", cwd=kb)
     assert learned.returncode == 0, learned.stderr
     assert "broken.md" in learned.stderr and "UTF-8" in learned.stderr  # the bad file is named, the rest goes on
     checkpoint = kb / ".loracle" / "checkpoints" / "notes"
     meta = json.loads((checkpoint / "meta.json").read_text(encoding="utf-8"))
     assert meta["learner"] == "context" and meta["chunks"]
-    assert meta["options"]["bias_question"] is True and meta["options"]["top_k"] == 2
+    assert meta["options"]["own_passage_tokens"] is None and meta["options"]["top_k"] == 2
 
     typo = loracle("learn", "raw", "-o", "topk=2", "--save", "typo", "--threads", "1", cwd=kb)
     assert typo.returncode == 1 and "has no option 'topk'" in typo.stderr

@@ -141,14 +141,21 @@ def test_logit_bias_keeps_answers_to_the_retrieved_tokens(tiny_lm: LoadedModel) 
     assert ctx.answer("Corra River").text in {tiny_lm.tokenizer.decode([t]).strip() for t in allowed} | {""}
 
 
-def test_bias_question_biases_toward_the_users_message_only_with_retrieved_chunks(tiny_lm: LoadedModel) -> None:
+def test_a_message_carrying_its_own_passage_is_biased_toward_like_a_retrieved_chunk(tiny_lm: LoadedModel) -> None:
     ctx = learner(tiny_lm)
     ctx.learn(docs())
-    hits = ctx.retrieve("Corra River")
-    assert ctx.biased_texts("Corra River", hits) == [h.text for h in hits]
-    ctx.bias_question = True
-    assert ctx.biased_texts("Corra River", hits) == [h.text for h in hits] + ["Corra River"]
-    assert ctx.biased_texts("Corra River", []) == []  # nothing retrieved: the base model's reply, unbiased
+    question = "Corra River"
+    hits = ctx.retrieve(question)
+    chunks = [h.text for h in hits]
+    length = len(tiny_lm.tokenizer.encode(question, add_special_tokens=False))
+    ctx.own_passage_tokens = length + 1  # a bare question: only the retrieved chunks
+    assert ctx.biased_texts(question, hits) == chunks
+    ctx.own_passage_tokens = length  # long enough to count as a passage of its own
+    assert ctx.biased_texts(question, hits) == [*chunks, question]
+    ctx.own_passage_tokens = None
+    assert ctx.biased_texts(question, hits) == chunks
+    ctx.own_passage_tokens = 0
+    assert ctx.biased_texts(question, []) == []  # nothing retrieved: the base model's reply, unbiased
 
 
 def test_save_and_load_give_the_same_answers_without_re_embedding(tmp_path: Path, tiny_lm: LoadedModel) -> None:

@@ -25,7 +25,7 @@ def test_options_reach_the_learner(tiny_lm: LoadedModel) -> None:
 
 
 def test_unknown_option_is_one_line_naming_the_learners_options(tiny_lm: LoadedModel) -> None:
-    with pytest.raises(LoracleError, match=r"'context' has no option 'topk' \(its options: top_k, .*bias_question"):
+    with pytest.raises(LoracleError, match=r"'context' has no option 'topk' \(its options: top_k, .*own_passage"):
         create_learner("context", tiny_lm, topk=2, vectors=False)
     with pytest.raises(LoracleError, match=r"kstore: unknown setting nope"):  # kstore checks its own **settings
         create_learner("kstore", tiny_lm, nope=1)

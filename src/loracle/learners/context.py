@@ -33,9 +33,10 @@ dev 20 of 40, as many as its ceiling with the same bias; SQuAD dev 22 of 48 agai
 The bias has a cost when the user pastes a passage into the question and retrieval adds a learned chunk
 beside it: the reply is pulled toward the learned chunk. On SQuAD dev paragraphs read next to learned
 neighbours (benchmarks/context_reading_dev.py) the learner gets 15 of 40 right where the base model gets 22.
-`bias_question` biases toward the user's message too and gets 22, but costs closed-book questions (52 of
-120 against 59 on context_bias_dev's sets), so it is off by default: turn it on where questions carry
-their own passages.
+Biasing toward the user's message as well gets 22, but biasing toward every question's own words costs
+closed-book questions (52 of 120 against 59 on context_bias_dev's sets). So the message is biased toward
+only when it carries a passage of its own: at least `own_passage_tokens` tokens (64; the longest closed-book
+dev question has 26, the shortest dev reading prompt 88), which leaves closed-book questions as they were.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ IN_MEMORY = Path(":memory:")
 MINILM_MIN_SIMILARITY = 0.489
 #: how many of the best hits the gate reads, whatever `top_k` puts in the prompt
 GATE_HITS = 3
+#: a user's message this many tokens long or longer carries a passage of its own (`ContextLearner.biased_texts`)
+OWN_PASSAGE_TOKENS = 64
 #: how retrieved chunks are laid out: most relevant last (nearest the question), or in document order
 ORDERS = ("relevance", "document")
 
@@ -124,7 +127,7 @@ class ContextLearner:
         min_similarity: float | None = None,
         order: str = "document",
         logit_bias: float = 2.0,
-        bias_question: bool = False,
+        own_passage_tokens: int | None = OWN_PASSAGE_TOKENS,
         max_new_tokens: int = 64,
         vectors: bool = True,
         embedder: Embedder | None = None,
@@ -138,7 +141,7 @@ class ContextLearner:
             raise ValueError(f"context learner: order must be one of {', '.join(ORDERS)}, not {order!r}")
         self.order = order
         self.logit_bias = logit_bias
-        self.bias_question = bias_question
+        self.own_passage_tokens = own_passage_tokens
         self.max_new_tokens = max_new_tokens
         self.vectors = vectors
         self._embedder = RememberingEmbedder(embedder or default_embedder()) if vectors else None
@@ -234,11 +237,14 @@ class ContextLearner:
         return Answer(text, citations, time.perf_counter() - start)
 
     def biased_texts(self, question: str, hits: Sequence[ChunkHit]) -> list[str]:
-        """The texts whose tokens the reply is biased toward: the retrieved chunks and, with `bias_question`,
-        the user's own message too (a passage pasted into it should weigh as much as a retrieved one)."""
+        """The texts whose tokens the reply is biased toward: the retrieved chunks and, when it is at least
+        `own_passage_tokens` long (None: never), the user's message, whose pasted passage should weigh as much
+        as a retrieved one."""
         if not hits:
             return []
-        return [h.text for h in hits] + ([question] if self.bias_question else [])
+        limit = self.own_passage_tokens
+        own = limit is not None and len(self.lm.tokenizer.encode(question, add_special_tokens=False)) >= limit
+        return [h.text for h in hits] + ([question] if own else [])
 
     def options(self) -> dict[str, object]:
         return {
@@ -249,7 +255,7 @@ class ContextLearner:
             "min_similarity": self.min_similarity,
             "order": self.order,
             "logit_bias": self.logit_bias,
-            "bias_question": self.bias_question,
+            "own_passage_tokens": self.own_passage_tokens,
             "max_new_tokens": self.max_new_tokens,
             "vectors": self.vectors,
         }
