@@ -162,6 +162,9 @@ def test_forgetting_arithmetic() -> None:
     run = run_learner("paris", lambda _n: ParisLearner(), DOCS, ITEMS, general, 0.8, print)
     assert run.general_after == 0.5
     assert run.forgetting_ratio == pytest.approx((0.8 - 0.5) / 0.8)
+    assert run.wrong_after == [
+        {"kind": "knowledge", "question": "What is the capital of Italy?", "answers": ["Rome"], "reply": "Paris"}
+    ]
     assert forgetting_ratio(1.0, 1.0) == 0.0
     assert forgetting_ratio(0.0, 0.0) is None
     assert forgetting_ratio(None, 0.5) is None

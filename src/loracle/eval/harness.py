@@ -61,6 +61,9 @@ class RunResult:
     general_before: float | None = None
     general_after: float | None = None
     forgetting_ratio: float | None = None
+    #: the general-set items answered wrong after learning, with the reply: what was forgotten (every
+    #: knowledge item kept was right before; a reading item may have been wrong before too, see general_before)
+    wrong_after: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
     questions: list[QuestionResult] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
@@ -238,8 +241,19 @@ def run_learner(
             run.bytes_on_disk = folder_bytes(target)
         if general:
             progress(f"{name}: general set after learning ({len(general)} items)")
-            run.general_after, _ = general_accuracy(general, lambda prompt: learner.answer(prompt).text)
+            replies: list[str] = []
+
+            def answer(prompt: str) -> str:
+                replies.append(learner.answer(prompt).text)
+                return replies[-1]
+
+            run.general_after, right = general_accuracy(general, answer)
             run.forgetting_ratio = forgetting_ratio(general_before, run.general_after)
+            run.wrong_after = [
+                {"kind": item.kind, "question": item.question, "answers": list(item.answers), "reply": reply}
+                for item, reply, ok in zip(general, replies, right, strict=True)
+                if not ok
+            ]
     finally:
         learner.reset()
     return run
