@@ -130,8 +130,9 @@ def forgetting_ratio(before: float | None, after: float | None) -> float | None:
     return (before - after) / before
 
 
-def general_accuracy(items: Sequence[GeneralItem], answer: Callable[[str], str]) -> tuple[float | None, list[bool]]:
-    flags = [is_correct(answer(item.prompt), item.answers) for item in items]
+def general_accuracy(items: Sequence[GeneralItem], replies: Sequence[str]) -> tuple[float | None, list[bool]]:
+    """The share of `items` whose reply (in order) holds an accepted answer, and which ones do."""
+    flags = [is_correct(reply, item.answers) for item, reply in zip(items, replies, strict=True)]
     return (sum(flags) / len(flags) if flags else None), flags
 
 
@@ -241,13 +242,8 @@ def run_learner(
             run.bytes_on_disk = folder_bytes(target)
         if general:
             progress(f"{name}: general set after learning ({len(general)} items)")
-            replies: list[str] = []
-
-            def answer(prompt: str) -> str:
-                replies.append(learner.answer(prompt).text)
-                return replies[-1]
-
-            run.general_after, right = general_accuracy(general, answer)
+            replies = [learner.answer(item.prompt).text for item in general]
+            run.general_after, right = general_accuracy(general, replies)
             run.forgetting_ratio = forgetting_ratio(general_before, run.general_after)
             run.wrong_after = [
                 {"kind": item.kind, "question": item.question, "answers": list(item.answers), "reply": reply}
