@@ -112,7 +112,7 @@ def main() -> None:
     learner = ContextLearner(lm, top_k=3, min_similarity=-1.0)
     learner.max_new_tokens = args.max_new_tokens or learner.max_new_tokens
     learner.learn(docs)
-    decode = Decoder(lm, learner.max_new_tokens, learner.logit_bias)
+    decode = Decoder(learner)
 
     def gate_score(question: str) -> float:
         return learner.gate_score(question, learner.index.search_chunks(question, n=GATE_HITS))

@@ -48,7 +48,7 @@ def main() -> None:
     dev = squad_dev(args.docs, args.per_doc)
     learner = ContextLearner(lm)
     learner.learn([doc for doc, _ in dev])
-    reply = Decoder(lm, learner.max_new_tokens, learner.logit_bias)
+    reply = Decoder(learner)
 
     def answered(question: str) -> str:
         """The learner's reply (what `answer` gives), decoded once per distinct prompt."""

@@ -14,8 +14,7 @@ from typing import Any
 from benchmarks.common import row
 from loracle.eval.general import KNOWLEDGE_FILE, data_file, load_general
 from loracle.hypernet.data import Sample, fictional_sample
-from loracle.learners.context import ORDERS, passage_generation
-from loracle.model import LoadedModel, generate_chat, question_messages
+from loracle.learners.context import ORDERS, ContextLearner
 
 
 def title_of(text: str) -> str:
@@ -80,20 +79,16 @@ def retrieval_grid() -> list[dict[str, Any]]:
 
 
 class Decoder:
-    """Greedy replies, one decode per distinct (question, passages), decoded as the context learner decodes:
-    the passages in the prompt and, with `logit_bias`, the bias of `passage_generation` toward their tokens."""
+    """The context learner's replies (`ContextLearner.reply`), one decode per distinct (question, passages):
+    retrieval settings that give a question the same passages share it."""
 
-    def __init__(self, lm: LoadedModel, max_new_tokens: int, logit_bias: float = 0.0) -> None:
-        self.lm = lm
-        self.max_new_tokens = max_new_tokens
-        self.logit_bias = logit_bias
+    def __init__(self, learner: ContextLearner) -> None:
+        self.learner = learner
         self.cache: dict[tuple[str, tuple[str, ...]], str] = {}
 
     def __call__(self, question: str, passages: Sequence[str]) -> str:
         """The reply to `question` with `passages` in context (closed-book when there are none)."""
         key = (question, tuple(passages))
         if key not in self.cache:
-            config = passage_generation(self.lm, passages, self.logit_bias, self.max_new_tokens)
-            messages = question_messages(question, "\n\n".join(passages) or None)
-            self.cache[key] = generate_chat(self.lm, messages, config)
+            self.cache[key] = self.learner.reply(question, passages)
         return self.cache[key]

@@ -145,15 +145,15 @@ def test_a_message_carrying_its_own_passage_is_biased_toward_like_a_retrieved_ch
     ctx = learner(tiny_lm)
     ctx.learn(docs())
     question = "Corra River"
-    hits = ctx.retrieve(question)
-    chunks = [h.text for h in hits]
+    chunks = [h.text for h in ctx.retrieve(question)]
+    assert chunks
     length = len(tiny_lm.tokenizer.encode(question, add_special_tokens=False))
     ctx.own_passage_tokens = length + 1  # a bare question: only the retrieved chunks
-    assert ctx.biased_texts(question, hits) == chunks
+    assert ctx.biased_texts(question, chunks) == chunks
     ctx.own_passage_tokens = length  # long enough to count as a passage of its own
-    assert ctx.biased_texts(question, hits) == [*chunks, question]
+    assert ctx.biased_texts(question, chunks) == [*chunks, question]
     ctx.own_passage_tokens = None
-    assert ctx.biased_texts(question, hits) == chunks
+    assert ctx.biased_texts(question, chunks) == chunks
     ctx.own_passage_tokens = 0
     assert ctx.biased_texts(question, []) == []  # nothing retrieved: the base model's reply, unbiased
 

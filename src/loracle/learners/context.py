@@ -227,24 +227,30 @@ class ContextLearner:
     def answer(self, question: str) -> Answer:
         start = time.perf_counter()
         hits = self.retrieve(question)
-        context = "\n\n".join(h.text for h in hits) if hits else None
-        config = passage_generation(self.lm, self.biased_texts(question, hits), self.logit_bias, self.max_new_tokens)
-        text = generate_chat(self.lm, question_messages(question, context), config)
+        text = self.reply(question, [h.text for h in hits])
         citations = [
             Citation(h.doc_id, h.title, snippet=f"lines {h.start_line}-{h.end_line}: {h.text[:160]}", line=h.start_line)
             for h in hits
         ]
         return Answer(text, citations, time.perf_counter() - start)
 
-    def biased_texts(self, question: str, hits: Sequence[ChunkHit]) -> list[str]:
-        """The texts whose tokens the reply is biased toward: the retrieved chunks and, when it is at least
+    def reply(self, question: str, passages: Sequence[str]) -> str:
+        """The reply to `question` with `passages` in context, decoded as `answer` decodes it (closed-book and
+        unbiased with none); the dev benchmarks score settings through it."""
+        config = passage_generation(
+            self.lm, self.biased_texts(question, passages), self.logit_bias, self.max_new_tokens
+        )
+        return generate_chat(self.lm, question_messages(question, "\n\n".join(passages) or None), config)
+
+    def biased_texts(self, question: str, passages: Sequence[str]) -> list[str]:
+        """The texts whose tokens the reply is biased toward: the passages in context and, when it is at least
         `own_passage_tokens` long (None: never), the user's message, whose pasted passage should weigh as much
         as a retrieved one."""
-        if not hits:
+        if not passages:
             return []
         limit = self.own_passage_tokens
         own = limit is not None and len(self.lm.tokenizer.encode(question, add_special_tokens=False)) >= limit
-        return [h.text for h in hits] + ([question] if own else [])
+        return [*passages, *([question] if own else [])]
 
     def options(self) -> dict[str, object]:
         return {
