@@ -61,6 +61,8 @@ from loracle.runtime import configure_threads
 SEED = "context-dev"
 #: the largest share of unrelated questions a chosen gate may let through
 MAX_UNRELATED_PASS = 0.25
+#: the learner's retrieval settings before any dev run, reported beside the choice
+FIRST_DEFAULTS = {"top_k": 3, "min_relative_score": 0.0, "order": "document", "require_new_terms": False}
 
 
 @dataclass(frozen=True)
@@ -166,13 +168,13 @@ def main() -> None:
         row("chosen top_k", picked["top_k"], note=note),
         row("chosen min_relative_score", picked["min_relative_score"]),
         row("chosen order", picked["order"]),
+        row("chosen require_new_terms", str(picked["require_new_terms"])),
         row("chosen min_similarity", gate, note=f"<= {args.max_unrelated_pass:.0%} of unrelated questions pass"),
         row("dev accuracy: base model (no context)", base_acc),
         row("dev accuracy: own document(s) in context (ceiling)", ceiling_acc, note=f"logit bias {learner.logit_bias}"),
         row("dev accuracy: chosen settings", accuracy, note=f"token F1 {f1:.3f}"),
         row("dev accuracy: previous defaults (top 3, document order, no gate)",
-            next(e for e in grid if e["settings"] == {"top_k": 3, "min_relative_score": 0.0, "order": "document"})
-            ["by_gate"][-1.0]["accuracy"]),
+            next(e for e in grid if e["settings"] == FIRST_DEFAULTS)["by_gate"][-1.0]["accuracy"]),
         *gate_rows(similarity, gate, args.unrelated_docs),
     ]  # fmt: skip
     data = {

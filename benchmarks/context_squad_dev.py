@@ -160,7 +160,8 @@ def tied_gates(generated: dict[str, Any]) -> list[float]:
 
 
 def describe(settings: dict[str, Any]) -> str:
-    return f"top {settings['top_k']}, relative score {settings['min_relative_score']}, {settings['order']} order"
+    text = f"top {settings['top_k']}, relative score {settings['min_relative_score']}, {settings['order']} order"
+    return text + (", each further hit with a new question word" if settings.get("require_new_terms") else "")
 
 
 if __name__ == "__main__":

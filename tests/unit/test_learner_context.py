@@ -81,6 +81,21 @@ def test_hits_are_in_document_order_or_best_nearest_the_question_and_weak_hits_a
         learner(tiny_lm, order="random")
 
 
+def test_with_require_new_terms_a_further_hit_must_hold_a_question_word_the_kept_ones_lack(
+    tiny_lm: LoadedModel,
+) -> None:
+    one_thing = "Who founded the Kestrel Valley Observatory?"
+    plain = learner(tiny_lm, top_k=2, min_relative_score=0.0)
+    plain.learn(docs())
+    assert {h.doc_id for h in plain.retrieve(one_thing)} == {"observatory", "river"}
+    covering = learner(tiny_lm, top_k=2, min_relative_score=0.0, require_new_terms=True)
+    covering.learn(docs())
+    assert [h.doc_id for h in covering.retrieve(one_thing)] == ["observatory"]
+    two_things = "Who founded the Kestrel Valley Observatory? And which river powers the hydroelectric plant?"
+    assert [h.doc_id for h in covering.retrieve(two_things)] == ["observatory", "river"]
+    assert covering.options()["require_new_terms"] is True
+
+
 def test_a_question_unlike_anything_learned_gets_no_context(tiny_lm: LoadedModel) -> None:
     gated = learner(tiny_lm, min_similarity=0.3)
     gated.learn(docs())

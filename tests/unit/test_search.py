@@ -19,6 +19,7 @@ import pytest
 from loracle.documents import Document
 from loracle.errors import LoracleError
 from loracle.search import IndexedPage, SearchIndex
+from loracle.search.text import query_terms, terms_in
 from loracle.sources import chunk_document
 
 CONCEPTS = {
@@ -333,3 +334,10 @@ def test_a_synced_page_updated_directly_is_still_dropped_when_its_file_goes(
     path.unlink()
     assert bm25_index.sync_folder(wiki).removed == ["a"]
     assert bm25_index.search("alpha", mode="bm25") == []
+
+
+def test_terms_in_matches_whole_words_case_blind_and_cjk_terms_anywhere() -> None:
+    terms = query_terms("Which river powers the Kestrel plant in 東京?")
+    text = "The RIVER flows past riverside powers; 東京都庁 stands near."
+    assert terms_in(terms, text) == {"river", "powers", "東京"}
+    assert terms_in(terms, "") == set()

@@ -6,8 +6,11 @@ generation with citations (document id and line span of each chunk used).
 
 A small model is easily distracted, so the prompt holds as little as answers the question: after the best
 hit, a further hit is kept only if its fused score is at least `min_relative_score` of the best one's, and
-the hits are laid out in document order (`order`). A question that matches nothing learned gets no context
-at all: the base model answers it as if nothing had been learned, which is what keeps general ability intact.
+the hits are laid out in document order (`order`). With `require_new_terms`, a further hit must also hold a
+word of the question that no hit kept before it holds: a question about one paragraph then gets that
+paragraph alone, and one that asks about two things gets a hit for each. A question that matches nothing
+learned gets no context at all: the base model answers it as if nothing had been learned, which is what
+keeps general ability intact.
 "Matches" is judged sentence by sentence (`gate_score`): the best cosine similarity of the question to any
 sentence of the best `GATE_HITS` hits must reach `min_similarity`. A short question is about a sentence or
 two; against a whole 200-token chunk its similarity is diluted by everything else the chunk says. Each
@@ -57,6 +60,7 @@ from loracle.model import GenerationConfig, LoadedModel, generate_chat, question
 from loracle.model.chat import stop_token_ids
 from loracle.search import Embedder, SearchIndex, default_embedder
 from loracle.search.embedder import MINILM_NAME
+from loracle.search.text import query_terms, terms_in
 from loracle.search.types import ChunkHit, IndexedPage
 from loracle.sources.chunking import Chunk, chunk_document
 
@@ -124,6 +128,7 @@ class ContextLearner:
         context_tokens: int = 900,
         chunk_tokens: int = 200,
         min_relative_score: float = 0.5,
+        require_new_terms: bool = False,
         min_similarity: float | None = None,
         order: str = "document",
         logit_bias: float = 2.0,
@@ -137,6 +142,7 @@ class ContextLearner:
         self.context_tokens = context_tokens
         self.chunk_tokens = chunk_tokens
         self.min_relative_score = min_relative_score
+        self.require_new_terms = require_new_terms
         if order not in ORDERS:
             raise ValueError(f"context learner: order must be one of {', '.join(ORDERS)}, not {order!r}")
         self.order = order
@@ -192,15 +198,21 @@ class ContextLearner:
         hits = self.index.search_chunks(question, n=max(self.top_k, GATE_HITS), mode="hybrid")
         if not hits or not self.relevant(question, hits[:GATE_HITS]):
             return []
+        terms = query_terms(question)
         chosen: list[ChunkHit] = []
+        covered: set[str] = set()
         used = 0
         for hit in hits[: self.top_k]:
             if chosen and hit.score < self.min_relative_score * hits[0].score:
                 break
+            held = terms_in(terms, hit.text)
+            if chosen and self.require_new_terms and not held - covered:
+                continue
             size = len(self.lm.tokenizer.encode(hit.text))
             if chosen and used + size > self.context_tokens:
                 continue
             chosen.append(hit)
+            covered |= held
             used += size
         if self.order == "document":
             return sorted(chosen, key=lambda h: (h.doc_id, h.start_line))
@@ -258,6 +270,7 @@ class ContextLearner:
             "context_tokens": self.context_tokens,
             "chunk_tokens": self.chunk_tokens,
             "min_relative_score": self.min_relative_score,
+            "require_new_terms": self.require_new_terms,
             "min_similarity": self.min_similarity,
             "order": self.order,
             "logit_bias": self.logit_bias,

@@ -10,6 +10,7 @@ exactly where the characters are adjacent in the original text.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 # Han ideographs (incl. extension A and compatibility), hiragana, katakana, half-width katakana.
 _CJK_CLASS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
@@ -48,6 +49,12 @@ def query_terms(query: str) -> list[str]:
     words = list(terms)
     content = [w for w in words if w not in STOPWORDS]
     return content or words
+
+
+def terms_in(terms: Iterable[str], text: str) -> set[str]:
+    """Which of `terms` (from `query_terms`) occur in `text`: as a whole word, or a CJK term anywhere."""
+    words = {match.group(0).lower() for match in _WORD.finditer(text)}
+    return {t for t in terms if t in words or (_CJK_RUN.fullmatch(t) is not None and t in text)}
 
 
 def fts_query(query: str) -> str:
