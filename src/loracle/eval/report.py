@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 LATEST_JSON = "latest.json"
 LATEST_PNG = "latest.png"
-#: the forgetting ratio the issue asks learners to stay under, drawn as a line on the plot
+#: the forgetting ratio the ttt learner is to stay under (its target; the other learners have none), drawn as a line
 FORGETTING_TARGET = 0.05
 REFERENCE_COLOR, LEARNER_COLOR, F1_COLOR = "#9e9e9e", "#1f77b4", "#ff7f0e"
 
@@ -154,7 +154,7 @@ def eval_figure(result: EvalResult) -> Figure:
     forgetting = ax_forget.bar([r.name for r in learners], ratios, color="#d62728")
     ax_forget.bar_label(forgetting, [f"{v:.3f}" for v in ratios], fontsize=8)
     ax_forget.axhline(
-        FORGETTING_TARGET, color="black", linestyle="--", linewidth=1, label=f"target {FORGETTING_TARGET}"
+        FORGETTING_TARGET, color="black", linestyle="--", linewidth=1, label=f"ttt target {FORGETTING_TARGET}"
     )
     ax_forget.set_ylim(min([0.0, *ratios]) * 1.2, max([2 * FORGETTING_TARGET, *ratios]) * 1.2)
     ax_forget.set_title("forgetting ratio (lower is better)")
