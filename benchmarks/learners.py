@@ -10,6 +10,7 @@ rebuilt from every result on disk, each with its own time stamp and its own floo
 run again on a corpus is reported from its newest run only.
 
     nice -n 10 .venv/bin/python -m benchmarks.learners [--corpora fictional,squad] [--max-questions 24]
+    .venv/bin/python -m benchmarks.learners --report-only     (the rows again from the results on disk)
 """
 
 from __future__ import annotations
@@ -169,7 +170,7 @@ def rows_for(record: dict, learners: set[str]) -> list[dict]:
                 "ratio",
                 f">= {target}" if target else "",
                 (share >= target) if (target and share is not None) else None,
-                f"accuracy {run['accuracy']:.3f}, F1 {run['f1']:.3f}",
+                f"accuracy {run['accuracy']:.3f}, F1 {run['f1']:.3f}; {against_ceiling(run, runs['ceiling'])}",
             )
         )
         if run["forgetting_ratio"] is not None:
@@ -201,6 +202,23 @@ def rows_for(record: dict, learners: set[str]) -> list[dict]:
     return rows
 
 
+def against_ceiling(run: dict, ceiling: dict) -> str:
+    """Where a learner's right answers differ from the ceiling's, question by question, and the 95% paired
+    bootstrap interval of its ratio: on a few dozen questions one reply moves the ratio by several points."""
+    from loracle.eval.interval import ratio_interval
+
+    pairs = list(zip(run["questions"], ceiling["questions"], strict=True))
+    if any(mine["question"] != theirs["question"] for mine, theirs in pairs):
+        raise ValueError(f"{run['name']} and the ceiling answered different questions")
+    right = [mine["correct"] for mine, _ in pairs]
+    reference = [theirs["correct"] for _, theirs in pairs]
+    gained = sum(r and not c for r, c in zip(right, reference, strict=True))
+    lost = sum(c and not r for r, c in zip(right, reference, strict=True))
+    interval = ratio_interval(right, reference)
+    spread = f"95% interval {interval[0]:.2f}-{interval[1]:.2f} (paired bootstrap)" if interval else "no interval"
+    return f"{spread}; right where the ceiling is wrong: {gained}, wrong where it is right: {lost}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpora", default="fictional,squad", help=f"comma-separated, of {', '.join(CORPORA)}")
@@ -215,20 +233,24 @@ def main() -> None:
         "--threads", type=int, default=2, help="torch threads (1 is faster on an oversubscribed machine)"
     )
     parser.add_argument("--tag", default="", help="name this run's result files <corpus>-<tag> (keeps others)")
+    parser.add_argument(
+        "--report-only", action="store_true", help="run nothing: rebuild the rows from the results on disk"
+    )
     args = parser.parse_args()
     commit = head_commit()  # the code this process runs; HEAD may move while a run of an hour goes on
 
     from loracle.model import load_model
     from loracle.runtime import configure_threads
 
-    corpora = [c for c in args.corpora.split(",") if c]
+    corpora = [] if args.report_only else [c for c in args.corpora.split(",") if c]
     if unknown := sorted(set(corpora) - set(CORPORA)):
         parser.error(f"unknown corpus {', '.join(unknown)} (known: {', '.join(CORPORA)})")
     configure_threads(args.threads)
     learners, missing = available_learners([n for n in args.learners.split(",") if n])
-    lm = load_model("embedded")
-    for corpus in corpora:
-        run_corpus(corpus, learners, args, lm, commit)
+    if corpora:
+        lm = load_model("embedded")
+        for corpus in corpora:
+            run_corpus(corpus, learners, args, lm, commit)
     records = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(OUT.glob("*.eval.json"))]
     rows = [r for record, newest in zip(records, newest_learners(records), strict=True) if newest
             for r in rows_for(record, newest)]  # fmt: skip

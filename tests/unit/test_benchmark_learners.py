@@ -1,17 +1,31 @@
+import re
 import subprocess
 from pathlib import Path
 
-from benchmarks.learners import every_question, head_commit, newest_learners, reference_pass_seconds, rows_for
+import pytest
+from benchmarks.learners import (
+    against_ceiling,
+    every_question,
+    head_commit,
+    newest_learners,
+    reference_pass_seconds,
+    rows_for,
+)
 
 from loracle.eval.inputs import load_inputs
 from loracle.model import LoadedModel
 from tests.unit.test_eval_inputs import squad_file
 
 
+def answered(accuracy: float, total: int = 4) -> list[dict]:
+    """Per-question results of a run with `accuracy`: the first questions right, the rest wrong."""
+    return [{"question": f"q{i}", "correct": i < accuracy * total} for i in range(total)]
+
+
 def record(name: str, corpus: str, when: str, learners: dict[str, float]) -> dict:
     runs = [
-        {"name": "floor", "kind": "reference", "accuracy": 0.0},
-        {"name": "ceiling", "kind": "reference", "accuracy": 0.5},
+        {"name": "floor", "kind": "reference", "accuracy": 0.0, "questions": answered(0.0)},
+        {"name": "ceiling", "kind": "reference", "accuracy": 0.5, "questions": answered(0.5)},
     ]
     runs += [
         {
@@ -25,6 +39,7 @@ def record(name: str, corpus: str, when: str, learners: dict[str, float]) -> dic
             "learn_seconds_per_doc": 1.0,
             "answer_seconds_per_question": 1.0,
             "bytes_on_disk": 10,
+            "questions": answered(accuracy),
         }
         for learner, accuracy in learners.items()
     ]
@@ -46,6 +61,23 @@ def test_a_learner_run_again_on_a_corpus_is_reported_from_its_newest_run_only() 
     assert not any(": context " in m for m in metrics)
     share = next(r for r in rows_for(new, {"context"}) if r["metric"] == "squad-context: context accuracy / ceiling")
     assert share["value"] == 1.0 and share["met"] is True
+    # 2 of 4 right: some resamples leave the ceiling nothing right, so the ratio has no bound
+    assert share["note"].endswith("no interval; right where the ceiling is wrong: 0, wrong where it is right: 0")
+
+
+def test_the_ratio_note_says_where_a_learner_and_the_ceiling_differ_and_how_far_the_ratio_can_move() -> None:
+    ceiling = {"name": "ceiling", "questions": answered(0.5, total=20)}
+    learner = {"name": "ttt", "questions": answered(0.5, total=20)}
+    learner["questions"][0]["correct"] = False  # loses one the ceiling gets
+    learner["questions"][15]["correct"] = True  # gains two it misses
+    learner["questions"][16]["correct"] = True
+    note = against_ceiling(learner, ceiling)
+    assert "right where the ceiling is wrong: 2, wrong where it is right: 1" in note
+    low, high = (float(x) for x in re.search(r"95% interval ([\d.]+)-([\d.]+)", note).groups())
+    assert low < 11 / 10 < high and high - low > 0.2
+    learner["questions"][3]["question"] = "another question"
+    with pytest.raises(ValueError, match="different questions"):
+        against_ceiling(learner, ceiling)
 
 
 def test_all_questions_corpus_asks_every_answerable_question_of_the_learned_paragraphs_only(tmp_path: Path) -> None:
