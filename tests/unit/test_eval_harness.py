@@ -23,7 +23,14 @@ from loracle.eval.harness import (
     select_general,
 )
 from loracle.eval.qa import QAItem
-from loracle.eval.report import LATEST_JSON, LATEST_PNG, eval_figure, results_table
+from loracle.eval.report import (
+    LATEST_JSON,
+    LATEST_PNG,
+    ceiling_interval,
+    eval_figure,
+    results_caption,
+    results_table,
+)
 from loracle.eval.run import write_outputs
 from loracle.learners.base import Answer, Citation, LearnReport
 from loracle.learners.checkpoint import save_checkpoint
@@ -122,6 +129,24 @@ def test_results_table_fits_an_80_column_terminal_unclipped() -> None:
     text = console.export_text()
     assert "…" not in text
     assert "playbook 63% 29/46" in " ".join(text.split()) and "100%→94%" in text
+
+
+def test_the_caption_says_how_far_each_learners_share_of_the_ceiling_can_move() -> None:
+    def answered(right: list[bool]) -> list[QuestionResult]:
+        return [QuestionResult(f"q{i}", ["a.md"], ["x"], "", r, float(r), 0.1) for i, r in enumerate(right)]
+
+    ceiling = [True] * 20 + [False] * 20
+    learner = [True] * 18 + [False] * 20 + [True] * 2  # two lost, two gained: 100% of the ceiling
+    result = EvalResult("SmolLM2-135M-Instruct", "f", ["a.md"], 40, {}, {})
+    result.runs = [
+        RunResult("ceiling", "reference", 0.5, 0.5, 20, 40, questions=answered(ceiling)),
+        RunResult("context", "learner", 0.5, 0.5, 20, 40, questions=answered(learner)),
+        RunResult("kstore", "learner", 0.0, 0.0, 0, 40),  # no per-question results: no interval
+    ]
+    low, high = ceiling_interval(result.run("context"), result)
+    assert low < 1.0 < high
+    caption = results_caption(result)
+    assert f"context {low:.0%}–{high:.0%}" in caption and "kstore" not in caption
 
 
 def test_the_plot_labels_every_bar_so_zero_forgetting_shows_as_a_measured_zero() -> None:
