@@ -88,7 +88,16 @@ def write_eval(kb: KBPaths) -> None:
     runs = [
         RunResult("floor", "reference", accuracy=0.1, f1=0.2, correct=1, total=10),
         RunResult("ceiling", "reference", accuracy=0.8, f1=0.85, correct=8, total=10),
-        RunResult("context", "learner", accuracy=0.7, f1=0.75, correct=7, total=10, learn_seconds_per_doc=0.1),
+        RunResult(
+            "context",
+            "learner",
+            accuracy=0.7,
+            f1=0.75,
+            correct=7,
+            total=10,
+            learn_seconds_per_doc=0.1,
+            ceiling_interval=(0.6, 1.17),
+        ),
     ]
     result = EvalResult("SmolLM2-135M-Instruct", "f", ["kestrel-valley-observatory"], 10, {}, {}, runs)
     write_latest(result, kb.state)
@@ -214,6 +223,7 @@ def test_adapter_inventory_and_eval(page) -> None:
     page.click("nav a[data-view=eval]")
     page.wait_for_selector("#eval-table tbody tr")
     assert page.locator("#eval-table tbody tr").count() == 3
+    assert "87% (60%–117%)" in page.locator("#eval-table tbody tr.learner").inner_text()
     page.wait_for_function("document.querySelector('#eval-chart').naturalWidth > 0")
     page.screenshot(path=str(SCREENSHOTS / "eval.png"), full_page=True)
 

@@ -26,7 +26,6 @@ from loracle.eval.qa import QAItem
 from loracle.eval.report import (
     LATEST_JSON,
     LATEST_PNG,
-    ceiling_interval,
     eval_figure,
     results_caption,
     results_table,
@@ -131,22 +130,30 @@ def test_results_table_fits_an_80_column_terminal_unclipped() -> None:
     assert "playbook 63% 29/46" in " ".join(text.split()) and "100%→94%" in text
 
 
-def test_the_caption_says_how_far_each_learners_share_of_the_ceiling_can_move() -> None:
-    def answered(right: list[bool]) -> list[QuestionResult]:
-        return [QuestionResult(f"q{i}", ["a.md"], ["x"], "", r, float(r), 0.1) for i, r in enumerate(right)]
+def test_each_learner_gets_the_interval_of_its_share_of_the_ceiling_and_the_caption_shows_it(
+    tiny_lm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paired = []
 
-    ceiling = [True] * 20 + [False] * 20
-    learner = [True] * 18 + [False] * 20 + [True] * 2  # two lost, two gained: 100% of the ceiling
+    def interval(right, reference):  # the tiny model's ceiling gets nothing right: no real interval to check
+        paired.append((right, reference))
+        return (0.5, 1.5)
+
+    monkeypatch.setattr("loracle.eval.harness.ratio_interval", interval)
+    result = run_eval(tiny_lm, DOCS, ITEMS, ["recite"], {"recite": RecitingLearner()}.__getitem__, [],
+                      EvalSettings(max_new_tokens=3))  # fmt: skip
+    recite, ceiling = result.run("recite"), result.run("ceiling")
+    assert paired == [([q.correct for q in recite.questions], [q.correct for q in ceiling.questions])]
+    assert recite.ceiling_interval == (0.5, 1.5) and ceiling.ceiling_interval is None
+
     result = EvalResult("SmolLM2-135M-Instruct", "f", ["a.md"], 40, {}, {})
     result.runs = [
-        RunResult("ceiling", "reference", 0.5, 0.5, 20, 40, questions=answered(ceiling)),
-        RunResult("context", "learner", 0.5, 0.5, 20, 40, questions=answered(learner)),
-        RunResult("kstore", "learner", 0.0, 0.0, 0, 40),  # no per-question results: no interval
+        RunResult("ceiling", "reference", 0.5, 0.5, 20, 40),
+        RunResult("context", "learner", 0.5, 0.5, 20, 40, ceiling_interval=(0.78, 1.25)),
+        RunResult("kstore", "learner", 0.0, 0.0, 0, 40),  # no interval (a result saved before there were any)
     ]
-    low, high = ceiling_interval(result.run("context"), result)
-    assert low < 1.0 < high
     caption = results_caption(result)
-    assert f"context {low:.0%}–{high:.0%}" in caption and "kstore" not in caption
+    assert "context 78%–125%" in caption and "kstore" not in caption
 
 
 def test_the_plot_labels_every_bar_so_zero_forgetting_shows_as_a_measured_zero() -> None:

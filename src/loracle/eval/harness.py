@@ -20,6 +20,7 @@ import torch
 from loracle.documents import Document
 from loracle.eval.batch import generate_batch
 from loracle.eval.general import GeneralItem
+from loracle.eval.interval import ratio_interval
 from loracle.eval.qa import QAItem
 from loracle.eval.scoring import is_correct, token_f1
 from loracle.learners.base import Learner
@@ -61,6 +62,9 @@ class RunResult:
     general_before: float | None = None
     general_after: float | None = None
     forgetting_ratio: float | None = None
+    #: the 95% paired bootstrap interval of accuracy / the ceiling's (learners; None without a ratio): on a few
+    #: dozen questions one reply moves the ratio by several points
+    ceiling_interval: tuple[float, float] | None = None
     #: the general-set items answered wrong after learning, with the reply: what was forgotten (every
     #: knowledge item kept was right before; a reading item may have been wrong before too, see general_before)
     wrong_after: list[dict[str, Any]] = field(default_factory=list)
@@ -313,6 +317,9 @@ def run_eval(
             run = run_learner(name, factory, docs, items, kept, before, say)
         except Exception as exc:  # one failing learner must not lose the others' results
             run = RunResult(name, "learner", error=f"{type(exc).__name__}: {exc}")
+        if run.questions:
+            right = [q.correct for q in run.questions]
+            run.ceiling_interval = ratio_interval(right, [q.correct for q in ceiling.questions])
         restored = weights_checksum(lm.model) == baseline
         run.details["base_restored_after_reset"] = restored
         if not restored and run.error is None:

@@ -48,24 +48,13 @@ def relative_to_ceiling(run: RunResult, result: EvalResult) -> float | None:
     return run.accuracy / ceiling
 
 
-def ceiling_interval(run: RunResult, result: EvalResult) -> tuple[float, float] | None:
-    """The 95% paired bootstrap interval of `run`'s accuracy over the ceiling's (None without per-question
-    results or a ratio): on a few dozen questions one reply moves the ratio by several points."""
-    from loracle.eval.interval import ratio_interval
-
-    ceiling = result.run("ceiling").questions
-    if not run.questions or [q.question for q in run.questions] != [q.question for q in ceiling]:
-        return None
-    return ratio_interval([q.correct for q in run.questions], [q.correct for q in ceiling])
-
-
 def results_caption(result: EvalResult) -> str:
     """What the references are, and how far each learner's share of the ceiling can be trusted."""
     caption = "floor: base model, no document; ceiling: base model with the right document(s) in context"
     spans = [
         f"{run.name} {_pct(span[0])}–{_pct(span[1])}"
         for run in result.runs
-        if run.kind == "learner" and (span := ceiling_interval(run, result)) is not None
+        if run.kind == "learner" and (span := run.ceiling_interval) is not None
     ]
     if spans:
         caption += "\nof ceiling, 95% interval over the questions (paired bootstrap): " + ", ".join(spans)

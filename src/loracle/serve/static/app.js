@@ -389,6 +389,13 @@ async function showAdapters() {
 const pct = (v) => (v === null || v === undefined ? "—" : `${Math.round(100 * v)}%`);
 const num = (v, digits) => (v === null || v === undefined ? "—" : Number(v).toFixed(digits));
 
+// A learner's share of the ceiling, with its 95% interval over the questions when the eval computed one.
+function ofCeiling(run, ceiling) {
+  if (run.accuracy === null || !ceiling) return "—";
+  const span = run.ceiling_interval;
+  return pct(run.accuracy / ceiling) + (span ? ` (${pct(span[0])}–${pct(span[1])})` : "");
+}
+
 async function showEval() {
   let result;
   try {
@@ -400,12 +407,12 @@ async function showEval() {
     $("#eval-chart").hidden = true;
     return;
   }
-  $("#eval-summary").textContent = `${result.model}: ${result.documents.length} documents, ${result.questions} questions. floor = base model without the document; ceiling = with it in context.`;
+  $("#eval-summary").textContent = `${result.model}: ${result.documents.length} documents, ${result.questions} questions. floor = base model without the document; ceiling = with it in context; of ceiling in brackets: its 95% interval over these questions.`;
   const ceiling = (result.runs.find((r) => r.name === "ceiling") || {}).accuracy;
   $("#eval-table tbody").replaceChildren(...result.runs.map((r) => el("tr", { class: r.kind },
     el("td", {}, r.name),
     el("td", { class: "num" }, r.accuracy === null ? `failed: ${r.error}` : `${pct(r.accuracy)} (${r.correct}/${r.total})`),
-    el("td", { class: "num" }, r.accuracy !== null && ceiling ? pct(r.accuracy / ceiling) : "—"),
+    el("td", { class: "num" }, ofCeiling(r, ceiling)),
     el("td", { class: "num" }, num(r.f1, 2)),
     el("td", { class: "num" }, num(r.learn_seconds_per_doc, 1)),
     el("td", { class: "num" }, num(r.answer_seconds_per_question, 2)),
