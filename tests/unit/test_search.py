@@ -19,8 +19,9 @@ import pytest
 from loracle.documents import Document
 from loracle.errors import LoracleError
 from loracle.search import IndexedPage, SearchIndex
-from loracle.search.text import query_terms, terms_in
+from loracle.search.text import query_terms
 from loracle.sources import chunk_document
+from loracle.sources.chunking import Chunk
 
 CONCEPTS = {
     "cat": 0, "cats": 0, "feline": 0, "kitten": 0, "felines": 0,
@@ -336,8 +337,14 @@ def test_a_synced_page_updated_directly_is_still_dropped_when_its_file_goes(
     assert bm25_index.search("alpha", mode="bm25") == []
 
 
-def test_terms_in_matches_whole_words_case_blind_and_cjk_terms_anywhere() -> None:
-    terms = query_terms("Which river powers the Kestrel plant in 東京?")
-    text = "The RIVER flows past riverside powers; 東京都庁 stands near."
-    assert terms_in(terms, text) == {"river", "powers", "東京"}
-    assert terms_in(terms, "") == set()
+def test_chunk_terms_says_which_question_words_each_chunk_holds_as_the_index_matches_them(tmp_path: Path) -> None:
+    norman = Chunk("a", "Harbour", "The Norman conquest began in 1066.", 1, 1)
+    tokyo = Chunk("b", "Tokyo", "東京都庁 stands in Shinjuku.", 1, 1)
+    with SearchIndex(tmp_path / "i.db", vectors=False) as index:
+        index.upsert_chunks([norman, tokyo])
+        terms = query_terms("When did the Normans reach the harbour of 東京?")
+        held = index.chunk_terms([norman.id, tokyo.id], terms)
+        # stemmed as BM25 matches ("Normans" holds "Norman"); the text only, not the title ("harbour")
+        assert held == {norman.id: {"normans"}, tokyo.id: {"東京"}}
+        assert index.chunk_terms([], terms) == {}
+        assert index.chunk_terms([norman.id], []) == {norman.id: set()}

@@ -7,10 +7,10 @@ generation with citations (document id and line span of each chunk used).
 A small model is easily distracted, so the prompt holds as little as answers the question: after the best
 hit, a further hit is kept only if its fused score is at least `min_relative_score` of the best one's, and
 the hits are laid out in document order (`order`). With `require_new_terms`, a further hit must also hold a
-word of the question that no hit kept before it holds: a question about one paragraph then gets that
-paragraph alone, and one that asks about two things gets a hit for each. A question that matches nothing
-learned gets no context at all: the base model answers it as if nothing had been learned, which is what
-keeps general ability intact.
+word of the question that no hit kept before it holds (a word as the full-text index matches it, stemmed):
+a question about one paragraph then gets that paragraph alone, and one that asks about two things gets a
+hit for each. A question that matches nothing learned gets no context at all: the base model answers it as
+if nothing had been learned, which is what keeps general ability intact.
 "Matches" is judged sentence by sentence (`gate_score`): the best cosine similarity of the question to any
 sentence of the best `GATE_HITS` hits must reach `min_similarity`. A short question is about a sentence or
 two; against a whole 200-token chunk its similarity is diluted by everything else the chunk says. Each
@@ -64,7 +64,7 @@ from loracle.model import GenerationConfig, LoadedModel, generate_chat, question
 from loracle.model.chat import stop_token_ids
 from loracle.search import Embedder, SearchIndex, default_embedder
 from loracle.search.embedder import MINILM_NAME
-from loracle.search.text import query_terms, terms_in
+from loracle.search.text import query_terms
 from loracle.search.types import ChunkHit, IndexedPage
 from loracle.sources.chunking import Chunk, chunk_document
 
@@ -202,21 +202,21 @@ class ContextLearner:
         hits = self.index.search_chunks(question, n=max(self.top_k, GATE_HITS), mode="hybrid")
         if not hits or not self.relevant(question, hits[:GATE_HITS]):
             return []
-        terms = query_terms(question)
+        candidates = hits[: self.top_k]
+        held = self.index.chunk_terms([h.id for h in candidates], query_terms(question))
         chosen: list[ChunkHit] = []
         covered: set[str] = set()
         used = 0
-        for hit in hits[: self.top_k]:
+        for hit in candidates:
             if chosen and hit.score < self.min_relative_score * hits[0].score:
                 break
-            held = terms_in(terms, hit.text)
-            if chosen and self.require_new_terms and not held - covered:
+            if chosen and self.require_new_terms and not held[hit.id] - covered:
                 continue
             size = len(self.lm.tokenizer.encode(hit.text))
             if chosen and used + size > self.context_tokens:
                 continue
             chosen.append(hit)
-            covered |= held
+            covered |= held[hit.id]
             used += size
         if self.order == "document":
             return sorted(chosen, key=lambda h: (h.doc_id, h.start_line))

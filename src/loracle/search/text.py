@@ -10,7 +10,6 @@ exactly where the characters are adjacent in the original text.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 
 # Han ideographs (incl. extension A and compatibility), hiragana, katakana, half-width katakana.
 _CJK_CLASS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
@@ -51,10 +50,12 @@ def query_terms(query: str) -> list[str]:
     return content or words
 
 
-def terms_in(terms: Iterable[str], text: str) -> set[str]:
-    """Which of `terms` (from `query_terms`) occur in `text`: as a whole word, or a CJK term anywhere."""
-    words = {match.group(0).lower() for match in _WORD.finditer(text)}
-    return {t for t in terms if t in words or (_CJK_RUN.fullmatch(t) is not None and t in text)}
+def term_expression(term: str) -> str:
+    """One search term (from `query_terms`) as an FTS5 expression: a quoted word, or a CJK run's bigram phrase."""
+    if _CJK_RUN.fullmatch(term):
+        grams = bigrams(term)
+        return f'"{grams[0]}"*' if len(term) == 1 else '"' + " ".join(grams) + '"'
+    return f'"{term}"'
 
 
 def fts_query(query: str) -> str:
@@ -62,14 +63,7 @@ def fts_query(query: str) -> str:
 
     Every term is double-quoted, so FTS5 syntax in user input (AND, NEAR, *, column filters) is inert.
     """
-    parts = []
-    for term in query_terms(query):
-        if _CJK_RUN.fullmatch(term):
-            grams = bigrams(term)
-            parts.append(f'"{grams[0]}"*' if len(term) == 1 else '"' + " ".join(grams) + '"')
-        else:
-            parts.append(f'"{term}"')
-    return " OR ".join(parts)
+    return " OR ".join(term_expression(term) for term in query_terms(query))
 
 
 def markdown_headings(body: str) -> list[str]:

@@ -69,6 +69,7 @@ class SyncReport:
 class ChunkHit:
     """A retrieved chunk: where it comes from (document, lines) and how well it matched."""
 
+    id: str  # the chunk's id in the index
     doc_id: str
     title: str
     text: str
