@@ -205,7 +205,8 @@ class ContextLearner:
         if not hits or not self.relevant(question, hits[:GATE_HITS]):
             return []
         candidates = hits[: self.top_k]
-        held = self.index.chunk_terms([h.id for h in candidates], query_terms(question))
+        terms = query_terms(question) if self.require_new_terms else []  # no index lookups when the rule is off
+        held = self.index.chunk_terms([h.id for h in candidates], terms)
         chosen: list[ChunkHit] = []
         covered: set[str] = set()
         used = 0
