@@ -46,10 +46,31 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
 
 
-def gated(config: list[dict], base: list[dict], scores: list[float], gate: float) -> tuple[float, float]:
-    """Accuracy and mean F1 when questions scoring below `gate` get the base model's reply."""
-    picked = [c if s >= gate else b for c, b, s in zip(config, base, scores, strict=True)]
-    return statistics.mean(p["correct"] for p in picked), statistics.mean(p["f1"] for p in picked)
+def gated(config: list[dict], base: list[dict], scores: list[float], gate: float) -> list[dict]:
+    """The scored replies when questions scoring below `gate` get the base model's reply."""
+    return [c if s >= gate else b for c, b, s in zip(config, base, scores, strict=True)]
+
+
+def gated_scores(config: list[dict], base: list[dict], scores: list[float], gate: float) -> dict[str, Any]:
+    """Accuracy, mean F1 and each question's correctness ("right") at `gate` (see `gated`)."""
+    picked = gated(config, base, scores, gate)
+    return {
+        "accuracy": statistics.mean(p["correct"] for p in picked),
+        "f1": statistics.mean(p["f1"] for p in picked),
+        "right": [p["correct"] for p in picked],
+    }
+
+
+def sign_test(challenger: list[bool], incumbent: list[bool]) -> dict[str, Any]:
+    """Whether `challenger` is right more often than `incumbent` on the same questions beyond chance: the
+    questions only it gets right ("gained"), those only the incumbent gets right ("lost"), and the one-sided
+    exact binomial p of at least that many gains among them (1.0 when they never differ)."""
+    from scipy.stats import binomtest
+
+    gained = sum(c and not i for c, i in zip(challenger, incumbent, strict=True))
+    lost = sum(i and not c for c, i in zip(challenger, incumbent, strict=True))
+    p = binomtest(gained, gained + lost, 0.5, alternative="greater").pvalue if gained + lost else 1.0
+    return {"gained": gained, "lost": lost, "p": float(p)}
 
 
 def pass_rate(scores: list[float], gate: float) -> float:

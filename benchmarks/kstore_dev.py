@@ -36,7 +36,7 @@ from benchmarks.dev import (
     ceil3,
     dev_samples,
     gate_rows,
-    gated,
+    gated_scores,
     general_questions,
     pass_rate,
     quantile,
@@ -119,8 +119,7 @@ def main() -> None:
         replies = decode(store_for(settings.layer), settings, qa)
         entry = {"settings": changes, "replies": replies, "by_gate": {}}
         for gate in gates[settings.layer]:
-            acc, f1 = gated(replies, base, match[settings.layer]["learned"], gate)
-            entry["by_gate"][gate] = {"accuracy": acc, "f1": f1}
+            entry["by_gate"][gate] = gated_scores(replies, base, match[settings.layer]["learned"], gate)
         results.append(entry)
         line = "  ".join(f"gate {g:+.3f}: {v['accuracy']:.3f}" for g, v in entry["by_gate"].items())
         print(f"{changes}  ({time.perf_counter() - t0:.0f} s)  {line}", flush=True)

@@ -28,8 +28,9 @@ from benchmarks.dev import title_of
 from benchmarks.learners import SQUAD
 from loracle.cli.adapter_commands import parse_options
 from loracle.documents import Document
+from loracle.eval.general import READING_FILE, data_file, load_general
 from loracle.eval.scoring import is_correct
-from loracle.eval.squad import load_squad, sample_questions
+from loracle.eval.squad import SquadParagraph, load_squad, sample_questions
 from loracle.hypernet.data import fictional_sample
 from loracle.learners.ttt import TTTLearner
 from loracle.model import GenerationConfig, LoadedModel, generate_chat, load_model, question_messages
@@ -51,12 +52,35 @@ def generated_dev(docs: int, per_doc: int) -> list[tuple[Document, list[tuple[st
 
 
 def squad_dev(docs: int, per_doc: int) -> list[tuple[Document, list[tuple[str, tuple[str, ...]]]]]:
+    """`docs` dev paragraphs spread evenly over the pool (`dev_paragraphs`), `per_doc` questions each."""
+    pool = dev_paragraphs(per_doc)
+    step = len(pool) / docs
+    return dev_questions([pool[int(i * step)] for i in range(docs)], per_doc)
+
+
+def squad_dev_all(per_doc: int) -> list[tuple[Document, list[tuple[str, tuple[str, ...]]]]]:
+    """Every dev paragraph that no evaluation reads, not even the forgetting set's reading items, `per_doc`
+    questions each."""
+    return dev_questions(dev_paragraphs(per_doc, spare_reading=True), per_doc)
+
+
+def dev_paragraphs(per_doc: int, *, spare_reading: bool = False) -> list[SquadParagraph]:
+    """The paragraphs of the shared SQuAD file that the learners benchmark does not learn and that have more
+    than `per_doc` questions; with `spare_reading`, also none that the bundled general reading set (the
+    forgetting measure) pastes into its prompts. squad_dev predates that exclusion and keeps its paragraphs."""
     paragraphs = load_squad(SQUAD)
     used = {d for item in sample_questions(paragraphs, BENCHMARK_SQUAD_QUESTIONS) for d in item.docs}
-    pool = [p for p in paragraphs if p.key not in used and len(p.questions) >= per_doc + 1]
-    step = len(pool) / docs
-    chosen = [pool[int(i * step)] for i in range(docs)]
-    return [(p.document(), [(q.question, q.answers) for q in p.questions[1 : per_doc + 1]]) for p in chosen]
+    if spare_reading:
+        pasted = {" ".join(item.context.split()) for item in load_general(data_file(READING_FILE), "reading")}
+        used |= {p.key for p in paragraphs if " ".join(p.context.split()) in pasted}
+    return [p for p in paragraphs if p.key not in used and len(p.questions) >= per_doc + 1]
+
+
+def dev_questions(
+    paragraphs: list[SquadParagraph], per_doc: int
+) -> list[tuple[Document, list[tuple[str, tuple[str, ...]]]]]:
+    """Each paragraph as a document with its questions 2 to per_doc + 1 (the first is left for other uses)."""
+    return [(p.document(), [(q.question, q.answers) for q in p.questions[1 : per_doc + 1]]) for p in paragraphs]
 
 
 def main() -> None:
