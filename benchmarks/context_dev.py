@@ -90,6 +90,18 @@ def dev_questions(samples: list[Sample], per_doc: int, pairs: int, pick: random.
     return single + paired
 
 
+def dev_set(
+    docs: int, per_doc: int, pairs: int, unrelated_docs: int, unrelated_per_doc: int
+) -> tuple[list[Document], list[DevQuestion], list[str]]:
+    """The learned documents, the questions about them, and the unrelated questions; the same on every run."""
+    pick = random.Random(f"{SEED}/questions")
+    learned = dev_samples(SEED, "learned", docs, parts=2)
+    documents = [Document.from_text(s.text, title_of(s.text), doc_id=f"dev-{i}") for i, s in enumerate(learned)]
+    questions = dev_questions(learned, per_doc, pairs, pick)
+    unrelated = unrelated_questions(SEED, unrelated_docs, unrelated_per_doc, pick, parts=2)
+    return documents, questions, unrelated
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--docs", type=int, default=8, help="learned documents")
@@ -104,12 +116,9 @@ def main() -> None:
     configure_threads(args.threads)
     started = time.perf_counter()
     lm = load_model("embedded")
-    pick = random.Random(f"{SEED}/questions")
-
-    learned = dev_samples(SEED, "learned", args.docs, parts=2)
-    docs = [Document.from_text(s.text, title_of(s.text), doc_id=f"dev-{i}") for i, s in enumerate(learned)]
-    questions = dev_questions(learned, args.per_doc, args.pairs, pick)
-    unrelated = unrelated_questions(SEED, args.unrelated_docs, args.unrelated_per_doc, pick, parts=2)
+    docs, questions, unrelated = dev_set(
+        args.docs, args.per_doc, args.pairs, args.unrelated_docs, args.unrelated_per_doc
+    )
     general = general_questions()
 
     # no gate of its own: every gate is applied to the ungated replies below

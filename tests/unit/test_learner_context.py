@@ -109,6 +109,22 @@ def test_a_question_unlike_anything_learned_gets_no_context(tiny_lm: LoadedModel
     assert answer.text == base
 
 
+def test_with_lexical_gate_a_question_in_the_documents_own_words_passes_a_gate_it_is_too_far_from(
+    tiny_lm: LoadedModel,
+) -> None:
+    question = "Who was Marrow's founding telescope?"  # every word in the observatory chunk, far from each sentence
+    strict = learner(tiny_lm, min_similarity=0.99)
+    strict.learn(docs())
+    hits = strict.index.search_chunks(question, n=3)
+    assert strict.gate_score(question, hits) < 0.99 and strict.retrieve(question) == []
+    lexical = learner(tiny_lm, min_similarity=0.99, lexical_gate=True)
+    lexical.learn(docs())
+    assert [h.doc_id for h in lexical.retrieve(question)] == ["observatory"]  # "founding" matches "founded"
+    assert lexical.retrieve("Who founded the Corra telescope?") == []  # no one chunk holds every word
+    assert lexical.retrieve("Marrow?") == []  # one word is too little to go on
+    assert lexical.options()["lexical_gate"] is True
+
+
 def test_the_gate_reads_sentence_by_sentence_so_a_long_chunk_does_not_dilute_the_one_that_answers(
     tiny_lm: LoadedModel,
 ) -> None:

@@ -75,6 +75,8 @@ IN_MEMORY = Path(":memory:")
 MINILM_MIN_SIMILARITY = 0.489
 #: how many of the best hits the gate reads, whatever `top_k` puts in the prompt
 GATE_HITS = 3
+#: the fewest search terms a question needs for `lexical_gate` to let it through on its words alone
+LEXICAL_GATE_TERMS = 2
 #: a user's message this many tokens long or longer carries a passage of its own (`ContextLearner.biased_texts`)
 OWN_PASSAGE_TOKENS = 64
 #: how retrieved chunks are laid out: most relevant last (nearest the question), or in document order
@@ -136,6 +138,7 @@ class ContextLearner:
         min_relative_score: float = 0.0,
         require_new_terms: bool = True,
         min_similarity: float | None = None,
+        lexical_gate: bool = False,
         order: str = "document",
         logit_bias: float = 2.0,
         own_passage_tokens: int | None = OWN_PASSAGE_TOKENS,
@@ -158,6 +161,7 @@ class ContextLearner:
         self.vectors = vectors
         self._embedder = RememberingEmbedder(embedder or default_embedder()) if vectors else None
         self.min_similarity = self._default_gate() if min_similarity is None else min_similarity
+        self.lexical_gate = lexical_gate
         self.chunks: dict[str, Chunk] = {}
         self.index = self._new_index()
 
@@ -230,7 +234,20 @@ class ContextLearner:
         without vectors)."""
         if self._embedder is None or self.min_similarity <= -1:
             return True
-        return self.gate_score(question, hits) >= self.min_similarity
+        if self.gate_score(question, hits) >= self.min_similarity:
+            return True
+        return self.lexical_gate and self.holds_every_term(question, hits)
+
+    def holds_every_term(self, question: str, hits: Sequence[ChunkHit]) -> bool:
+        """Whether one of `hits` holds every search term of `question` (stemmed, as the index matches words),
+        which must have at least LEXICAL_GATE_TERMS of them: a question asked in a document's own words. A short
+        one ("Who was Margaret's husband?") can be far from every sentence by the similarity gate's measure.
+        One-letter terms (the "s" of "Margaret's") say nothing of what the question is about and are skipped."""
+        terms = [t for t in query_terms(question) if len(t) > 1]
+        if len(terms) < LEXICAL_GATE_TERMS or not hits:
+            return False
+        held = self.index.chunk_terms([h.id for h in hits], terms)
+        return any(held[h.id] >= set(terms) for h in hits)
 
     def gate_score(self, question: str, hits: Sequence[ChunkHit]) -> float:
         """The highest cosine similarity of the question to a sentence of `hits`, each read after its document's
@@ -279,6 +296,7 @@ class ContextLearner:
             "min_relative_score": self.min_relative_score,
             "require_new_terms": self.require_new_terms,
             "min_similarity": self.min_similarity,
+            "lexical_gate": self.lexical_gate,
             "order": self.order,
             "logit_bias": self.logit_bias,
             "own_passage_tokens": self.own_passage_tokens,
