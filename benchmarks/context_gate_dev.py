@@ -81,8 +81,8 @@ def main() -> None:
     shut_out = [w for r, w in zip(records, squad_words, strict=True) if not r["gate_passes"]]
     n_gen, n_squad = len(questions), len(records)
     rows = [
-        row("chosen lexical_gate", str(adopt), note=f"unrelated questions passing with it <= {MAX_UNRELATED_PASS:.0%}, "
-            + test_note(test, "with it", "without")),
+        row("chosen lexical_gate", str(adopt), note=f"on only if unrelated questions passing with it "
+            f"({unrelated_on:.3f}) <= {MAX_UNRELATED_PASS} and " + test_note(test, "with it", "without")),
         row("generated dev right, similarity gate alone", sum(generated_off), note=f"of {n_gen}; gate {gate}"),
         row("generated dev right, with lexical_gate", sum(generated_on), note=f"of {n_gen}"),
         row("SQuAD dev right, similarity gate alone", sum(squad_off), note=f"of {n_squad}"),
