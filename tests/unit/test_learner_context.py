@@ -109,6 +109,15 @@ def test_a_question_unlike_anything_learned_gets_no_context(tiny_lm: LoadedModel
     assert answer.text == base
 
 
+def test_a_possessive_s_is_not_a_question_word_a_further_hit_could_hold(tiny_lm: LoadedModel) -> None:
+    harbour = Document.from_text("# Harbour\n\nThe harbour's cranes lift the ships.", "Harbour", doc_id="harbour")
+    covering = learner(tiny_lm, top_k=2, min_relative_score=0.0)
+    covering.learn([*docs(), harbour])
+    question = "Who founded Marrow's observatory?"
+    assert [h.doc_id for h in covering.index.search_chunks(question, n=2)] == ["observatory", "harbour"]
+    assert [h.doc_id for h in covering.retrieve(question)] == ["observatory"]
+
+
 def test_with_lexical_gate_a_question_in_the_documents_own_words_passes_a_gate_it_is_too_far_from(
     tiny_lm: LoadedModel,
 ) -> None:

@@ -7,7 +7,8 @@ generation with citations (document id and line span of each chunk used).
 A small model is easily distracted, so the prompt holds as little as answers the question: after the best
 hit, a further hit is kept only if its fused score is at least `min_relative_score` of the best one's, and
 the hits are laid out in document order (`order`). With `require_new_terms`, a further hit must also hold a
-word of the question that no hit kept before it holds (a word as the full-text index matches it, stemmed):
+word of the question that no hit kept before it holds (a word as the full-text index matches it, stemmed,
+and of two letters or more):
 a question about one paragraph then gets that paragraph alone, and one that asks about two things gets a
 hit for each. A question that matches nothing learned gets no context at all: the base model answers it as
 if nothing had been learned, which is what keeps general ability intact.
@@ -103,6 +104,12 @@ def passage_generation(
     return GenerationConfig(
         max_new_tokens=max_new_tokens, logit_bias=passage_bias(lm, passages, strength), bias_once=True
     )
+
+
+def question_words(question: str) -> list[str]:
+    """The search terms of `question` that say what it is about: one-letter ones (the "s" of "Robert's") are
+    left out, or a chunk would count as holding a word of the question for any possessive in it."""
+    return [term for term in query_terms(question) if len(term) > 1]
 
 
 class RememberingEmbedder:
@@ -209,7 +216,7 @@ class ContextLearner:
         if not hits or not self.relevant(question, hits[:GATE_HITS]):
             return []
         candidates = hits[: self.top_k]
-        terms = query_terms(question) if self.require_new_terms else []  # no index lookups when the rule is off
+        terms = question_words(question) if self.require_new_terms else []  # no index lookups when the rule is off
         held = self.index.chunk_terms([h.id for h in candidates], terms)
         chosen: list[ChunkHit] = []
         covered: set[str] = set()
@@ -240,10 +247,10 @@ class ContextLearner:
 
     def holds_every_term(self, question: str, hits: Sequence[ChunkHit]) -> bool:
         """Whether one of `hits` holds every search term of `question` (stemmed, as the index matches words),
-        which must have at least LEXICAL_GATE_TERMS of them: a question asked in a document's own words. A short
-        one ("Who was Margaret's husband?") can be far from every sentence by the similarity gate's measure.
-        One-letter terms (the "s" of "Margaret's") say nothing of what the question is about and are skipped."""
-        terms = [t for t in query_terms(question) if len(t) > 1]
+        which must have at least LEXICAL_GATE_TERMS of them (`question_words`): a question asked in a document's
+        own words. A short one ("Who was Margaret's husband?") can be far from every sentence by the similarity
+        gate's measure."""
+        terms = question_words(question)
         if len(terms) < LEXICAL_GATE_TERMS or not hits:
             return False
         held = self.index.chunk_terms([h.id for h in hits], terms)
