@@ -91,14 +91,15 @@ def dev_questions(samples: list[Sample], per_doc: int, pairs: int, pick: random.
 
 
 def dev_set(
-    docs: int, per_doc: int, pairs: int, unrelated_docs: int, unrelated_per_doc: int
+    docs: int, per_doc: int, pairs: int, unrelated_docs: int, unrelated_per_doc: int, seed: str = SEED
 ) -> tuple[list[Document], list[DevQuestion], list[str]]:
-    """The learned documents, the questions about them, and the unrelated questions; the same on every run."""
-    pick = random.Random(f"{SEED}/questions")
-    learned = dev_samples(SEED, "learned", docs, parts=2)
+    """The learned documents, the questions about them, and the unrelated questions; the same on every run
+    with the same `seed`."""
+    pick = random.Random(f"{seed}/questions")
+    learned = dev_samples(seed, "learned", docs, parts=2)
     documents = [Document.from_text(s.text, title_of(s.text), doc_id=f"dev-{i}") for i, s in enumerate(learned)]
     questions = dev_questions(learned, per_doc, pairs, pick)
-    unrelated = unrelated_questions(SEED, unrelated_docs, unrelated_per_doc, pick, parts=2)
+    unrelated = unrelated_questions(seed, unrelated_docs, unrelated_per_doc, pick, parts=2)
     return documents, questions, unrelated
 
 
