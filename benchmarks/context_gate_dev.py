@@ -75,8 +75,9 @@ def main() -> None:
     def passing(key: str, lexical: bool) -> float:
         return statistics.mean(s or (lexical and w) for s, w in zip(similar[key], by_words[key], strict=True))
 
+    shares = {key: {"gate alone": passing(key, False), "with lexical_gate": passing(key, True)} for key in by_words}
     test = sign_test(generated_on + squad_on, generated_off + squad_off)
-    unrelated_on = passing("unrelated", True)
+    unrelated_on = shares["unrelated"]["with lexical_gate"]
     adopt = unrelated_on <= MAX_UNRELATED_PASS and test["p"] < SIGNIFICANCE
     shut_out = [w for r, w in zip(records, squad_words, strict=True) if not r["gate_passes"]]
     n_gen, n_squad = len(questions), len(records)
@@ -90,7 +91,7 @@ def main() -> None:
         row("SQuAD dev questions the similarity gate shuts out", len(shut_out),
             note=f"{sum(shut_out)} of them pass by their words"),
         *[row(f"{key} questions passing, similarity gate alone / with lexical_gate",
-              f"{passing(key, False):.3f} / {passing(key, True):.3f}",
+              f"{shares[key]['gate alone']:.3f} / {shares[key]['with lexical_gate']:.3f}",
               note=f"{len(similar[key])} questions" + ("; reported only, never to choose" if key == "general" else ""))
           for key in by_words],
     ]  # fmt: skip
@@ -100,6 +101,7 @@ def main() -> None:
         "squad_by_words": squad_words,
         "generated": {"off": generated_off, "on": generated_on},
         "squad": {"off": squad_off, "on": squad_on},
+        "passing": shares,
         "test": test,
         "chosen": adopt,
         "seconds": time.perf_counter() - started,

@@ -46,14 +46,10 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
 
 
-def gated(config: list[dict], base: list[dict], scores: list[float], gate: float) -> list[dict]:
-    """The scored replies when questions scoring below `gate` get the base model's reply."""
-    return [c if s >= gate else b for c, b, s in zip(config, base, scores, strict=True)]
-
-
 def gated_scores(config: list[dict], base: list[dict], scores: list[float], gate: float) -> dict[str, Any]:
-    """Accuracy, mean F1 and each question's correctness ("right") at `gate` (see `gated`)."""
-    picked = gated(config, base, scores, gate)
+    """Accuracy, mean F1 and each question's correctness ("right") when questions scoring below `gate` get the
+    base model's reply."""
+    picked = [c if s >= gate else b for c, b, s in zip(config, base, scores, strict=True)]
     return {
         "accuracy": statistics.mean(p["correct"] for p in picked),
         "f1": statistics.mean(p["f1"] for p in picked),
