@@ -14,5 +14,6 @@ def test_the_interval_holds_the_measured_ratio_and_narrows_with_more_questions()
 
 def test_no_interval_without_a_ratio_and_unpaired_results_are_refused() -> None:
     assert ratio_interval([True, True], [False, False]) is None
+    assert ratio_interval([True], [True]) is None  # one question: nothing to resample
     with pytest.raises(ValueError, match="differ in length"):
         ratio_interval([True], [True, False])

@@ -20,12 +20,13 @@ def ratio_interval(
     right: Sequence[bool], reference: Sequence[bool], confidence: float = 0.95
 ) -> tuple[float, float] | None:
     """The `confidence` percentile-bootstrap interval of sum(right) / sum(reference), question by question
-    paired; None when the reference gets nothing right, or when some resamples do (the ratio is unbounded)."""
+    paired; None when the reference gets nothing right, or when some resamples do (the ratio is unbounded),
+    or for a single question (nothing to resample)."""
     from scipy.stats import DegenerateDataWarning, bootstrap
 
     if len(right) != len(reference):
         raise ValueError(f"paired results differ in length: {len(right)} against {len(reference)}")
-    if not any(reference):
+    if len(reference) < 2 or not any(reference):
         return None
     with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", DegenerateDataWarning)  # all results alike: the interval is one point
