@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from loracle.errors import LoracleError
-from loracle.learners.checkpoint import META
+from loracle.learners.checkpoint import META, load_checkpoint
 from loracle.learners.session import checkpoint_path, save_target
 
 
@@ -36,3 +37,12 @@ def test_saving_never_replaces_what_is_not_a_checkpoint(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     assert save_target(f"{old}") == old  # an earlier checkpoint is replaced, as is an empty folder
     assert save_target(f"{tmp_path}/empty") == tmp_path / "empty"
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"), [("{", "not valid JSON"), ("[1]", "not a checkpoint record (a JSON list, not an object)")]
+)
+def test_a_damaged_checkpoint_record_is_named_in_one_line(tmp_path: Path, content: str, problem: str) -> None:
+    (tmp_path / META).write_text(content, encoding="utf-8")
+    with pytest.raises(LoracleError, match=re.escape(f"{META}: {problem}")):
+        load_checkpoint(tmp_path, "context", "f00d")

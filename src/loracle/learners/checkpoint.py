@@ -47,6 +47,8 @@ def load_checkpoint(path: Path, learner: str, fingerprint: str) -> tuple[dict[st
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise LoracleError(f"{meta_path}: not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise LoracleError(f"{meta_path}: not a checkpoint record (a JSON {type(meta).__name__}, not an object)")
     if meta.get("learner") != learner:
         raise LoracleError(f"{path}: a checkpoint of learner {meta.get('learner')!r}, not {learner!r}")
     if meta.get("base_fingerprint") != fingerprint:
