@@ -487,6 +487,32 @@ def test_the_best_routed_adapter_also_recites_from_its_title_cue_nearest_the_que
     ]
 
 
+def test_a_title_recitation_is_recited_once_per_document_until_it_is_relearned(
+    tiny_lm: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loracle.learners import ttt
+
+    learner = small_learner(tiny_lm, steps_per_doc=1)
+    learner.learn([DOC, OTHER])
+    from_title: list[str] = []
+    merged: list[str] = []
+    monkeypatch.setattr(learner, "merged", merges_recorded(learner, merged))
+
+    def scripted(lm: LoadedModel, messages: list[dict[str, str]], config: object) -> str:
+        if messages == recall_messages(learner.title_cues[merged[-1]]):
+            from_title.append(merged[-1])
+        return "The Vellmar Bridge crosses the Dunmere."
+
+    monkeypatch.setattr(ttt, "generate_chat", scripted)
+    monkeypatch.setattr(learner, "route", lambda q: ["vellmar"])
+    first = learner.answer("Which river does the Vellmar Bridge cross?")
+    again = learner.answer("What does the Vellmar Bridge cross?")
+    assert from_title == ["vellmar"] and first.citations == again.citations
+    learner.learn([OTHER])  # new weights, so a new recitation
+    learner.answer("Which river does the Vellmar Bridge cross?")
+    assert from_title == ["vellmar", "vellmar"]
+
+
 def test_a_document_longer_than_a_passage_gets_no_title_cue(tiny_lm: LoadedModel) -> None:
     """Its title cue was trained on every passage of it, so it would recite any of them."""
     learner = small_learner(tiny_lm, steps_per_doc=1, passage_tokens=8)

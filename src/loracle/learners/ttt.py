@@ -187,6 +187,7 @@ class TTTLearner:
         self.adapters: dict[str, GatedLoRA] = {}  # document id -> its adapter, in learning order
         self.keys: dict[str, list[str]] = {}  # document id -> what routes a question to its adapter
         self.title_cues: dict[str, str] = {}  # document id -> the cue its adapter recites all of it from
+        self.title_recitations: dict[str, str] = {}  # document id -> what it recited from its title cue, once asked
         self.router = ChunkRouter([])
 
     @property
@@ -237,6 +238,7 @@ class TTTLearner:
             self.adapters[doc.id] = lora
             self.keys[doc.id] = routing_keys(doc, studied)
             self.title_cues.pop(doc.id, None)
+            self.title_recitations.pop(doc.id, None)
             if len(chunk_document(doc, self.passage_tokens)) == 1:  # a longer one's title cue recites any part
                 self.title_cues[doc.id] = title_cue(doc.title)
             examples += len(studied)
@@ -424,11 +426,15 @@ class TTTLearner:
         was trained on, so it recites more faithfully than from a question it never saw: of 45 recitations by
         the right adapter on SQuAD dev (24 paragraphs), 31 came near word for word from the title cue, 24 from
         the question. On the learners benchmark it raised SQuAD from 10 to 11 of 24 and fictional from 21 to 24
-        of 46 (ceilings 13 and 27), with a recitation more per answer."""
+        of 46 (ceilings 13 and 27). It does not depend on the question, so it is recited once per document and
+        kept until the document is re-learned or the learner reset or loaded. It is not saved: a checkpoint holds
+        weights and routing keys only, never text."""
         cue = self.title_cues.get(doc_id)
         if cue is None:
             return recited
-        whole = self.recite_from(doc_id, cue)
+        if doc_id not in self.title_recitations:  # the same for every question: greedy, from a fixed cue
+            self.title_recitations[doc_id] = self.recite_from(doc_id, cue)
+        whole = self.title_recitations[doc_id]
         if not recitation_fits(question, whole):
             return recited
         return [(doc_id, whole), *[(d, r) for d, r in recited if not near_copy(r, whole)]]
@@ -517,6 +523,7 @@ class TTTLearner:
                 setattr(self, key, options[key])
         self.layers = list(meta["layers"])
         self.adapters, self.keys, self.title_cues = adapters, keys, title_cues
+        self.title_recitations = {}
         self._route_all()
 
 
