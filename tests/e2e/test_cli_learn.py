@@ -37,6 +37,10 @@ def test_learn_save_then_ask_load_inside_a_knowledge_base(tmp_path: Path, sample
     assert asked.returncode == 0, asked.stderr
     assert asked.stdout.strip()
     assert "(kestrel, line 5)" in asked.stdout  # the citation: document id and the line in the file on disk
+    outside = loracle(
+        "ask", "--load", "notes", "--kb", kb, "--threads", "1", "Which river powers the observatory?", cwd=tmp_path
+    )
+    assert outside.returncode == 0 and "(kestrel, line 5)" in outside.stdout, outside.stderr  # as learn --kb saves
 
     refused = loracle("learn", "raw", "--save", "raw/", "--threads", "1", cwd=kb)  # would replace the documents
     assert refused.returncode == 1 and "not a loracle checkpoint" in refused.stderr

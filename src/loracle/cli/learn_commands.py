@@ -47,12 +47,16 @@ def learn(
         console.print(f"saved to {outcome.saved_to}")
 
 
-def ask_checkpoint(question: str, name: str, learner: str | None, model: str, threads: int) -> None:
-    """`loracle ask --load NAME`: answer with a saved learner and list its citations."""
+def ask_checkpoint(
+    question: str, name: str, learner: str | None, model: str, threads: int, kb: Path | None = None
+) -> None:
+    """`loracle ask --load NAME [--kb KB]`: answer with a saved learner and list its citations."""
+    from loracle.kb import find_kb
     from loracle.learners.session import answer_from_checkpoint
 
+    kb_root = find_kb(kb).root if kb else None  # a bad --kb is refused before the model loads
     lm = load_base(model, threads)
-    answer = answer_from_checkpoint(lm, name, question, learner=learner)
+    answer = answer_from_checkpoint(lm, name, question, learner=learner, kb_root=kb_root)
     console.out(answer.text, highlight=False)
     for citation in answer.citations:
         where = f", line {citation.line}" if citation.line else ""

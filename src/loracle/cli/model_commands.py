@@ -21,6 +21,9 @@ def ask(
     threads: int = ThreadsOption,
     learner: str | None = typer.Option(None, "--learner", help="With --load: the learner (default: the checkpoint's)."),
     load: str | None = typer.Option(None, "--load", help="Answer with this learner checkpoint (see `loracle learn`)."),
+    kb: Path | None = typer.Option(
+        None, "--kb", help="With --load: the knowledge base whose checkpoints folder to use."
+    ),
 ) -> None:
     """Stream an answer from the model.
 
@@ -29,7 +32,7 @@ def ask(
     if load:
         from loracle.cli.learn_commands import ask_checkpoint
 
-        return ask_checkpoint(question, load, learner, model, threads)
+        return ask_checkpoint(question, load, learner, model, threads, kb)
     from loracle.sources import read_document
 
     document = read_document(doc).text if doc else None  # before the model load: a bad --doc fails at once
