@@ -9,7 +9,7 @@ import pytest
 
 from loracle.errors import LoracleError
 from loracle.learners.checkpoint import META, load_checkpoint
-from loracle.learners.session import checkpoint_path, save_target
+from loracle.learners.session import checkpoint_learner, checkpoint_path, save_target
 
 
 def test_a_plain_name_lives_in_the_knowledge_base_and_a_slash_makes_it_a_path(tmp_path: Path) -> None:
@@ -46,3 +46,5 @@ def test_a_damaged_checkpoint_record_is_named_in_one_line(tmp_path: Path, conten
     (tmp_path / META).write_text(content, encoding="utf-8")
     with pytest.raises(LoracleError, match=re.escape(f"{META}: {problem}")):
         load_checkpoint(tmp_path, "context", "f00d")
+    with pytest.raises(LoracleError, match=re.escape(f"{META}: {problem}")):  # `ask --load` reads it the same way
+        checkpoint_learner(tmp_path)

@@ -39,16 +39,22 @@ def save_checkpoint(
         (staging / META).write_text(json.dumps(record, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
-def load_checkpoint(path: Path, learner: str, fingerprint: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def read_meta(path: Path) -> dict[str, Any]:
+    """The record (meta.json) of the checkpoint at `path`, refused in one line if missing or damaged."""
     meta_path = path / META
     if not meta_path.is_file():
         raise LoracleError(f"{path}: not a loracle checkpoint (no {META})")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise LoracleError(f"{meta_path}: not valid JSON ({exc})") from exc
     if not isinstance(meta, dict):
         raise LoracleError(f"{meta_path}: not a checkpoint record (a JSON {type(meta).__name__}, not an object)")
+    return meta
+
+
+def load_checkpoint(path: Path, learner: str, fingerprint: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    meta = read_meta(path)
     if meta.get("learner") != learner:
         raise LoracleError(f"{path}: a checkpoint of learner {meta.get('learner')!r}, not {learner!r}")
     if meta.get("base_fingerprint") != fingerprint:

@@ -6,7 +6,6 @@ Where a checkpoint NAME lives: a NAME with a slash is a path; otherwise the fold
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from loracle.documents import Document, slugify
 from loracle.errors import LoracleError
 from loracle.learners import create_learner
 from loracle.learners.base import Answer, LearnReport
-from loracle.learners.checkpoint import META, check_replaceable
+from loracle.learners.checkpoint import META, check_replaceable, read_meta
 from loracle.model import LoadedModel
 from loracle.sources import read_folder
 
@@ -115,11 +114,7 @@ def answer_from_checkpoint(
 
 def checkpoint_learner(path: Path) -> str:
     """The name of the learner that wrote the checkpoint at `path`."""
-    try:
-        meta = json.loads((path / META).read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise LoracleError(f"{path}: not a loracle checkpoint ({exc})") from exc
-    learner = meta.get("learner") if isinstance(meta, dict) else None
+    learner = read_meta(path).get("learner")
     if not isinstance(learner, str):
         raise LoracleError(f"{path / META}: names no learner")
     return learner
