@@ -59,6 +59,11 @@ def write_result(name: str, rows: list[dict], data: dict[str, Any], machine: dic
     return path
 
 
+def read_result(name: str) -> dict[str, Any]:
+    """The "data" part of results/<name>.json, as `write_result` wrote it (one dev script reads another's)."""
+    return json.loads((RESULTS_DIR / f"{name}.json").read_text(encoding="utf-8"))["data"]
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"

@@ -29,13 +29,12 @@ Run: nice -n 5 .venv/bin/python -m benchmarks.context_confirm   (about 15 minute
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from benchmarks.common import RESULTS_DIR, row, write_result
+from benchmarks.common import read_result, row, write_result
 from benchmarks.context_dev import MAX_UNRELATED_PASS, dev_set, score
 from benchmarks.context_squad_dev import SIGNIFICANCE, test_note
 from benchmarks.dev import Decoder, sign_test
@@ -134,8 +133,7 @@ def main() -> None:
     test_a = sign_test(right("top 1"), right("defaults"))
     arm = "top 1" if test_a["p"] < SIGNIFICANCE else "defaults"
     test_b = sign_test(right(arm, lexical=True), right(arm))
-    calibrated = json.loads((RESULTS_DIR / "context_gate_dev.json").read_text(encoding="utf-8"))["data"]
-    calibrated_passing = calibrated["passing"]["unrelated"]["with lexical_gate"]
+    calibrated_passing = read_result("context_gate_dev")["passing"]["unrelated"]["with lexical_gate"]
     lexical = test_b["p"] < SIGNIFICANCE and calibrated_passing <= MAX_UNRELATED_PASS
     learner = ContextLearner(lm)
     learner.learn(gen_docs)

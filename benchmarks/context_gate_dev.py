@@ -20,12 +20,10 @@ Run after context_dev and context_squad_dev: nice -n 5 .venv/bin/python -m bench
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
-from typing import Any
 
-from benchmarks.common import RESULTS_DIR, row, write_result
+from benchmarks.common import read_result, row, write_result
 from benchmarks.context_dev import MAX_UNRELATED_PASS, dev_set
 from benchmarks.context_squad_dev import SIGNIFICANCE, test_note
 from benchmarks.dev import general_questions, sign_test
@@ -37,8 +35,8 @@ from loracle.model import load_model
 
 def main() -> None:
     started = time.perf_counter()
-    generated = load("context_dev")
-    squad = load("context_squad_dev")
+    generated = read_result("context_dev")
+    squad = read_result("context_squad_dev")
     lm = load_model("embedded")
 
     docs, questions, unrelated = dev_set(8, 4, 8, 10, 3)  # context_dev's defaults
@@ -108,10 +106,6 @@ def main() -> None:
     }
     path = write_result("context_gate_dev", rows, data)
     print(f"wrote {path}: lexical_gate {adopt} ({test})")
-
-
-def load(name: str) -> dict[str, Any]:
-    return json.loads((RESULTS_DIR / f"{name}.json").read_text(encoding="utf-8"))["data"]
 
 
 def indexed(learner: ContextLearner, docs: list[Document]) -> ContextLearner:

@@ -29,12 +29,11 @@ Run after context_dev: nice -n 5 .venv/bin/python -m benchmarks.context_squad_de
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from typing import Any
 
-from benchmarks.common import RESULTS_DIR, row, write_result
+from benchmarks.common import read_result, row, write_result
 from benchmarks.context_dev import MAX_UNRELATED_PASS
 from benchmarks.dev import Decoder, pass_rate, retrieval_grid, sign_test
 from benchmarks.ttt_dev import squad_dev_all
@@ -100,7 +99,7 @@ def main() -> None:
         print(grid[-1], flush=True)
     for key, value in defaults.items():
         setattr(learner, key, value)
-    generated = json.loads((RESULTS_DIR / "context_dev.json").read_text(encoding="utf-8"))["data"]
+    generated = read_result("context_dev")
     best, chosen, settings_test = pooled_choice(grid, generated, defaults)
     by_gate = {
         g: [r["context_without_gate"] if r["gate_score"] >= g else r["base"] for r in records]
