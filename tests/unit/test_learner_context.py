@@ -7,7 +7,7 @@ import pytest
 
 from loracle.documents import Document
 from loracle.errors import LoracleError
-from loracle.learners.context import ContextLearner, passage_bias
+from loracle.learners.context import ContextLearner, passage_bias, question_parts
 from loracle.model import GenerationConfig, generate_chat, question_messages
 from loracle.model.chat import stop_token_ids
 from loracle.model.loader import LoadedModel, model_fingerprint
@@ -94,6 +94,29 @@ def test_with_require_new_terms_a_further_hit_must_hold_a_question_word_the_kept
     two_things = "Who founded the Kestrel Valley Observatory? And which river powers the hydroelectric plant?"
     assert [h.doc_id for h in covering.retrieve(two_things)] == ["observatory", "river"]
     assert covering.options()["require_new_terms"] is True
+
+
+def test_question_parts_are_cut_after_question_marks() -> None:
+    assert question_parts("Who founded X? And when was Y built?") == ["Who founded X?", "And when was Y built?"]
+    assert question_parts("What did St. Louis do in 1900?") == ["What did St. Louis do in 1900?"]
+    assert question_parts("Who founded X? ?? ") == ["Who founded X?"]  # a part with no search word is dropped
+    assert question_parts("?") == ["?"]
+
+
+def test_with_split_questions_each_question_asked_gets_its_own_best_hit(tiny_lm: LoadedModel) -> None:
+    split = learner(tiny_lm, top_k=2, min_relative_score=0.0, split_questions=True)
+    split.learn(docs())
+    one_thing = "Who founded the Kestrel Valley Observatory and which telescope does the river plant power?"
+    assert len(split.index.search_chunks(one_thing, n=2)) == 2
+    assert [h.doc_id for h in split.retrieve(one_thing)] == ["observatory"]  # one question, one hit
+    two_things = "Who founded the Kestrel Valley Observatory? And which river powers the hydroelectric plant?"
+    assert [h.doc_id for h in split.retrieve(two_things)] == ["observatory", "river"]
+    same_doc = "Who founded the Kestrel Valley Observatory? When was the observatory founded?"
+    assert [h.doc_id for h in split.retrieve(same_doc)] == ["observatory"]  # the same hit is not put in twice
+    capped = learner(tiny_lm, top_k=1, split_questions=True)
+    capped.learn(docs())
+    assert [h.doc_id for h in capped.retrieve(two_things)] == ["observatory"]  # top_k caps the hits
+    assert split.options()["split_questions"] is True
 
 
 def test_a_question_unlike_anything_learned_gets_no_context(tiny_lm: LoadedModel) -> None:

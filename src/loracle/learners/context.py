@@ -55,6 +55,7 @@ dev question has 26, the shortest dev reading prompt 88), which leaves closed-bo
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -86,6 +87,8 @@ LEXICAL_GATE_TERMS = 2
 OWN_PASSAGE_TOKENS = 64
 #: how retrieved chunks are laid out: most relevant last (nearest the question), or in document order
 ORDERS = ("relevance", "document")
+#: where a message holding several questions is cut into them (`question_parts`)
+_AFTER_QUESTION_MARK = re.compile(r"(?<=\?)\s+")
 
 
 def passage_bias(lm: LoadedModel, passages: Sequence[str], strength: float) -> dict[int, float]:
@@ -114,6 +117,13 @@ def question_words(question: str) -> list[str]:
     """The search terms of `question` that say what it is about: one-letter ones (the "s" of "Robert's") are
     left out, or a chunk would count as holding a word of the question for any possessive in it."""
     return [term for term in query_terms(question) if len(term) > 1]
+
+
+def question_parts(question: str) -> list[str]:
+    """The questions a message asks, cut after each question mark ("Who founded X? And when was Y built?"
+    asks two); parts with no search word are dropped, and a message with none of its own stays whole."""
+    parts = [part for part in _AFTER_QUESTION_MARK.split(question.strip()) if question_words(part)]
+    return parts or [question]
 
 
 class RememberingEmbedder:
@@ -148,6 +158,7 @@ class ContextLearner:
         chunk_tokens: int = 200,
         min_relative_score: float = 0.0,
         require_new_terms: bool = True,
+        split_questions: bool = False,
         min_similarity: float | None = None,
         lexical_gate: bool = False,
         order: str = "document",
@@ -163,6 +174,7 @@ class ContextLearner:
         self.chunk_tokens = chunk_tokens
         self.min_relative_score = min_relative_score
         self.require_new_terms = require_new_terms
+        self.split_questions = split_questions
         if order not in ORDERS:
             raise ValueError(f"context learner: order must be one of {', '.join(ORDERS)}, not {order!r}")
         self.order = order
@@ -219,26 +231,44 @@ class ContextLearner:
         hits = self.index.search_chunks(question, n=max(self.top_k, GATE_HITS), mode="hybrid")
         if not hits or not self.relevant(question, hits[:GATE_HITS]):
             return []
+        chosen = self._one_per_part(question, hits[0]) if self.split_questions else self._covering(question, hits)
+        if self.order == "document":
+            return sorted(chosen, key=lambda h: (h.doc_id, h.start_line))
+        return chosen[::-1]
+
+    def _covering(self, question: str, hits: Sequence[ChunkHit]) -> list[ChunkHit]:
+        """The best hit, then up to `top_k` - 1 further ones by `min_relative_score` and `require_new_terms`."""
         candidates = hits[: self.top_k]
         terms = question_words(question) if self.require_new_terms else []  # no index lookups when the rule is off
         held = self.index.chunk_terms([h.id for h in candidates], terms)
         chosen: list[ChunkHit] = []
         covered: set[str] = set()
-        used = 0
         for hit in candidates:
             if chosen and hit.score < self.min_relative_score * hits[0].score:
                 break
             if chosen and self.require_new_terms and not held[hit.id] - covered:
                 continue
-            size = len(self.lm.tokenizer.encode(hit.text))
-            if chosen and used + size > self.context_tokens:
-                continue
-            chosen.append(hit)
-            covered |= held[hit.id]
-            used += size
-        if self.order == "document":
-            return sorted(chosen, key=lambda h: (h.doc_id, h.start_line))
-        return chosen[::-1]
+            if self._fits(chosen, hit):
+                chosen.append(hit)
+                covered |= held[hit.id]
+        return chosen
+
+    def _one_per_part(self, question: str, best: ChunkHit) -> list[ChunkHit]:
+        """With `split_questions`: the best hit of each question the message asks (`question_parts`), up to
+        `top_k` different ones; a message that asks one question gets the one hit that answers it."""
+        parts = question_parts(question)
+        chosen: list[ChunkHit] = []
+        for part in parts[: self.top_k]:
+            found = [best] if len(parts) == 1 else self.index.search_chunks(part, n=1, mode="hybrid")
+            for hit in found:
+                if hit.id not in {c.id for c in chosen} and self._fits(chosen, hit):
+                    chosen.append(hit)
+        return chosen
+
+    def _fits(self, chosen: Sequence[ChunkHit], hit: ChunkHit) -> bool:
+        """Whether `hit` still fits in `context_tokens` beside `chosen` (the first hit always does)."""
+        used = sum(len(self.lm.tokenizer.encode(c.text)) for c in chosen)
+        return not chosen or used + len(self.lm.tokenizer.encode(hit.text)) <= self.context_tokens
 
     def relevant(self, question: str, hits: Sequence[ChunkHit]) -> bool:
         """Whether the best hits say something close enough to the question to be worth reading (always,
@@ -306,6 +336,7 @@ class ContextLearner:
             "chunk_tokens": self.chunk_tokens,
             "min_relative_score": self.min_relative_score,
             "require_new_terms": self.require_new_terms,
+            "split_questions": self.split_questions,
             "min_similarity": self.min_similarity,
             "lexical_gate": self.lexical_gate,
             "order": self.order,
