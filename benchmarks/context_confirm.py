@@ -47,8 +47,8 @@ from loracle.model import LoadedModel, load_model
 from loracle.runtime import configure_threads
 
 SEED = "context-confirm"
-#: the settings compared in A, each beside the learner's other defaults
-ARMS = {"defaults": {}, "top 1": {"top_k": 1}}
+#: the settings compared in A, each beside the learner's other defaults (`split_questions` off, as it was then)
+ARMS = {"defaults": {"split_questions": False}, "top 1": {"top_k": 1, "split_questions": False}}
 
 
 @dataclass(frozen=True)

@@ -87,13 +87,20 @@ def gate_rows(scores: dict[str, list[float]], gate: float, unrelated_docs: int) 
 
 def retrieval_grid() -> list[dict[str, Any]]:
     """The context learner's retrieval settings that the dev benchmarks try (top_k x min_relative_score x order
-    x require_new_terms), the settings without require_new_terms first so that they win ties."""
+    x require_new_terms), the settings without require_new_terms first so that they win ties; all with
+    `split_questions` off, which would set the hits by itself (context_split_dev compares it)."""
     grid = []
     for new_terms, top_k, min_relative, order in itertools.product((False, True), (1, 2, 3), (0.0, 0.5, 0.75), ORDERS):
         if top_k == 1 and (min_relative or order != ORDERS[0] or new_terms):
             continue  # one hit: neither the cut-off, the order nor the new-terms rule changes anything
         grid.append(
-            {"top_k": top_k, "min_relative_score": min_relative, "order": order, "require_new_terms": new_terms}
+            {
+                "top_k": top_k,
+                "min_relative_score": min_relative,
+                "order": order,
+                "require_new_terms": new_terms,
+                "split_questions": False,
+            }
         )
     return grid
 

@@ -47,6 +47,10 @@ def docs() -> list[Document]:
     ]
 
 
+#: every further hit by score and word cover (the options before `split_questions`), not one per question
+COVERING = {"split_questions": False, "require_new_terms": False}
+
+
 def learner(lm: LoadedModel, **options) -> ContextLearner:
     return ContextLearner(lm, embedder=WordHashEmbedder(), **{"top_k": 1, "max_new_tokens": 6, **options})
 
@@ -67,14 +71,14 @@ def test_hits_are_in_document_order_or_best_nearest_the_question_and_weak_hits_a
     tiny_lm: LoadedModel,
 ) -> None:
     question = "Who founded the Kestrel Valley Observatory?"
-    everything = learner(tiny_lm, top_k=2, min_relative_score=0.0, order="relevance", require_new_terms=False)
+    everything = learner(tiny_lm, top_k=2, min_relative_score=0.0, order="relevance", **COVERING)
     everything.learn(docs())
     ranked = everything.index.search_chunks(question, n=2)
     assert [h.doc_id for h in everything.retrieve(question)] == [h.doc_id for h in ranked][::-1]
-    in_order = learner(tiny_lm, top_k=2, min_relative_score=0.0, require_new_terms=False)  # document order
+    in_order = learner(tiny_lm, top_k=2, min_relative_score=0.0, **COVERING)  # document order
     in_order.learn(docs())
     assert [h.doc_id for h in in_order.retrieve(question)] == sorted(h.doc_id for h in ranked)
-    strict = learner(tiny_lm, top_k=2, min_relative_score=0.99, require_new_terms=False)
+    strict = learner(tiny_lm, top_k=2, min_relative_score=0.99, **COVERING)
     strict.learn(docs())
     assert [h.doc_id for h in strict.retrieve(question)] == [ranked[0].doc_id]
     with pytest.raises(ValueError, match="order"):
@@ -85,10 +89,10 @@ def test_with_require_new_terms_a_further_hit_must_hold_a_question_word_the_kept
     tiny_lm: LoadedModel,
 ) -> None:
     one_thing = "Who founded the Kestrel Valley Observatory?"
-    plain = learner(tiny_lm, top_k=2, min_relative_score=0.0, require_new_terms=False)
+    plain = learner(tiny_lm, top_k=2, min_relative_score=0.0, **COVERING)
     plain.learn(docs())
     assert {h.doc_id for h in plain.retrieve(one_thing)} == {"observatory", "river"}
-    covering = learner(tiny_lm, top_k=2, min_relative_score=0.0)  # require_new_terms is the default
+    covering = learner(tiny_lm, top_k=2, min_relative_score=0.0, split_questions=False)  # require_new_terms on
     covering.learn(docs())
     assert [h.doc_id for h in covering.retrieve(one_thing)] == ["observatory"]
     two_things = "Who founded the Kestrel Valley Observatory? And which river powers the hydroelectric plant?"
@@ -104,7 +108,7 @@ def test_question_parts_are_cut_after_question_marks() -> None:
 
 
 def test_with_split_questions_each_question_asked_gets_its_own_best_hit(tiny_lm: LoadedModel) -> None:
-    split = learner(tiny_lm, top_k=2, min_relative_score=0.0, split_questions=True)
+    split = learner(tiny_lm, top_k=2, min_relative_score=0.0)  # split_questions is the default
     split.learn(docs())
     one_thing = "Who founded the Kestrel Valley Observatory and which telescope does the river plant power?"
     assert len(split.index.search_chunks(one_thing, n=2)) == 2
@@ -134,7 +138,7 @@ def test_a_question_unlike_anything_learned_gets_no_context(tiny_lm: LoadedModel
 
 def test_a_possessive_s_is_not_a_question_word_a_further_hit_could_hold(tiny_lm: LoadedModel) -> None:
     harbour = Document.from_text("# Harbour\n\nThe harbour's cranes lift the ships.", "Harbour", doc_id="harbour")
-    covering = learner(tiny_lm, top_k=2, min_relative_score=0.0)
+    covering = learner(tiny_lm, top_k=2, min_relative_score=0.0, split_questions=False)
     covering.learn([*docs(), harbour])
     question = "Who founded Marrow's observatory?"
     assert [h.doc_id for h in covering.index.search_chunks(question, n=2)] == ["observatory", "harbour"]
