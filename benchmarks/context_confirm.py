@@ -28,7 +28,6 @@ Run: nice -n 5 .venv/bin/python -m benchmarks.context_confirm   (about 15 minute
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from collections.abc import Callable
@@ -37,14 +36,13 @@ from dataclasses import dataclass
 from benchmarks.common import read_result, row, write_result
 from benchmarks.context_dev import MAX_UNRELATED_PASS, dev_set, score
 from benchmarks.context_squad_dev import SIGNIFICANCE, test_note
-from benchmarks.dev import Decoder, sign_test
+from benchmarks.dev import Decoder, dev_model, sign_test
 from benchmarks.ttt_dev import dev_paragraphs, squad_dev, squad_dev_all
 from loracle.documents import Document
 from loracle.eval.harness import document_text
 from loracle.eval.scoring import is_correct
 from loracle.learners.context import GATE_HITS, ContextLearner
-from loracle.model import LoadedModel, load_model
-from loracle.runtime import configure_threads
+from loracle.model import LoadedModel
 
 SEED = "context-confirm"
 #: the settings compared in A, each beside the learner's other defaults (`split_questions` off, as it was then)
@@ -116,12 +114,8 @@ def outcome(record: dict, arm: str, lexical: bool = False) -> bool:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    configure_threads(args.threads)
     started = time.perf_counter()
-    lm = load_model("embedded")
+    lm = dev_model()
     gen_docs, gen_items, unrelated = generated_items()
     squad_docs, sq_items = squad_items()
     records = {"generated": answered(lm, gen_docs, gen_items), "squad": answered(lm, squad_docs, sq_items)}

@@ -29,22 +29,20 @@ Run: nice -n 5 .venv/bin/python -m benchmarks.context_split_dev   (about 20 minu
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable
 
 from benchmarks.common import row, write_result
 from benchmarks.context_dev import dev_set, score
 from benchmarks.context_squad_dev import SIGNIFICANCE, test_note
-from benchmarks.dev import Decoder, sign_test
+from benchmarks.dev import Decoder, dev_model, sign_test
 from benchmarks.ttt_dev import BENCHMARK_SQUAD_QUESTIONS, SQUAD, dev_paragraphs
 from loracle.documents import Document
 from loracle.eval.general import READING_FILE, data_file, load_general
 from loracle.eval.scoring import is_correct
 from loracle.eval.squad import SquadParagraph, load_squad, sample_questions
 from loracle.learners.context import ContextLearner
-from loracle.model import LoadedModel, load_model
-from loracle.runtime import configure_threads
+from loracle.model import LoadedModel
 
 SEED = "context-split"
 ARMS = {"defaults": {}, "split": {"split_questions": True}}
@@ -94,12 +92,8 @@ def answered(lm: LoadedModel, docs: list[Document], questions: list[Question]) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    configure_threads(args.threads)
     started = time.perf_counter()
-    lm = load_model("embedded")
+    lm = dev_model()
     dev = dev_paragraphs(2, spare_reading=True)
     unread = unread_paragraphs()
     records = {

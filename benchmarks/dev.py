@@ -3,6 +3,7 @@ questions asked of them, and the arithmetic of a relevance gate scored without d
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import math
 import random
@@ -15,6 +16,16 @@ from benchmarks.common import row
 from loracle.eval.general import KNOWLEDGE_FILE, data_file, load_general
 from loracle.hypernet.data import Sample, fictional_sample
 from loracle.learners.context import ORDERS, ContextLearner
+from loracle.model import LoadedModel, load_model
+from loracle.runtime import configure_threads
+
+
+def dev_model() -> LoadedModel:
+    """The embedded model on as many threads as --threads asks (2), for a dev script with no other argument."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--threads", type=int, default=2)
+    configure_threads(parser.parse_args().threads)
+    return load_model("embedded")
 
 
 def title_of(text: str) -> str:
