@@ -9,13 +9,12 @@ A small model is easily distracted, so the prompt holds as little as answers the
 mark), each that question's best, up to `top_k`: "Who founded X?" gets one passage, "Who founded X? And where
 is Y?" one for each. One question about two things ("Who founded X and who runs Y?") gets one: cutting at
 "and who/what" would also cut single questions ("between Koblenz and what?", 7 of 220 SQuAD dev questions).
-Otherwise, after the best
-hit, a further hit is kept only if its fused score is at least `min_relative_score` of the best one's, and
-the hits are laid out in document order (`order`). With `require_new_terms`, a further hit must also hold a
-word of the question that no hit kept before it holds (a word as the full-text index matches it, stemmed, and
-of two letters or more): a question about one paragraph then gets that paragraph alone, and one that asks
-about two things gets a hit for each. A question that matches nothing learned gets no context at all: the base
-model answers it as if nothing had been learned, which is what keeps general ability intact.
+Otherwise, after the best hit, a further hit is kept only if its fused score is at least `min_relative_score`
+of the best one's, and with `require_new_terms` only if it also holds a word of the question that no hit kept
+before it holds (a word as the full-text index matches it, stemmed, and of two letters or more): a question
+about one paragraph then gets that paragraph alone, and one that asks about two things gets a hit for each.
+The hits are laid out in document order (`order`). A question that matches nothing learned gets no context
+at all: the base model answers it as if nothing had been learned, which is what keeps general ability intact.
 "Matches" is judged sentence by sentence (`gate_score`): the best cosine similarity of the question to any
 sentence of the best `GATE_HITS` hits must reach `min_similarity`. A short question is about a sentence or
 two; against a whole 200-token chunk its similarity is diluted by everything else the chunk says. Each
