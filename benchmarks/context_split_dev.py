@@ -36,11 +36,10 @@ from benchmarks.common import row, write_result
 from benchmarks.context_dev import dev_set, score
 from benchmarks.context_squad_dev import SIGNIFICANCE, test_note
 from benchmarks.dev import Decoder, dev_model, sign_test
-from benchmarks.ttt_dev import BENCHMARK_SQUAD_QUESTIONS, SQUAD, dev_paragraphs
+from benchmarks.ttt_dev import SQUAD, dev_paragraphs, read_elsewhere
 from loracle.documents import Document
-from loracle.eval.general import READING_FILE, data_file, load_general
 from loracle.eval.scoring import is_correct
-from loracle.eval.squad import SquadParagraph, load_squad, sample_questions
+from loracle.eval.squad import SquadParagraph, load_squad
 from loracle.learners.context import ContextLearner
 from loracle.model import LoadedModel
 
@@ -61,14 +60,9 @@ def squad_questions(paragraphs: list[SquadParagraph]) -> list[Question]:
 def unread_paragraphs() -> list[SquadParagraph]:
     """The SQuAD paragraphs no evaluation, forgetting item or dev set reads."""
     paragraphs = load_squad(SQUAD)
-    evaluated = {d for item in sample_questions(paragraphs, BENCHMARK_SQUAD_QUESTIONS) for d in item.docs}
-    pasted = {" ".join(item.context.split()) for item in load_general(data_file(READING_FILE), "reading")}
     dev = {p.key for p in dev_paragraphs(2, spare_reading=True)}
-    return [
-        p
-        for p in paragraphs
-        if p.questions and p.key not in evaluated | dev and " ".join(p.context.split()) not in pasted
-    ]
+    taken = read_elsewhere(paragraphs, spare_reading=True) | dev
+    return [p for p in paragraphs if p.questions and p.key not in taken]
 
 
 def answered(lm: LoadedModel, docs: list[Document], questions: list[Question]) -> list[dict]:

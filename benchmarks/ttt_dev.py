@@ -69,11 +69,18 @@ def dev_paragraphs(per_doc: int, *, spare_reading: bool = False) -> list[SquadPa
     than `per_doc` questions; with `spare_reading`, also none that the bundled general reading set (the
     forgetting measure) pastes into its prompts. squad_dev predates that exclusion and keeps its paragraphs."""
     paragraphs = load_squad(SQUAD)
+    used = read_elsewhere(paragraphs, spare_reading=spare_reading)
+    return [p for p in paragraphs if p.key not in used and len(p.questions) >= per_doc + 1]
+
+
+def read_elsewhere(paragraphs: list[SquadParagraph], *, spare_reading: bool) -> set[str]:
+    """The keys of the `paragraphs` that the learners benchmark learns and, with `spare_reading`, of those that
+    the bundled general reading set pastes into its prompts."""
     used = {d for item in sample_questions(paragraphs, BENCHMARK_SQUAD_QUESTIONS) for d in item.docs}
     if spare_reading:
         pasted = {" ".join(item.context.split()) for item in load_general(data_file(READING_FILE), "reading")}
         used |= {p.key for p in paragraphs if " ".join(p.context.split()) in pasted}
-    return [p for p in paragraphs if p.key not in used and len(p.questions) >= per_doc + 1]
+    return used
 
 
 def dev_questions(
