@@ -43,6 +43,13 @@ def row(
     return {"metric": metric, "value": value, "unit": unit, "target": target, "met": met, "note": note}
 
 
+def discordant(challenger: list[bool], incumbent: list[bool]) -> tuple[int, int]:
+    """The questions only `challenger` gets right and those only `incumbent` gets right, on the same questions."""
+    gained = sum(c and not i for c, i in zip(challenger, incumbent, strict=True))
+    lost = sum(i and not c for c, i in zip(challenger, incumbent, strict=True))
+    return gained, lost
+
+
 def write_result(name: str, rows: list[dict], data: dict[str, Any], machine: dict[str, Any] | None = None) -> Path:
     """Write results/<name>.json and regenerate RESULTS.md from every result file."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)

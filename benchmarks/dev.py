@@ -12,7 +12,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from benchmarks.common import row
+from benchmarks.common import discordant, row
 from loracle.eval.general import KNOWLEDGE_FILE, data_file, load_general
 from loracle.hypernet.data import Sample, fictional_sample
 from loracle.learners.context import ORDERS, ContextLearner
@@ -74,8 +74,7 @@ def sign_test(challenger: list[bool], incumbent: list[bool]) -> dict[str, Any]:
     exact binomial p of at least that many gains among them (1.0 when they never differ)."""
     from scipy.stats import binomtest
 
-    gained = sum(c and not i for c, i in zip(challenger, incumbent, strict=True))
-    lost = sum(i and not c for c, i in zip(challenger, incumbent, strict=True))
+    gained, lost = discordant(challenger, incumbent)
     p = binomtest(gained, gained + lost, 0.5, alternative="greater").pvalue if gained + lost else 1.0
     return {"gained": gained, "lost": lost, "p": float(p)}
 

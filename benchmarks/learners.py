@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS_DIR, machine_info, row, write_result
+from benchmarks.common import RESULTS_DIR, discordant, machine_info, row, write_result
 
 DATA = Path(__file__).parent / "data" / "fictional"
 SQUAD = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad2-dev-normans-rhine.json"
@@ -212,8 +212,7 @@ def against_ceiling(run: dict, ceiling: dict) -> str:
         raise ValueError(f"{run['name']} and the ceiling answered different questions")
     right = [mine["correct"] for mine, _ in pairs]
     reference = [theirs["correct"] for _, theirs in pairs]
-    gained = sum(r and not c for r, c in zip(right, reference, strict=True))
-    lost = sum(c and not r for r, c in zip(right, reference, strict=True))
+    gained, lost = discordant(right, reference)
     interval = ratio_interval(right, reference)
     spread = f"95% interval {interval[0]:.2f}-{interval[1]:.2f} (paired bootstrap)" if interval else "no interval"
     return f"{spread}; right where the ceiling is wrong: {gained}, wrong where it is right: {lost}"
