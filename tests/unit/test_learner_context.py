@@ -8,6 +8,7 @@ import pytest
 from loracle.documents import Document
 from loracle.errors import LoracleError
 from loracle.learners.context import ContextLearner, passage_bias, question_parts
+from loracle.learners.question_likelihood import question_logprobs
 from loracle.model import GenerationConfig, generate_chat, question_messages
 from loracle.model.chat import stop_token_ids
 from loracle.model.loader import LoadedModel, model_fingerprint
@@ -267,3 +268,55 @@ def test_saving_over_a_folder_that_is_not_a_checkpoint_is_refused_and_keeps_it(
 def test_an_empty_learner_answers_closed_book(tiny_lm: LoadedModel) -> None:
     answer = learner(tiny_lm).answer("Who founded the observatory?")
     assert answer.citations == []
+
+
+def test_question_logprobs_of_a_padded_batch_match_each_row_scored_alone(tiny_lm: LoadedModel) -> None:
+    question = "Who founded the observatory?"
+    passages = [OBSERVATORY, None, "A short one."]
+    batch = question_logprobs(tiny_lm, question, passages)
+    alone = [question_logprobs(tiny_lm, question, [p])[0] for p in passages]
+    assert batch == pytest.approx(alone, abs=1e-4)
+    assert all(score < 0 for score in batch)
+    assert question_logprobs(tiny_lm, question, []) == []
+
+
+def likelihood_of_river(question: str, passages: list[str | None], alone: float = -3.0) -> list[float]:
+    """A stand-in for the model's question likelihood: high after the river passage, low otherwise."""
+    return [alone if p is None else (-1.0 if "Corra" in p else -2.9) for p in passages]
+
+
+def test_with_rerank_the_hit_after_which_the_question_is_likeliest_comes_first(
+    tiny_lm: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("loracle.learners.context.question_logprobs", lambda lm, q, ps: likelihood_of_river(q, ps))
+    question = "Who founded the observatory?"
+    plain = learner(tiny_lm)
+    plain.learn(docs())
+    assert [h.doc_id for h in plain.retrieve(question)] == ["observatory"]
+    reranked = learner(tiny_lm, rerank=2)
+    reranked.learn(docs())
+    assert [h.doc_id for h in reranked.retrieve(question)] == ["river"]
+    two = learner(tiny_lm, rerank=2, top_k=2)
+    two.learn(docs())
+    both = "Who founded the observatory? Where does the observatory stand?"
+    assert [h.doc_id for h in two.retrieve(both)] == ["river"]  # each part's best hit is reranked too
+    assert reranked.options()["rerank"] == 2
+
+
+def test_min_question_gain_lets_through_a_question_the_similarity_gate_shuts_out(
+    tiny_lm: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    question = "Who was Marrow's founding telescope?"
+    strict = learner(tiny_lm, min_similarity=0.99, rerank=2)
+    strict.learn(docs())
+    monkeypatch.setattr("loracle.learners.context.question_logprobs", lambda lm, q, ps: likelihood_of_river(q, ps))
+    assert strict.retrieve(question) == []
+    gaining = learner(tiny_lm, min_similarity=0.99, rerank=2, min_question_gain=1.5)
+    gaining.learn(docs())
+    assert [h.doc_id for h in gaining.retrieve(question)] == ["river"]  # -1.0 against -3.0 alone: a gain of 2
+    monkeypatch.setattr(
+        "loracle.learners.context.question_logprobs", lambda lm, q, ps: likelihood_of_river(q, ps, alone=-2.0)
+    )
+    assert gaining.retrieve(question) == []  # a gain of 1 is too little
+    with pytest.raises(ValueError, match="min_question_gain needs rerank"):
+        learner(tiny_lm, min_question_gain=1.0)

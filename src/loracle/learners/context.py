@@ -79,6 +79,7 @@ import torch
 from loracle.documents import Document
 from loracle.learners.base import Answer, Citation, LearnReport
 from loracle.learners.checkpoint import load_checkpoint, save_checkpoint
+from loracle.learners.question_likelihood import question_logprobs
 from loracle.learners.selfstudy import sentences
 from loracle.model import GenerationConfig, LoadedModel, generate_chat, question_messages
 from loracle.model.chat import stop_token_ids
@@ -171,7 +172,9 @@ class ContextLearner:
         min_relative_score: float = 0.0,
         require_new_terms: bool = True,
         split_questions: bool = True,
+        rerank: int = 0,
         min_similarity: float | None = None,
+        min_question_gain: float | None = None,
         lexical_gate: bool = False,
         order: str = "document",
         logit_bias: float = 2.0,
@@ -187,6 +190,9 @@ class ContextLearner:
         self.min_relative_score = min_relative_score
         self.require_new_terms = require_new_terms
         self.split_questions = split_questions
+        if min_question_gain is not None and rerank < 1:
+            raise ValueError("context learner: min_question_gain needs rerank >= 1 (the likelihoods it compares)")
+        self.rerank = rerank
         if order not in ORDERS:
             raise ValueError(f"context learner: order must be one of {', '.join(ORDERS)}, not {order!r}")
         self.order = order
@@ -196,6 +202,7 @@ class ContextLearner:
         self.vectors = vectors
         self._embedder = RememberingEmbedder(embedder or default_embedder()) if vectors else None
         self.min_similarity = self._default_gate() if min_similarity is None else min_similarity
+        self.min_question_gain = min_question_gain
         self.lexical_gate = lexical_gate
         self.chunks: dict[str, Chunk] = {}
         self.index = self._new_index()
@@ -240,13 +247,37 @@ class ContextLearner:
         """The chunks that go into the prompt for `question`, laid out in `order`; [] when nothing matches."""
         if not self.chunks:
             return []
-        hits = self.index.search_chunks(question, n=max(self.top_k, GATE_HITS), mode="hybrid")
-        if not hits or not self.relevant(question, hits[:GATE_HITS]):
+        hits = self.index.search_chunks(question, n=max(self.top_k, GATE_HITS, self.rerank), mode="hybrid")
+        if not hits:
             return []
-        chosen = self._one_per_part(question, hits[0]) if self.split_questions else self._covering(question, hits)
+        similar = self.relevant(question, hits[:GATE_HITS])
+        if not similar and self.min_question_gain is None:
+            return []
+        ranked, likelihoods = self._reranked(question, hits)
+        if not similar and not self._raises_question(question, likelihoods):
+            return []
+        chosen = self._one_per_part(question, ranked[0]) if self.split_questions else self._covering(question, ranked)
         if self.order == "document":
             return sorted(chosen, key=lambda h: (h.doc_id, h.start_line))
         return chosen[::-1]
+
+    def _reranked(self, question: str, hits: Sequence[ChunkHit]) -> tuple[list[ChunkHit], list[float]]:
+        """`hits` with the first `rerank` of them reordered by how likely the model finds `question` after each
+        (`question_logprobs`), most likely first, and those likelihoods; unchanged and [] with `rerank` off."""
+        if self.rerank < 1:
+            return list(hits), []
+        head = hits[: self.rerank]
+        likelihoods = question_logprobs(self.lm, question, [f"{h.title}\n{h.text}" for h in head])
+        order = sorted(range(len(head)), key=lambda i: -likelihoods[i])
+        return [head[i] for i in order] + list(hits[self.rerank :]), [likelihoods[i] for i in order]
+
+    def _raises_question(self, question: str, likelihoods: Sequence[float]) -> bool:
+        """Whether the most likely hit (`likelihoods`, best first) makes `question` more likely than no passage
+        does by at least `min_question_gain` (log-probability per token); never with the option off."""
+        if self.min_question_gain is None or not likelihoods:
+            return False
+        alone = question_logprobs(self.lm, question, [None])[0]
+        return likelihoods[0] - alone >= self.min_question_gain
 
     def _covering(self, question: str, hits: Sequence[ChunkHit]) -> list[ChunkHit]:
         """The best hit, then up to `top_k` - 1 further ones by `min_relative_score` and `require_new_terms`."""
@@ -271,11 +302,16 @@ class ContextLearner:
         parts = question_parts(question)
         chosen: list[ChunkHit] = []
         for part in parts[: self.top_k]:
-            found = [best] if len(parts) == 1 else self.index.search_chunks(part, n=1, mode="hybrid")
+            found = [best] if len(parts) == 1 else self._best_hit(part)
             for hit in found:
                 if hit.id not in {c.id for c in chosen} and self._fits(chosen, hit):
                     chosen.append(hit)
         return chosen
+
+    def _best_hit(self, question: str) -> list[ChunkHit]:
+        """The one best hit for `question` (reranked with `rerank`), or none."""
+        hits = self.index.search_chunks(question, n=max(1, self.rerank), mode="hybrid")
+        return self._reranked(question, hits)[0][:1]
 
     def _fits(self, chosen: Sequence[ChunkHit], hit: ChunkHit) -> bool:
         """Whether `hit` still fits in `context_tokens` beside `chosen` (the first hit always does)."""
@@ -349,7 +385,9 @@ class ContextLearner:
             "min_relative_score": self.min_relative_score,
             "require_new_terms": self.require_new_terms,
             "split_questions": self.split_questions,
+            "rerank": self.rerank,
             "min_similarity": self.min_similarity,
+            "min_question_gain": self.min_question_gain,
             "lexical_gate": self.lexical_gate,
             "order": self.order,
             "logit_bias": self.logit_bias,
