@@ -56,6 +56,14 @@ times where `require_new_terms` is wrong and the reverse twice (p = 0.011; 107 a
 22 against 21 of 40 generated), and on 58 fresh questions no script had read it changes no outcome (17 of 40
 generated, 6 of 18 SQuAD, either way), so it is on. The pooled questions are not independent of the idea,
 which is why the fresh ones had to show it no worse.
+`rerank` (off) reorders the best `rerank` hits by how likely the model finds the question after each
+(learners.question_likelihood), and `min_question_gain` (off; needs `rerank`) lets a question the similarity
+gate shuts out through when its best hit makes it that much likelier, in nats per token, than no passage does.
+Measured by a rule fixed before the run (benchmarks/context_rerank_dev.py), with 5 hits and a gain of 3.06
+(above every unrelated generated dev question the gate shuts out): the own SQuAD dev paragraph comes first
+for 186 of 220 questions against 179, but answers barely move (111 against 107 of 220 SQuAD dev, 22 either
+way of 40 generated dev: right 11 times where the defaults are wrong, the reverse 7, p = 0.24; fresh
+generated 21 against 20 of 40), and retrieval takes 1.2-1.8 s more per question; so both stay off.
 The bias has a cost when the user pastes a passage into the question and retrieval adds a learned chunk
 beside it: the reply is pulled toward the learned chunk. On SQuAD dev paragraphs read next to learned
 neighbours (benchmarks/context_reading_dev.py) the learner gets 15 of 40 right where the base model gets 22.
