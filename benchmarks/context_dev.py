@@ -64,7 +64,13 @@ SEED = "context-dev"
 #: the largest share of unrelated questions a chosen gate may let through
 MAX_UNRELATED_PASS = 0.25
 #: the learner's retrieval settings before any dev run, reported beside the choice
-FIRST_DEFAULTS = {"top_k": 3, "min_relative_score": 0.0, "order": "document", "require_new_terms": False}
+FIRST_DEFAULTS = {
+    "top_k": 3,
+    "min_relative_score": 0.0,
+    "order": "document",
+    "require_new_terms": False,
+    "split_questions": False,
+}
 
 
 @dataclass(frozen=True)
@@ -180,6 +186,7 @@ def main() -> None:
         row("chosen min_relative_score", picked["min_relative_score"]),
         row("chosen order", picked["order"]),
         row("chosen require_new_terms", str(picked["require_new_terms"])),
+        row("chosen split_questions", str(picked["split_questions"])),
         row("chosen min_similarity", gate, note=f"<= {args.max_unrelated_pass:.0%} of unrelated questions pass"),
         row("dev accuracy: base model (no context)", base_acc),
         row("dev accuracy: own document(s) in context (ceiling)", ceiling_acc, note=f"logit bias {learner.logit_bias}"),

@@ -196,6 +196,8 @@ def tied_gates(generated: dict[str, Any]) -> list[float]:
 
 def describe(settings: dict[str, Any]) -> str:
     text = f"top {settings['top_k']}, relative score {settings['min_relative_score']}, {settings['order']} order"
+    if settings.get("split_questions"):
+        return text + ", one hit per question asked"
     return text + (", each further hit with a new question word" if settings.get("require_new_terms") else "")
 
 

@@ -4,6 +4,7 @@ questions asked of them, and the arithmetic of a relevance gate scored without d
 from __future__ import annotations
 
 import argparse
+import inspect
 import itertools
 import math
 import random
@@ -98,7 +99,9 @@ def gate_rows(scores: dict[str, list[float]], gate: float, unrelated_docs: int) 
 def retrieval_grid() -> list[dict[str, Any]]:
     """The context learner's retrieval settings that the dev benchmarks try (top_k x min_relative_score x order
     x require_new_terms), the settings without require_new_terms first so that they win ties; all with
-    `split_questions` off, which would set the hits by itself (context_split_dev compares it)."""
+    `split_questions` off, which would set the hits by itself (context_split_dev compares it), and then the
+    learner's own defaults when they are not among them (so a dev script always scores the incumbent; last, so
+    that it wins no tie)."""
     grid = []
     for new_terms, top_k, min_relative, order in itertools.product((False, True), (1, 2, 3), (0.0, 0.5, 0.75), ORDERS):
         if top_k == 1 and (min_relative or order != ORDERS[0] or new_terms):
@@ -112,7 +115,8 @@ def retrieval_grid() -> list[dict[str, Any]]:
                 "split_questions": False,
             }
         )
-    return grid
+    defaults = {key: inspect.signature(ContextLearner).parameters[key].default for key in grid[0]}
+    return grid if defaults in grid else [*grid, defaults]
 
 
 class Decoder:
