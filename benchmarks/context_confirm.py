@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from benchmarks.common import read_result, row, write_result
 from benchmarks.context_dev import MAX_UNRELATED_PASS, dev_set, score
 from benchmarks.context_squad_dev import SIGNIFICANCE, test_note
-from benchmarks.dev import Decoder, dev_model, sign_test
+from benchmarks.dev import Decoder, apply_settings, dev_model, sign_test
 from benchmarks.ttt_dev import dev_paragraphs, squad_dev, squad_dev_all
 from loracle.documents import Document
 from loracle.eval.harness import document_text
@@ -98,8 +98,7 @@ def answered(lm: LoadedModel, docs: list[Document], items: list[Item]) -> list[d
         }
         learner.min_similarity = -1.0
         for arm, changes in ARMS.items():
-            for key, value in {**defaults, **changes}.items():
-                setattr(learner, key, value)
+            apply_settings(learner, {**defaults, **changes})
             record[arm] = item.right(decode(item.question, [h.text for h in learner.retrieve(item.question)]))
         learner.min_similarity = gate
         out.append(record)

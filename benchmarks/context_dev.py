@@ -41,6 +41,7 @@ from typing import Any
 from benchmarks.common import row, write_result
 from benchmarks.dev import (
     Decoder,
+    apply_settings,
     ceil3,
     dev_samples,
     gate_rows,
@@ -155,8 +156,7 @@ def main() -> None:
 
     grid: list[dict[str, Any]] = []
     for settings in retrieval_grid():
-        for key, value in settings.items():
-            setattr(learner, key, value)
+        apply_settings(learner, settings)
         t0 = time.perf_counter()
         replies = []
         for q in questions:

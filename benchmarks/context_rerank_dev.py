@@ -40,13 +40,12 @@ from dataclasses import dataclass
 from benchmarks.common import row, write_result
 from benchmarks.context_dev import dev_set, score
 from benchmarks.context_squad_dev import SIGNIFICANCE, test_note
-from benchmarks.dev import Decoder, dev_model, general_questions, sign_test
+from benchmarks.dev import Decoder, apply_settings, dev_model, general_questions, sign_test
 from benchmarks.ttt_dev import dev_paragraphs
 from loracle.documents import Document
 from loracle.eval.scoring import is_correct
 from loracle.eval.squad import SquadParagraph
 from loracle.learners.context import ContextLearner
-from loracle.learners.question_likelihood import question_logprobs
 from loracle.model import LoadedModel
 
 SEED = "context-rerank"
@@ -76,10 +75,9 @@ def squad_questions(paragraphs: list[SquadParagraph]) -> list[Question]:
 
 def best_gain(learner: ContextLearner, question: str) -> float:
     """How much likelier (nats per token) the question is after its most likely hit of the best `RERANK` than
-    after no passage."""
+    after no passage, as the learner measures it for `min_question_gain`."""
     hits = learner.index.search_chunks(question, n=RERANK, mode="hybrid")
-    *after, alone = question_logprobs(learner.lm, question, [*(f"{h.title}\n{h.text}" for h in hits), None])
-    return max(after) - alone
+    return learner.question_gain(question, learner.reranked(question, hits)[1])
 
 
 def calibrated_gain(lm: LoadedModel) -> tuple[float, list[float]]:
@@ -87,12 +85,17 @@ def calibrated_gain(lm: LoadedModel) -> tuple[float, list[float]]:
     docs, _, unrelated = generated("context-dev")
     learner = ContextLearner(lm)
     learner.learn(docs)
-    gains = [best_gain(learner, q) for q in unrelated if not learner.retrieve(q)]
+    shut_out = [q for q in unrelated if not learner.retrieve(q)]
+    learner.rerank = RERANK
+    gains = [best_gain(learner, q) for q in shut_out]
     return (math.floor(max(gains) * 100) + 1) / 100 if gains else 0.0, gains
 
 
 def arms(gain: float) -> dict[str, dict]:
-    return {"defaults": {}, "rerank": {"rerank": RERANK, "min_question_gain": gain}}
+    return {
+        "defaults": {"rerank": 0, "min_question_gain": None},
+        "rerank": {"rerank": RERANK, "min_question_gain": gain},
+    }
 
 
 def answered(lm: LoadedModel, docs: list[Document], questions: list[Question], gain: float) -> list[dict]:
@@ -103,10 +106,8 @@ def answered(lm: LoadedModel, docs: list[Document], questions: list[Question], g
     out = []
     for question in questions:
         record: dict = {"question": question.text, "own": question.own}
-        for arm, changes in arms(gain).items():
-            settings = {"rerank": 0, "min_question_gain": None, **changes}
-            for key, value in settings.items():
-                setattr(learner, key, value)
+        for arm, settings in arms(gain).items():
+            apply_settings(learner, settings)
             start = time.perf_counter()
             hits = learner.retrieve(question.text)
             record[f"{arm} seconds"] = time.perf_counter() - start
@@ -122,9 +123,8 @@ def let_through(lm: LoadedModel, docs: list[Document], questions: list[str], gai
     learner = ContextLearner(lm)
     learner.learn(docs)
     counts = {}
-    for arm, changes in arms(gain).items():
-        for key, value in {"rerank": 0, "min_question_gain": None, **changes}.items():
-            setattr(learner, key, value)
+    for arm, settings in arms(gain).items():
+        apply_settings(learner, settings)
         counts[arm] = sum(bool(learner.retrieve(q)) for q in questions)
     return counts
 

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from benchmarks.common import row, write_result
 from benchmarks.context_dev import dev_set, score
 from benchmarks.context_squad_dev import SIGNIFICANCE, test_note
-from benchmarks.dev import Decoder, dev_model, sign_test
+from benchmarks.dev import Decoder, apply_settings, dev_model, sign_test
 from benchmarks.ttt_dev import SQUAD, dev_paragraphs, read_elsewhere
 from loracle.documents import Document
 from loracle.eval.scoring import is_correct
@@ -75,8 +75,7 @@ def answered(lm: LoadedModel, docs: list[Document], questions: list[Question]) -
     for question, right in questions:
         record: dict = {"question": question, "passes": bool(learner.retrieve(question))}
         for arm, changes in ARMS.items():
-            for key, value in {"split_questions": False, **changes}.items():
-                setattr(learner, key, value)
+            apply_settings(learner, {"split_questions": False, **changes})
             hits = learner.retrieve(question)
             record[arm] = right(decode(question, [h.text for h in hits]))
             record[f"{arm} hits"] = [h.doc_id for h in hits]

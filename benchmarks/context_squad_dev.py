@@ -35,7 +35,7 @@ from typing import Any
 
 from benchmarks.common import read_result, row, write_result
 from benchmarks.context_dev import MAX_UNRELATED_PASS
-from benchmarks.dev import Decoder, pass_rate, retrieval_grid, sign_test
+from benchmarks.dev import Decoder, apply_settings, pass_rate, retrieval_grid, sign_test
 from benchmarks.ttt_dev import squad_dev_all
 from loracle.eval.scoring import is_correct
 from loracle.learners.context import GATE_HITS, ContextLearner
@@ -92,13 +92,11 @@ def main() -> None:
     defaults = {key: getattr(learner, key) for key in retrieval_grid()[0]}
     grid = []
     for settings in retrieval_grid():
-        for key, value in settings.items():
-            setattr(learner, key, value)
+        apply_settings(learner, settings)
         right = [is_correct(answered(question), accepted) for _, questions in dev for question, accepted in questions]
         grid.append({"settings": settings, "accuracy": statistics.mean(right), "right": right})
         print(grid[-1], flush=True)
-    for key, value in defaults.items():
-        setattr(learner, key, value)
+    apply_settings(learner, defaults)
     generated = read_result("context_dev")
     best, chosen, settings_test = pooled_choice(grid, generated, defaults)
     by_gate = {

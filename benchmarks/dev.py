@@ -10,7 +10,7 @@ import math
 import random
 import re
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from benchmarks.common import discordant, row
@@ -27,6 +27,12 @@ def dev_model() -> LoadedModel:
     parser.add_argument("--threads", type=int, default=2)
     configure_threads(parser.parse_args().threads)
     return load_model("embedded")
+
+
+def apply_settings(learner: object, settings: Mapping[str, Any]) -> None:
+    """Set each of `settings` (option name -> value) on `learner`, as a dev script switches between arms."""
+    for key, value in settings.items():
+        setattr(learner, key, value)
 
 
 def title_of(text: str) -> str:

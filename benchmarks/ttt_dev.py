@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import RESULTS_DIR, row, write_result
-from benchmarks.dev import title_of
+from benchmarks.dev import apply_settings, title_of
 from benchmarks.learners import SQUAD
 from loracle.cli.adapter_commands import parse_options
 from loracle.documents import Document
@@ -155,8 +155,7 @@ def learned(
     learner.load(saved)
     if sorted(learner.documents) != sorted(d.id for d in docs):
         raise SystemExit(f"{saved}: its adapters are for other documents than this --source/--docs")
-    for key, value in options.items():
-        setattr(learner, key, value)
+    apply_settings(learner, options)
     return learner, None
 
 

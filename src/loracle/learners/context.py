@@ -261,7 +261,7 @@ class ContextLearner:
         similar = self.relevant(question, hits[:GATE_HITS])
         if not similar and self.min_question_gain is None:
             return []
-        ranked, likelihoods = self._reranked(question, hits)
+        ranked, likelihoods = self.reranked(question, hits)
         if not similar and not self._raises_question(question, likelihoods):
             return []
         chosen = self._one_per_part(question, ranked[0]) if self.split_questions else self._covering(question, ranked)
@@ -269,7 +269,7 @@ class ContextLearner:
             return sorted(chosen, key=lambda h: (h.doc_id, h.start_line))
         return chosen[::-1]
 
-    def _reranked(self, question: str, hits: Sequence[ChunkHit]) -> tuple[list[ChunkHit], list[float]]:
+    def reranked(self, question: str, hits: Sequence[ChunkHit]) -> tuple[list[ChunkHit], list[float]]:
         """`hits` with the first `rerank` of them reordered by how likely the model finds `question` after each
         (`question_logprobs`), most likely first, and those likelihoods; unchanged and [] with `rerank` off."""
         if self.rerank < 1:
@@ -284,8 +284,12 @@ class ContextLearner:
         does by at least `min_question_gain` (log-probability per token); never with the option off."""
         if self.min_question_gain is None or not likelihoods:
             return False
-        alone = question_logprobs(self.lm, question, [None])[0]
-        return likelihoods[0] - alone >= self.min_question_gain
+        return self.question_gain(question, likelihoods) >= self.min_question_gain
+
+    def question_gain(self, question: str, likelihoods: Sequence[float]) -> float:
+        """How much likelier (log-probability per token) the most likely hit (`likelihoods`, best first, as
+        `reranked` gives them) makes `question` than no passage does."""
+        return likelihoods[0] - question_logprobs(self.lm, question, [None])[0]
 
     def _covering(self, question: str, hits: Sequence[ChunkHit]) -> list[ChunkHit]:
         """The best hit, then up to `top_k` - 1 further ones by `min_relative_score` and `require_new_terms`."""
@@ -319,7 +323,7 @@ class ContextLearner:
     def _best_hit(self, question: str) -> list[ChunkHit]:
         """The one best hit for `question` (reranked with `rerank`), or none."""
         hits = self.index.search_chunks(question, n=max(1, self.rerank), mode="hybrid")
-        return self._reranked(question, hits)[0][:1]
+        return self.reranked(question, hits)[0][:1]
 
     def _fits(self, chosen: Sequence[ChunkHit], hit: ChunkHit) -> bool:
         """Whether `hit` still fits in `context_tokens` beside `chosen` (the first hit always does)."""
