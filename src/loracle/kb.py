@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loracle.config import CONFIG_FILE, Config, load_config
+from loracle.confine import check_not_linked_out
 from loracle.errors import LoracleError
 
 KB_ENV = "LORACLE_KB"
@@ -14,7 +15,14 @@ KB_ENV = "LORACLE_KB"
 
 @dataclass(frozen=True)
 class KBPaths:
+    """The parts of the knowledge base at `root`. Its folders are refused at once if one is a link leading out
+    of the knowledge base (a cloned knowledge base must not make loracle read or serve, say, ~/.ssh)."""
+
     root: Path
+
+    def __post_init__(self) -> None:
+        for folder in (self.raw, self.wiki, self.adapters, self.state):
+            check_not_linked_out(folder, self.root)
 
     @property
     def config_file(self) -> Path:

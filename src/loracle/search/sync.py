@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from loracle.confine import confined
 from loracle.errors import LoracleError
 from loracle.search.text import markdown_headings
 from loracle.search.types import IndexedPage, SyncReport
@@ -70,6 +71,7 @@ def sync_folder(index: SearchIndex, folder: Path, skip: frozenset[str] = WIKI_SP
             continue
         path = Path(entry.path)
         try:
+            confined(path, folder)  # the scan skips links out of the folder; one made since is refused too
             page = page_from_markdown(read_text(path), Path(relative), path)
         except LoracleError as exc:
             report.errors.append(str(exc))

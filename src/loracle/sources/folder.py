@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from loracle.confine import real_inside
 from loracle.documents import Document, slugify
 from loracle.errors import LoracleError
 from loracle.sources.files import SUPPORTED_SUFFIXES, read_document
@@ -32,16 +33,19 @@ def source_id(relative: Path | str) -> str:
 
 
 def scan_source_files(
-    folder: Path, suffixes: tuple[str, ...] = SUPPORTED_SUFFIXES
+    folder: Path, suffixes: tuple[str, ...] | None = SUPPORTED_SUFFIXES
 ) -> Iterator[tuple[str, os.DirEntry[str]]]:
-    """(relative posix path, directory entry) of every file under `folder` with a supported suffix: a folder's
-    files in name order, then its subfolders. Hidden files and folders (including the knowledge base's own
-    .loracle/) are never entered, symlinked folders are not followed, and symlinked files that lead outside
-    `folder` are skipped. Entries carry their `stat()`, so a sync of 10,000 files stays cheap."""
-    yield from _scan(str(folder), "", suffixes, os.path.realpath(folder))
+    """(relative posix path, directory entry) of every file under `folder` with a supported suffix (any file when
+    `suffixes` is None): a folder's files in name order, then its subfolders. Hidden files and folders (including
+    the knowledge base's own .loracle/) are never entered, symlinked folders are not followed, and symlinked files
+    that lead outside `folder` are skipped (see loracle.confine). Entries carry their `stat()`, so a sync of
+    10,000 files stays cheap."""
+    yield from _scan(str(folder), "", suffixes, folder)
 
 
-def _scan(directory: str, prefix: str, suffixes: tuple[str, ...], root: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
+def _scan(
+    directory: str, prefix: str, suffixes: tuple[str, ...] | None, root: Path
+) -> Iterator[tuple[str, os.DirEntry[str]]]:
     try:
         with os.scandir(directory) as listing:
             entries = sorted(listing, key=lambda e: e.name)
@@ -55,11 +59,10 @@ def _scan(directory: str, prefix: str, suffixes: tuple[str, ...], root: str) -> 
             if entry.is_dir(follow_symlinks=False):
                 subfolders.append(entry)
                 continue
-            if posixpath.splitext(entry.name)[1].lower() not in suffixes:
+            if suffixes is not None and posixpath.splitext(entry.name)[1].lower() not in suffixes:
                 continue
             if entry.is_symlink():
-                target = os.path.realpath(entry.path)
-                if not entry.is_file() or os.path.commonpath([root, target]) != root:
+                if not entry.is_file() or real_inside(Path(entry.path), root) is None:
                     continue
             elif not entry.is_file(follow_symlinks=False):
                 continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from loracle.atomic import write_text_atomic
+from loracle.confine import read_text_in
 from loracle.kb import KBPaths
 from loracle.wiki.layout import INDEX_END, INDEX_START, INDEX_TEMPLATE, LOG_TEMPLATE, TYPE_HEADINGS
 from loracle.wiki.links import SPECIAL_PAGES, LinkGraph, PageInfo
@@ -38,7 +39,7 @@ def _label(title: str) -> str:
 def rebuild_index(kb: KBPaths, state: WikiState) -> None:
     """Rewrite the block between the index markers; text outside it, and lines a person added inside it, stay."""
     path = kb.wiki / "index.md"
-    text = path.read_text(encoding="utf-8") if path.exists() else INDEX_TEMPLATE
+    text = read_text_in(path, kb.wiki) if path.exists() else INDEX_TEMPLATE
     if INDEX_START not in text or INDEX_END not in text:
         text = text.rstrip("\n") + f"\n\n{INDEX_START}\n{INDEX_END}\n"
     head, rest = text.split(INDEX_START, 1)
@@ -57,7 +58,7 @@ def rebuild_index(kb: KBPaths, state: WikiState) -> None:
 def append_log(kb: KBPaths, action: str, title: str, details: list[str] | None = None) -> None:
     """Add `## [YYYY-MM-DD] action | Title` and its detail lines at the end of log.md."""
     path = kb.wiki / "log.md"
-    text = path.read_text(encoding="utf-8") if path.exists() else LOG_TEMPLATE
+    text = read_text_in(path, kb.wiki) if path.exists() else LOG_TEMPLATE
     entry = f"## [{dt.date.today().isoformat()}] {action} | {' '.join(title.split())}"
     body = "\n".join(details or [])
     write_text_atomic(path, text.rstrip("\n") + f"\n\n{entry}\n" + (f"\n{body}\n" if body else ""))

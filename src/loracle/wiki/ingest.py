@@ -8,7 +8,9 @@ the claims only it supported are flagged. Everything runs under the wiki lock an
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -16,16 +18,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loracle.atomic import write_bytes_atomic
+from loracle.confine import OutsideLinkError, real_inside
 from loracle.documents import Document, content_hash, slugify
 from loracle.errors import LoracleError
 from loracle.kb import KBPaths
 from loracle.llm import LLM
 from loracle.sources import iter_source_files, read_document
+from loracle.sources.folder import scan_source_files
 from loracle.wiki.extract import Extraction, blank_frontmatter, extract, find_mention
 from loracle.wiki.index import append_log, rebuild_index
 from loracle.wiki.layout import page_rel
 from loracle.wiki.merge import MergeNotes, merge_frontmatter, merge_list_section, merge_prose_section, merge_summary
-from loracle.wiki.pages import Page, Section, read_page, write_page
+from loracle.wiki.pages import Page, Section, read_page_in, write_page
 from loracle.wiki.state import SourceRecord, WikiState, load_state, save_state, wiki_lock
 
 REMOVED_CALLOUT = "> [!warning] Source removed"
@@ -91,12 +95,15 @@ def ingest(kb: KBPaths, paths: Sequence[Path], writer: LLM, fast: LLM | None = N
 
 def _stage(kb: KBPaths, path: Path) -> tuple[list[tuple[Path, str]], list[tuple[Path, str]]]:
     """The raw/ copies of a file or folder (copied in unless they already live in raw/), with their keys;
-    and the files refused because they cannot be read (those are never copied)."""
+    and the files refused because they cannot be read (those are never copied). A path given inside the
+    knowledge base is read only from raw/, never through a link out of it."""
     path = path.expanduser()
     if not path.exists():
         raise LoracleError(f"{path}: no such file or folder")
     resolved, root = path.resolve(), kb.root.resolve()
-    inside_raw = resolved.is_relative_to(kb.raw.resolve())
+    inside_raw = real_inside(path, kb.raw) is not None
+    if not inside_raw and _named_inside(path, root) and not resolved.is_relative_to(root):
+        raise OutsideLinkError(f"{path}: a link to {resolved}, outside the knowledge base; not read")
     if not inside_raw and (root.is_relative_to(resolved) or resolved.is_relative_to(root)):
         raise LoracleError(f"{path}: part of the knowledge base itself; ingest sources from elsewhere or from raw/")
     if path.is_dir():
@@ -124,6 +131,15 @@ def _stage(kb: KBPaths, path: Path) -> tuple[list[tuple[Path, str]], list[tuple[
                 shutil.copystat(file, dest)
         staged.append((dest, dest.relative_to(kb.root.resolve() if inside_raw else kb.root).as_posix()))
     return staged, refused
+
+
+def _named_inside(path: Path, root: Path) -> bool:
+    """Whether `path`, as written (its own links not followed), names something inside the folder `root`."""
+    for folder in Path(os.path.abspath(path)).parents:
+        with contextlib.suppress(OSError):
+            if os.path.samefile(folder, root):
+                return True
+    return False
 
 
 def _safe_relative(relative: Path) -> Path:
@@ -177,12 +193,14 @@ def _names_to_pages(kb: KBPaths) -> dict[str, str]:
     """Every entity and concept page by its lowercased title, aliases and file stem."""
     names: dict[str, str] = {}
     for page_type in ("entity", "concept"):
-        folder = kb.wiki / Path(page_rel(page_type, "x")).parent
-        for path in sorted(folder.glob("*.md")) if folder.is_dir() else []:
-            rel = path.relative_to(kb.wiki).as_posix()
-            meta = read_page(path).frontmatter
+        folder = Path(page_rel(page_type, "x")).parent
+        for name_in_folder, _ in scan_source_files(kb.wiki / folder, suffixes=(".md",)):
+            if "/" in name_in_folder:
+                continue  # pages of this type live at the top of their folder
+            rel = (folder / name_in_folder).as_posix()
+            meta = read_page_in(kb.wiki, rel).frontmatter
             aliases = meta.get("aliases") if isinstance(meta.get("aliases"), list) else []
-            for name in (path.stem, str(meta.get("title") or ""), *(str(a) for a in aliases)):
+            for name in (Path(rel).stem, str(meta.get("title") or ""), *(str(a) for a in aliases)):
                 if name:
                     names.setdefault(name.lower(), rel)
     return names
@@ -247,7 +265,7 @@ def _write_pages(
     previous = state.sources.get(key)
     for rel in previous.pages if previous else []:
         if rel not in touched and (kb.wiki / rel).exists():
-            page = read_page(kb.wiki / rel)
+            page = read_page_in(kb.wiki, rel)
             merge_list_section(page, rel, "Mentions", key, [], state)
             page.frontmatter["sources"] = [s for s in page.frontmatter.get("sources") or [] if s != key]
             write_page(kb.wiki / rel, page)
@@ -278,9 +296,8 @@ def _is_text(path: Path) -> bool:
 
 
 def _load_or_new(kb: KBPaths, rel: str, title: str) -> Page:
-    path = kb.wiki / rel
-    if path.exists():
-        return read_page(path)
+    if (kb.wiki / rel).exists():
+        return read_page_in(kb.wiki, rel)
     return Page({}, [Section("", f"# {title}")])
 
 
@@ -321,7 +338,7 @@ def _remove_source(kb: KBPaths, state: WikiState, key: str) -> SourceResult:
         path = kb.wiki / rel
         if not path.exists():
             continue
-        page = read_page(path)
+        page = read_page_in(kb.wiki, rel)
         others = [s for s in page.frontmatter.get("sources") or [] if s != key and s in state.sources]
         others = [s for s in others if not state.sources[s].removed]
         if rel == record.page or not others:

@@ -11,6 +11,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from loracle.confine import read_text_in
+from loracle.errors import LoracleError
+from loracle.sources.folder import scan_source_files
 from loracle.wiki.pages import parse_page
 
 LINK_RE = re.compile(r"(!?)\[\[([^\[\]|#^]*)(?:[#^]([^\[\]|]*))?(?:\|([^\[\]]*))?\]\]")
@@ -80,20 +83,20 @@ def _norm(name: str) -> str:
 
 
 class LinkGraph:
-    """All pages under a wiki folder, how their links resolve, and who links to whom."""
+    """All pages under a wiki folder, how their links resolve, and who links to whom.
+
+    Files are found the way sources are (hidden ones skipped, links out of the folder neither read nor counted).
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.pages: dict[str, PageInfo] = {}
         self.files: list[str] = []  # every non-hidden file (attachments resolve too)
-        for path in sorted(root.rglob("*")):
-            rel_parts = path.relative_to(root).parts
-            if any(part.startswith(".") for part in rel_parts) or not path.is_file():
-                continue
-            rel = "/".join(rel_parts)
+        found = {rel: Path(entry.path) for rel, entry in scan_source_files(root, suffixes=None)}
+        for rel in sorted(found, key=lambda r: r.split("/")):
             self.files.append(rel)
-            if path.suffix.lower() == ".md":
-                self.pages[rel] = self._read(path, rel)
+            if rel.lower().endswith(".md"):
+                self.pages[rel] = self._read(found[rel], rel, root)
         self._by_path: dict[str, str] = {}
         self._by_name: dict[str, list[str]] = {}
         for rel in self.files:
@@ -108,10 +111,10 @@ class LinkGraph:
         self._resolved: dict[str, str | None] = {}
 
     @staticmethod
-    def _read(path: Path, rel: str) -> PageInfo:
+    def _read(path: Path, rel: str, root: Path) -> PageInfo:
         try:
-            text = path.read_text(encoding="utf-8")
-        except (UnicodeDecodeError, OSError):
+            text = read_text_in(path, root)
+        except (UnicodeDecodeError, OSError, LoracleError):
             text = ""
         page = parse_page(text)
         meta = page.frontmatter

@@ -15,6 +15,7 @@ from itertools import combinations
 from pydantic import BaseModel
 
 from loracle.atomic import write_text_atomic
+from loracle.confine import read_text_in, real_inside
 from loracle.documents import slugify
 from loracle.errors import LoracleError
 from loracle.kb import KBPaths
@@ -387,8 +388,8 @@ def _order_by_date(kb: KBPaths, a: Claim, b: Claim) -> tuple[Claim | None, Claim
 
     dates = []
     for claim in (a, b):
-        raw = kb.root / claim.source
-        if not raw.is_file() or not raw.resolve().is_relative_to(kb.raw.resolve()):
+        raw = real_inside(kb.root / claim.source, kb.raw)
+        if raw is None or not raw.is_file():
             return None, None
         try:
             meta = read_document(raw).frontmatter
@@ -420,7 +421,7 @@ def _fix(kb: KBPaths, graph: LinkGraph, report: LintReport) -> None:
             finding.message += f" (fixed: now [[{match.stem}]])"
     for rel, mapping in rewrites.items():
         path = kb.wiki / rel
-        text = path.read_text(encoding="utf-8")
+        text = read_text_in(path, kb.wiki)
 
         def repl(m: re.Match[str], mapping: dict[str, str] = mapping) -> str:
             target = m.group(2).strip()

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from loracle.atomic import write_text_atomic
+from loracle.confine import read_text_in
 
 _HEADING_RE = re.compile(r"^## +(.+?)\s*#*\s*$")
 _FENCE_RE = re.compile(r"^(```|~~~)")
@@ -99,6 +100,11 @@ def split_sections(body: str) -> list[Section]:
 
 def read_page(path: Path) -> Page:
     return parse_page(path.read_text(encoding="utf-8"))
+
+
+def read_page_in(folder: Path, rel: str) -> Page:
+    """The page `rel` of the wiki `folder`, never read through a link out of it (see loracle.confine)."""
+    return parse_page(read_text_in(folder / rel, folder))
 
 
 def write_page(path: Path, page: Page) -> None:

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from loracle.confine import read_text_in
 from loracle.documents import slugify
 from loracle.errors import LoracleError
 from loracle.kb import KBPaths
@@ -18,7 +19,7 @@ from loracle.wiki.extract import content_words, one_line
 from loracle.wiki.index import append_log, rebuild_index
 from loracle.wiki.ingest import today
 from loracle.wiki.layout import page_rel
-from loracle.wiki.pages import Page, Section, read_page, write_page
+from loracle.wiki.pages import Page, Section, read_page_in, write_page
 from loracle.wiki.state import load_state, save_state, wiki_lock
 
 PAGE_CHARS = 900  # of each page put in front of the model
@@ -57,9 +58,10 @@ def query(kb: KBPaths, question: str, llm: LLM, n: int = 4, save: bool = False, 
     hits = search_kb(kb, question, n=n, mode=mode).hits
     pages: list[tuple[str, Page]] = []
     for hit in hits:
-        path = kb.wiki / hit.path
-        if path.is_file():
-            pages.append((hit.path, read_page(path)))
+        try:
+            pages.append((hit.path, read_page_in(kb.wiki, hit.path)))
+        except (OSError, UnicodeDecodeError, LoracleError):
+            continue  # gone since it was indexed, or no longer a page of wiki/
     if not pages:
         raise LoracleError(f"{kb.wiki}: nothing in the wiki matches {question!r} (ingest some sources first)")
     before = llm.usage()
@@ -95,12 +97,10 @@ def _source_lines(kb: KBPaths, page: Page, words: set[str], limit: int = 2) -> l
     candidates: dict[tuple[str, int], str] = {}
     for source in page.frontmatter.get("sources") or []:
         raw = kb.root / str(source)
-        if not _inside(raw, kb.raw) or not raw.is_file():
-            continue
         try:
-            lines = raw.read_text(encoding="utf-8").splitlines()
-        except (UnicodeDecodeError, OSError):
-            continue
+            lines = read_text_in(raw, kb.raw).splitlines()
+        except (UnicodeDecodeError, OSError, LoracleError):
+            continue  # gone, unreadable, or not a file of raw/
         for number, text in enumerate(lines, start=1):
             if text.strip() and not text.startswith(("---", "#")):
                 candidates[(str(source), number)] = text.strip()
@@ -112,13 +112,6 @@ def _source_lines(kb: KBPaths, page: Page, words: set[str], limit: int = 2) -> l
         key=lambda item: (-item[0], item[1]),
     )
     return [SourceLine(key[0], key[1], text) for score, key, text in scored[:limit] if score > 0]
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        return path.resolve().is_relative_to(folder.resolve())
-    except OSError:
-        return False
 
 
 def _save_answer(kb: KBPaths, answer: QueryAnswer) -> str:
