@@ -21,6 +21,7 @@ from loracle.adapters.compiler import BatchDocumentCompiler, CompileReport, Docu
 from loracle.adapters.lock import exclusive_lock
 from loracle.adapters.manifest import AdapterManifest
 from loracle.adapters.store import AdapterStore, check_adapter_id
+from loracle.crash import crash_point
 from loracle.documents import Document, content_hash, slugify
 from loracle.errors import LoracleError
 from loracle.sources.files import SUPPORTED_SUFFIXES, read_document
@@ -293,6 +294,7 @@ class Compilation:
                 summary.failed.append(Failure(_name(job.doc.path) or job.adapter_id, _one_line(job, exc)))
                 self.progress("failed", job.adapter_id, len(summary.compiled) + len(summary.failed), total)
                 return
+            crash_point("compile-staged")
             per_doc = (time.perf_counter() - start) / len(jobs)
             for job, folder, report in zip(jobs, folders, reports, strict=True):
                 try:
@@ -336,6 +338,7 @@ class Compilation:
             raise LoracleError(f"{job.adapter_id}: the learner wrote an adapter for another base model")
         manifest.write(folder)
         self.store.put(job.adapter_id, folder)
+        crash_point("adapter-published")
 
 
 def _name(path: Path | None) -> str:
@@ -365,8 +368,9 @@ class WatchStatus:
 class Watch:
     """Keep a store current while files change: a compile folder (wiki/) is recompiled per changed file;
     an ingest folder (raw/) hands each changed file to `ingest` (which writes wiki pages, which are then
-    compiled in turn). Debounced per path. Leaving the context stops the watchers after the file in hand
-    is finished; adapters are published atomically, so nothing is ever half-written."""
+    compiled in turn). Catching up at the start ingests the whole ingest folder, then compiles. Debounced per
+    path. Leaving the context stops the watchers after the file in hand is finished; adapters are published
+    atomically, so nothing is ever half-written."""
 
     def __init__(
         self,
@@ -394,6 +398,8 @@ class Watch:
         root.mkdir(parents=True, exist_ok=True)
         if self.catch_up:
             self._set("catching up")
+            if self.ingest is not None and self.ingest_root is not None and any(iter_source_files(self.ingest_root)):
+                self._on_ingest_path(self.ingest_root)  # sources saved (or half-ingested) while nobody watched
             self._record(self.compilation.run(), started=None)
         self._stack = contextlib.ExitStack()
         try:

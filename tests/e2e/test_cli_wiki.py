@@ -1,7 +1,7 @@
 """The wiki commands end to end: `loracle init/ingest/status/lint` as subprocesses on a temporary knowledge base.
 
-The writer is a real OpenAI-compatible HTTP endpoint (a small canned server started here), configured in
-loracle.toml the way a user points loracle at Ollama or llama.cpp, so no model is loaded.
+The writer is a real OpenAI-compatible HTTP endpoint (a small canned server, tests/e2e/writer.py), configured
+in loracle.toml the way a user points loracle at Ollama or llama.cpp, so no model is loaded.
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from tests.e2e.writer import serve_writer, use_writer
 
 pytestmark = pytest.mark.e2e
 
@@ -29,34 +29,10 @@ The river freezes each January.
 """
 
 
-class _Writer(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        prompt = body["messages"][-1]["content"]
-        if "List the named" in prompt:
-            content = (
-                '```json\n{"entities": ["Corra River", "Kestrel Valley Observatory", "Atlantis"], "concepts": []}\n```'
-            )
-        else:
-            content = "The Corra River flows past the Kestrel Valley Observatory and powers its hydroelectric plant."
-        data = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}], "usage": {}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture
 def endpoint() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Writer)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    with serve_writer() as url:
+        yield url
 
 
 def loracle(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -76,12 +52,7 @@ def test_init_ingest_status_lint(tmp_path: Path, endpoint: str) -> None:
     kb = tmp_path / "kb"
     done = loracle("init", str(kb), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    config = (kb / "loracle.toml").read_text()
-    for role in ("fast", "writer"):
-        config = config.replace(
-            f'[llm.{role}]\nbase_url = ""\nmodel = ""', f'[llm.{role}]\nbase_url = "{endpoint}"\nmodel = "m"'
-        )
-    (kb / "loracle.toml").write_text(config)
+    use_writer(kb, endpoint)
     source = tmp_path / "corra.md"
     source.write_text(SOURCE)
     (tmp_path / "bad.md").write_bytes(b"\xff\xfe not utf-8")

@@ -11,8 +11,10 @@ import yaml
 
 from loracle.kb import KBPaths
 from loracle.wiki import ingest, init_kb, lint, wiki_status
+from loracle.wiki.layout import INDEX_TEMPLATE
 from loracle.wiki.links import LinkGraph
 from loracle.wiki.pages import read_page
+from loracle.wiki.state import load_state, save_state
 from tests.unit.test_wiki_helpers import scripted_llm
 
 OBSERVATORY = """---
@@ -95,6 +97,38 @@ def test_unchanged_source_is_skipped(kb: KBPaths, tmp_path: Path) -> None:
     assert [r.status for r in report.results] == ["unchanged"]
     assert llm.calls == calls
     assert wiki_status(kb).stale is False
+
+
+def test_an_index_short_of_pages_is_reported_and_repaired_by_the_next_ingest(kb: KBPaths, tmp_path: Path) -> None:
+    llm = scripted_llm(names=lambda doc: NAMES)
+    source = _source(tmp_path)
+    [result] = ingest(kb, [source], llm).results
+    full = (kb.wiki / "index.md").read_text()
+    # what a crash after the state was saved but before index.md was rebuilt leaves (a knowledge base made
+    # before the state recorded that the index was owed, so nothing marks it)
+    (kb.wiki / "index.md").write_text(INDEX_TEMPLATE)
+    status = wiki_status(kb)
+    assert status.stale and result.page in status.unindexed_pages
+    [again] = ingest(kb, [source], llm).results
+    assert again.status == "unchanged"
+    assert (kb.wiki / "index.md").read_text() == full and not wiki_status(kb).stale
+
+
+def test_a_page_written_before_a_crash_is_still_updated_later(kb: KBPaths, tmp_path: Path) -> None:
+    """A crash after a source's pages were written but before the state recorded them: the rerun writes the same
+    text, which must count as loracle's, so a later change of the source still updates it."""
+    llm = scripted_llm(names=lambda doc: NAMES)
+    source = _source(tmp_path)
+    [first] = ingest(kb, [source], llm).results
+    state = load_state(kb)
+    state.sources.clear()
+    state.written.clear()
+    save_state(kb, state)
+    ingest(kb, [source], llm)
+    source.write_text(OBSERVATORY.replace("built in 1987", "built in 1988"))
+    [changed] = ingest(kb, [source], llm).results
+    assert changed.status == "updated" and not [n for n in changed.notes if "kept your edit" in n]
+    assert "1988" in read_page(kb.wiki / first.page).section("Summary").text
 
 
 def test_changed_source_updates_only_its_lines_and_keeps_hand_edits(kb: KBPaths, tmp_path: Path) -> None:

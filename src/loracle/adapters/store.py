@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from loracle.adapters.manifest import AdapterManifest
-from loracle.atomic import replace_folder
+from loracle.atomic import replace_folder, restore_folder
 from loracle.documents import slugify
 from loracle.errors import AdapterError
 from loracle.model.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS, MANIFEST
@@ -137,9 +137,13 @@ class LocalAdapterStore:
         shutil.rmtree(trash, ignore_errors=True)
 
     def cleanup(self) -> None:
-        """Delete hidden leftovers of interrupted writes. Call it only while holding the compile lock."""
+        """Delete hidden leftovers of interrupted writes (an adapter a crash left renamed aside is put back
+        first). Call it only while holding the compile lock."""
         if not self.root.is_dir():
             return
+        for entry in os.scandir(self.root):
+            if entry.name.startswith(".") and ".old-" in entry.name:
+                restore_folder(self.root / entry.name[1:].rsplit(".old-", 1)[0])
         for entry in os.scandir(self.root):
             if entry.name.startswith(".") and entry.is_dir(follow_symlinks=False):
                 with contextlib.suppress(FileNotFoundError):

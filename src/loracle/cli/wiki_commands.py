@@ -166,7 +166,13 @@ def status(kb: Path | None = KBOption, as_json: bool = typer.Option(False, "--js
         ("removed since ingest", st.missing_sources),
         ("unsupported pages", st.unsupported_pages),
         ("unreadable", st.unreadable),
+        ("not in the index", st.unindexed_pages),
     ):
         for item in items:
             console.print(f"{label}: {item}", highlight=False, soft_wrap=True)
-    console.print(f"stale: run `loracle ingest {paths_kb.raw}` to catch up" if st.stale else "up to date")
+    if st.new_sources or st.changed_sources or st.missing_sources:
+        console.print(f"stale: run `loracle ingest {paths_kb.raw}` to catch up", highlight=False)
+    elif st.stale:
+        console.print("stale: run `loracle lint --fix` to add the missing pages to the index", highlight=False)
+    else:
+        console.print("up to date")

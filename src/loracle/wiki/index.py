@@ -53,6 +53,20 @@ def rebuild_index(kb: KBPaths, state: WikiState) -> None:
     kept = ("\n" + "\n".join(theirs)) if theirs else ""
     write_text_atomic(path, f"{head}{INDEX_START}\n" + "\n".join(new_lines).strip("\n") + f"\n{INDEX_END}{kept}{tail}")
     state.record(INDEX_KEY, "block", "*", [line for line in new_lines if line.strip()])
+    state.index_pending = False
+
+
+def unindexed_pages(graph: LinkGraph) -> list[str]:
+    """Content pages index.md does not link to (none when there is no index.md)."""
+    if "index.md" not in graph.pages:
+        return []
+    listed = {dest for _, dest in graph.outgoing("index.md") if dest}
+    return [page.rel for page in graph.content_pages() if page.rel not in listed]
+
+
+def index_incomplete(kb: KBPaths) -> bool:
+    """Whether index.md misses a page of the wiki (after a crash, or a page added by hand)."""
+    return bool(unindexed_pages(LinkGraph(kb.wiki)))
 
 
 def append_log(kb: KBPaths, action: str, title: str, details: list[str] | None = None) -> None:

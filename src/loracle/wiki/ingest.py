@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from loracle.atomic import write_bytes_atomic
+from loracle.atomic import remove_leftover_files, write_bytes_atomic
 from loracle.confine import OutsideLinkError, real_inside
+from loracle.crash import crash_point
 from loracle.documents import Document, content_hash, slugify
 from loracle.errors import LoracleError
 from loracle.kb import KBPaths
@@ -26,7 +27,7 @@ from loracle.llm import LLM
 from loracle.sources import iter_source_files, read_document
 from loracle.sources.folder import scan_source_files
 from loracle.wiki.extract import Extraction, blank_frontmatter, extract, find_mention
-from loracle.wiki.index import append_log, rebuild_index
+from loracle.wiki.index import append_log, index_incomplete, rebuild_index
 from loracle.wiki.layout import page_rel
 from loracle.wiki.merge import MergeNotes, merge_frontmatter, merge_list_section, merge_prose_section, merge_summary
 from loracle.wiki.pages import Page, Section, read_page_in, write_page
@@ -69,6 +70,8 @@ def ingest(kb: KBPaths, paths: Sequence[Path], writer: LLM, fast: LLM | None = N
     fast = fast or writer
     report = IngestReport()
     with wiki_lock(kb):
+        remove_leftover_files(kb.wiki)  # of a crashed run: only writers holding this lock write there
+        remove_leftover_files(kb.state, recursive=False)
         state = load_state(kb)
         targets: list[tuple[Path, str]] = []
         for path in paths:
@@ -79,18 +82,33 @@ def ingest(kb: KBPaths, paths: Sequence[Path], writer: LLM, fast: LLM | None = N
                 continue
             targets.extend(staged)
             report.results.extend(SourceResult(str(p), status="failed", error=e) for p, e in refused)
+        crash_point("ingest-raw-copied")
         for raw_path, key in targets:
             if progress is not None:
                 progress(key)
-            report.results.append(_ingest_one(kb, state, raw_path, key, writer, fast))
-            save_state(kb, state)
+            result = _ingest_one(kb, state, raw_path, key, writer, fast)
+            report.results.append(result)
+            crash_point("ingest-pages-written")
+            _commit(kb, state, result)
         for key in _removed_sources(kb, state):
-            report.results.append(_remove_source(kb, state, key))
-            save_state(kb, state)
-        if any(r.status in ("added", "updated", "removed") for r in report.results):
+            result = _remove_source(kb, state, key)
+            report.results.append(result)
+            _commit(kb, state, result)
+        if state.index_pending or index_incomplete(kb):
             rebuild_index(kb, state)
+            crash_point("ingest-index-written")
             save_state(kb, state)
     return report
+
+
+def _commit(kb: KBPaths, state: WikiState, result: SourceResult) -> None:
+    """Save the state after one source; a source that changed pages also marks the index as owed in the same
+    write, so a crash before the index is rebuilt is repaired by the next ingest (and reported by status)."""
+    changed = result.status in ("added", "updated", "removed")
+    state.index_pending = state.index_pending or changed
+    save_state(kb, state)
+    if changed:
+        crash_point("ingest-source-saved")
 
 
 def _stage(kb: KBPaths, path: Path) -> tuple[list[tuple[Path, str]], list[tuple[Path, str]]]:

@@ -21,7 +21,7 @@ from loracle.errors import LoracleError
 from loracle.kb import KBPaths
 from loracle.llm import LLM
 from loracle.wiki.extract import content_words
-from loracle.wiki.index import rebuild_index
+from loracle.wiki.index import rebuild_index, unindexed_pages
 from loracle.wiki.links import LINK_RE, SPECIAL_PAGES, LinkGraph, PageInfo
 from loracle.wiki.state import load_state, save_state, wiki_lock
 
@@ -156,14 +156,7 @@ def check_orphans(graph: LinkGraph) -> list[Finding]:
 
 
 def check_index(graph: LinkGraph) -> list[Finding]:
-    if "index.md" not in graph.pages:
-        return []
-    listed = {dest for _, dest in graph.outgoing("index.md") if dest}
-    return [
-        Finding("missing_from_index", p.rel, "not listed in index.md")
-        for p in graph.content_pages()
-        if p.rel not in listed
-    ]
+    return [Finding("missing_from_index", rel, "not listed in index.md") for rel in unindexed_pages(graph)]
 
 
 def check_missing_pages(graph: LinkGraph, min_pages: int = 2, min_mentions: int = 3) -> list[Finding]:

@@ -38,13 +38,14 @@ def merge_list_section(
 def merge_prose_section(
     page: Page, rel: str, heading: str, new_text: str, state: WikiState, notes: MergeNotes, after: str | None = None
 ) -> None:
-    """Write a prose section unless a person changed it since loracle last wrote it."""
+    """Write a prose section unless a person changed it since loracle last wrote it. A section that already
+    holds exactly the new text is loracle's too (a crash may have written the page but not the state)."""
     section = page.section(heading)
     written = "\n".join(state.lines_written(rel, heading, "*"))
-    if section is None or not section.text.strip() or section.text.strip() == written.strip():
+    if section is None or section.text.strip() in ("", written.strip(), new_text.strip()):
         page.set_section(heading, new_text, after=after)
         state.record(rel, heading, "*", new_text.splitlines())
-    elif section.text.strip() != new_text.strip():
+    else:
         notes.kept.append(f"{rel}#{heading}")
 
 
@@ -52,10 +53,10 @@ def merge_summary(page: Page, rel: str, summary: str, state: WikiState, notes: M
     """The frontmatter one-liner follows the same rule as a prose section."""
     current = str(page.frontmatter.get("summary") or "")
     written = "\n".join(state.lines_written(rel, "frontmatter.summary", "*"))
-    if not current or current == written:
+    if current in ("", written, summary):
         page.frontmatter["summary"] = summary
         state.record(rel, "frontmatter.summary", "*", [summary])
-    elif current != summary:
+    else:
         notes.kept.append(f"{rel}#summary")
 
 

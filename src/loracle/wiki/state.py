@@ -37,6 +37,8 @@ class WikiState(BaseModel):
     sources: dict[str, SourceRecord] = Field(default_factory=dict)  # key: path relative to the KB root
     #: page -> section heading -> source key (or "*" for a whole section) -> lines loracle wrote
     written: dict[str, dict[str, dict[str, list[str]]]] = Field(default_factory=dict)
+    #: pages changed since index.md was last rebuilt (set in the same write that records a source)
+    index_pending: bool = False
 
     def lines_written(self, page: str, heading: str, source: str) -> list[str]:
         return self.written.get(page, {}).get(heading, {}).get(source, [])

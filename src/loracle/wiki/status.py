@@ -8,6 +8,7 @@ from loracle.documents import content_hash
 from loracle.errors import LoracleError
 from loracle.kb import KBPaths
 from loracle.sources import iter_source_files, read_document
+from loracle.wiki.index import unindexed_pages
 from loracle.wiki.links import LinkGraph
 from loracle.wiki.state import load_state
 
@@ -24,10 +25,11 @@ class WikiStatus:
     missing_sources: list[str] = field(default_factory=list)  # ingested, now gone (not yet logged as removed)
     unsupported_pages: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
+    unindexed_pages: list[str] = field(default_factory=list)  # pages index.md does not list
 
     @property
     def stale(self) -> bool:
-        return bool(self.new_sources or self.changed_sources or self.missing_sources)
+        return bool(self.new_sources or self.changed_sources or self.missing_sources or self.unindexed_pages)
 
     def to_json(self) -> dict:
         return asdict(self) | {"stale": self.stale}
@@ -47,6 +49,7 @@ def wiki_status(kb: KBPaths) -> WikiStatus:
         if page.frontmatter.get("status") == "unsupported":
             status.unsupported_pages.append(page.rel)
     status.links_resolved, status.links = graph.link_counts()
+    status.unindexed_pages = unindexed_pages(graph)
     seen = set()
     for path in iter_source_files(kb.raw) if kb.raw.is_dir() else []:
         key = path.relative_to(kb.root).as_posix()
