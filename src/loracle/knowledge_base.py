@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from loracle.adapters.compiler import DocumentCompiler
 from loracle.adapters.manifest import AdapterManifest
 from loracle.adapters.store import AdapterStore, LocalAdapterStore
+from loracle.compile_limit import DocumentLimit, count_tokens_with, utf8_estimate
 from loracle.errors import LoracleError
 from loracle.kb import KBPaths
 from loracle.pipeline import (
@@ -102,6 +103,8 @@ class KnowledgeBase:
     ) -> Compilation:
         lm = self._lm
         extra: dict[str, Any] = {"progress": progress} if progress is not None else {}
+        max_tokens = self.paths.config().compile.max_document_tokens
+        count = count_tokens_with(lm.tokenizer) if lm is not None else utf8_estimate
         return Compilation(
             self.source,
             self.compiler,
@@ -111,6 +114,7 @@ class KnowledgeBase:
             batch_size=batch_size,
             base_model=lm.name if lm is not None else "",
             base_fingerprint=lm.fingerprint if lm is not None else "",
+            limit=DocumentLimit(max_tokens, count),
             **extra,
         )
 

@@ -21,6 +21,8 @@ from loracle.adapters.compiler import BatchDocumentCompiler, CompileReport, Docu
 from loracle.adapters.lock import exclusive_lock
 from loracle.adapters.manifest import AdapterManifest
 from loracle.adapters.store import AdapterStore, check_adapter_id
+from loracle.compile_limit import DocumentLimit
+from loracle.config import CompileConfig
 from loracle.crash import crash_point
 from loracle.documents import Document, content_hash, slugify
 from loracle.errors import LoracleError
@@ -149,6 +151,7 @@ class Compilation:
         base_fingerprint: str = "",
         lock_timeout_s: float = 600.0,
         progress: Progress = _no_progress,
+        limit: DocumentLimit | None = None,
     ) -> None:
         self.source = source
         self.compiler = compiler
@@ -160,6 +163,7 @@ class Compilation:
         self.base_fingerprint = base_fingerprint
         self.lock_timeout_s = lock_timeout_s
         self.progress = progress
+        self.limit = limit or DocumentLimit(CompileConfig().max_document_tokens)
 
     def run(self) -> CompileSummary:
         """Bring the whole store up to date with the source."""
@@ -270,8 +274,13 @@ class Compilation:
                 continue
             if self._up_to_date(job, existing.get(job.adapter_id)):
                 summary.unchanged.append(job.adapter_id)
-            else:
-                todo.append(job)
+                continue
+            try:
+                self.limit.check(job.doc)  # before any model work
+            except LoracleError as exc:
+                summary.failed.append(Failure(_name(job.doc.path) or job.adapter_id, str(exc)))
+                continue
+            todo.append(job)
         batch = self.batch_size if isinstance(self.compiler, BatchDocumentCompiler) else 1
         for first in range(0, len(todo), batch):
             self._build_batch(todo[first : first + batch], summary, len(todo))

@@ -22,7 +22,8 @@ from typing import Protocol
 
 from loracle.crash import CRASH_ENV
 
-PRELOAD = ["loracle.cli", "loracle.knowledge_base", "loracle.learners", "torch", "transformers", "peft"]
+#: heavy imports, done once; not loracle.cli, whose consoles must be made in each run (they read COLUMNS when made)
+PRELOAD = ["torch", "transformers", "peft", "loracle.knowledge_base", "loracle.learners", "loracle.wiki"]
 #: what every run gets: a wide terminal, one torch thread (the machine is shared), no knowledge base by default
 RUN_ENV = {"COLUMNS": "200", "LORACLE_THREADS": "1"}
 

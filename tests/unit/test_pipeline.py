@@ -21,6 +21,7 @@ from loracle.adapters.lock import LockTimeout
 from loracle.adapters.manifest import AdapterManifest
 from loracle.adapters.peft_format import peft_key, write_lora_adapter
 from loracle.adapters.store import LocalAdapterStore, check_adapter_folder
+from loracle.compile_limit import count_tokens_with, tokens_up_to
 from loracle.documents import Document
 from loracle.knowledge_base import KnowledgeBase
 from loracle.model import apply_adapters
@@ -165,6 +166,34 @@ def test_failing_documents_are_reported_by_name_and_skipped(tmp_path: Path, tiny
     assert all(name in message for name, message in failed.items())
     assert LocalAdapterStore(kb / "adapters").ids() == ["good"]
     assert not [p for p in (kb / "adapters").iterdir() if p.name.startswith(".")]
+
+
+def test_a_document_over_the_token_limit_is_refused_before_the_learner_sees_it(
+    tmp_path: Path, tiny_lm: LoadedModel
+) -> None:
+    kb = make_kb(tmp_path, {"short.md": "Ilse Marrow founded it.", "long.md": "Ilse Marrow founded it. " * 400})
+    (kb / "loracle.toml").write_text("[compile]\nmax_document_tokens = 300\n", encoding="utf-8")
+    compiler = RecordingCompiler(tiny_lm)
+    summary = KnowledgeBase(kb, compiler=compiler, lm=tiny_lm).compile_all()
+    assert summary.compiled == ["short"] and compiler.calls == ["short"]
+    [failure] = summary.failed
+    assert failure.name == "long.md" and "long.md: too large to compile (9,600 bytes, about" in failure.message
+    assert "the limit is 300, [compile] max_document_tokens in loracle.toml" in failure.message
+
+
+def test_counting_tokens_of_a_huge_text_stops_soon_after_the_limit(tiny_lm: LoadedModel) -> None:
+    counted: list[int] = []
+
+    def count(text: str) -> int:
+        counted.append(len(text))
+        return count_tokens_with(tiny_lm.tokenizer)(text)
+
+    text = "The Corra River flows past the station. " * 100_000  # 4 MB
+    tokens, over = tokens_up_to(text, 1000, count)
+    exact = count_tokens_with(tiny_lm.tokenizer)(text[:40_000]) * 100
+    assert over and 0.8 < tokens / exact < 1.2
+    assert sum(counted) < 20_000  # characters tokenized, of 4,000,000
+    assert tokens_up_to("Ilse Marrow founded it.", 1000, count) == (count("Ilse Marrow founded it."), False)
 
 
 def test_only_documents_count_as_changed_files(tmp_path: Path) -> None:

@@ -15,6 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from safetensors import safe_open
+
 from loracle.adapters.manifest import AdapterManifest
 from loracle.atomic import replace_folder, restore_folder
 from loracle.documents import slugify
@@ -66,6 +68,21 @@ def check_adapter_folder(folder: Path) -> AdapterManifest:
     return AdapterManifest.read(folder)
 
 
+def weights_problem(folder: Path) -> str:
+    """Why the folder's weights file cannot be read as safetensors (its header is parsed), or ""."""
+    path = folder / ADAPTER_WEIGHTS
+    try:
+        with safe_open(str(path), framework="pt") as weights:
+            weights.keys()
+    except Exception as exc:  # safetensors raises its own error types on corrupt files
+        return f"{path}: unreadable weights ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})"
+    return ""
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(entry.stat().st_size for entry in os.scandir(folder) if entry.is_file(follow_symlinks=False))
+
+
 class LocalAdapterStore:
     """Adapters as folders under `root` (normally <kb>/adapters)."""
 
@@ -85,13 +102,21 @@ class LocalAdapterStore:
         )
 
     def list(self) -> list[AdapterManifest]:
-        manifests = []
+        return [manifest for manifest, _problem in self.inspect()]
+
+    def inspect(self) -> list[tuple[AdapterManifest, str]]:
+        """Every adapter with what is wrong with it ("" when nothing is). Nothing a manifest claims is trusted:
+        the id is the folder's name (a copied folder is its own adapter) and the size is measured."""
+        found = []
         for adapter_id in self.ids():
+            folder = self.root / adapter_id
+            problem = weights_problem(folder)
             try:
-                manifests.append(AdapterManifest.read(self.root / adapter_id))
-            except AdapterError:
-                manifests.append(AdapterManifest(id=adapter_id, source="unknown"))
-        return manifests
+                manifest = AdapterManifest.read(folder)
+            except AdapterError as exc:
+                manifest, problem = AdapterManifest(id=adapter_id, source="unknown"), problem or str(exc)
+            found.append((manifest.updated(id=adapter_id, size_bytes=_folder_bytes(folder)), problem))
+        return found
 
     def get(self, adapter_id: str) -> AdapterManifest:
         return check_adapter_folder(self.path(adapter_id))

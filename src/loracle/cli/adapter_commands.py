@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.markup import escape
 
-from loracle.cli.app import ThreadsOption, app, console, err_console, load_base
+from loracle.cli.app import ThreadsOption, app, console, err_console, finite, load_base
 
 if TYPE_CHECKING:
     from loracle.knowledge_base import KnowledgeBase
@@ -79,8 +80,14 @@ def compile_command(
     with Progress(*columns, console=err_console, transient=True) as bar:
         task = bar.add_task(f"compiling with {compiler.name}", total=None)
 
+        started: list[str] = []
+
         def progress(event: str, name: str, done: int, total: int) -> None:
             bar.update(task, description=f"{event} {name}", completed=done, total=total)
+            if event == "compiling" and not err_console.is_terminal:  # no live bar: one line per document
+                started.append(name)
+                line = f"compiling {name} ({min(len(started), total)}/{total})"
+                err_console.print(line, markup=False, highlight=False)
 
         summary = knowledge.compile_all(aggregate=aggregate, batch_size=batch_size, progress=progress)
     print_summary(summary, knowledge.paths.adapters)
@@ -95,7 +102,7 @@ def print_summary(summary: CompileSummary, where: Path) -> None:
         highlight=False,
     )
     for failure in summary.failed:
-        err_console.print(f"[yellow]skipped[/] {failure.message}", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]skipped[/] {escape(failure.message)}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -104,7 +111,9 @@ def watch(
     learner: str = LearnerOption,
     source: str = typer.Option("wiki", "--from", help="Compile changed wiki pages (wiki) or raw sources (raw)."),
     aggregate: bool = typer.Option(False, "--aggregate", help="Compile each page with the pages it links to."),
-    debounce: float = typer.Option(0.3, "--debounce", help="Seconds of quiet before a changed file is compiled."),
+    debounce: float = typer.Option(
+        0.3, "--debounce", min=0.0, max=3600.0, callback=finite, help="Quiet seconds before compiling a saved file."
+    ),
     ingest_raw: bool = typer.Option(True, "--ingest/--no-ingest", help="Ingest files saved in raw/ into the wiki."),
     model: str | None = ModelSpecOption,
     threads: int = ThreadsOption,
@@ -133,7 +142,7 @@ def watch(
                 on_change=lambda status: live.update(status_line(status, knowledge)),
             ) as watcher:
                 final.append(watcher.status)
-                console.print(f"watching {knowledge.source.root} (Ctrl-C stops)", highlight=False)
+                console.print(f"watching {knowledge.source.root} (Ctrl-C stops)", markup=False, highlight=False)
                 while True:
                     time.sleep(0.2)
         except KeyboardInterrupt:
@@ -167,18 +176,28 @@ def adapter_folder(kb: Path | None, name: str) -> Path:
 
 
 @adapters_app.command("list")
-def list_adapters(kb: Path | None = KBOption) -> None:
-    """Every adapter in the store: id, source, learner, size, created.
+def list_adapters(
+    kb: Path | None = KBOption, as_json: bool = typer.Option(False, "--json", help="Print the list as JSON.")
+) -> None:
+    """Every adapter in the store: id (its folder), source, learner, size on disk, created, and any problem.
 
     Example: loracle adapters list --kb my-kb
     """
     from rich.table import Table
 
-    table = Table("id", "source", "learner", "inputs", "KB", "created", box=None)
-    manifests = kb_store(kb).list()
-    for m in manifests:
-        table.add_row(m.id, m.source, m.learner, str(len(m.inputs)), f"{m.size_bytes / 1024:.0f}", m.created)
-    console.print(table if manifests else "no adapters yet (run `loracle compile`)")
+    found = kb_store(kb).inspect()
+    if as_json:
+        fields = ("id", "source", "learner", "inputs", "size_bytes", "created")
+        rows = [{key: getattr(m, key) for key in fields} | {"problem": problem} for m, problem in found]
+        typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    table = Table("id", "source", "learner", "inputs", "KB", "created", "problem", box=None)
+    table.columns[0].overflow = "fold"  # an id must stay whole to be copied
+    for m, problem in found:
+        size = f"{m.size_bytes / 1024:.0f}"
+        table.add_row(escape(m.id), escape(m.source), escape(m.learner), str(len(m.inputs)), size, escape(m.created),
+                      f"[red]{escape(problem)}[/]")  # fmt: skip
+    console.print(table if found else "no adapters yet (run `loracle compile`)")
 
 
 @adapters_app.command("show")
@@ -205,7 +224,7 @@ def remove_adapters(names: list[str] = typer.Argument(..., help="Adapter ids."),
     store = kb_store(kb)
     for name in names:
         store.remove(name)
-        console.print(f"removed {name}", highlight=False)
+        console.print(f"removed {name}", markup=False, highlight=False)
 
 
 @adapters_app.command("merge")
@@ -214,7 +233,9 @@ def merge_command(
     out: str = typer.Option(..., "--out", "-o", help="Id of the merged adapter in the store."),
     method: str = typer.Option("linear", "--method", help="linear (weighted sum), ties, or cat (concatenation)."),
     weights: str | None = typer.Option(None, "--weights", help="Comma-separated weights, e.g. 1,0.5"),
-    density: float = typer.Option(0.5, "--density", help="TIES: fraction of each delta kept."),
+    density: float = typer.Option(
+        0.5, "--density", min=0.01, max=1.0, callback=finite, help="TIES: fraction of each delta kept."
+    ),
     kb: Path | None = KBOption,
     model: str | None = ModelSpecOption,
     threads: int = ThreadsOption,
@@ -226,12 +247,16 @@ def merge_command(
     from loracle.adapters.merge import merge_adapters
     from loracle.adapters.store import check_adapter_id
     from loracle.cli.app import parse_weights
+    from loracle.errors import LoracleError
     from loracle.kb import find_kb
 
     paths = find_kb(kb)
     store = kb_store(kb)
     folders = [adapter_folder(kb, name) for name in names]
     weight_list = parse_weights(weights, len(folders))
+    target = store.root / check_adapter_id(out)
+    if any(folder.resolve() == target.resolve() for folder in folders):
+        raise LoracleError(f"--out {out}: is one of the adapters being merged; give the merge a new id")
     lm = load_base(model or paths.config().model.base, threads)
     staging = store.staging_folder(check_adapter_id(out))
     try:
@@ -239,7 +264,7 @@ def merge_command(
         store.put(out, staging)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    console.print(f"merged {len(folders)} adapters ({method}) -> {store.path(out)}", highlight=False)
+    console.print(f"merged {len(folders)} adapters ({method}) -> {store.path(out)}", markup=False, highlight=False)
 
 
 @adapters_app.command("export")
@@ -250,17 +275,22 @@ def export_command(
     kb: Path | None = KBOption,
     model: str | None = ModelSpecOption,
 ) -> None:
-    """Export an adapter as a GGUF LoRA for llama.cpp (llama-cli -m base.gguf --lora FILE).
+    """Export an adapter as a GGUF LoRA for llama.cpp (llama-cli -m base.gguf --lora FILE); --out may be a
+    folder, which gets <id>.gguf.
 
     Example: loracle adapters export kestrel-valley-observatory --out observatory-lora.gguf
     """
     from loracle.adapters.gguf_export import export_gguf
     from loracle.kb import find_kb
+    from loracle.model.adapters import read_adapter_config
 
     folder = adapter_folder(kb, name)
+    read_adapter_config(folder)  # a folder that is no adapter is refused before the model loads
+    if out.is_dir():
+        out = out / f"{folder.resolve().name}.gguf"
     lm = load_base(model or find_kb(kb).config().model.base)
     config = lm.model.config
     heads = int(config.num_attention_heads)
     kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
     export_gguf(folder, out, n_head=heads, n_kv_head=kv_heads, dtype=dtype)
-    console.print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KB)", highlight=False)
+    console.print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KB)", markup=False, highlight=False)

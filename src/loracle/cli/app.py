@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,17 +28,49 @@ class State:
     debug: bool = False
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"loracle {version('loracle')}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    _version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print loracle's version and exit."
+    ),
 ) -> None:
     State.debug = debug
+
+
+# Options every command checks the same way: a bad value is a usage error (exit 2, typer's usage line), found
+# before any model loads. Ranges are typer's; `finite` also refuses nan and inf, which float ranges let through.
+MAX_THREADS = 1024
+MAX_NEW_TOKENS = 32_768
+
+
+def finite(value: float | None) -> float | None:
+    """A typer callback refusing nan and infinities (they pass every float range)."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
 
 
 ModelOption = typer.Option(
     "embedded", "--model", "-m", help="Base model: 'embedded', a folder, a .gguf file or a hub id."
 )
-ThreadsOption = typer.Option(0, "--threads", help="Torch threads (0 = choose; see `loracle doctor`).")
+ThreadsOption = typer.Option(
+    0, "--threads", min=0, max=MAX_THREADS, help="Torch threads (0 = choose; see `loracle doctor`)."
+)
+TemperatureOption = typer.Option(0.0, "--temperature", min=0.0, max=5.0, callback=finite, help="0 = greedy.")
+
+
+def max_tokens_option(default: int, help: str) -> typer.models.OptionInfo:
+    """--max-tokens: at least one token, at most MAX_NEW_TOKENS."""
+    return typer.Option(default, "--max-tokens", min=1, max=MAX_NEW_TOKENS, help=help)
 
 
 def load_base(spec: str, threads: int = 0) -> LoadedModel:

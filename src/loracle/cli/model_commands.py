@@ -6,7 +6,15 @@ from pathlib import Path
 
 import typer
 
-from loracle.cli.app import ModelOption, ThreadsOption, app, console, load_with_adapters
+from loracle.cli.app import (
+    ModelOption,
+    TemperatureOption,
+    ThreadsOption,
+    app,
+    console,
+    load_with_adapters,
+    max_tokens_option,
+)
 
 
 @app.command()
@@ -16,8 +24,8 @@ def ask(
     adapter: list[Path] = typer.Option([], "--adapter", help="A PEFT adapter folder to apply (repeatable)."),
     adapter_weights: str | None = typer.Option(None, "--adapter-weights", help="Comma-separated weights, e.g. 1,0.5"),
     model: str = ModelOption,
-    max_tokens: int = typer.Option(200, "--max-tokens", help="Most new tokens to generate."),
-    temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy."),
+    max_tokens: int = max_tokens_option(200, "Most new tokens to generate."),
+    temperature: float = TemperatureOption,
     threads: int = ThreadsOption,
     learner: str | None = typer.Option(None, "--learner", help="With --load: the learner (default: the checkpoint's)."),
     load: str | None = typer.Option(None, "--load", help="Answer with this learner checkpoint (see `loracle learn`)."),
@@ -76,7 +84,7 @@ def doctor(model: str = ModelOption) -> None:
 def demo(
     model: str = ModelOption,
     threads: int = ThreadsOption,
-    max_tokens: int = typer.Option(40, "--max-tokens", help="Most new tokens per answer."),
+    max_tokens: int = max_tokens_option(40, "Most new tokens per answer."),
     kb: Path | None = typer.Option(
         None, "--kb", help="Build the demo knowledge base here and keep it (default: a temp folder)."
     ),

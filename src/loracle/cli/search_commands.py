@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from loracle.cli.app import app, console, err_console
 
@@ -46,9 +47,9 @@ def search(
         typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))
         return
     for error in result.sync.errors:
-        err_console.print(f"[yellow]skipped:[/] {error}", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]skipped:[/] {escape(error)}", highlight=False, soft_wrap=True)
     if not result.hits:
-        console.print(f"No pages match {terms!r}.")
+        console.print(f"No pages match {terms!r}.", markup=False)
         return
     from rich.table import Table
 

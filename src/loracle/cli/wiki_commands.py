@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 
 from loracle.cli.app import ThreadsOption, app, console, err_console
 
@@ -39,7 +40,9 @@ def init(folder: Path = typer.Argument(..., help="Folder for the new knowledge b
     from loracle.wiki import init_kb
 
     kb = init_kb(folder)
-    console.print(f"knowledge base ready in {kb.root} (add sources with `loracle ingest FILE --kb {folder}`)")
+    console.print(
+        f"knowledge base ready in {kb.root} (add sources with `loracle ingest FILE --kb {folder}`)", markup=False
+    )
 
 
 @app.command()
@@ -63,13 +66,13 @@ def ingest(
         report = run_ingest(paths_kb, paths, writer, fast, progress=lambda key: spinner.update(f"ingesting {key}"))
     for result in report.results:
         if result.status == "failed":
-            err_console.print(f"[red]failed:[/] {result.error}", highlight=False, soft_wrap=True)
+            err_console.print(f"[red]failed:[/] {escape(result.error)}", highlight=False, soft_wrap=True)
             continue
         detail = f" -> {result.page}" if result.page else ""
         calls = f" ({result.llm_calls} LLM calls, {result.seconds:.1f} s)" if result.llm_calls else ""
-        console.print(f"{result.status}: {result.source}{detail}{calls}", highlight=False, soft_wrap=True)
+        console.print(f"{result.status}: {result.source}{detail}{calls}", markup=False, highlight=False, soft_wrap=True)
         for note in result.notes:
-            console.print(f"  note: {note}", highlight=False, soft_wrap=True)
+            console.print(f"  note: {note}", markup=False, highlight=False, soft_wrap=True)
     counts = ", ".join(f"{report.count(s)} {s}" for s in ("added", "updated", "unchanged", "removed", "failed"))
     console.print(counts)
     if report.failed and len(report.failed) == len(report.results):
@@ -96,13 +99,14 @@ def query(
     paths_kb = find_kb(kb)
     writer, _ = _llms(paths_kb, threads)
     answer = run_query(paths_kb, question, writer, n=n, save=save)
-    console.print(answer.text, highlight=False)
+    console.print(answer.text, markup=False, highlight=False)
     console.print("\nSources:")
     for cite in answer.citations:
         lines = "; ".join(f"{line} {line.text[:80]!r}" for line in cite.lines)
-        console.print(f"- {cite.title} (wiki/{cite.page})" + (f": {lines}" if lines else ""), highlight=False)
+        where = f"- {cite.title} (wiki/{cite.page})" + (f": {lines}" if lines else "")
+        console.print(where, markup=False, highlight=False)
     if answer.saved:
-        console.print(f"saved as wiki/{answer.saved}")
+        console.print(f"saved as wiki/{answer.saved}", markup=False)
 
 
 @app.command()
@@ -129,11 +133,11 @@ def lint(
         return
     for finding in report.findings:
         mark = "[green]fixed[/]" if finding.fixed else f"[yellow]{finding.kind}[/]"
-        console.print(f"{mark} {finding.page}: {finding.message}", highlight=False, soft_wrap=True)
+        console.print(f"{mark} {escape(finding.page)}: {escape(finding.message)}", highlight=False, soft_wrap=True)
         for line in finding.evidence[:3]:
-            console.print(f"    {line}", highlight=False, soft_wrap=True)
+            console.print(f"    {line}", markup=False, highlight=False, soft_wrap=True)
     for note in report.notes:
-        console.print(f"note: {note}")
+        console.print(f"note: {note}", markup=False)
     counts = ", ".join(f"{v} {k}" for k, v in report.by_kind().items() if v)
     console.print(
         f"{report.pages} pages, {report.links_resolved}/{report.links} links resolve, "
@@ -156,7 +160,7 @@ def status(kb: Path | None = KBOption, as_json: bool = typer.Option(False, "--js
         typer.echo(json.dumps(st.to_json(), ensure_ascii=False, indent=2))
         return
     pages = ", ".join(f"{n} {t}" for t, n in sorted(st.pages.items())) or "none"
-    console.print(f"knowledge base: {paths_kb.root}")
+    console.print(f"knowledge base: {paths_kb.root}", markup=False)
     console.print(f"sources: {st.sources}" + (f" ({st.removed_sources} removed)" if st.removed_sources else ""))
     console.print(f"pages: {sum(st.pages.values())} ({pages})")
     console.print(f"links: {st.links_resolved}/{st.links} resolve")
@@ -169,9 +173,9 @@ def status(kb: Path | None = KBOption, as_json: bool = typer.Option(False, "--js
         ("not in the index", st.unindexed_pages),
     ):
         for item in items:
-            console.print(f"{label}: {item}", highlight=False, soft_wrap=True)
+            console.print(f"{label}: {item}", markup=False, highlight=False, soft_wrap=True)
     if st.new_sources or st.changed_sources or st.missing_sources:
-        console.print(f"stale: run `loracle ingest {paths_kb.raw}` to catch up", highlight=False)
+        console.print(f"stale: run `loracle ingest {paths_kb.raw}` to catch up", markup=False, highlight=False)
     elif st.stale:
         console.print("stale: run `loracle lint --fix` to add the missing pages to the index", highlight=False)
     else:

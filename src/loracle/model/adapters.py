@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +19,9 @@ from loracle.model.adapter_files import (
 )
 from loracle.model.loader import LoadedModel
 
+#: a GGUF file's quantisation tag at the end of its name (.Q4_1, -q4_k_m, .f16, ...)
+_QUANT_TAG = re.compile(r"[.-](?:i?q\d\w*|f16|f32|bf16)$")
+
 if TYPE_CHECKING:
     from peft import PeftModel
 
@@ -32,12 +36,18 @@ __all__ = [
 
 
 def check_adapter_fits(lm: LoadedModel, folder: Path) -> None:
-    """Refuse an adapter made for another base model: by recorded fingerprint, then by tensor shapes."""
-    read_adapter_config(folder)
+    """Refuse an adapter made for another base model: by recorded fingerprint (loracle's manifest), else by the
+    base model adapter_config.json names, then by tensor shapes."""
+    config = read_adapter_config(folder)
     recorded = recorded_base_fingerprint(folder)
     if recorded and recorded != lm.fingerprint:
         raise AdapterError(
             f"{folder}: made for another base model (fingerprint {recorded}, loaded model is {lm.fingerprint})"
+        )
+    declared = str(config.get("base_model_name_or_path") or "")
+    if not recorded and declared and model_key(declared) not in {model_key(lm.name), model_key(lm.source)}:
+        raise AdapterError(
+            f"{folder}: made for {declared} (base_model_name_or_path in {ADAPTER_CONFIG}), not {lm.name}"
         )
     modules = dict(lm.model.named_modules())
     try:
@@ -48,6 +58,13 @@ def check_adapter_fits(lm: LoadedModel, folder: Path) -> None:
         raise
     except Exception as exc:  # safetensors raises its own error types on corrupt files
         raise AdapterError(f"{folder / ADAPTER_WEIGHTS}: unreadable ({exc})") from exc
+
+
+def model_key(name: str) -> str:
+    """A model's name without its folder, hub owner, .gguf suffix and quantisation tag, lowercased:
+    "HuggingFaceTB/SmolLM2-135M-Instruct" and "SmolLM2-135M-Instruct.Q4_1.gguf" are the same model."""
+    base = name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1].lower().removesuffix(".gguf")
+    return _QUANT_TAG.sub("", base)
 
 
 def _check_tensor(folder: Path, key: str, shape: Sequence[int], modules: dict) -> None:

@@ -55,13 +55,14 @@ def wiki_status(kb: KBPaths) -> WikiStatus:
         key = path.relative_to(kb.root).as_posix()
         seen.add(key)
         record = state.sources.get(key)
-        if record is None or record.removed:
-            status.new_sources.append(key)
-            continue
         try:
-            if content_hash(read_document(path).text) != record.hash:
-                status.changed_sources.append(key)
+            text = read_document(path).text  # a file ingest would refuse is unreadable, not new
         except LoracleError as exc:
             status.unreadable.append(str(exc))
+            continue
+        if record is None or record.removed:
+            status.new_sources.append(key)
+        elif content_hash(text) != record.hash:
+            status.changed_sources.append(key)
     status.missing_sources = [k for k, r in state.sources.items() if not r.removed and k not in seen]
     return status
