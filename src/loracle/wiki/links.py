@@ -49,10 +49,10 @@ class PageInfo:
 
 
 def find_links(text: str) -> list[Link]:
-    """Every wikilink outside code, with the line it is on."""
+    """Every wikilink outside code, with the line it is on (lines end at "\n" only, as in an editor)."""
     links: list[Link] = []
     in_fence = False
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):
         if _FENCE_RE.match(line):
             in_fence = not in_fence
             continue

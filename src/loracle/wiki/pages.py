@@ -60,8 +60,24 @@ class Page:
     def render(self) -> str:
         if not self.frontmatter:
             return self.body
-        meta = yaml.safe_dump(self.frontmatter, sort_keys=False, allow_unicode=True, width=1000).strip()
+        meta = yaml.dump(
+            self.frontmatter, Dumper=_FrontmatterDumper, sort_keys=False, allow_unicode=True, width=1000
+        ).strip()
         return f"---\n{meta}\n---\n\n{self.body}"
+
+
+class _FrontmatterDumper(yaml.SafeDumper):
+    """Safe YAML, but text holding an unprintable character or a space other than " " (a Unicode line break,
+    a no-break space) is double-quoted: PyYAML writes those raw in other styles, and reading them back turns
+    a line break into a space, or a no-break space alone as a key into no frontmatter at all."""
+
+
+def _represent_text(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    unusual = any(not ch.isprintable() or (ch.isspace() and ch != " ") for ch in value)
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"' if unusual else None)
+
+
+_FrontmatterDumper.add_representer(str, _represent_text)
 
 
 def parse_page(text: str) -> Page:
