@@ -14,6 +14,16 @@ NAMES = ["Corra River", "Kestrel Valley Observatory", "Atlantis"]
 SUMMARY = "The Corra River flows past the Kestrel Valley Observatory and powers its hydroelectric plant."
 
 
+def send_json(handler: BaseHTTPRequestHandler, status: int, payload: object) -> None:
+    """Answer a request with `payload` as JSON."""
+    data = json.dumps(payload).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 class _Writer(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -22,12 +32,7 @@ class _Writer(BaseHTTPRequestHandler):
             content = "```json\n" + json.dumps({"entities": NAMES, "concepts": []}) + "\n```"
         else:
             content = SUMMARY
-        data = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}], "usage": {}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, 200, {"choices": [{"message": {"role": "assistant", "content": content}}], "usage": {}})
 
     def log_message(self, *args) -> None:
         pass

@@ -14,6 +14,7 @@ from loracle.config import Config, EndpointConfig
 from loracle.errors import LoracleError
 from loracle.llm import LLM, Completion, EndpointBackend, LocalBackend, extract_json, make_llm, parse_answer
 from loracle.llm.jsonfix import JSONNotFound
+from tests.e2e.writer import send_json
 
 
 class Facts(BaseModel):
@@ -171,12 +172,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(length))
         type(self).requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
         status, payload = type(self).replies.pop(0)
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, status, payload)
 
     def log_message(self, *args) -> None:
         pass
