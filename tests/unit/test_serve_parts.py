@@ -250,6 +250,7 @@ def test_a_request_without_temperature_is_greedy(tiny_lm: LoadedModel, tmp_path:
         assert chat_text(client, seed=1, top_p=0.5) == greedy  # top_p alone does not turn sampling on
         assert chat_text(client, seed=1, temperature=1.0) != greedy  # what OpenAI's default of 1.0 gave
         assert chat_text(client, seed=1, temperature=1e-133) == greedy  # too small for float32: was NaN, a 500
+        assert chat_text(client, seed=1, temperature=1, top_p=5e-324) == greedy  # kept no token: was a 500
 
 
 def test_the_models_own_sampling_config_is_the_default(tiny_lm: LoadedModel, tmp_path: Path) -> None:

@@ -195,6 +195,7 @@ def _pick(logits: torch.Tensor, config: GenerationConfig, generator: torch.Gener
     if config.top_p < 1.0:
         sorted_probs, order = torch.sort(probs, descending=True)
         keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < config.top_p
+        keep[0] = True  # the most likely token always (a top_p below float32's smallest would keep none)
         sorted_probs = sorted_probs * keep
         probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
     return int(torch.multinomial(probs.cpu(), 1, generator=generator))
