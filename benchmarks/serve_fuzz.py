@@ -25,6 +25,7 @@ from tests.security.kb import build_kb
 from tests.security.test_fuzz_api import forbidden, known_values
 
 from benchmarks.common import row, write_result
+from benchmarks.serve_load import print_rows
 from loracle.model.loader import LoadedModel, model_fingerprint
 from loracle.serve.app import create_app
 from loracle.serve.launch import background_server
@@ -60,10 +61,7 @@ def main() -> None:
         row("operations x modes fuzzed", len({k.rsplit(" -> ", 1)[0] for k in report.outcomes}), ""),
     ]
     data = {"examples": args.examples, "seed": args.seed, "seconds": seconds, **report.as_dict()}
-    path = write_result("serve_fuzz", rows, data)
-    for r in rows:
-        print(f"{r['metric']}: {r['value']} {r['unit']}  {r['target']}  {r['met']}  {r['note']}")
-    print(f"wrote {path}")
+    print_rows(rows, write_result("serve_fuzz", rows, data))
 
 
 if __name__ == "__main__":
