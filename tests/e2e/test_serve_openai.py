@@ -189,3 +189,71 @@ def test_a_client_that_goes_away_mid_stream_frees_its_turn(server: str, client: 
     ) as response:
         assert next(response.iter_lines()).startswith("data: ")
     assert ask(client, "tiny") == direct_reply([])  # the server goes on answering others
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions"])
+def test_a_whole_reply_stops_generating_when_its_client_gives_up(path: str) -> None:
+    """The issue's repro: max_tokens 4096 without streaming, a client that gives up, a core busy for minutes.
+
+    The model is made slow (20 ms a token, by a hook that also counts tokens) so the answer would take ~10 s.
+    """
+    import time
+
+    from loracle.model.chat import stop_token_ids
+
+    lm = fresh_lm()
+    decoded = []
+
+    def slow(*_) -> None:
+        decoded.append(1)
+        time.sleep(0.02)
+
+    lm.model.model.embed_tokens.register_forward_hook(slow)
+    never_stop = {str(t): -100 for t in stop_token_ids(lm.tokenizer)}
+    body = {"model": "tiny", "max_tokens": 4096, "logit_bias": never_stop, "temperature": 0}
+    body.update({"messages": QUESTION} if "chat" in path else {"prompt": "The Kestrel Valley"})
+    app = create_app(lm, None, token="")
+    scheduler = app.state.loracle.scheduler
+    with background_server(app) as url:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{url}{path}", json=body, timeout=0.5)
+        deadline = time.monotonic() + 5
+        while scheduler.pending() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert scheduler.pending() == 0, f"still generating after the client left ({len(decoded)} tokens)"
+        stopped_at = len(decoded)
+        time.sleep(0.2)
+        assert len(decoded) == stopped_at < 200  # out of the ~490 the answer would have taken
+
+
+def test_serve_refuses_a_bad_or_busy_port_before_serving(tmp_path: Path) -> None:
+    import socket
+
+    from tests.e2e.cli import loracle
+
+    (tmp_path / "loracle.toml").write_text("")
+    result = loracle("serve", "--kb", tmp_path, "--port", "99999")
+    assert result.returncode == 1 and "serving" not in result.stdout
+    assert result.stderr.strip() == "error: --port 99999: not a port number (0 to 65535)"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = loracle("serve", "--kb", tmp_path, "--port", str(port))
+    assert result.returncode == 1 and "serving" not in result.stdout
+    assert result.stderr.strip() == f"error: 127.0.0.1:{port}: cannot listen there (Address already in use)"
+
+
+@pytest.mark.integration
+def test_an_openai_client_without_temperature_gets_coherent_text(embedded_lm: LoadedModel) -> None:
+    """The issue: the openai client sends no temperature; sampled at 1.0 the embedded model answered
+    "Il pays durque de fer..." for the capital of France in 2 of 3 tries."""
+    question = [{"role": "user", "content": "What is the capital of France?"}]
+    with background_server(create_app(embedded_lm, None, token="")) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+        replies = [
+            client.chat.completions.create(model="base", messages=question, max_tokens=16).choices[0].message.content
+            for _ in range(3)
+        ]
+    assert all("Paris" in (reply or "") for reply in replies), replies
+    assert len(set(replies)) == 1  # greedy: the same reply every time

@@ -121,20 +121,27 @@ def web_server(tmp_path_factory: pytest.TempPathFactory, chromium_path: Path) ->
     write_adapter(lm, kb.adapters / "kestrel-valley-observatory", "kestrel-valley-observatory", old_hash, 1)
     current = wiki_source(root).read(kb.wiki / "ilse-marrow.md").hash  # what compile records
     write_adapter(lm, kb.adapters / "ilse-marrow", "ilse-marrow", current, 2)
+    (kb.adapters / "Old Copy").mkdir()  # not a valid adapter id: listed apart, never served
     write_eval(kb)
     with background_server(create_app(lm, kb, token="", max_new_tokens=24)) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
-def browser(chromium_path: Path) -> Iterator[Any]:
-    """One headless Chromium for the module (Playwright's sync API allows one running instance at a time)."""
+def playwright(chromium_path: Path) -> Iterator[Any]:
+    """Playwright for the module (its sync API allows one running instance at a time)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(chromium_path), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+        yield playwright
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Any, chromium_path: Path) -> Iterator[Any]:
+    """One headless Chromium for the module."""
+    browser = playwright.chromium.launch(executable_path=str(chromium_path), args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
 
 
 def open_page(browser: Any, url: str) -> Any:
@@ -219,6 +226,7 @@ def test_adapter_inventory_and_eval(page) -> None:
     rows = page.locator("#adapter-table tbody tr").all_inner_texts()
     assert any("kestrel-valley-observatory" in r and "stale" in r for r in rows)
     assert any("ilse-marrow" in r and "current" in r for r in rows)
+    assert any("Old Copy" in r and "not served: not a valid adapter id" in r for r in rows)
     page.screenshot(path=str(SCREENSHOTS / "adapters.png"))
     page.click("nav a[data-view=eval]")
     page.wait_for_selector("#eval-table tbody tr")
@@ -253,3 +261,28 @@ def test_a_server_with_a_token_asks_for_it_and_keeps_asking_until_it_is_right(
         assert page.is_hidden("#token-bar")
         assert page.evaluate("localStorage.getItem('loracle-token')") == token
         page.context.close()
+
+
+def test_a_rebound_domain_gets_nothing_and_the_page_itself_still_works(
+    tmp_path: Path, playwright: Any, chromium_path: Path, tiny_lm: LoadedModel
+) -> None:
+    """DNS rebinding: a site the user visits points its own name at 127.0.0.1 (here Chromium's resolver maps
+    evil.test there), so its page is same-origin with the server. Without a token the server refuses it,
+    while its own page, at 127.0.0.1, reads the wiki and posts a chat as before."""
+    kb = write_wiki(tmp_path)
+    rebinding = [*CHROMIUM_ARGS, "--host-resolver-rules=MAP evil.test 127.0.0.1"]
+    browser = playwright.chromium.launch(executable_path=str(chromium_path), args=rebinding)
+    with background_server(create_app(tiny_lm, kb, token="", max_new_tokens=4)) as url:
+        port = url.rsplit(":", 1)[1]
+        page = browser.new_page()
+        response = page.goto(f"http://evil.test:{port}/")
+        assert response.status == 403 and "Host 'evil.test:" in page.content()
+        assert page.evaluate("fetch('/api/pages').then((r) => r.status)") == 403
+        own = open_page(browser, url)
+        own.wait_for_selector("#page-body h1:text('Index')")
+        own.click("nav a[data-view=ask]")
+        own.fill("#question", "Who founded the observatory?")
+        own.click("#ask-button")  # the base model: a POST to /v1/chat/completions with the page's own Origin
+        own.wait_for_function("document.querySelector('#answer-meta').textContent.includes('base model')")
+        assert "error" not in own.inner_text("#error").lower()
+    browser.close()

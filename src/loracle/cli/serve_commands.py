@@ -21,20 +21,21 @@ def serve(
 
     Example: loracle serve --kb my-kb --port 8321
     """
-    import uvicorn
-
     from loracle.kb import find_kb
     from loracle.serve.app import create_app, resolve_token
-    from loracle.serve.launch import check_exposure
+    from loracle.serve.launch import bound_port, check_exposure, listening_socket, serve_forever
 
     paths = find_kb(kb)
     config = paths.config()
     host = host or config.serve.host
     port = port if port is not None else config.serve.port
     check_exposure(host, resolve_token(config.serve))
+    sock = listening_socket(host, port)  # a bad or busy port fails here, before the model loads
     lm = load_base(model or config.model.base, threads or config.model.threads)
     application = create_app(lm, paths, config=config.serve, max_new_tokens=config.model.max_new_tokens)
+    name = f"[{host}]" if ":" in host else host
     console.print(
-        f"loracle serving {lm.name} and {paths.root} at http://{host}:{port}/  (Ctrl-C stops)", soft_wrap=True
+        f"loracle serving {lm.name} and {paths.root} at http://{name}:{bound_port(sock)}/  (Ctrl-C stops)",
+        soft_wrap=True,
     )
-    uvicorn.run(application, host=host, port=port, log_level="warning")
+    serve_forever(application, sock)

@@ -188,10 +188,14 @@ def _bias_vector(bias: dict[int, float], vocab: int, device: torch.device) -> to
 def _pick(logits: torch.Tensor, config: GenerationConfig, generator: torch.Generator | None) -> int:
     if config.temperature <= 0:
         return int(torch.argmax(logits))
-    probs = torch.softmax(logits / config.temperature, dim=-1)
+    # a temperature too small for the logits' dtype would be 0 (0/0 = NaN): the smallest it holds is as greedy;
+    # and from the top logit down, so that a tiny temperature sends the rest to -inf, not the top to inf (NaN)
+    temperature = max(config.temperature, torch.finfo(logits.dtype).tiny)
+    probs = torch.softmax((logits - logits.max()) / temperature, dim=-1)
     if config.top_p < 1.0:
         sorted_probs, order = torch.sort(probs, descending=True)
         keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < config.top_p
+        keep[0] = True  # the most likely token always (a top_p below float32's smallest would keep none)
         sorted_probs = sorted_probs * keep
         probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
     return int(torch.multinomial(probs.cpu(), 1, generator=generator))

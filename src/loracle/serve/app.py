@@ -20,10 +20,11 @@ from loracle.serve.adapter_pool import AdapterPool
 from loracle.serve.ask import LearnerAnswers
 from loracle.serve.catalog import AdapterCatalog
 from loracle.serve.errors import install_error_handlers
+from loracle.serve.generation import model_sampling
 from loracle.serve.inventory import AdapterInventory
 from loracle.serve.scheduler import Scheduler
 from loracle.serve.search_view import SearchView
-from loracle.serve.security import BearerAuth, BodyLimit
+from loracle.serve.security import BearerAuth, BodyLimit, LoopbackOnly
 from loracle.serve.state import ServerState
 from loracle.serve.wiki_view import WikiView
 
@@ -45,14 +46,15 @@ def create_app(
 ) -> FastAPI:
     """The app serving `lm` (never reloaded) and, when given, the knowledge base at `kb`.
 
-    `token=None` reads it from config/environment; "" turns auth off.
+    `token=None` reads it from config/environment; "" turns auth off, and then only requests for a loopback
+    Host from this server's own page (or a configured CORS origin) are answered.
     """
     config = config or (kb.config().serve if isinstance(kb, KBPaths) else ServeConfig())
     paths = KBPaths(Path(kb)) if isinstance(kb, Path | str) else kb
     catalog = AdapterCatalog(paths.adapters if paths else None)
     pool = AdapterPool(lm, catalog.folder_for, max_loaded=config.max_loaded_adapters)
     scheduler = Scheduler(pool, max_interleaved=config.max_interleaved)
-    state = ServerState(lm, pool, scheduler, catalog, paths, max_new_tokens)
+    state = ServerState(lm, pool, scheduler, catalog, paths, max_new_tokens, model_sampling(lm))
     if paths is not None:
         state.search = SearchView(paths.search_db, paths.wiki)
         state.answers = LearnerAnswers(lm, paths)
@@ -83,13 +85,16 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    app.add_middleware(BearerAuth, token=resolve_token(config) if token is None else token)
+    token = resolve_token(config) if token is None else token
+    app.add_middleware(BearerAuth, token=token)
     app.add_middleware(BodyLimit, max_bytes=config.max_request_bytes)
-    if config.cors_origins:  # outermost, so that even a 401 or 413 carries the CORS headers
+    if config.cors_origins:  # outside the others, so that even a 401 or 413 carries the CORS headers
         app.add_middleware(
             CORSMiddleware,
             allow_origins=config.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type"],
         )
+    if not token:  # outermost: a request for a foreign Host or from a foreign page gets nothing else
+        app.add_middleware(LoopbackOnly, allowed_origins=config.cors_origins)
     return app

@@ -13,6 +13,26 @@ from loracle.model.generate import GenerationConfig, stream_ids
 from loracle.model.loader import LoadedModel
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """Decoding defaults for requests that leave them out: 0 = greedy."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+
+
+def model_sampling(lm: LoadedModel) -> Sampling:
+    """The model's own generation config when it asks for sampling (do_sample), else greedy."""
+    config = getattr(lm.model, "generation_config", None)
+    if config is None or not getattr(config, "do_sample", False):
+        return Sampling()
+    temperature, top_p = getattr(config, "temperature", None), getattr(config, "top_p", None)
+    return Sampling(
+        temperature=float(temperature) if temperature is not None else 1.0,
+        top_p=float(top_p) if top_p is not None and 0 < top_p <= 1 else 1.0,
+    )
+
+
 @dataclass
 class Finish:
     reason: str  # "stop" (end of turn or a stop string) or "length" (token budget spent)

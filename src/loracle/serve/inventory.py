@@ -15,7 +15,7 @@ from typing import Any
 from loracle.errors import LoracleError
 from loracle.kb import KBPaths
 from loracle.pipeline import FolderSource, raw_source, wiki_source
-from loracle.serve.catalog import AdapterCatalog, UnknownAdapterError
+from loracle.serve.catalog import AdapterCatalog, UnknownAdapterError, Unusable
 
 
 class AdapterInventory:
@@ -24,11 +24,13 @@ class AdapterInventory:
         self._hashes: dict[tuple[str, int, int], str] = {}
         self._lock = threading.Lock()
 
-    def rows(self, loaded: set[str]) -> list[dict[str, Any]]:
+    def listing(self, loaded: set[str]) -> tuple[list[dict[str, Any]], list[Unusable]]:
+        """(a row per usable adapter, the adapter folders that are not usable)."""
+        usable, unusable = self.catalog.listing()
         sources = {"raw": raw_source(self.kb.root), "wiki": wiki_source(self.kb.root)}
         paths: dict[str, dict[str, Path]] = {}
         rows = []
-        for adapter_id in self.catalog.ids():
+        for adapter_id in usable:
             try:
                 row = self.catalog.describe(adapter_id)
             except (UnknownAdapterError, OSError):
@@ -45,7 +47,7 @@ class AdapterInventory:
             row["page"] = path.relative_to(self.kb.wiki).as_posix() if path and source is sources["wiki"] else None
             row["source_path"] = path.relative_to(self.kb.root).as_posix() if path else None
             rows.append(row)
-        return rows
+        return rows, unusable
 
     def _stale(self, manifest: dict[str, Any], source: FolderSource | None, path: Path | None) -> bool | None:
         document_id, recorded = str(manifest.get("document_id", "")), manifest.get("content_hash")

@@ -7,13 +7,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from loracle.eval.report import LATEST_JSON, LATEST_PNG, latest_dir
 from loracle.kb import KBPaths
+from loracle.serve.body import RequestBody
+from loracle.serve.disconnect import unless_disconnected
 from loracle.serve.errors import ApiError
 from loracle.serve.openai_api import AdapterRef
 from loracle.serve.render import render_markdown
@@ -30,7 +32,8 @@ def _kb(state: ServerState) -> KBPaths:
 
 @router.get("/info")
 async def info(state: ServerState = Depends(get_state)) -> dict:
-    return {"model": state.base_id, "knowledge_base": str(state.kb.root) if state.kb else None}
+    """The model's name and the knowledge base's folder name (never its path on the server)."""
+    return {"model": state.base_id, "knowledge_base": state.kb.root.name if state.kb else None}
 
 
 @router.get("/pages")
@@ -92,12 +95,14 @@ async def lint_findings(state: ServerState = Depends(get_state)) -> dict:
 
 @router.get("/adapters")
 async def adapters(state: ServerState = Depends(get_state)) -> dict:
+    """The usable adapters (the ones /v1/models lists) and the adapter folders that are not, with why."""
     _kb(state)
     assert state.inventory is not None
-    return {"adapters": await run_in_threadpool(state.inventory.rows, set(state.pool.loaded()))}
+    rows, unusable = await run_in_threadpool(state.inventory.listing, set(state.pool.loaded()))
+    return {"adapters": rows, "unusable": [asdict(u) for u in unusable]}
 
 
-class AskRequest(BaseModel):
+class AskRequest(RequestBody):
     model_config = ConfigDict(extra="forbid")
     question: str = Field(min_length=1, max_length=4000)
     learner: Literal["context"] = "context"
@@ -105,24 +110,25 @@ class AskRequest(BaseModel):
 
 
 @router.post("/ask")
-async def ask(body: AskRequest, state: ServerState = Depends(get_state)) -> dict:
+async def ask(body: AskRequest, request: Request, state: ServerState = Depends(get_state)) -> dict:
     """A learner's answer with its citations (adapters, if any, stay active while it answers)."""
     _kb(state)
     assert state.answers is not None
     spec = state.spec_for(state.base_id, [(a.id, a.weight) for a in body.adapters])
     answers = state.answers
     # learning (when the pages changed) and answering both run on the worker: one request at a time uses the learner
-    return await state.scheduler.run(spec, lambda: answers.answer(body.learner, body.question))
+    work = state.scheduler.run(spec, lambda: answers.answer(body.learner, body.question))
+    return await unless_disconnected(request, work)  # a client gone while it waits for its turn: no answer
 
 
-class QueryRequest(BaseModel):
+class QueryRequest(RequestBody):
     model_config = ConfigDict(extra="forbid")
     question: str = Field(min_length=1, max_length=4000)
     n: int = Field(4, ge=1, le=12)
 
 
 @router.post("/query")
-async def wiki_query(body: QueryRequest, state: ServerState = Depends(get_state)) -> dict:
+async def wiki_query(body: QueryRequest, request: Request, state: ServerState = Depends(get_state)) -> dict:
     """The wiki's answer: search the pages, let the writer LLM answer from them, cite pages and raw lines."""
     from loracle.llm.client import make_llm
     from loracle.wiki import query
@@ -138,13 +144,17 @@ async def wiki_query(body: QueryRequest, state: ServerState = Depends(get_state)
 
     if config.llm.writer.base_url:  # a remote writer: wait for it off the worker, which stays free for others
         return await run_in_threadpool(run)
-    return await state.scheduler.run((), run)  # the local model: on the worker like every other use of it
+    # the local model: on the worker like every other use of it
+    return await unless_disconnected(request, state.scheduler.run((), run))
 
 
 def _eval_file(state: ServerState, name: str) -> Path:
-    path = latest_dir(_kb(state).state) / name
+    kb = _kb(state)
+    path = latest_dir(kb.state) / name
     if not path.is_file():
         raise ApiError(404, "no eval results yet (run `loracle eval`)", type="not_found_error", code="no_eval")
+    if not path.resolve().is_relative_to(kb.root.resolve()):
+        raise ApiError(404, f"{name}: links outside the knowledge base", type="not_found_error", code="no_eval")
     return path
 
 
@@ -155,7 +165,8 @@ async def eval_results(state: ServerState = Depends(get_state)) -> dict:
     try:
         return json.loads(await run_in_threadpool(path.read_text, encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(500, f"{path}: not valid JSON ({exc})", type="server_error", code="bad_eval_file") from exc
+        message = f"{LATEST_JSON}: not valid JSON ({exc})"
+        raise ApiError(500, message, type="server_error", code="bad_eval_file") from exc
 
 
 @router.get("/eval/chart.png")

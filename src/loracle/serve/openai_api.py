@@ -6,9 +6,10 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -17,8 +18,10 @@ from loracle.errors import LoracleError
 from loracle.model.chat import encode_chat
 from loracle.model.generate import GenerationConfig
 from loracle.serve.adapter_pool import AdapterSpec
-from loracle.serve.errors import ApiError, as_api_error, error_body
-from loracle.serve.generation import Finish, generation_steps
+from loracle.serve.body import RequestBody
+from loracle.serve.disconnect import unless_disconnected
+from loracle.serve.errors import ApiError, as_api_error, error_body, public_message
+from loracle.serve.generation import Finish, Sampling, generation_steps
 from loracle.serve.state import ServerState, get_state
 
 router = APIRouter(prefix="/v1")
@@ -47,24 +50,30 @@ class ChatMessage(BaseModel):
         return self.content or ""
 
 
-class SamplingRequest(BaseModel):
-    """The fields loracle honours; other OpenAI fields are accepted and ignored."""
+class SamplingRequest(RequestBody):
+    """The fields loracle honours; other OpenAI fields are accepted and ignored.
+
+    Without `temperature` the reply is what the model's own generation config asks for, and greedy when it
+    asks for no sampling (as SmolLM2's does): small models sampled at OpenAI's default of 1.0 ramble.
+    `top_p` applies only when sampling (a temperature above 0).
+    """
 
     model_config = ConfigDict(extra="allow")
     model: str = Field(min_length=1, max_length=300)
     max_tokens: int | None = Field(None, ge=1, le=4096)
     max_completion_tokens: int | None = Field(None, ge=1, le=4096)
-    temperature: float = Field(1.0, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
     n: int = Field(1, ge=1, le=1)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), le=2**64 - 1)
     stop: str | list[str] | None = None
     logit_bias: dict[str, float] | None = None
     stream: bool = False
     stream_options: dict[str, Any] | None = None
     adapters: list[AdapterRef] = Field(default_factory=list, max_length=16)
 
-    def generation_config(self, default_max: int) -> GenerationConfig:
+    def generation_config(self, default_max: int, defaults: Sampling) -> GenerationConfig:
+        """The decoding this request asks for; `defaults` fill in the temperature and top_p it leaves out."""
         bias: dict[int, float] = {}
         for key, value in (self.logit_bias or {}).items():
             if not key.lstrip("-").isdigit():
@@ -72,8 +81,8 @@ class SamplingRequest(BaseModel):
             bias[int(key)] = max(-100.0, min(100.0, float(value)))
         return GenerationConfig(
             max_new_tokens=self.max_completion_tokens or self.max_tokens or default_max,
-            temperature=self.temperature,
-            top_p=self.top_p,
+            temperature=defaults.temperature if self.temperature is None else self.temperature,
+            top_p=defaults.top_p if self.top_p is None else self.top_p,
             seed=self.seed,
             logit_bias=bias,
         )
@@ -103,7 +112,7 @@ class CompletionRequest(SamplingRequest):
         return self.prompt
 
 
-class AdapterAction(BaseModel):
+class AdapterAction(RequestBody):
     model_config = ConfigDict(extra="forbid")
     id: str = Field(min_length=1, max_length=128)
 
@@ -144,24 +153,31 @@ async def unload_adapter(body: AdapterAction, state: ServerState = Depends(get_s
 
 
 @router.post("/chat/completions", response_model=None)
-async def chat_completions(body: ChatRequest, state: ServerState = Depends(get_state)) -> dict | StreamingResponse:
+async def chat_completions(
+    body: ChatRequest, request: Request, state: ServerState = Depends(get_state)
+) -> dict | StreamingResponse:
+    """A chat reply, streamed (SSE) or whole; see SamplingRequest for the decoding defaults."""
     spec = _checked(lambda: state.spec_for(body.model, [(a.id, a.weight) for a in body.adapters]), "model")
     messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages]
     prompt = await run_in_threadpool(encode_chat, state.lm.tokenizer, messages)  # up to 1 MB of text: off the loop
-    return await _complete(state, body, spec, prompt, chat=True)
+    return await _complete(request, state, body, spec, prompt, chat=True)
 
 
 @router.post("/completions", response_model=None)
-async def completions(body: CompletionRequest, state: ServerState = Depends(get_state)) -> dict | StreamingResponse:
+async def completions(
+    body: CompletionRequest, request: Request, state: ServerState = Depends(get_state)
+) -> dict | StreamingResponse:
+    """A text completion, streamed (SSE) or whole; see SamplingRequest for the decoding defaults."""
     spec = _checked(lambda: state.spec_for(body.model, [(a.id, a.weight) for a in body.adapters]), "model")
     prompt = await run_in_threadpool(state.lm.tokenizer.encode, body.prompt_text())
-    return await _complete(state, body, spec, prompt, chat=False)
+    return await _complete(request, state, body, spec, prompt, chat=False)
 
 
 async def _complete(
-    state: ServerState, body: SamplingRequest, spec: AdapterSpec, prompt: list[int], *, chat: bool
+    request: Request, state: ServerState, body: SamplingRequest, spec: AdapterSpec, prompt: list[int], *, chat: bool
 ) -> dict | StreamingResponse:
-    config = body.generation_config(state.max_new_tokens)
+    """Generate on the scheduler; a whole reply stops generating if its client disconnects first."""
+    config = body.generation_config(state.max_new_tokens, state.sampling)
     stops = body.stops()
     limit = getattr(state.lm.model.config, "max_position_embeddings", None) or 1 << 30
     if not prompt:
@@ -173,13 +189,17 @@ async def _complete(
     # load before answering: a broken adapter is an error status, not an error in the middle of a stream
     await run_in_threadpool(lambda: [state.pool.ensure_loaded(adapter_id) for adapter_id, _ in spec])
     pieces = state.scheduler.stream(spec, lambda: generation_steps(state.lm, prompt, config, stops))
-    reply = _Reply(body.model, chat)
+    reply = _Reply(body.model, chat, state.kb.root if state.kb else None)
     if body.stream:
         return StreamingResponse(
             reply.sse(pieces, body.include_usage()),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
+    return await unless_disconnected(request, _whole(reply, pieces))
+
+
+async def _whole(reply: _Reply, pieces: AsyncIterator[Any]) -> dict:
     text, finish = [], None
     try:
         async for piece in pieces:
@@ -196,9 +216,10 @@ async def _complete(
 class _Reply:
     """Builds response bodies in the shape of OpenAI's chat.completion / text_completion objects."""
 
-    def __init__(self, model: str, chat: bool) -> None:
+    def __init__(self, model: str, chat: bool, root: Path | None = None) -> None:
         self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
         self.model, self.chat, self.created = model, chat, int(time.time())
+        self.root = root  # the knowledge base, which error messages name paths relative to
 
     def _envelope(self, obj: str) -> dict:
         return {"id": self.id, "object": obj, "created": self.created, "model": self.model}
@@ -247,9 +268,10 @@ class _Reply:
                     yield _event(self._chunk({"content": piece} if self.chat else piece, None))
         except LoracleError as exc:
             api = as_api_error(exc, "model")
-            yield _event(error_body(api.message, api.type, api.code, api.param))
+            yield _event(error_body(public_message(api.message, self.root), api.type, api.code, api.param))
         except Exception as exc:  # the response has started: report the failure in the stream, then end it
-            yield _event(error_body(f"generation failed ({type(exc).__name__}: {exc})", "server_error"))
+            message = public_message(f"generation failed ({type(exc).__name__}: {exc})", self.root)
+            yield _event(error_body(message, "server_error"))
         yield "data: [DONE]\n\n"
 
 

@@ -54,6 +54,10 @@ class Scheduler:
         self._incoming.put(None)
         self._thread.join(timeout=10)
 
+    def pending(self) -> int:
+        """Requests running or waiting for their turn."""
+        return len(self._running) + self._incoming.qsize()
+
     def submit(self, job: Job) -> None:
         if self._stopping:
             raise RuntimeError("the server is shutting down")

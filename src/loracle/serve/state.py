@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Request
 
@@ -12,6 +12,7 @@ from loracle.model.loader import LoadedModel
 from loracle.serve.adapter_pool import AdapterPool, AdapterSpec, normalise_spec
 from loracle.serve.ask import LearnerAnswers
 from loracle.serve.catalog import AdapterCatalog, UnknownAdapterError, validate_adapter_id
+from loracle.serve.generation import Sampling
 from loracle.serve.inventory import AdapterInventory
 from loracle.serve.scheduler import Scheduler
 from loracle.serve.search_view import SearchView
@@ -26,6 +27,8 @@ class ServerState:
     catalog: AdapterCatalog
     kb: KBPaths | None
     max_new_tokens: int = 200
+    #: decoding for requests that name no temperature / top_p (the model's generation config, else greedy)
+    sampling: Sampling = field(default_factory=Sampling)
     search: SearchView | None = None
     answers: LearnerAnswers | None = None
     wiki: WikiView | None = None

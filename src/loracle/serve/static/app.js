@@ -371,7 +371,7 @@ function age(seconds) {
 }
 
 async function showAdapters() {
-  const { adapters } = await getJSON("/api/adapters");
+  const { adapters, unusable = [] } = await getJSON("/api/adapters");
   const rows = adapters.map((a) => {
     const m = a.manifest || {};
     const stale = a.stale === true ? "stale" : a.stale === false ? "current" : "—";
@@ -383,6 +383,9 @@ async function showAdapters() {
       el("td", { class: "num" }, age(a.age_s)),
       el("td", { class: a.stale ? "stale" : "" }, `${stale}${a.loaded ? ", loaded" : ""}`));
   });
+  // folders in adapters/ the server does not serve (a bad name, missing files), so that they are not a mystery
+  rows.push(...unusable.map((u) => el("tr", { class: "unusable" },
+    el("td", {}, u.folder), el("td", { colspan: 5, class: "muted" }, `not served: ${u.problem}`))));
   $("#adapter-table tbody").replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: 6, class: "muted" }, "No adapters yet: run `loracle compile`."))]));
 }
 
