@@ -87,7 +87,7 @@ class CountingCompiler:
 def pick_compiler(lm: LoadedModel, checkpoint: str | None, ttt_options: dict[str, Any]) -> tuple[DocumentCompiler, str]:
     """The hypernetwork learner when a checkpoint for it exists (shipped, or --hypernet-checkpoint), else ttt."""
     try:
-        from loracle.learners.hypernet import HypernetLearner
+        from loracle.learners.hypernet.learner import HypernetLearner
 
         return HypernetLearner(lm, checkpoint=checkpoint), f"hypernet ({checkpoint or 'shipped checkpoint'})"
     except (ImportError, LoracleError) as exc:

@@ -31,7 +31,8 @@ from benchmarks.dev import dev_samples, title_of
 from benchmarks.ttt_dev import squad_dev
 from loracle.documents import Document
 from loracle.eval.harness import document_text
-from loracle.learners.context import OWN_PASSAGE_TOKENS, ContextLearner, passage_generation
+from loracle.learners.context.config import OWN_PASSAGE_TOKENS
+from loracle.learners.context.learner import ContextLearner, passage_generation
 from loracle.model import LoadedModel, generate_chat, load_model, question_messages
 from loracle.runtime import configure_threads
 

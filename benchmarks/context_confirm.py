@@ -41,7 +41,7 @@ from benchmarks.ttt_dev import dev_paragraphs, squad_dev, squad_dev_all
 from loracle.documents import Document
 from loracle.eval.harness import document_text
 from loracle.eval.scoring import is_correct
-from loracle.learners.context import GATE_HITS, ContextLearner
+from loracle.learners.context.learner import GATE_HITS, ContextLearner
 from loracle.model import LoadedModel
 
 SEED = "context-confirm"

@@ -56,8 +56,8 @@ from benchmarks.dev import (
 from loracle.documents import Document
 from loracle.eval.harness import document_text
 from loracle.eval.scoring import is_correct, token_f1
-from loracle.hypernet.data import Sample
-from loracle.learners.context import GATE_HITS, ContextLearner
+from loracle.learners.context.learner import GATE_HITS, ContextLearner
+from loracle.learners.hypernet.data import Sample
 from loracle.model import load_model
 from loracle.runtime import configure_threads
 

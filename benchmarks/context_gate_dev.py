@@ -29,7 +29,7 @@ from benchmarks.context_squad_dev import SIGNIFICANCE, test_note
 from benchmarks.dev import general_questions, sign_test
 from benchmarks.ttt_dev import squad_dev_all
 from loracle.documents import Document
-from loracle.learners.context import GATE_HITS, ContextLearner
+from loracle.learners.context.learner import GATE_HITS, ContextLearner
 from loracle.model import load_model
 
 

@@ -25,7 +25,8 @@ from benchmarks.common import row, write_result
 from benchmarks.ttt_dev import squad_dev
 from loracle.eval.general import READING_FILE, GeneralItem, data_file, load_general
 from loracle.eval.scoring import is_correct
-from loracle.learners.context import OWN_PASSAGE_TOKENS, ContextLearner
+from loracle.learners.context.config import OWN_PASSAGE_TOKENS
+from loracle.learners.context.learner import ContextLearner
 from loracle.model import GenerationConfig, generate_chat, load_model, question_messages
 from loracle.runtime import configure_threads
 

@@ -45,7 +45,7 @@ from benchmarks.ttt_dev import dev_paragraphs
 from loracle.documents import Document
 from loracle.eval.scoring import is_correct
 from loracle.eval.squad import SquadParagraph
-from loracle.learners.context import ContextLearner
+from loracle.learners.context.learner import ContextLearner
 from loracle.model import LoadedModel
 
 SEED = "context-rerank"

@@ -40,7 +40,7 @@ from benchmarks.ttt_dev import SQUAD, dev_paragraphs, read_elsewhere
 from loracle.documents import Document
 from loracle.eval.scoring import is_correct
 from loracle.eval.squad import SquadParagraph, load_squad
-from loracle.learners.context import ContextLearner
+from loracle.learners.context.learner import ContextLearner
 from loracle.model import LoadedModel
 
 SEED = "context-split"

@@ -38,7 +38,7 @@ from benchmarks.context_dev import MAX_UNRELATED_PASS
 from benchmarks.dev import Decoder, apply_settings, pass_rate, retrieval_grid, sign_test
 from benchmarks.ttt_dev import squad_dev_all
 from loracle.eval.scoring import is_correct
-from loracle.learners.context import GATE_HITS, ContextLearner
+from loracle.learners.context.learner import GATE_HITS, ContextLearner
 from loracle.model import load_model
 from loracle.runtime import configure_threads
 

@@ -15,10 +15,12 @@ from typing import Any
 
 from benchmarks.common import discordant, row
 from loracle.eval.general import KNOWLEDGE_FILE, data_file, load_general
-from loracle.hypernet.data import Sample, fictional_sample
-from loracle.learners.context import ORDERS, ContextLearner
+from loracle.learners.context.learner import ContextLearner
+from loracle.learners.hypernet.data import Sample, fictional_sample
 from loracle.model import LoadedModel, load_model
 from loracle.runtime import configure_threads
+
+ORDERS = ("relevance", "document")
 
 
 def dev_model() -> LoadedModel:

@@ -22,9 +22,9 @@ import torch
 
 from benchmarks.common import row, write_result
 from loracle.documents import Document
-from loracle.hypernet.engine import DocToLora
-from loracle.hypernet.reading import doc_ids
-from loracle.learners.hypernet import HypernetLearner
+from loracle.learners.hypernet.engine import DocToLora
+from loracle.learners.hypernet.learner import HypernetLearner
+from loracle.learners.hypernet.reading import doc_ids
 from loracle.model import load_model
 from loracle.runtime import configure_threads
 

@@ -11,7 +11,7 @@ import statistics
 from pathlib import Path
 
 from benchmarks.common import row, write_result
-from loracle.hypernet.checkpoint import shipped_path
+from loracle.learners.hypernet.checkpoint import shipped_path
 from loracle.model.embedded import EMBEDDED_NAME
 
 PNG = Path(__file__).parent / "hypernet_training.png"

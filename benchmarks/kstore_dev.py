@@ -45,7 +45,8 @@ from benchmarks.dev import (
 )
 from loracle.documents import Document
 from loracle.eval.scoring import is_correct, token_f1
-from loracle.learners.kstore import KStoreLearner, KStoreSettings
+from loracle.learners.kstore.config import KStoreConfig as KStoreSettings
+from loracle.learners.kstore.learner import KStoreLearner
 from loracle.model import load_model
 from loracle.runtime import configure_threads
 

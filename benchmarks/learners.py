@@ -35,12 +35,12 @@ CORPORA = ("fictional", "squad", "squad-all-questions")
 
 def available_learners(requested: list[str]) -> tuple[list[str], list[str]]:
     """The requested learners whose module exists here, and those that are missing."""
-    from loracle.learners import _FACTORIES
+    from loracle.learners import LEARNER_NAMES
 
     present, missing = [], []
     for name in requested:
-        module = _FACTORIES.get(name, "").split(":")[0]
-        (present if module and importlib.util.find_spec(module) else missing).append(name)
+        module = f"loracle.learners.{name}.learner"
+        (present if name in LEARNER_NAMES and importlib.util.find_spec(module) else missing).append(name)
     return present, missing
 
 

@@ -31,8 +31,8 @@ from loracle.documents import Document
 from loracle.eval.general import READING_FILE, data_file, load_general
 from loracle.eval.scoring import is_correct
 from loracle.eval.squad import SquadParagraph, load_squad, sample_questions
-from loracle.hypernet.data import fictional_sample
-from loracle.learners.ttt import TTTLearner
+from loracle.learners.hypernet.data import fictional_sample
+from loracle.learners.ttt.learner import TTTLearner
 from loracle.model import GenerationConfig, LoadedModel, generate_chat, load_model, question_messages
 from loracle.runtime import configure_threads
 

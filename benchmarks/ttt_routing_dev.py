@@ -19,8 +19,8 @@ import time
 from benchmarks.common import row, write_result
 from benchmarks.ttt_dev import squad_dev
 from loracle.learners.routing import ChunkRouter, best_first
-from loracle.learners.selfstudy import study_examples
-from loracle.learners.ttt import routing_keys
+from loracle.learners.ttt.learner import routing_keys
+from loracle.learners.ttt.selfstudy import study_examples
 from loracle.model import load_model
 from loracle.runtime import configure_threads
 from loracle.search import default_embedder

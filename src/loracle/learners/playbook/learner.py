@@ -14,43 +14,18 @@ import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
-from rich.table import Table
 
-from loracle.atomic import write_text_atomic
 from loracle.documents import Document
 from loracle.errors import LoracleError
 from loracle.eval.scoring import is_correct
 from loracle.learners.base import Answer, LearnReport
-from loracle.learners.checkpoint import load_checkpoint, save_checkpoint
+from loracle.learners.checkpoint import load_checkpoint, save_checkpoint, stored_config
+from loracle.learners.playbook.book import Patch, PatchOp, Playbook, playbook_path
+from loracle.learners.playbook.config import PlaybookConfig
 from loracle.llm import LLM, make_llm
 from loracle.model import GenerationConfig, LoadedModel, Message, generate_chat, question_messages
-
-PLAYBOOK_FILE = "playbook.json"
-SECTIONS = ("fact", "strategy", "pitfall")
-
-
-class Bullet(BaseModel):
-    id: str
-    section: str = "fact"
-    text: str
-    helpful: int = 0
-    harmful: int = 0
-
-
-class PatchOp(BaseModel):
-    """One curator edit: add a bullet, or update / remove the bullet with `id`."""
-
-    op: Literal["add", "update", "remove"]
-    id: str = ""
-    section: str = "fact"
-    text: str = ""
-
-
-class Patch(BaseModel):
-    operations: list[PatchOp] = Field(default_factory=list)
 
 
 class PracticeItem(BaseModel):
@@ -64,82 +39,6 @@ class Practice(BaseModel):
 
 class Lessons(BaseModel):
     lessons: list[str] = Field(default_factory=list)
-
-
-class Playbook(BaseModel):
-    """Bullets with stable ids ("b1", "b2", ...); changed only through `apply`."""
-
-    bullets: list[Bullet] = Field(default_factory=list)
-    next_id: int = 1
-    max_bullets: int = 30
-    max_chars: int = 240
-
-    @classmethod
-    def read(cls, path: Path) -> Playbook:
-        """The playbook at `path`; an empty one when there is none yet; a clear error when it is corrupt."""
-        if not path.exists():
-            return cls()
-        try:
-            return cls.model_validate_json(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValidationError, ValueError) as exc:
-            raise LoracleError(f"{path}: not a readable playbook ({str(exc).splitlines()[0]})") from exc
-
-    def write(self, path: Path) -> None:
-        write_text_atomic(path, self.model_dump_json(indent=2) + "\n")
-
-    def find(self, bullet_id: str) -> Bullet | None:
-        return next((b for b in self.bullets if b.id == bullet_id), None)
-
-    def apply(self, patch: Patch) -> list[str]:
-        """Apply each valid operation in order; invalid ones (unknown id, empty text) are skipped.
-
-        Returns what was done, one line per operation. When an add would exceed `max_bullets`, the
-        bullet with the worst helpful-minus-harmful record (the oldest on a tie) makes room.
-        """
-        done: list[str] = []
-        for op in patch.operations:
-            text = " ".join(op.text.split())[: self.max_chars]
-            section = op.section if op.section in SECTIONS else "fact"
-            if op.op == "add":
-                if not text or any(_same(text, b.text) for b in self.bullets):
-                    continue
-                if len(self.bullets) >= self.max_bullets:
-                    worst = min(self.bullets, key=lambda b: (b.helpful - b.harmful, int(b.id[1:])))
-                    self.bullets.remove(worst)
-                    done.append(f"evicted {worst.id}")
-                bullet = Bullet(id=f"b{self.next_id}", section=section, text=text)
-                self.next_id += 1
-                self.bullets.append(bullet)
-                done.append(f"added {bullet.id}")
-            elif (bullet := self.find(op.id)) is not None:
-                if op.op == "remove":
-                    self.bullets.remove(bullet)
-                    done.append(f"removed {bullet.id}")
-                elif text:
-                    bullet.text, bullet.section = text, section
-                    done.append(f"updated {bullet.id}")
-        return done
-
-    def render(self) -> str:
-        return "\n".join(f"[{b.id}] ({b.section}) {b.text}" for b in self.bullets)
-
-
-def _same(a: str, b: str) -> bool:
-    return " ".join(a.lower().split()) == " ".join(b.lower().split())
-
-
-def playbook_path(kb_state: Path) -> Path:
-    """Where a knowledge base keeps its playbook: <kb>/.loracle/playbook.json."""
-    return kb_state / PLAYBOOK_FILE
-
-
-def playbook_table(playbook: Playbook, where: str) -> Table:
-    table = Table(title=f"Playbook ({len(playbook.bullets)}/{playbook.max_bullets} bullets) — {where}")
-    for column in ("id", "section", "bullet", "helpful", "harmful"):
-        table.add_column(column)
-    for b in playbook.bullets:
-        table.add_row(b.id, b.section, b.text, str(b.helpful), str(b.harmful))
-    return table
 
 
 PRACTICE_PROMPT = (
@@ -170,26 +69,23 @@ class PlaybookLearner:
     def __init__(
         self,
         lm: LoadedModel,
+        config: PlaybookConfig | None = None,
+        *,
         llm: LLM | None = None,
         kb_state: Path | str | None = None,
-        questions_per_doc: int = 3,
-        max_bullets: int = 30,
-        max_chars: int = 240,
-        max_new_tokens: int = 48,
-        writer_max_tokens: int = 256,
     ) -> None:
         from loracle.config import Config
 
         self.lm = lm
+        self.config = config or PlaybookConfig()
         self.llm = llm or make_llm(Config(), "writer", lm)
         #: when set, the playbook lives at <kb_state>/playbook.json and is saved after every patch
         self.path = playbook_path(Path(kb_state)) if kb_state is not None else None
-        self.questions_per_doc = questions_per_doc
-        self.limits = {"max_bullets": max_bullets, "max_chars": max_chars}
-        self.config = GenerationConfig(max_new_tokens=max_new_tokens)
-        self.writer_max_tokens = writer_max_tokens
-        self.playbook = Playbook.read(self.path) if self.path else Playbook(**self.limits)
-        self.playbook.max_bullets, self.playbook.max_chars = max_bullets, max_chars
+        self.playbook = Playbook.read(self.path) if self.path else self._empty()
+        self.playbook.max_bullets, self.playbook.max_chars = self.config.max_bullets, self.config.max_chars
+
+    def _empty(self) -> Playbook:
+        return Playbook(max_bullets=self.config.max_bullets, max_chars=self.config.max_chars)
 
     def learn(self, docs: Sequence[Document]) -> LearnReport:
         start = time.perf_counter()
@@ -232,7 +128,7 @@ class PlaybookLearner:
             lessons = self.llm.complete_json(
                 [{"role": "user", "content": REFLECT_PROMPT.format(title=doc.title, text=text, quiz=quiz)}],
                 Lessons,
-                max_tokens=self.writer_max_tokens,
+                max_tokens=self.config.writer_max_tokens,
             ).lessons
         except LoracleError as exc:
             notes["reflector_error"] = str(exc)
@@ -249,19 +145,19 @@ class PlaybookLearner:
     def _practice(self, doc: Document) -> list[PracticeItem]:
         """Practice questions with answers from the document: JSON first; a small writer that cannot
         produce it gets a second chance with plain "Q: ... / A: ..." lines."""
-        prompt = PRACTICE_PROMPT.format(n=self.questions_per_doc, title=doc.title, text=doc.text.strip())
+        prompt = PRACTICE_PROMPT.format(n=self.config.questions_per_doc, title=doc.title, text=doc.text.strip())
         try:
             items = self.llm.complete_json(
-                [{"role": "user", "content": prompt}], Practice, max_tokens=self.writer_max_tokens
+                [{"role": "user", "content": prompt}], Practice, max_tokens=self.config.writer_max_tokens
             ).questions
         except LoracleError as json_error:
             reply = self.llm.complete(
-                [{"role": "user", "content": f"{prompt}\n\n{PRACTICE_LINES}"}], max_tokens=self.writer_max_tokens
+                [{"role": "user", "content": f"{prompt}\n\n{PRACTICE_LINES}"}], max_tokens=self.config.writer_max_tokens
             )
             items = [PracticeItem(question=q.strip(), answer=a.strip()) for q, a in _QA_LINES.findall(reply)]
             if not items:
                 raise LoracleError(f"{json_error}; the plain Q:/A: answer had no pairs either") from json_error
-        return items[: self.questions_per_doc]
+        return items[: self.config.questions_per_doc]
 
     def _curate(self, lessons: list[str]) -> Patch:
         """The curator's patch; when its JSON is unusable, each lesson becomes an `add` (still a patch)."""
@@ -270,7 +166,7 @@ class PlaybookLearner:
         )
         try:
             patch = self.llm.complete_json(
-                [{"role": "user", "content": prompt}], Patch, max_tokens=self.writer_max_tokens
+                [{"role": "user", "content": prompt}], Patch, max_tokens=self.config.writer_max_tokens
             )
         except LoracleError:
             patch = Patch()
@@ -296,18 +192,22 @@ class PlaybookLearner:
 
     def answer(self, question: str) -> Answer:
         start = time.perf_counter()
-        text = generate_chat(self.lm, self.prompt_messages(question), self.config)
+        config = GenerationConfig(max_new_tokens=self.config.max_new_tokens)
+        text = generate_chat(self.lm, self.prompt_messages(question), config)
         return Answer(text, seconds=time.perf_counter() - start)
 
     def reset(self) -> None:
-        self.playbook = Playbook(**self.limits)
+        self.playbook = self._empty()
 
     def save(self, path: Path) -> None:
-        save_checkpoint(path, self.name, self.lm.fingerprint, {}, {"playbook": self.playbook.model_dump()})
+        meta = {"playbook": self.playbook.model_dump()}
+        save_checkpoint(path, self.name, self.lm.fingerprint, {}, meta, self.config)
 
     def load(self, path: Path) -> None:
         _, meta = load_checkpoint(path, self.name, self.lm.fingerprint)
+        config = stored_config(path, self.name, meta)
         try:
             self.playbook = Playbook.model_validate(meta.get("playbook"))
+            self.config = config
         except ValidationError as exc:
             raise LoracleError(f"{path}: the checkpoint's playbook is malformed ({exc.errors()[0]['msg']})") from exc

@@ -16,14 +16,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from loracle.hypernet.lora import Lora
-from loracle.hypernet.reading import Reading
+from loracle.learners.hypernet.reading import Reading
+from loracle.learners.lora import Lora
 
 DEFAULT_TARGETS = ("mlp.down_proj",)
 
 
 @dataclass
-class HypernetConfig:
+class NetworkConfig:
     hidden_size: int
     num_layers: int
     #: target module (relative to a decoder layer) -> (in_features, out_features)
@@ -36,7 +36,7 @@ class HypernetConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def for_model(cls, model: nn.Module, targets: tuple[str, ...] = DEFAULT_TARGETS, **kwargs: Any) -> HypernetConfig:
+    def for_model(cls, model: nn.Module, targets: tuple[str, ...] = DEFAULT_TARGETS, **kwargs: Any) -> NetworkConfig:
         """Read the sizes from the base model itself (hidden size, layers, each target's in/out features)."""
         layers, prefix = _decoder_layers(model)
         shapes: dict[str, tuple[int, int]] = {}
@@ -57,7 +57,7 @@ class HypernetConfig:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> HypernetConfig:
+    def from_json(cls, data: dict[str, Any]) -> NetworkConfig:
         data = dict(data)
         data["targets"] = {k: (int(v[0]), int(v[1])) for k, v in data["targets"].items()}
         return cls(**data)
@@ -78,7 +78,7 @@ def _decoder_layers(model: nn.Module) -> tuple[nn.ModuleList, str]:
 
 
 class Hypernet(nn.Module):
-    def __init__(self, config: HypernetConfig) -> None:
+    def __init__(self, config: NetworkConfig) -> None:
         super().__init__()
         self.config = config
         c = config

@@ -1,10 +1,10 @@
 """The `hypernet` learner: each document becomes LoRA adapters in one forward pass per chunk (Doc-to-LoRA).
 
 learn() reads every chunk once through the base model and the hypernetwork; answer() routes the question
-to the best-matching chunk adapters, applies them (plus the learned bias LoRA) and generates closed-book;
+to the best-matching chunk adapters, applies them (plus the network's bias LoRA) and generates closed-book;
 a question that no learned chunk covers (see routing.py) gets the base model alone, so general ability is
-not touched by adapters about something else.
-compile_document() writes a document's adapter as a plain PEFT folder for `loracle compile`.
+not touched by adapters about something else. compile_document() writes a document's adapter as a plain
+PEFT folder for `loracle compile`.
 """
 
 from __future__ import annotations
@@ -15,74 +15,63 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from loracle.adapters.compiler import CompileReport
-from loracle.adapters.peft_format import write_lora_adapter
 from loracle.documents import Document
 from loracle.errors import LoracleError
-from loracle.hypernet.engine import DEFAULT_CHUNK_TOKENS, ChunkAdapter, DocText, DocToLora
-from loracle.hypernet.lora import applied, from_flat, lora_bytes, lora_rank, to_flat, to_peft_tensors
 from loracle.learners.base import Answer, Citation, LearnReport
-from loracle.learners.checkpoint import load_checkpoint, save_checkpoint
+from loracle.learners.checkpoint import load_checkpoint, save_checkpoint, stored_config
+from loracle.learners.hypernet.config import HypernetConfig
+from loracle.learners.hypernet.engine import ChunkAdapter, DocText, DocToLora
+from loracle.learners.lora import Lora, hooked, lora_rank, write_peft
 from loracle.learners.routing import ChunkRouter
 from loracle.model import GenerationConfig, LoadedModel, generate_chat, question_messages
 
-NAME = "hypernet"
-
 
 class HypernetLearner:
-    name = NAME
+    name = "hypernet"
 
     def __init__(
-        self,
-        lm: LoadedModel,
-        *,
-        checkpoint: Path | str | None = None,
-        top_k: int = 2,
-        min_coverage: float = 0.5,
-        chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
-        max_new_tokens: int = 48,
-        batch: int = 1,
-        engine: DocToLora | None = None,
+        self, lm: LoadedModel, config: HypernetConfig | None = None, *, engine: DocToLora | None = None
     ) -> None:
         self.lm = lm
-        self.engine = engine or DocToLora.from_checkpoint(
-            lm, Path(checkpoint) if checkpoint else None, chunk_tokens=chunk_tokens
-        )
-        self.top_k = top_k
-        self.min_coverage = min_coverage  # the same share ttt asks of a recitation before it reads it
-        self.max_new_tokens = max_new_tokens
-        self.batch = batch  # chunks per forward when learning several documents
-        self.chunks: list[ChunkAdapter] = []
-        self.router = ChunkRouter([])
+        self.config = config or HypernetConfig()
+        self.engine = engine or self._engine(self.config)
+        self.reset()
+
+    def _engine(self, config: HypernetConfig) -> DocToLora:
+        path = Path(config.checkpoint).expanduser() if config.checkpoint else None
+        return DocToLora.from_checkpoint(self.lm, path, chunk_tokens=config.chunk_tokens)
 
     def learn(self, docs: Sequence[Document]) -> LearnReport:
         start = time.perf_counter()
         tokens = 0
-        for adapters in self.engine.internalise_many([_doc_text(doc) for doc in docs], self.batch):
+        for adapters in self.engine.internalise_many([_doc_text(doc) for doc in docs], self.config.batch):
             self.chunks.extend(adapters)
             tokens += sum(a.tokens for a in adapters)
         self.router = ChunkRouter([c.text for c in self.chunks])
         size = sum(lora_bytes(c.lora) for c in self.chunks)
-        details = {"chunks": len(self.chunks), "top_k": self.top_k}
-        return LearnReport(NAME, len(docs), tokens, time.perf_counter() - start, size, details)
+        details = {"chunks": len(self.chunks), "top_k": self.config.top_k}
+        return LearnReport(self.name, len(docs), tokens, time.perf_counter() - start, size, details)
 
     def route(self, question: str) -> list[ChunkAdapter]:
         """The chunks that hold at least `min_coverage` of the question's words, best first, at most top_k."""
-        return [self.chunks[i] for i in self.router.top(question, self.top_k, self.min_coverage)]
+        c = self.config
+        return [self.chunks[i] for i in self.router.top(question, c.top_k, c.min_coverage)]
 
     def answer(self, question: str) -> Answer:
         start = time.perf_counter()
         chosen = self.route(question)
-        # the adapters are forward hooks: every decoder runs hooked modules through their own forward;
         # about nothing learned, the base model answers alone, without even the bias LoRA
-        config = GenerationConfig(max_new_tokens=self.max_new_tokens)
-        with applied(self.lm.model, self.engine.combine(chosen)) if chosen else contextlib.nullcontext():
+        config = GenerationConfig(max_new_tokens=self.config.max_new_tokens)
+        with hooked(self.lm.model, self.engine.combine(chosen)) if chosen else contextlib.nullcontext():
             text = generate_chat(self.lm, question_messages(question), config)
         citations = [Citation(c.doc_id, c.title, c.text[:160]) for c in chosen]
         return Answer(text, citations, time.perf_counter() - start)
 
     def reset(self) -> None:
-        self.chunks = []
+        self.chunks: list[ChunkAdapter] = []
         self.router = ChunkRouter([])
 
     def save(self, path: Path) -> None:
@@ -92,17 +81,22 @@ class HypernetLearner:
             tensors.update(to_flat(chunk.lora, f"c{i}"))
             records.append({"doc_id": chunk.doc_id, "title": chunk.title, "index": chunk.index, "text": chunk.text,
                             "tokens": chunk.tokens})  # fmt: skip
-        save_checkpoint(path, NAME, self.lm.fingerprint, tensors, {"chunks": records, "top_k": self.top_k})
+        save_checkpoint(path, self.name, self.lm.fingerprint, tensors, {"chunks": records}, self.config)
 
     def load(self, path: Path) -> None:
-        tensors, meta = load_checkpoint(path, NAME, self.lm.fingerprint)
+        tensors, meta = load_checkpoint(path, self.name, self.lm.fingerprint)
+        config = stored_config(path, self.name, meta)
         try:
-            self.chunks = [
+            chunks = [
                 ChunkAdapter(r["doc_id"], r["title"], r["index"], r["text"], r["tokens"], from_flat(tensors, f"c{i}"))
                 for i, r in enumerate(meta["chunks"])
             ]
         except (KeyError, TypeError) as exc:
             raise LoracleError(f"{path}: incomplete hypernet checkpoint ({exc})") from exc
+        if (config.checkpoint, config.chunk_tokens) != (self.config.checkpoint, self.config.chunk_tokens):
+            self.engine = self._engine(config)  # the network whose bias LoRA the chunk adapters were written with
+        self.config = config
+        self.chunks = chunks
         self.router = ChunkRouter([c.text for c in self.chunks])
 
     def compile_document(self, doc: Document, folder: Path) -> CompileReport:
@@ -127,33 +121,39 @@ class HypernetLearner:
     def _write(self, doc: Document, adapters: Sequence[ChunkAdapter], folder: Path) -> tuple[int, int]:
         """The PEFT folder of one document's adapters; returns the bytes written and the adapter's rank."""
         lora = self.engine.combine(adapters)
-        rank = lora_rank(lora)
-        config = self.engine.net.config
+        network = self.engine.net.config
         manifest: dict[str, Any] = {
-            "learner": NAME,
+            "learner": self.name,
+            "config": self.config.model_dump(),
             "doc_id": doc.id,
             "doc_hash": doc.hash,
             "base_fingerprint": self.lm.fingerprint,
             "chunks": len(adapters),
-            "chunk_rank": config.rank,
-            "bias_rank": config.bias_rank,
+            "chunk_rank": network.rank,
+            "bias_rank": network.bias_rank,
         }
-        size = write_lora_adapter(
-            folder,
-            to_peft_tensors(lora),
-            r=rank,
-            alpha=rank,  # scaling alpha / r = 1: the generated B already carries the scale
-            target_modules=sorted({t.rsplit(".", 1)[-1] for t in config.targets}),
-            base_model=self.lm.name,
-            manifest=manifest,
-        )
-        return size, rank
+        size = write_peft(folder, lora, scale=1.0, base_model=self.lm.name, manifest=manifest)
+        return size, lora_rank(lora)
 
 
 def _doc_text(doc: Document) -> DocText:
     return DocText(doc.text, doc.id, doc.title)
 
 
-def compile_document(doc: Document, folder: Path, lm: LoadedModel, checkpoint: Path | None = None) -> CompileReport:
-    """Compile one document into a PEFT adapter folder with the hypernetwork (shipped checkpoint by default)."""
-    return HypernetLearner(lm, checkpoint=checkpoint).compile_document(doc, folder)
+def lora_bytes(lora: Lora, bytes_per_value: int = 4) -> int:
+    """What a chunk adapter takes in a checkpoint."""
+    return sum((a.numel() + b.numel()) * bytes_per_value for a, b in lora.values())
+
+
+def to_flat(lora: Lora, prefix: str) -> dict[str, torch.Tensor]:
+    """Flat tensors for a safetensors file: <prefix>/<path>/A and /B."""
+    flat: dict[str, torch.Tensor] = {}
+    for path, (a, b) in lora.items():
+        flat[f"{prefix}/{path}/A"] = a.detach()
+        flat[f"{prefix}/{path}/B"] = b.detach()
+    return flat
+
+
+def from_flat(tensors: dict[str, torch.Tensor], prefix: str) -> Lora:
+    paths = sorted({k[len(prefix) + 1 : -2] for k in tensors if k.startswith(prefix + "/")})
+    return {p: (tensors[f"{prefix}/{p}/A"], tensors[f"{prefix}/{p}/B"]) for p in paths}

@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-from loracle.hypernet.network import Hypernet, HypernetConfig
 from loracle.learners.checkpoint import load_checkpoint, save_checkpoint
+from loracle.learners.hypernet.network import Hypernet, NetworkConfig
 
 LEARNER = "hypernet"
 NET = "net."
@@ -47,7 +47,7 @@ def save_hypernet(
 def load_hypernet(path: Path, fingerprint: str) -> tuple[Hypernet, dict[str, Any], dict[str, torch.Tensor]]:
     """The network (float32, eval mode), the checkpoint's meta, and its optimizer tensors (empty if none)."""
     tensors, meta = load_checkpoint(path, LEARNER, fingerprint)
-    net = Hypernet(HypernetConfig.from_json(meta["hypernet"]))
+    net = Hypernet(NetworkConfig.from_json(meta["hypernet"]))
     weights = {k[len(NET) :]: v.to(torch.float32) for k, v in tensors.items() if k.startswith(NET)}
     net.load_state_dict(weights)
     net.eval()

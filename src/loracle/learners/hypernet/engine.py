@@ -9,13 +9,12 @@ from pathlib import Path
 import torch
 
 from loracle.errors import DocumentError, LoracleError
-from loracle.hypernet.checkpoint import load_hypernet, shipped_path
-from loracle.hypernet.lora import Lora, concat_ranks
-from loracle.hypernet.network import Hypernet
-from loracle.hypernet.reading import DocPrompt, chunk_ids, doc_ids, read_chunks
+from loracle.learners.hypernet.checkpoint import load_hypernet, shipped_path
+from loracle.learners.hypernet.config import DEFAULT_CHUNK_TOKENS
+from loracle.learners.hypernet.network import Hypernet
+from loracle.learners.hypernet.reading import DocPrompt, chunk_ids, doc_ids, read_chunks
+from loracle.learners.lora import Lora, concat_ranks
 from loracle.model.loader import LoadedModel
-
-DEFAULT_CHUNK_TOKENS = 1024  # a 1,000-token chunk -> one rank-8 adapter (~2 MB in fp32 for SmolLM2-135M)
 
 
 @dataclass

@@ -14,9 +14,8 @@ Question-relevance gate: before decoding, the question's hidden states are match
 sentence (late interaction: the mean over question tokens of each token's best similarity in the
 sentence). The best sentence's score is the question's match; below `min_question_match` the store is
 not consulted at all for that question, so a question unrelated to the learned documents gets exactly
-the base model's answer (no forgetting there). The default settings come from benchmarks/kstore_dev.py,
-run on generated dev documents only (never on the sample or any evaluation set).
-No document text is put in the prompt; only the stored states and next tokens are used.
+the base model's answer (no forgetting there). No document text is put in the prompt; only the stored
+states and next tokens are used. How the defaults were chosen: docs/experiments/kstore.md.
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -33,44 +31,10 @@ from transformers import DynamicCache
 from loracle.documents import Document
 from loracle.errors import LoracleError
 from loracle.learners.base import Answer, Citation, LearnReport
-from loracle.learners.checkpoint import load_checkpoint, save_checkpoint
+from loracle.learners.checkpoint import load_checkpoint, save_checkpoint, stored_config
+from loracle.learners.kstore.config import KStoreConfig
 from loracle.model import LoadedModel, encode_chat, question_messages
 from loracle.model.chat import stop_token_ids
-
-
-@dataclass
-class KStoreSettings:
-    """Defaults picked by benchmarks/kstore_dev.py on generated dev documents (5 fictional documents, 30
-    questions, 30 questions about unlearned documents for the gate), never on the sample or an evaluation
-    set; see benchmarks/results/kstore_dev.json. On that dev set every configuration was within 0-3 of 30
-    correct (base model 0), so only the question gate is a clear choice; the rest are ties broken by F1."""
-
-    #: which hidden state is the key and the question match (an index into the model's hidden_states,
-    #: 0 = embeddings; past the model's depth, the last layer): 12 of the embedded model's 30 layers told
-    #: learned from unrelated questions apart far better than the last layer
-    layer: int = 12
-    k: int = 8
-    lam: float = 0.5  # weight of the neighbours' distribution when the store is consulted
-    temperature: float = 0.05  # softmax temperature over the neighbours' similarities
-    threshold: float = 0.2  # consult the store only when the nearest key is at least this similar
-    window: int = 256  # tokens per forward pass at learn time
-    skip: int = 4  # positions at the start of a document carry little context: not stored
-    #: before decoding, the question's own states pick the `scope` stored sentences that match them best
-    #: (late interaction: mean over question tokens of the best similarity in the sentence), and only
-    #: those sentences' entries are neighbours; 0 searches the whole store
-    scope: int = 2
-    #: scale lam by the model's doubt (1 - its top probability): the store fills the slots the model is
-    #: unsure of (names, numbers) and leaves the words it is sure of (sentence structure) alone
-    gate_by_confidence: bool = False
-    #: consult the store only at steps where the model's top probability is below this (1.0 = every step):
-    #: a confident model is writing sentence structure, an unsure one is at a fact it does not know
-    max_confidence: float = 0.5
-    #: consult the store for a question only if its best sentence match (see `question_match`) is at least
-    #: this; -1 (the lowest possible score) consults it for every question. 0.526 let 10% of the dev
-    #: questions about unlearned documents and 77% of those about learned ones through. Scores depend on
-    #: the model, the layer and the store (more sentences raise every question's best match).
-    min_question_match: float = 0.526
-    max_new_tokens: int = 48
 
 
 class KStoreLearner:
@@ -78,17 +42,9 @@ class KStoreLearner:
 
     name = "kstore"
 
-    def __init__(self, lm: LoadedModel, **settings: float | int) -> None:
+    def __init__(self, lm: LoadedModel, config: KStoreConfig | None = None) -> None:
         self.lm = lm
-        defaults = KStoreSettings()
-        unknown = sorted(set(settings) - set(asdict(defaults)))
-        if unknown:
-            raise LoracleError(f"kstore: unknown setting {', '.join(unknown)} (known: {', '.join(asdict(defaults))})")
-        try:  # options from the command line arrive as numbers of any kind: coerce to each field's type
-            values = {name: type(getattr(defaults, name))(value) for name, value in settings.items()}
-        except (TypeError, ValueError) as exc:
-            raise LoracleError(f"kstore: bad setting value ({exc})") from exc
-        self.settings = KStoreSettings(**values)
+        self.config = config or KStoreConfig()
         self.stops = stop_token_ids(lm.tokenizer)
         self.reset()
 
@@ -103,8 +59,8 @@ class KStoreLearner:
 
     # -- learning --------------------------------------------------------------------------------
     def _states(self, ids: list[int]) -> torch.Tensor:
-        """Hidden states of `self.settings.layer` for every position of `ids`, window by window."""
-        window = self.settings.window
+        """Hidden states of `self.config.layer` for every position of `ids`, window by window."""
+        window = self.config.window
         parts = []
         with torch.inference_mode():
             for start in range(0, len(ids), window):
@@ -115,7 +71,7 @@ class KStoreLearner:
 
     def _layer_of(self, hidden_states: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """The setting's layer among a forward pass's hidden states (the last one if the model is shallower)."""
-        layer = self.settings.layer
+        layer = self.config.layer
         return hidden_states[min(layer, len(hidden_states) - 1) if layer >= 0 else layer]
 
     def learn(self, docs: Sequence[Document]) -> LearnReport:
@@ -128,7 +84,7 @@ class KStoreLearner:
             if len(ids) < 2:
                 continue
             states = self._states(ids)
-            positions = torch.arange(min(self.settings.skip, len(ids) - 2), len(ids) - 1)
+            positions = torch.arange(min(self.config.skip, len(ids) - 2), len(ids) - 1)
             keys.append(states[positions])
             values.append(torch.tensor(ids)[positions + 1])
             index.append(torch.full((len(positions),), len(self.docs), dtype=torch.int64))
@@ -146,7 +102,7 @@ class KStoreLearner:
             len(docs),
             tokens,
             time.perf_counter() - start,
-            details={"entries": len(self.keys), "settings": asdict(self.settings)},
+            details={"entries": len(self.keys)},
         )
 
     def _sentence_ids(self, ids: list[int]) -> torch.Tensor:
@@ -175,12 +131,12 @@ class KStoreLearner:
     def _scope(self, keys: torch.Tensor, question: str) -> tuple[torch.Tensor, float]:
         """Indices of the entries in the stored sentences that best match the question's hidden states, and
         the best sentence's match score (1.0 when neither the scope nor the gate needs it computed)."""
-        if self.settings.scope <= 0 and self.settings.min_question_match <= -1:
+        if self.config.scope <= 0 and self.config.min_question_match <= -1:
             return torch.arange(len(keys)), 1.0
         scores = self.question_match(keys, question)
-        if self.settings.scope <= 0:
+        if self.config.scope <= 0:
             return torch.arange(len(keys)), float(scores.max())
-        chosen = scores.topk(min(self.settings.scope, len(scores))).indices
+        chosen = scores.topk(min(self.config.scope, len(scores))).indices
         return torch.nonzero(torch.isin(self.segments, chosen)).flatten(), float(scores.max())
 
     def _normalized_keys(self) -> torch.Tensor:
@@ -188,11 +144,11 @@ class KStoreLearner:
 
     def _neighbours(self, keys: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         query = torch.nn.functional.normalize(state.float().cpu() - self.mean, dim=-1)
-        return (keys @ query).topk(min(self.settings.k, len(keys)))
+        return (keys @ query).topk(min(self.config.k, len(keys)))
 
     def generate_ids(self, question: str) -> tuple[list[int], Counter[int]]:
         """Greedy closed-book decoding with the store mixed in; also how often each document was a neighbour."""
-        s = self.settings
+        s = self.config
         keys = entries = None
         if len(self.keys):
             all_keys = self._normalized_keys()
@@ -243,12 +199,11 @@ class KStoreLearner:
             "segments": self.segments,
             "mean": self.mean,
         }
-        save_checkpoint(
-            path, self.name, self.lm.fingerprint, tensors, {"docs": self.docs, "settings": asdict(self.settings)}
-        )
+        save_checkpoint(path, self.name, self.lm.fingerprint, tensors, {"docs": self.docs}, self.config)
 
     def load(self, path: Path) -> None:
         tensors, meta = load_checkpoint(path, self.name, self.lm.fingerprint)
+        config = stored_config(path, self.name, meta)
         hidden = self.lm.model.config.hidden_size
         try:
             keys, values, index, segments, mean = (
@@ -264,4 +219,4 @@ class KStoreLearner:
         self.keys, self.values, self.doc_index = keys.to(torch.float16), values.long(), index.long()
         self.segments, self.mean = segments.long(), mean.float()
         self.docs = list(docs)
-        self.settings = KStoreSettings(**meta.get("settings", {}))
+        self.config = config

@@ -1,21 +1,23 @@
-"""Sparse gating: find the MLP neurons that fire broadly on general text, so learning can leave them alone.
+"""Sparse gating: the ttt adapters leave alone the MLP neurons that fire broadly on general text.
 
 A LoRA on an MLP's down projection reads the MLP's hidden neurons. If its input columns for the
 neurons that fire on most general text are zeroed, the adapter's contribution on general text is
 close to zero (those neurons carry general ability), while text about the learned documents —
 which lights up rarer neurons — still reaches it. The calibration corpus is a few hundred sentences
-of everyday general knowledge shipped in loracle/data/calibration.txt.
+of everyday general knowledge shipped in loracle/data/calibration.txt. `GatedLoRA` holds one document's
+factors and its gate, read through the shared LoRA mechanism (learners.lora).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from importlib import resources
 
 import torch
 from torch import nn
 
+from loracle.learners.lora import lora_delta
 from loracle.model import LoadedModel
 
 CALIBRATION_FILE = "calibration.txt"
@@ -85,3 +87,60 @@ def broad_neuron_mask(lm: LoadedModel, layers: Sequence[int], fraction: float) -
             mask.scatter_(1, top, True)
         _MASK_CACHE[key] = mask
     return _MASK_CACHE[key].clone()
+
+
+#: checkpoints keep the LoRA factors in half precision, half the disk of float32; they are rounded once, right
+#: after training (on 6 SQuAD dev questions the rounded and float32 adapters recited the same 288 tokens)
+STORAGE_DTYPE = torch.float16
+
+
+class GatedLoRA(nn.Module):
+    """LoRA factors for the down projections of `layers`; `keep` [layers, neurons] is 0 on inputs never read."""
+
+    def __init__(self, layers: Sequence[int], in_features: int, out_features: int, rank: int, alpha: float) -> None:
+        super().__init__()
+        self.layers = list(layers)
+        self.rank = rank
+        self.alpha = alpha
+        self.scale = alpha / rank
+        self.A = nn.Parameter(torch.randn(len(layers), rank, in_features) / in_features**0.5)
+        self.B = nn.Parameter(torch.zeros(len(layers), out_features, rank))
+        self.register_buffer("keep", torch.ones(len(layers), in_features))
+        self.gated = False  # the mask is found (one calibration forward pass) only when training first needs it
+
+    def round_to_storage(self) -> None:
+        """Round the factors to STORAGE_DTYPE, as checkpoints keep them, so a learned adapter answers exactly
+        as it will after a save and a load."""
+        with torch.no_grad():
+            for factor in (self.A, self.B):
+                factor.copy_(factor.to(STORAGE_DTYPE))
+
+    def set_broad(self, broad: torch.Tensor) -> None:
+        self.keep = (~broad).float().to(self.keep.device)
+        self.gated = True
+
+    def factors(self) -> GatedFactors:
+        """Module path -> (A with the gate folded in, B), computed from the live parameters whenever read."""
+        return GatedFactors(self)
+
+    def delta(self, slot: int, x: torch.Tensor) -> torch.Tensor:
+        """What the adapter adds to the output of layer `self.layers[slot]`'s down projection for its input `x`."""
+        return lora_delta(x, self.A[slot] * self.keep[slot], self.B[slot], self.scale)
+
+
+class GatedFactors(Mapping[str, tuple[torch.Tensor, torch.Tensor]]):
+    """A GatedLoRA's factors by module path, as learners.lora reads a LoRA."""
+
+    def __init__(self, lora: GatedLoRA) -> None:
+        self.lora = lora
+        self.slots = {layer_path(layer): slot for slot, layer in enumerate(lora.layers)}
+
+    def __getitem__(self, path: str) -> tuple[torch.Tensor, torch.Tensor]:
+        slot = self.slots[path]
+        return self.lora.A[slot] * self.lora.keep[slot], self.lora.B[slot]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.slots)
+
+    def __len__(self) -> int:
+        return len(self.slots)

@@ -19,11 +19,11 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
-from loracle.hypernet.checkpoint import load_hypernet, restore_optimizer, save_hypernet
-from loracle.hypernet.data import Sample, training_sample
-from loracle.hypernet.lora import Lora, applied, concat_ranks
-from loracle.hypernet.network import DEFAULT_TARGETS, Hypernet, HypernetConfig
-from loracle.hypernet.reading import DocPrompt, Reading, answer_ids, doc_ids, student_prompt
+from loracle.learners.hypernet.checkpoint import load_hypernet, restore_optimizer, save_hypernet
+from loracle.learners.hypernet.data import Sample, training_sample
+from loracle.learners.hypernet.network import DEFAULT_TARGETS, Hypernet, NetworkConfig
+from loracle.learners.hypernet.reading import DocPrompt, Reading, answer_ids, doc_ids, student_prompt
+from loracle.learners.lora import Lora, concat_ranks, hooked
 from loracle.model.loader import LoadedModel
 
 
@@ -104,7 +104,7 @@ def distillation_loss(
         batch[row, : len(seq)] = torch.tensor(seq, device=device)
         attention[row, : len(seq)] = 1
     decoder = getattr(model, model.base_model_prefix)
-    with applied(model, lora):
+    with hooked(model, lora):
         states = decoder(input_ids=batch, attention_mask=attention).last_hidden_state
     kl_terms = []
     for row, ((_, first, length), (values, indices)) in enumerate(zip(students, teacher, strict=True)):
@@ -141,7 +141,7 @@ class Trainer:
             self.meta = {**{k: saved[k] for k in ("base_model", "commands") if k in saved}, **self.meta}
         else:
             torch.manual_seed(config.seed)
-            hconfig = HypernetConfig.for_model(lm.model, config.targets, rank=config.rank, width=config.width)
+            hconfig = NetworkConfig.for_model(lm.model, config.targets, rank=config.rank, width=config.width)
             self.net = Hypernet(hconfig).to(lm.device)
             self.optimizer = self._optimizer()
         self.net.train()
@@ -209,7 +209,7 @@ def train_with_progress(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from loracle.hypernet.checkpoint import shipped_path
+    from loracle.learners.hypernet.checkpoint import shipped_path
 
     out = out or default_train_dir(lm.name)
     command = " ".join(["loracle", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("loracle") else None

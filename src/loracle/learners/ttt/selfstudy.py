@@ -24,30 +24,22 @@ from dataclasses import dataclass
 import torch
 
 from loracle.documents import Document
-from loracle.learners.upper import right_padded
+from loracle.learners.ttt.upper import right_padded
 from loracle.model import LoadedModel, encode_chat, question_messages
 from loracle.model.batch import greedy_batch
 from loracle.sources.chunking import chunk_document
 from loracle.sources.sentences import split_sentences, without_headings
 
-# Few-shot completion prompts (a small model writes far better questions from examples than from an
-# instruction), in two styles. Only the first is used by default (`question_styles=1`): the second mostly
-# wrote generic questions ("What is the highest mountain?"), and dropping it was better on 36 questions
-# about 12 SQuAD dev paragraphs (13 right instead of 10, 12 with the paragraph in context) and learned
-# 20% faster (benchmarks/ttt_dev.py, results/ttt_dev.json).
-QUESTION_PROMPTS = (
+#: the few-shot completion prompt the model writes questions with (a small model writes far better questions
+#: from examples than from an instruction)
+QUESTION_PROMPT = (
     "Write a question whose answer is in the text.\n\n"
     "Text: The Eiffel Tower was finished in 1889 for the World's Fair in Paris.\n"
     "Question: When was the Eiffel Tower finished?\n\n"
     "Text: Marie Curie, who was born in Warsaw, won two Nobel Prizes.\nQuestion: Where was Marie Curie born?\n\n"
     "Text: The Amazon river carries more water than any other river.\n"
     "Question: Which river carries the most water?\n\n"
-    "Text ({title}): {sentence}\nQuestion:",
-    "Write a question about the main subject of the text.\n\n"
-    "Text: The telephone was invented by Alexander Graham Bell.\nQuestion: Who invented the telephone?\n\n"
-    "Text: Lake Baikal, in Siberia, is the deepest lake in the world.\nQuestion: What is the deepest lake?\n\n"
-    "Text: The Nile flows north into the Mediterranean Sea.\nQuestion: Into which sea does the Nile flow?\n\n"
-    "Text ({title}): {sentence}\nQuestion:",
+    "Text ({title}): {sentence}\nQuestion:"
 )
 _WORD = re.compile(r"\w+", re.UNICODE)
 _STOPWORDS = frozenset(
@@ -152,16 +144,16 @@ def _clean_question(text: str) -> str:
     return line[: end + 1] if end >= 0 else ""
 
 
-def _questions(lm: LoadedModel, title: str, found: Sequence[str], styles: int) -> list[tuple[str, str]]:
-    """(sentence, question) pairs the model wrote in the first `styles` of QUESTION_PROMPTS, without duplicates."""
+def _questions(lm: LoadedModel, title: str, found: Sequence[str]) -> list[tuple[str, str]]:
+    """(sentence, question) pairs the model wrote with QUESTION_PROMPT, without duplicates (one batch: the
+    few-shot block is prefilled once)."""
+    prompts = [lm.tokenizer.encode(QUESTION_PROMPT.format(title=title, sentence=s)) for s in found]
+    written = greedy_batch(lm, prompts, 24, one_line=True)  # a question is its first line
     pairs: dict[str, str] = {}
-    for template in QUESTION_PROMPTS[:styles]:  # one batch per template: their few-shot block is prefilled once
-        prompts = [lm.tokenizer.encode(template.format(title=title, sentence=s)) for s in found]
-        written = greedy_batch(lm, prompts, 24, one_line=True)  # a question is its first line
-        for sentence, text in zip(found, written, strict=True):
-            question = _clean_question(text)
-            if question:
-                pairs.setdefault(question, sentence)
+    for sentence, text in zip(found, written, strict=True):
+        question = _clean_question(text)
+        if question:
+            pairs.setdefault(question, sentence)
     return [(s, q) for q, s in pairs.items()]
 
 
@@ -188,7 +180,6 @@ def study_examples(
     *,
     passage_tokens: int = 256,
     max_questions: int = 16,
-    question_styles: int = 1,
     answer_tokens: int = 40,
     top_k: int = 16,
     qa_pairs: bool = False,
@@ -198,7 +189,7 @@ def study_examples(
     pairs: list[tuple[str, str, str]] = []  # (passage, question, answer text)
     for chunk in chunk_document(doc, passage_tokens):
         passage = chunk.text
-        asked = _questions(lm, doc.title, sentences(passage)[:max_questions], question_styles)
+        asked = _questions(lm, doc.title, sentences(passage)[:max_questions])
         recital = answer_ids(lm, passage)
         examples += [
             StudyExample(doc.id, encode_chat(lm.tokenizer, recall_messages(cue)), recital, cue=cue)
