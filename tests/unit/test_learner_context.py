@@ -11,9 +11,8 @@ from loracle.learners.context.config import ContextConfig
 from loracle.learners.context.learner import ContextLearner, passage_bias, question_parts
 from loracle.model import GenerationConfig, generate_chat, question_messages
 from loracle.model.chat import stop_token_ids
-from loracle.model.loader import LoadedModel, model_fingerprint
+from loracle.model.loader import LoadedModel
 from loracle.sources import read_document
-from tests.conftest import build_tiny_model
 
 OBSERVATORY = (
     "# Kestrel Valley Observatory\n\nThe observatory was founded by Ilse Marrow in 1987.\n\n"
@@ -194,16 +193,6 @@ def test_save_and_load_give_the_same_answers_without_re_embedding(tmp_path: Path
         first, second = ctx.answer(question), loaded.answer(question)
         assert first.text == second.text
         assert first.citations == second.citations
-
-
-def test_checkpoint_for_another_base_model_is_refused(tmp_path: Path, tiny_lm: LoadedModel) -> None:
-    ctx = learner(tiny_lm)
-    ctx.learn(docs())
-    ctx.save(tmp_path / "ck")
-    other_model = build_tiny_model(len(tiny_lm.tokenizer), seed=1)
-    other = LoadedModel(other_model, tiny_lm.tokenizer, "other", "memory", model_fingerprint(other_model))
-    with pytest.raises(LoracleError, match="another base model"):
-        learner(other).load(tmp_path / "ck")
 
 
 def test_saving_over_a_folder_that_is_not_a_checkpoint_is_refused_and_keeps_it(

@@ -27,8 +27,8 @@ from loracle.learners.ttt.training import balanced_batches, frozen_base, train
 from loracle.learners.ttt.upper import adds_mlp_to_residual, lower_states, shared_states, upper_hidden
 from loracle.learners.ttt.vocab import candidate_head
 from loracle.model import encode_chat, question_messages
-from loracle.model.loader import LoadedModel, model_fingerprint
-from tests.conftest import TINY_SHAPE, build_tiny_model
+from loracle.model.loader import LoadedModel
+from tests.conftest import TINY_SHAPE
 
 DOC = Document.from_text(
     "The Kestrel Valley Observatory was founded by Ilse Marrow in 1987. The river Corra powers the station.",
@@ -147,15 +147,6 @@ def test_checkpoints_keep_factors_in_half_precision_and_old_float32_ones_still_l
     loaded.load(tmp_path / "ck")
     lora = learner.adapters[DOC.id]
     assert torch.equal(loaded.adapters[DOC.id].A, lora.A) and torch.equal(loaded.adapters[DOC.id].keep, lora.keep)
-
-
-def test_checkpoint_for_another_base_model_is_refused(tmp_path: Path, tiny_lm: LoadedModel) -> None:
-    learner = small_learner(tiny_lm, steps_per_doc=1)
-    learner.save(tmp_path / "ck")
-    other_model = build_tiny_model(len(tiny_lm.tokenizer), seed=3)
-    other = LoadedModel(other_model, tiny_lm.tokenizer, "other", "memory", model_fingerprint(other_model))
-    with pytest.raises(LoracleError, match="another base model"):
-        TTTLearner(other, TTTConfig(mask_fraction=0)).load(tmp_path / "ck")
 
 
 def test_peft_export_reproduces_the_learner_logits(tmp_path: Path, tiny_lm: LoadedModel) -> None:
