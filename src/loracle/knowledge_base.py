@@ -22,16 +22,8 @@ from loracle.adapters.store import AdapterStore, LocalAdapterStore
 from loracle.errors import LoracleError
 from loracle.kb import KBPaths
 from loracle.learners import learner_config
-from loracle.pipeline import (
-    Compilation,
-    CompileSummary,
-    DocumentSource,
-    Progress,
-    Watch,
-    WatchStatus,
-    raw_source,
-    wiki_source,
-)
+from loracle.pipeline import Compilation, CompileSummary, Progress, Watch, WatchStatus, raw_source, wiki_source
+from loracle.sources.folder import DocumentSource
 
 if TYPE_CHECKING:
     from loracle.learners.base import LearnerConfig
