@@ -1,18 +1,16 @@
 """Self-study: training pairs about a document that the base model writes itself.
 
 Recitation pairs (always): for every passage, cues -> the passage word for word. The cues are the
-questions the model writes about each sentence (few-shot prompts, the passage in front of it), the
+questions the model writes about each sentence (a few-shot prompt, the passage in front of it), the
 opening words of each sentence, and the title. A 135M model does not turn a few self-written questions
-into answers to differently worded ones (measured: 0 of 6 on a fictional document), but it does learn
-to recite what it studied when cued, and answering then reads its own recitation (recitation-augmented
-answering, Sun et al., ICLR 2023). No document is shown at answer time: the recited text comes from the
-adapter.
+into answers to differently worded ones, but it does learn to recite what it studied when cued, and
+answering then reads its own recitation (recitation-augmented answering, Sun et al., ICLR 2023).
 
 Question-answer pairs (`qa_pairs`): each question is also answered by the model with the passage in
 context, kept only when the answer is supported by the passage (its content words occur there), and by
 the source sentence itself; the teacher's in-context top-k distribution over the answer tokens is kept,
 so training can match it (context distillation). They cost a generation per question and a teacher
-pass, and did not raise closed-book accuracy on a 135M model, so they are off by default.
+pass, so they are off by default (docs/experiments/ttt.md).
 """
 
 from __future__ import annotations
