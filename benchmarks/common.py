@@ -66,30 +66,31 @@ def discordant(challenger: list[bool], incumbent: list[bool]) -> tuple[int, int]
     return gained, lost
 
 
-def _record(name: str, rows: list[dict], data: dict[str, Any], machine: dict[str, Any] | None) -> dict[str, Any]:
-    return {
+def _write(folder: Path, name: str, rows: list[dict], data: dict[str, Any], machine: dict[str, Any] | None) -> Path:
+    """Write <folder>/<name>.json as a result file (see the module docstring)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {
         "name": name,
         "when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "machine": machine or machine_info(),
         "rows": rows,
         "data": data,
     }
+    path = folder / f"{name}.json"
+    write_text_atomic(path, json.dumps(record, indent=2, default=str) + "\n")
+    return path
 
 
 def write_result(name: str, rows: list[dict], data: dict[str, Any], machine: dict[str, Any] | None = None) -> Path:
     """Write results/<name>.json and regenerate RESULTS.md from every result file."""
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{name}.json"
-    write_text_atomic(path, json.dumps(_record(name, rows, data, machine), indent=2, default=str) + "\n")
+    path = _write(RESULTS_DIR, name, rows, data, machine)
     write_results_md()
     return path
 
 
 def write_ablation(name: str, rows: list[dict], data: dict[str, Any], machine: dict[str, Any] | None = None) -> Path:
     """Write results/ablations/<name>.json and regenerate ABLATIONS.md from every ablation record."""
-    ABLATIONS_DIR.mkdir(parents=True, exist_ok=True)
-    path = ABLATIONS_DIR / f"{name}.json"
-    write_text_atomic(path, json.dumps(_record(name, rows, data, machine), indent=2, default=str) + "\n")
+    path = _write(ABLATIONS_DIR, name, rows, data, machine)
     write_ablations_md()
     return path
 
