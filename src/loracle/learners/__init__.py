@@ -10,6 +10,7 @@ Both are imported only when asked for, and a config imports pydantic alone: list
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
@@ -101,7 +102,8 @@ def create_learner(
 
 
 def describe_options(name: str) -> list[tuple[str, str, str]]:
-    """Learner `name`'s options as (key, default, description), in declaration order."""
+    """Learner `name`'s options as (key, default as `-o` would take it, description), in declaration order."""
     return [
-        (key, repr(field.default), field.description or "") for key, field in config_class(name).model_fields.items()
+        (key, json.dumps(field.default), field.description or "")
+        for key, field in config_class(name).model_fields.items()
     ]
