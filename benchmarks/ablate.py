@@ -5,10 +5,10 @@ shared by every arm, the `[arms]` (each a table of options, built through the le
 unknown option or a bad value stops the run before the model loads; TOML has no null, so the string "null"
 stands for it), the `[[data]]` dev sets (devdata.py) and the `[rule]`:
 
-- kind "sign-test": the arm right most often on the sets the rule chooses on (ties go to the incumbent, then to
-  the first listed) replaces `incumbent` only if, on the questions exactly one of the two gets right, a
-  one-sided exact sign test gives p < `alpha`, and, on the `fresh` sets (held out from choosing), it is right
-  where the incumbent is wrong at least as often as the reverse;
+- kind "sign-test": the challenger right most often on the sets the rule chooses on (ties: the first listed)
+  replaces `incumbent` only if, on the questions exactly one of the two gets right, a one-sided exact sign
+  test gives p < `alpha`, and, on the `fresh` sets (held out from choosing), it is right where the incumbent
+  is wrong at least as often as the reverse;
 - kind "most-right": the arm right most often on the sets it chooses on (ties: the first listed).
 
 Each arm learns each set's documents in a fresh learner, then answers its questions as `loracle ask` would.
@@ -96,24 +96,26 @@ def sign_test(challenger: list[bool], incumbent: list[bool]) -> dict[str, Any]:
 
 
 def judge(experiment: Experiment, results: dict[str, ArmResult]) -> dict[str, Any]:
-    """What the rule decides from each arm's verdicts: the arm chosen, the best challenger and the tests."""
+    """What the rule decides from each arm's verdicts: the arm chosen, and for a sign test the best challenger and
+    its tests against the incumbent."""
     rule = experiment.rule
 
     def pooled(arm: str, fresh: bool) -> list[bool]:
         return [r for name, rs in results[arm].right.items() if (name in experiment.fresh) == fresh for r in rs]
 
-    incumbent = rule.get("incumbent")
-    order = sorted(results, key=lambda arm: (-sum(pooled(arm, False)), arm != incumbent, list(results).index(arm)))
-    best = order[0]
-    outcome: dict[str, Any] = {"kind": rule["kind"], "best": best, "right": {a: sum(pooled(a, False)) for a in results}}
+    def best(arms: list[str]) -> str:  # the most right on the sets chosen on; ties: the first listed
+        return max(arms, key=lambda arm: (sum(pooled(arm, False)), -arms.index(arm)))
+
+    outcome: dict[str, Any] = {"kind": rule["kind"], "right": {arm: sum(pooled(arm, False)) for arm in results}}
     if rule["kind"] == "most-right":
-        return {**outcome, "chosen": best}
-    choose = sign_test(pooled(best, False), pooled(incumbent, False))
-    fresh = sign_test(pooled(best, True), pooled(incumbent, True)) if experiment.fresh else None
-    beats = best != incumbent and choose["p"] < rule.get("alpha", 0.05)
-    holds = fresh is None or fresh["gained"] >= fresh["lost"]
-    return {**outcome, "incumbent": incumbent, "choose_test": choose, "fresh_test": fresh,
-            "chosen": best if beats and holds else incumbent}  # fmt: skip
+        return {**outcome, "chosen": best(list(results))}
+    incumbent = rule["incumbent"]
+    challenger = best([arm for arm in results if arm != incumbent])
+    choose = sign_test(pooled(challenger, False), pooled(incumbent, False))
+    fresh = sign_test(pooled(challenger, True), pooled(incumbent, True)) if experiment.fresh else None
+    beats = choose["p"] < rule.get("alpha", 0.05) and (fresh is None or fresh["gained"] >= fresh["lost"])
+    return {**outcome, "incumbent": incumbent, "challenger": challenger, "choose_test": choose, "fresh_test": fresh,
+            "chosen": challenger if beats else incumbent}  # fmt: skip
 
 
 class BaseReplies:
@@ -186,8 +188,8 @@ def rule_note(experiment: Experiment, outcome: dict[str, Any]) -> str:
         return f"most right on the sets chosen on ({right})"
     test, fresh = outcome["choose_test"], outcome["fresh_test"]
     note = (
-        f"right on the sets chosen on: {right}; best {outcome['best']} against {outcome['incumbent']}: "
-        f"{test['gained']} gained, {test['lost']} lost, sign test p = {test['p']:.3f} "
+        f"right on the sets chosen on: {right}; the best challenger, {outcome['challenger']}, against "
+        f"{outcome['incumbent']}: {test['gained']} gained, {test['lost']} lost, sign test p = {test['p']:.3f} "
         f"(replaces it below {experiment.rule.get('alpha', 0.05)})"
     )
     if fresh is not None:

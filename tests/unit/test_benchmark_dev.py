@@ -51,11 +51,12 @@ def test_the_rule_moves_a_default_only_on_a_gain_beyond_chance_that_holds_on_fre
     assert judge(experiment("sign-test"), few)["chosen"] == "old"  # 2 gains, p = 0.25
     many = results(old=([False] * 6, [True]), new=([True] * 6, [True]), other=([True] * 5 + [False], [True]))
     decided = judge(experiment("sign-test", ["fresh"]), many)
-    assert decided["best"] == "new" and decided["chosen"] == "new" and decided["choose_test"]["gained"] == 6
+    assert decided["challenger"] == "new" and decided["chosen"] == "new" and decided["choose_test"]["gained"] == 6
     worse_fresh = results(old=([False] * 6, [True]), new=([True] * 6, [False]), other=([False] * 6, [True]))
     assert judge(experiment("sign-test", ["fresh"]), worse_fresh)["chosen"] == "old"
-    tie = results(old=([True] * 3, []), new=([True] * 3, []), other=([False] * 3, []))
-    assert judge(experiment("sign-test"), tie)["best"] == "old"  # a tie goes to the incumbent
+    tie = results(old=([True] * 3, []), new=([True] * 3, []), other=([True] * 3, []))
+    assert judge(experiment("sign-test"), tie)["challenger"] == "new"  # ties: the first listed challenger
+    assert judge(experiment("sign-test"), tie)["chosen"] == "old"
     assert (
         judge(experiment("most-right"), results(old=([True], []), new=([True], []), other=([False], [])))["chosen"]
         == "old"
