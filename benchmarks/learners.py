@@ -215,11 +215,10 @@ def table_entries(records: list[dict], newest: list[set[str]], learners: tuple[s
         ceiling = runs["ceiling"]
         for name in names:
             run = runs[name]
-            entry = {
-                "learner": name,
-                "corpus": corpus,
-                "run": f"{record.get('commit') or 'no commit'}, {record['when']}",
-            }
+            run_id = f"{record.get('commit') or 'no commit'}, {record['when']}"
+            if reference := record.get("machine", {}).get("reference_pass_s"):  # how busy the machine was
+                run_id += f"; reference pass {reference:.2f} s"
+            entry = {"learner": name, "corpus": corpus, "run": run_id}
             if run["accuracy"] is None:
                 found[(name, corpus)] = {**entry, "accuracy": f"failed: {str(run['error'])[:80]}"}
                 continue
