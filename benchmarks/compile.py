@@ -77,6 +77,7 @@ class CountingCompiler:
     def __init__(self, inner: DocumentCompiler) -> None:
         self.inner = inner
         self.name = inner.name
+        self.config = inner.config
         self.counts: Counter[str] = Counter()
 
     def compile_document(self, doc: Document, folder: Path) -> CompileReport:
@@ -87,12 +88,14 @@ class CountingCompiler:
 def pick_compiler(lm: LoadedModel, checkpoint: str | None, ttt_options: dict[str, Any]) -> tuple[DocumentCompiler, str]:
     """The hypernetwork learner when a checkpoint for it exists (shipped, or --hypernet-checkpoint), else ttt."""
     try:
-        from loracle.learners.hypernet import HypernetLearner
+        from loracle.learners.hypernet.config import HypernetConfig
+        from loracle.learners.hypernet.learner import HypernetLearner
 
-        return HypernetLearner(lm, checkpoint=checkpoint), f"hypernet ({checkpoint or 'shipped checkpoint'})"
+        config = HypernetConfig(checkpoint=checkpoint)
+        return HypernetLearner(lm, config), f"hypernet ({checkpoint or 'shipped checkpoint'})"
     except (ImportError, LoracleError) as exc:
         print(f"hypernet unavailable ({exc}); using ttt")
-    return load_compiler("ttt", lm, **ttt_options), f"ttt {ttt_options}"
+    return load_compiler("ttt", lm, ttt_options), f"ttt {ttt_options}"
 
 
 def new_kb(root: Path) -> Path:

@@ -7,12 +7,16 @@
   generated with random names), the eval harness runs floor, in-context ceiling and the hypernet learner
   (and ttt with --ttt) with forgetting measured on its general set.
 
-Run: nice -n 10 .venv/bin/python -m benchmarks.hypernet [--ttt] [--general N]
+`--training` instead writes how the shipped checkpoint was trained (steps, data mix, time, the loss curve as
+results/hypernet_training.json and hypernet_training.png), read from its meta.json; no model runs.
+
+Run: nice -n 10 .venv/bin/python -m benchmarks.hypernet [--ttt] [--general N] | [--training]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -22,13 +26,16 @@ import torch
 
 from benchmarks.common import row, write_result
 from loracle.documents import Document
-from loracle.hypernet.engine import DocToLora
-from loracle.hypernet.reading import doc_ids
-from loracle.learners.hypernet import HypernetLearner
+from loracle.learners.hypernet.checkpoint import shipped_path
+from loracle.learners.hypernet.engine import DocToLora
+from loracle.learners.hypernet.learner import HypernetLearner
+from loracle.learners.hypernet.reading import doc_ids
 from loracle.model import load_model
+from loracle.model.embedded import EMBEDDED_NAME
 from loracle.runtime import configure_threads
 
 FICTIONAL = Path(__file__).parent / "data" / "fictional"
+PNG = Path(__file__).parent / "hypernet_training.png"
 
 
 def fictional_docs() -> list[Document]:
@@ -101,7 +108,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--docs", type=int, default=0, help="only the first N fictional documents (0 = all)")
+    parser.add_argument("--training", action="store_true", help="only how the shipped checkpoint was trained")
     args = parser.parse_args()
+    if args.training:
+        training_record()
+        return
     configure_threads(args.threads)
     lm = load_model("embedded")
     learner = HypernetLearner(lm)
@@ -139,6 +150,61 @@ def main() -> None:
                         note=f"learn {t.get('learn_seconds_per_doc')} s/doc vs hypernet "
                         f"{runs['hypernet'].get('learn_seconds_per_doc')} s/doc; {t.get('error') or ''}"))  # fmt: skip
     write_result("hypernet", rows, {"timing": timing, "adapter_size": size, "eval": evaluation})
+
+
+def moving_average(values: list[float], window: int) -> list[float]:
+    return [statistics.fmean(values[max(0, i - window + 1) : i + 1]) for i in range(len(values))]
+
+
+def training_record() -> None:
+    """results/hypernet_training.json and its PNG: how the shipped checkpoint was trained, from the history the
+    trainer stored in its meta.json (nothing typed by hand)."""
+    folder = shipped_path(EMBEDDED_NAME)
+    meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    history = meta["history"]
+    kl = [h["kl"] for h in history]
+    window = max(1, min(20, len(kl) // 4))
+    smooth = moving_average(kl, window)
+    seconds = sum(h["seconds"] for h in history)
+    kinds = {k: sum(h["kind"] == k for h in history) for k in sorted({h["kind"] for h in history})}
+    size = (folder / "tensors.safetensors").stat().st_size
+    first, last = statistics.fmean(kl[:window]), statistics.fmean(kl[-window:])
+    rows = [
+        row("training steps (one document, up to 4 questions each)", len(history), "steps"),
+        row("training wall time (CPU, shared machine, niced, 1 thread)", seconds / 60, "min"),
+        row(f"KL, mean of the first {window} steps", first, "nats/token"),
+        row(f"KL, mean of the last {window} steps", last, "nats/token", note="different documents every step"),
+        row("shipped checkpoint size (fp16)", size / 1e6, "MB", "tens of MB at most", size < 50e6),
+    ]
+    data = {
+        "checkpoint": str(folder.relative_to(Path(__file__).parent.parent / "src")),
+        "commands": meta.get("commands", []),
+        "train_config": meta.get("train_config"),
+        "hypernet": meta.get("hypernet"),
+        "documents_by_kind": kinds,
+        "history": history,
+    }
+    write_result("hypernet_training", rows, data)
+    plot(kl, smooth, window)
+
+
+def plot(kl: list[float], smooth: list[float], window: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    steps = range(1, len(kl) + 1)
+    ax.plot(steps, kl, alpha=0.35, label="KL per step")
+    ax.plot(steps, smooth, label=f"moving average ({window} steps)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("KL(teacher top-k || student), nats/token")
+    ax.set_title("Doc-to-LoRA hypernetwork: context distillation on CPU")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(PNG, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

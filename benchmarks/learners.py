@@ -1,7 +1,8 @@
 """Learners benchmark: every learner on the fictional-facts corpus and on the two SQuAD articles, default model.
 
 Each corpus is one eval run (floor and in-context ceiling in the same run). Full eval results go to
-benchmarks/results/learners/<corpus>.eval.json (+ .png); the rows and targets go to results/learners.json.
+benchmarks/results/learners/<corpus>.eval.json (`loracle eval-report` draws one); the learner x corpus table
+that opens RESULTS.md and the rows with their targets go to results/learners.json.
 Corpus `squad-all-questions` learns the same SQuAD paragraphs as `squad` and asks every answerable question
 of them (about 4 per paragraph instead of 1): a closer measurement for the learners cheap enough to answer
 that many, on paragraphs no dev script reads.
@@ -9,7 +10,7 @@ Corpora and learners can be run separately (--corpora fictional --learners ttt -
 rebuilt from every result on disk, each with its own time stamp and its own floor and ceiling; a learner
 run again on a corpus is reported from its newest run only.
 
-    nice -n 10 .venv/bin/python -m benchmarks.learners [--corpora fictional,squad] [--max-questions 24]
+    nice -n 10 .venv/bin/python -m benchmarks.learners --corpora fictional,squad,squad-all-questions   (the table)
     .venv/bin/python -m benchmarks.learners --report-only     (the rows again from the results on disk)
 """
 
@@ -27,20 +28,21 @@ from typing import Any
 from benchmarks.common import RESULTS_DIR, discordant, machine_info, row, write_result
 
 DATA = Path(__file__).parent / "data" / "fictional"
-SQUAD = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad2-dev-normans-rhine.json"
+from benchmarks.devdata import SQUAD  # noqa: E402
+
 OUT = RESULTS_DIR / "learners"
-WANTED = ("context", "ttt", "kstore", "playbook")
+WANTED = ("context", "ttt", "hypernet", "kstore", "playbook")
 CORPORA = ("fictional", "squad", "squad-all-questions")
 
 
 def available_learners(requested: list[str]) -> tuple[list[str], list[str]]:
     """The requested learners whose module exists here, and those that are missing."""
-    from loracle.learners import _FACTORIES
+    from loracle.learners import LEARNER_NAMES
 
     present, missing = [], []
     for name in requested:
-        module = _FACTORIES.get(name, "").split(":")[0]
-        (present if module and importlib.util.find_spec(module) else missing).append(name)
+        module = f"loracle.learners.{name}.learner"
+        (present if name in LEARNER_NAMES and importlib.util.find_spec(module) else missing).append(name)
     return present, missing
 
 
@@ -59,7 +61,7 @@ def run_corpus(corpus: str, learners: list[str], args: argparse.Namespace, lm: A
     from loracle.atomic import write_text_atomic
     from loracle.eval.harness import EvalSettings
     from loracle.eval.inputs import load_inputs
-    from loracle.eval.run import evaluate, write_outputs
+    from loracle.eval.run import evaluate
 
     if corpus == "fictional":
         inputs = load_inputs(DATA, DATA / "qa.jsonl", max_questions=args.fictional_questions)
@@ -92,7 +94,6 @@ def run_corpus(corpus: str, learners: list[str], args: argparse.Namespace, lm: A
     record["commit"] = commit
     record["machine"] = {**machine_info(), "reference_pass_s": reference}
     OUT.mkdir(parents=True, exist_ok=True)
-    write_outputs(result, None, OUT / f"{label}.png")
     write_text_atomic(OUT / f"{label}.eval.json", json.dumps(record, indent=2, default=str) + "\n")
     return record
 
@@ -202,6 +203,45 @@ def rows_for(record: dict, learners: set[str]) -> list[dict]:
     return rows
 
 
+def table_entries(records: list[dict], newest: list[set[str]], learners: tuple[str, ...]) -> list[dict[str, str]]:
+    """The learner x corpus table: for every learner and corpus, the newest run's figures, or a row saying it is
+    not yet measured."""
+    from loracle.eval.interval import ratio_interval
+
+    found: dict[tuple[str, str], dict[str, str]] = {}
+    for record, names in zip(records, newest, strict=True):
+        corpus = record["corpus"]["corpus"]
+        runs = {r["name"]: r for r in record["runs"]}
+        ceiling = runs["ceiling"]
+        for name in names:
+            run = runs[name]
+            run_id = f"{record.get('commit') or 'no commit'}, {record['when']}"
+            if reference := record.get("machine", {}).get("reference_pass_s"):  # how busy the machine was
+                run_id += f"; reference pass {reference:.2f} s"
+            entry = {"learner": name, "corpus": corpus, "run": run_id}
+            if run["accuracy"] is None:
+                found[(name, corpus)] = {**entry, "accuracy": f"failed: {str(run['error'])[:80]}"}
+                continue
+            right = [q["correct"] for q in run["questions"]]
+            interval = ratio_interval(right, [q["correct"] for q in ceiling["questions"]])
+            ratio = run["accuracy"] / ceiling["accuracy"] if ceiling["accuracy"] else float("nan")
+            forgetting = run["forgetting_ratio"]
+            found[(name, corpus)] = {
+                **entry,
+                "accuracy": f"{run['accuracy']:.3f} / {ceiling['accuracy']:.3f} = {ratio:.3f}",
+                "interval": f"{interval[0]:.2f}-{interval[1]:.2f}" if interval else "",
+                "forgetting": f"{forgetting:.3f}" if forgetting is not None else "",
+                "learn_s_300": f"{run['learn_seconds_per_doc'] * 300 / record['corpus']['mean_doc_tokens']:.1f}",
+                "answer_s": f"{run['answer_seconds_per_question']:.2f}",
+                "bytes": f"{run['bytes_on_disk']:,}",
+            }
+    return [
+        found.get((name, corpus), {"learner": name, "corpus": corpus, "accuracy": "not yet measured"})
+        for name in learners
+        for corpus in CORPORA
+    ]
+
+
 def against_ceiling(run: dict, ceiling: dict) -> str:
     """Where a learner's right answers differ from the ceiling's, question by question, and the 95% paired
     bootstrap interval of its ratio: on a few dozen questions one reply moves the ratio by several points."""
@@ -251,11 +291,15 @@ def main() -> None:
         for corpus in corpora:
             run_corpus(corpus, learners, args, lm, commit)
     records = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(OUT.glob("*.eval.json"))]
-    rows = [r for record, newest in zip(records, newest_learners(records), strict=True) if newest
-            for r in rows_for(record, newest)]  # fmt: skip
+    newest = newest_learners(records)
+    rows = [r for record, names in zip(records, newest, strict=True) if names
+            for r in rows_for(record, names)]  # fmt: skip
     for name in missing:
         rows.append(row(f"{name}", "not run", "", "", False, "learner not present in this tree when the benchmark ran"))
+    from loracle.learners import LEARNER_NAMES
+
     data = {
+        "table": table_entries(records, newest, LEARNER_NAMES),
         "learners_requested": args.learners,
         "learners_missing": missing,
         "settings": vars(args),

@@ -12,7 +12,7 @@ The parts are pluggable: `compiler` (any DocumentCompiler, e.g. a learner), `sto
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,18 +22,12 @@ from loracle.adapters.store import AdapterStore, LocalAdapterStore
 from loracle.compile_limit import DocumentLimit, count_tokens_with, utf8_estimate
 from loracle.errors import LoracleError
 from loracle.kb import KBPaths
-from loracle.pipeline import (
-    Compilation,
-    CompileSummary,
-    DocumentSource,
-    Progress,
-    Watch,
-    WatchStatus,
-    raw_source,
-    wiki_source,
-)
+from loracle.learners import learner_config
+from loracle.pipeline import Compilation, CompileSummary, Progress, Watch, WatchStatus, raw_source, wiki_source
+from loracle.sources.folder import DocumentSource
 
 if TYPE_CHECKING:
+    from loracle.learners.base import LearnerConfig
     from loracle.llm import LLM
     from loracle.model import LoadedModel
 
@@ -41,11 +35,13 @@ SOURCES = ("wiki", "raw")
 COMPILE_LOCK = "compile.lock"
 
 
-def load_compiler(name: str, lm: LoadedModel, **options: Any) -> DocumentCompiler:
+def load_compiler(
+    name: str, lm: LoadedModel, options: Mapping[str, Any] | LearnerConfig | None = None
+) -> DocumentCompiler:
     """The learner `name` on `lm`, as a document compiler (a one-line error if it can't compile documents)."""
     from loracle.learners import create_learner
 
-    learner = create_learner(name, lm, **options)
+    learner = create_learner(name, lm, options)
     if not isinstance(learner, DocumentCompiler):
         raise LoracleError(f"learner {name!r} cannot compile documents into adapters (no compile_document)")
     return learner
@@ -63,11 +59,11 @@ class KnowledgeBase:
         store: AdapterStore | None = None,
         source: DocumentSource | str = "wiki",
         lm: LoadedModel | None = None,
-        learner_options: dict[str, Any] | None = None,
+        learner_options: Mapping[str, Any] | LearnerConfig | None = None,
     ) -> None:
         self.paths = KBPaths(Path(root).expanduser().resolve())
         self.learner = learner
-        self.learner_options = dict(learner_options or {})
+        self.learner_config = learner_config(learner, learner_options)  # a bad option is refused before any model
         self.store: AdapterStore = store if store is not None else LocalAdapterStore(self.paths.adapters)
         self._compiler = compiler
         self._lm = lm
@@ -95,7 +91,7 @@ class KnowledgeBase:
     @property
     def compiler(self) -> DocumentCompiler:
         if self._compiler is None:
-            self._compiler = load_compiler(self.learner, self.lm, **self.learner_options)
+            self._compiler = load_compiler(self.learner, self.lm, self.learner_config)
         return self._compiler
 
     def compilation(

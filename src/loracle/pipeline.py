@@ -12,10 +12,9 @@ from __future__ import annotations
 import contextlib
 import shutil
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 from loracle.adapters.compiler import BatchDocumentCompiler, CompileReport, DocumentCompiler
 from loracle.adapters.lock import exclusive_lock
@@ -26,62 +25,14 @@ from loracle.config import CompileConfig
 from loracle.crash import crash_point
 from loracle.documents import Document, content_hash, slugify
 from loracle.errors import LoracleError
-from loracle.sources.files import SUPPORTED_SUFFIXES, read_document
-from loracle.sources.folder import SourceError, iter_source_files, read_folder, source_id
+from loracle.learners import learner_config
+from loracle.sources.folder import DocumentSource, FolderSource
 
 #: wiki files that are bookkeeping, not knowledge: never compiled
 WIKI_SPECIAL_PAGES = frozenset({"index", "log", "schema"})
 #: --aggregate: at most this many linked pages, and this many characters in all, go into one adapter
 MAX_LINKED_PAGES = 4
 MAX_AGGREGATE_CHARS = 24_000
-
-
-@runtime_checkable
-class DocumentSource(Protocol):
-    """Where documents come from. `name` is recorded in manifests ("raw", "wiki"), so a compile from one
-    source never removes the adapters of another."""
-
-    name: str
-    root: Path
-
-    def read_all(self) -> tuple[list[Document], list[SourceError]]: ...
-
-    def doc_id(self, path: Path) -> str | None:
-        """The id a file under `root` has (None: not a document of this source)."""
-        ...
-
-    def read(self, path: Path) -> Document:
-        """One file as a Document (a DocumentError naming the file if it can't be read)."""
-        ...
-
-
-class FolderSource:
-    """Every supported file under a folder (markdown, text, HTML, PDF), ids from relative paths."""
-
-    def __init__(self, name: str, root: Path, skip_ids: Iterable[str] = ()) -> None:
-        self.name = name
-        self.root = Path(root)
-        self.skip_ids = frozenset(skip_ids)
-
-    def read_all(self) -> tuple[list[Document], list[SourceError]]:
-        docs, errors = read_folder(self.root)
-        return [d for d in docs if d.id not in self.skip_ids], errors
-
-    def doc_id(self, path: Path) -> str | None:
-        try:
-            relative = path.resolve().relative_to(self.root.resolve())
-        except ValueError:
-            return None
-        if any(part.startswith(".") for part in relative.parts) or path.suffix.lower() not in SUPPORTED_SUFFIXES:
-            return None  # editor swap and backup files, hidden folders
-        doc_id = source_id(relative)
-        return None if doc_id in self.skip_ids else doc_id
-
-    def read(self, path: Path) -> Document:
-        return read_document(path, doc_id=self.doc_id(path))
-
-    def paths(self) -> list[Path]:
-        return list(iter_source_files(self.root))
 
 
 def raw_source(kb_root: Path) -> FolderSource:
@@ -262,7 +213,20 @@ class Compilation:
             and manifest.source == self.source.name
             and manifest.inputs == job.inputs
             and (not self.base_fingerprint or manifest.base_fingerprint == self.base_fingerprint)
+            and self._same_options(manifest)
         )
+
+    def _same_options(self, manifest: AdapterManifest) -> bool:
+        """Whether the adapter was compiled with the compiler's options, read back through the learner's config
+        (one recording an option the learner no longer has is compiled again; one from before manifests
+        recorded options counts as the same)."""
+        stored = (manifest.model_extra or {}).get("config")
+        if self.compiler.config is None or stored is None:
+            return True
+        try:
+            return learner_config(manifest.learner, stored) == self.compiler.config
+        except LoracleError:
+            return False
 
     def _build(self, jobs: list[Job], existing: dict[str, AdapterManifest], summary: CompileSummary) -> None:
         todo = []
@@ -326,10 +290,7 @@ class Compilation:
     def _publish(self, job: Job, folder: Path, report: CompileReport, seconds: float) -> None:
         written = AdapterManifest.read(folder)
         size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
-        timings = {**written.timings, "compile": round(seconds, 4)}
-        learner_seconds = getattr(report, "seconds", None)
-        if learner_seconds is not None:
-            timings["learner"] = round(float(learner_seconds), 4)
+        timings = {**written.timings, "compile": round(seconds, 4), "learner": round(report.seconds, 4)}
         manifest = written.updated(
             id=job.adapter_id,
             document_id=job.doc.id,

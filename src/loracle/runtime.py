@@ -12,7 +12,7 @@ THREADS_ENV = "LORACLE_THREADS"
 def default_threads() -> int:
     """Threads for decoding: LORACLE_THREADS if set; else all cores up to 4, or one if OpenMP workers spin.
 
-    Decoding a small model is bound by memory bandwidth. On the 2-core target VM, benchmarks/generate.py
+    Decoding a small model is bound by memory bandwidth. On the 2-core target VM, the generate benchmark
     measured two threads as faster than one in most same-trial comparisons once OpenMP workers sleep while idle
     (OMP_WAIT_POLICY=PASSIVE, set by `import loracle`), and slower when the machine was very busy; with spinning
     workers (torch imported before loracle) two threads were 15-35x slower, so then one thread is used on small
@@ -35,7 +35,7 @@ def _threads_and_reason() -> tuple[int, str]:
     cores = os.cpu_count() or 1
     if cores <= 2 and not OMP_WORKERS_SLEEP:
         return 1, "OpenMP workers spin (torch was loaded before loracle): a second thread measured far slower"
-    return min(4, cores), f"{cores} cores, at most 4 (benchmarks/generate.py measured 1 vs 2)"
+    return min(4, cores), f"{cores} cores, at most 4 (the generate benchmark measured 1 vs 2)"
 
 
 def configure_threads(threads: int = 0) -> int:

@@ -23,7 +23,7 @@ TTT = ["--learner", "ttt", "-o", "steps_per_doc=1", "-o", "max_questions=1", "-o
 
 def learner_args() -> list[str]:
     """The hypernetwork once its checkpoint ships (one forward per document), else ttt at its smallest."""
-    from loracle.hypernet.checkpoint import shipped_path
+    from loracle.learners.hypernet.checkpoint import shipped_path
     from loracle.model.embedded import EMBEDDED_NAME
 
     if shipped_path(EMBEDDED_NAME).is_dir():

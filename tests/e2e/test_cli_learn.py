@@ -27,7 +27,7 @@ def test_learn_save_then_ask_load_inside_a_knowledge_base(tmp_path: Path, sample
     checkpoint = kb / ".loracle" / "checkpoints" / "notes"
     meta = json.loads((checkpoint / "meta.json").read_text(encoding="utf-8"))
     assert meta["learner"] == "context" and meta["chunks"]
-    assert meta["options"]["own_passage_tokens"] is None and meta["options"]["top_k"] == 2
+    assert meta["config"]["own_passage_tokens"] is None and meta["config"]["top_k"] == 2
 
     typo = loracle("learn", "raw", "-o", "topk=2", "--save", "typo", "--threads", "1", cwd=kb)
     assert typo.returncode == 1 and "has no option 'topk'" in typo.stderr

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from loracle.hypernet.lora import applied
-from loracle.learners.hypernet import HypernetLearner
+from loracle.learners.hypernet.learner import HypernetLearner
+from loracle.learners.lora import hooked
 from loracle.model import check_adapter_fits
 from loracle.sources.files import read_document
 
@@ -29,7 +29,7 @@ def test_shipped_checkpoint_compiles_the_sample_into_a_peft_adapter(embedded_lm,
     engine = learner.engine
     with torch.no_grad():
         base = embedded_lm.model(input_ids=ids).logits
-        with applied(embedded_lm.model, engine.combine(engine.internalise(doc.text))):
+        with hooked(embedded_lm.model, engine.combine(engine.internalise(doc.text))):
             ours = embedded_lm.model(input_ids=ids).logits
     assert not torch.allclose(base, ours)  # the trained network writes a non-zero adapter
     peft_model = PeftModel.from_pretrained(embedded_lm.model, str(tmp_path / "adapter"))

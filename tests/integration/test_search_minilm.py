@@ -68,7 +68,7 @@ def test_squad_questions_find_their_paragraph(tmp_path: Path) -> None:
 
 
 def test_context_learner_gate_lets_related_questions_in_and_keeps_unrelated_ones_out(tiny_lm) -> None:
-    from loracle.learners.context import MINILM_MIN_SIMILARITY, ContextLearner
+    from loracle.learners.context.learner import MINILM_MIN_SIMILARITY, ContextLearner
 
     learner = ContextLearner(tiny_lm)
     assert learner.min_similarity == MINILM_MIN_SIMILARITY

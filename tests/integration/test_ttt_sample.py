@@ -9,8 +9,9 @@ import pytest
 
 from loracle.eval.qa import load_qa
 from loracle.eval.scoring import is_correct
-from loracle.learners.selfstudy import content_words, recall_messages
-from loracle.learners.ttt import TTTLearner
+from loracle.learners.ttt.config import TTTConfig
+from loracle.learners.ttt.learner import TTTLearner
+from loracle.learners.ttt.selfstudy import content_words, recall_messages
 from loracle.model import GenerationConfig, generate_chat, question_messages
 from loracle.model.loader import LoadedModel
 from loracle.sources import read_document
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.integration
 def test_ttt_recites_the_sample_and_answers_from_it(embedded_lm: LoadedModel, sample_dir: Path) -> None:
     doc = read_document(sample_dir / "kestrel-valley-observatory.md")
     items = load_qa(sample_dir / "questions.jsonl")[:3]
-    learner = TTTLearner(embedded_lm, max_new_tokens=32)
+    learner = TTTLearner(embedded_lm, TTTConfig(max_new_tokens=32))
     report = learner.learn([doc])
     assert report.details["examples"] > len(items)  # self-study wrote cues of its own
     assert report.details["loss_last"] < 0.5 * report.details["loss_first"]

@@ -1,28 +1,33 @@
-import pytest
-from benchmarks.context_squad_dev import SIGNIFICANCE, pooled_choice
-from benchmarks.dev import Decoder, sign_test
-from benchmarks.learners import SQUAD
-from benchmarks.ttt_dev import BENCHMARK_SQUAD_QUESTIONS, squad_dev_all
+"""The ablation runner's parts that need no model: every data file reads through its learner's config, the
+rule decides as it says, and the dev sets leave out what an evaluation reads."""
 
+from pathlib import Path
+
+import pytest
+from benchmarks.ablate import EXPERIMENTS, ArmResult, Experiment, judge, read_experiment, sign_test
+from benchmarks.devdata import BENCHMARK_SQUAD_QUESTIONS, SQUAD, generated, squad_dev
+
+from loracle.errors import LoracleError
 from loracle.eval.general import READING_FILE, data_file, load_general
 from loracle.eval.squad import load_squad, sample_questions
-from loracle.model import LoadedModel
-from tests.unit.test_learner_context import docs, learner
 
 
-def test_dev_decoder_replies_as_the_context_learner_answers(tiny_lm: LoadedModel) -> None:
-    """The dev scripts pick the context learner's settings from Decoder's replies, so they must be its replies."""
-    biased_ctx, plain_ctx = learner(tiny_lm, logit_bias=3.0, top_k=2), learner(tiny_lm, logit_bias=0.0, top_k=2)
-    for ctx in (biased_ctx, plain_ctx):
-        ctx.learn(docs())
-    biased, plain = Decoder(biased_ctx), Decoder(plain_ctx)
-    questions = ("Corra River", "Who founded the observatory?")
-    passages = {q: [h.text for h in biased_ctx.retrieve(q)] for q in questions}
-    assert all(passages.values())
-    assert any(biased(q, passages[q]) != plain(q, passages[q]) for q in questions)  # the bias shows
-    assert [biased(q, passages[q]) for q in questions] == [biased_ctx.answer(q).text for q in questions]
-    assert [plain(q, passages[q]) for q in questions] == [plain_ctx.answer(q).text for q in questions]
-    assert biased("Corra River", []) == learner(tiny_lm, logit_bias=3.0).answer("Corra River").text  # nothing learned
+@pytest.mark.parametrize("path", sorted(EXPERIMENTS.glob("*.toml")), ids=lambda p: p.stem)
+def test_every_data_file_builds_each_arm_through_its_learners_config(path: Path) -> None:
+    experiment = read_experiment(path)
+    assert experiment.question and experiment.data and len(experiment.arms) >= 2
+    assert all(type(config).__name__.endswith("Config") for config in experiment.arms.values())
+
+
+def test_an_arm_with_an_option_the_learner_lacks_is_refused_before_any_model(tmp_path: Path) -> None:
+    path = tmp_path / "typo.toml"
+    path.write_text(
+        'learner = "context"\nquestion = "?"\n[arms]\na = {}\nb = { topk = 1 }\n'
+        '[rule]\nkind = "most-right"\n[[data]]\nname = "d"\nkind = "generated"\nseed = "s"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(LoracleError, match=r"typo.toml \[arms\] b: learner 'context' has no option 'topk'"):
+        read_experiment(path)
 
 
 def test_sign_test_counts_only_the_questions_where_the_two_differ() -> None:
@@ -31,32 +36,48 @@ def test_sign_test_counts_only_the_questions_where_the_two_differ() -> None:
     assert sign_test([True] * 5, [False] * 5)["p"] == 0.5**5  # five gains, no loss: the chance of that alone
 
 
-def test_pooled_choice_moves_a_default_only_on_a_gain_beyond_chance() -> None:
-    """The best pooled setting replaces the defaults only when the sign test says it is no accident."""
-    settings = [{"top_k": k, "min_relative_score": 0.0, "order": "document"} for k in (1, 2)]
-    generated = {
-        "chosen": {"min_similarity": 0.5},
-        "grid": [
-            {"settings": settings[0], "by_gate": {"0.5": {"right": [True, True, False]}}},
-            {"settings": settings[1], "by_gate": {"0.5": {"right": [True, False, False]}}},
-        ],
-    }
+def experiment(kind: str, fresh: list[str] | None = None) -> Experiment:
+    rule = {"kind": kind, "incumbent": "old", "alpha": 0.05, **({"fresh": fresh} if fresh else {})}
+    return Experiment("x", "context", "?", {"old": None, "new": None, "other": None}, [], rule)
 
-    def grid(here_best: list[bool], here_default: list[bool]) -> list[dict]:
-        return [{"settings": settings[0], "right": here_best}, {"settings": settings[1], "right": here_default}]
 
-    best, chosen, test = pooled_choice(grid([True, False], [False, False]), generated, settings[1])
-    assert (best["settings"], chosen["settings"], test["gained"], test["lost"]) == (settings[0], settings[1], 2, 0)
-    best, chosen, test = pooled_choice(grid([True] * 6, [False] * 6), generated, settings[1])
-    assert chosen is best and best["pooled_right"] == [True, True, False] + [True] * 6 and test["p"] < SIGNIFICANCE
+def results(**right: tuple[list[bool], list[bool]]) -> dict[str, ArmResult]:
+    """arm -> (verdicts on the set chosen on, verdicts on the fresh set)."""
+    return {arm: ArmResult(right={"dev": dev, "fresh": fresh}) for arm, (dev, fresh) in right.items()}
+
+
+def test_the_rule_moves_a_default_only_on_a_gain_beyond_chance_that_holds_on_fresh_sets() -> None:
+    few = results(old=([False] * 6, []), new=([True, True] + [False] * 4, []), other=([False] * 6, []))
+    assert judge(experiment("sign-test"), few)["chosen"] == "old"  # 2 gains, p = 0.25
+    many = results(old=([False] * 6, [True]), new=([True] * 6, [True]), other=([True] * 5 + [False], [True]))
+    decided = judge(experiment("sign-test", ["fresh"]), many)
+    assert decided["challenger"] == "new" and decided["chosen"] == "new" and decided["choose_test"]["gained"] == 6
+    worse_fresh = results(old=([False] * 6, [True]), new=([True] * 6, [False]), other=([False] * 6, [True]))
+    assert judge(experiment("sign-test", ["fresh"]), worse_fresh)["chosen"] == "old"
+    tie = results(old=([True] * 3, []), new=([True] * 3, []), other=([True] * 3, []))
+    assert judge(experiment("sign-test"), tie)["challenger"] == "new"  # ties: the first listed challenger
+    assert judge(experiment("sign-test"), tie)["chosen"] == "old"
+    assert (
+        judge(experiment("most-right"), results(old=([True], []), new=([True], []), other=([False], [])))["chosen"]
+        == "old"
+    )  # most-right: ties go to the first listed
+
+
+def test_generated_dev_sets_are_the_same_on_every_build() -> None:
+    first = generated("a", "seed", documents=3, per_doc=2, pairs=1, unrelated_documents=2, unrelated_per_doc=1)
+    again = generated("a", "seed", documents=3, per_doc=2, pairs=1, unrelated_documents=2, unrelated_per_doc=1)
+    assert [d.text for d in first.docs] == [d.text for d in again.docs] and first.questions == again.questions
+    assert len(first.questions) == 3 * 2 + 1 + 2 and sum(q.unchanged for q in first.questions) == 2
+    assert len(first.questions[6].parts) == 2  # the pair: right only if both parts are answered
+    assert first.questions[6].right("Both " + " and ".join(p[0] for p in first.questions[6].parts))
 
 
 @pytest.mark.skipif(not SQUAD.is_file(), reason="shared SQuAD file not beside this checkout")
-def test_squad_dev_all_leaves_out_every_paragraph_an_evaluation_reads() -> None:
+def test_squad_dev_leaves_out_every_paragraph_an_evaluation_reads() -> None:
     paragraphs = load_squad(SQUAD)
     asked = {d for item in sample_questions(paragraphs, BENCHMARK_SQUAD_QUESTIONS) for d in item.docs}
     pasted = {" ".join(r.context.split()) for r in load_general(data_file(READING_FILE), "reading")}
-    dev = squad_dev_all(2)
-    assert dev and all(len(questions) == 2 for _, questions in dev)
-    assert not {doc.id for doc, _ in dev} & asked
-    assert not {" ".join(doc.text.split()) for doc, _ in dev} & pasted
+    dev = squad_dev("all", per_doc=2)
+    assert dev.docs and len(dev.questions) == 2 * len(dev.docs)
+    assert not {doc.id for doc in dev.docs} & asked
+    assert not {" ".join(doc.text.split()) for doc in dev.docs} & pasted

@@ -10,6 +10,7 @@ from benchmarks.learners import (
     newest_learners,
     reference_pass_seconds,
     rows_for,
+    table_entries,
 )
 
 from loracle.eval.inputs import load_inputs
@@ -63,6 +64,21 @@ def test_a_learner_run_again_on_a_corpus_is_reported_from_its_newest_run_only() 
     assert share["value"] == 1.0 and share["met"] is True
     # 2 of 4 right: some resamples leave the ceiling nothing right, so the ratio has no bound
     assert share["note"].endswith("no interval; right where the ceiling is wrong: 0, wrong where it is right: 0")
+
+
+def test_the_table_has_every_learner_on_every_corpus_from_its_newest_run_or_says_it_is_not_measured() -> None:
+    old = record("squad-context-ttt", "squad", "2026-12-02 06:52:11 UTC", {"context": 0.25, "ttt": 0.25})
+    new = record("squad-context", "squad", "2026-12-02 18:40:00 UTC", {"context": 0.5})
+    new["commit"] = "abc1234"
+    records = [old, new]
+    table = table_entries(records, newest_learners(records), ("context", "ttt", "hypernet"))
+    cells = {(e["learner"], e["corpus"]): e for e in table}
+    assert len(table) == 3 * 3  # three learners x the three corpora
+    assert cells[("context", "squad")]["accuracy"] == "0.500 / 0.500 = 1.000"
+    assert cells[("context", "squad")]["run"] == "abc1234, 2026-12-02 18:40:00 UTC"
+    assert cells[("ttt", "squad")]["accuracy"] == "0.250 / 0.500 = 0.500" and cells[("ttt", "squad")]["bytes"] == "10"
+    assert cells[("context", "squad")]["learn_s_300"] == "2.0"  # 1 s per document of 150 tokens
+    assert cells[("hypernet", "squad")]["accuracy"] == cells[("ttt", "fictional")]["accuracy"] == "not yet measured"
 
 
 def test_the_ratio_note_says_where_a_learner_and_the_ceiling_differ_and_how_far_the_ratio_can_move() -> None:

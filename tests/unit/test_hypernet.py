@@ -10,14 +10,15 @@ import torch
 
 from loracle.documents import Document
 from loracle.errors import DocumentError, LoracleError
-from loracle.hypernet.checkpoint import load_hypernet, save_hypernet
-from loracle.hypernet.data import Sample, fictional_sample
-from loracle.hypernet.engine import DocToLora
-from loracle.hypernet.lora import applied, concat_ranks
-from loracle.hypernet.network import Hypernet, HypernetConfig
-from loracle.hypernet.reading import DocPrompt, chunk_ids, doc_ids, read_chunks
-from loracle.hypernet.train import TrainConfig, Trainer, distillation_loss
-from loracle.learners.hypernet import HypernetLearner
+from loracle.learners.hypernet.checkpoint import load_hypernet, save_hypernet
+from loracle.learners.hypernet.config import HypernetConfig
+from loracle.learners.hypernet.data import Sample, fictional_sample
+from loracle.learners.hypernet.engine import DocToLora
+from loracle.learners.hypernet.learner import HypernetLearner
+from loracle.learners.hypernet.network import Hypernet, NetworkConfig
+from loracle.learners.hypernet.reading import DocPrompt, chunk_ids, doc_ids, read_chunks
+from loracle.learners.hypernet.train import TrainConfig, Trainer, distillation_loss
+from loracle.learners.lora import concat_ranks, hooked
 from loracle.learners.routing import ChunkRouter
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -31,7 +32,7 @@ DOC = Document.from_text(
 
 def make_net(lm, rank: int = 4, seed: int = 0, nonzero_b: bool = False) -> Hypernet:
     torch.manual_seed(seed)
-    net = Hypernet(HypernetConfig.for_model(lm.model, rank=rank, width=32, heads=2, bias_rank=2))
+    net = Hypernet(NetworkConfig.for_model(lm.model, rank=rank, width=32, heads=2, bias_rank=2))
     if nonzero_b:  # as after training: B no longer zero, so the adapter changes the model
         with torch.no_grad():
             for head in net.head_b.values():
@@ -48,10 +49,10 @@ def logits(lm, text: str = "Who founded the observatory?") -> torch.Tensor:
 
 
 def test_config_is_read_from_the_model(tiny_lm):
-    config = HypernetConfig.for_model(tiny_lm.model)
+    config = NetworkConfig.for_model(tiny_lm.model)
     assert config.hidden_size == 32 and config.num_layers == 2
     assert config.targets == {"mlp.down_proj": (64, 32)}
-    assert HypernetConfig.from_json(config.to_json()) == config
+    assert NetworkConfig.from_json(config.to_json()) == config
 
 
 def test_generated_lora_shapes(tiny_lm):
@@ -70,7 +71,7 @@ def test_generated_lora_shapes(tiny_lm):
 def test_untrained_hypernet_is_the_identity(tiny_lm):
     engine = DocToLora(tiny_lm, make_net(tiny_lm), chunk_tokens=12)
     before = logits(tiny_lm)
-    with applied(tiny_lm.model, engine.combine(engine.internalise(DOC.text))):
+    with hooked(tiny_lm.model, engine.combine(engine.internalise(DOC.text))):
         after = logits(tiny_lm)
     assert torch.equal(before, after)
 
@@ -142,7 +143,7 @@ def test_training_resumes_from_its_checkpoint(tiny_lm, tmp_path: Path):
 
 def test_learner_learns_answers_and_round_trips(tiny_lm, tmp_path: Path):
     engine = DocToLora(tiny_lm, make_net(tiny_lm, nonzero_b=True), chunk_tokens=16)
-    learner = HypernetLearner(tiny_lm, engine=engine, max_new_tokens=4)
+    learner = HypernetLearner(tiny_lm, HypernetConfig(max_new_tokens=4), engine=engine)
     report = learner.learn([DOC])
     assert report.details["chunks"] == len(learner.chunks) > 1 and report.bytes_on_disk > 0
     answer = learner.answer("Who founded the Kestrel Valley Observatory?")
@@ -165,12 +166,12 @@ def test_a_question_about_nothing_learned_gets_the_base_model(tiny_lm):
         for b in net.bias_b.values():
             b.normal_(0, 3.0)  # a bias LoRA strong enough to change the tiny model's greedy reply
     engine = DocToLora(tiny_lm, net, chunk_tokens=16)
-    learner = HypernetLearner(tiny_lm, engine=engine, max_new_tokens=6)
+    learner = HypernetLearner(tiny_lm, HypernetConfig(max_new_tokens=6), engine=engine)
     learner.learn([DOC])
     question = "Quelle heure est-il maintenant?"
     config = GenerationConfig(max_new_tokens=6)
     base = generate_chat(tiny_lm, question_messages(question), config)
-    with applied(tiny_lm.model, engine.bias()):  # the bias LoRA alone would change the reply
+    with hooked(tiny_lm.model, engine.bias()):  # the bias LoRA alone would change the reply
         assert generate_chat(tiny_lm, question_messages(question), config) != base
     answer = learner.answer(question)
     assert answer.text == base and not answer.citations
@@ -185,7 +186,7 @@ def test_peft_export_gives_the_same_logits_as_loracle(tiny_lm, tmp_path: Path):
     learner = HypernetLearner(tiny_lm, engine=engine)
     report = learner.compile_document(DOC, tmp_path / "adapter")
     base = logits(tiny_lm)
-    with applied(tiny_lm.model, engine.combine(engine.internalise(DOC.text))):
+    with hooked(tiny_lm.model, engine.combine(engine.internalise(DOC.text))):
         ours = logits(tiny_lm)
     assert not torch.allclose(base, ours)
     peft_model = PeftModel.from_pretrained(tiny_lm.model, str(tmp_path / "adapter"))

@@ -7,13 +7,12 @@ import pytest
 
 from loracle.documents import Document
 from loracle.errors import LoracleError
-from loracle.learners.context import ContextLearner, passage_bias, question_parts
-from loracle.learners.question_likelihood import question_logprobs
+from loracle.learners.context.config import ContextConfig
+from loracle.learners.context.learner import ContextLearner, passage_bias, question_parts
 from loracle.model import GenerationConfig, generate_chat, question_messages
 from loracle.model.chat import stop_token_ids
-from loracle.model.loader import LoadedModel, model_fingerprint
+from loracle.model.loader import LoadedModel
 from loracle.sources import read_document
-from tests.conftest import build_tiny_model
 
 OBSERVATORY = (
     "# Kestrel Valley Observatory\n\nThe observatory was founded by Ilse Marrow in 1987.\n\n"
@@ -48,12 +47,9 @@ def docs() -> list[Document]:
     ]
 
 
-#: every further hit by score and word cover (the options before `split_questions`), not one per question
-COVERING = {"split_questions": False, "require_new_terms": False}
-
-
 def learner(lm: LoadedModel, **options) -> ContextLearner:
-    return ContextLearner(lm, embedder=WordHashEmbedder(), **{"top_k": 1, "max_new_tokens": 6, **options})
+    config = ContextConfig(**{"top_k": 1, "max_new_tokens": 6, **options})
+    return ContextLearner(lm, config, embedder=WordHashEmbedder())
 
 
 def test_retrieves_the_chunk_that_answers_and_cites_its_lines(tiny_lm: LoadedModel) -> None:
@@ -68,37 +64,21 @@ def test_retrieves_the_chunk_that_answers_and_cites_its_lines(tiny_lm: LoadedMod
     assert answer.citations[0].line is not None
 
 
-def test_hits_are_in_document_order_or_best_nearest_the_question_and_weak_hits_are_left_out(
+def test_without_split_questions_the_best_top_k_hits_go_in_document_order_or_best_nearest_the_question(
     tiny_lm: LoadedModel,
 ) -> None:
     question = "Who founded the Kestrel Valley Observatory?"
-    everything = learner(tiny_lm, top_k=2, min_relative_score=0.0, order="relevance", **COVERING)
-    everything.learn(docs())
-    ranked = everything.index.search_chunks(question, n=2)
-    assert [h.doc_id for h in everything.retrieve(question)] == [h.doc_id for h in ranked][::-1]
-    in_order = learner(tiny_lm, top_k=2, min_relative_score=0.0, **COVERING)  # document order
+    by_relevance = learner(tiny_lm, top_k=2, order="relevance", split_questions=False)
+    by_relevance.learn(docs())
+    ranked = by_relevance.index.search_chunks(question, n=2)
+    assert len(ranked) == 2
+    assert [h.doc_id for h in by_relevance.retrieve(question)] == [h.doc_id for h in ranked][::-1]
+    in_order = learner(tiny_lm, top_k=2, split_questions=False)  # document order
     in_order.learn(docs())
     assert [h.doc_id for h in in_order.retrieve(question)] == sorted(h.doc_id for h in ranked)
-    strict = learner(tiny_lm, top_k=2, min_relative_score=0.99, **COVERING)
-    strict.learn(docs())
-    assert [h.doc_id for h in strict.retrieve(question)] == [ranked[0].doc_id]
-    with pytest.raises(ValueError, match="order"):
-        learner(tiny_lm, order="random")
-
-
-def test_with_require_new_terms_a_further_hit_must_hold_a_question_word_the_kept_ones_lack(
-    tiny_lm: LoadedModel,
-) -> None:
-    one_thing = "Who founded the Kestrel Valley Observatory?"
-    plain = learner(tiny_lm, top_k=2, min_relative_score=0.0, **COVERING)
-    plain.learn(docs())
-    assert {h.doc_id for h in plain.retrieve(one_thing)} == {"observatory", "river"}
-    covering = learner(tiny_lm, top_k=2, min_relative_score=0.0, split_questions=False)  # require_new_terms on
-    covering.learn(docs())
-    assert [h.doc_id for h in covering.retrieve(one_thing)] == ["observatory"]
-    two_things = "Who founded the Kestrel Valley Observatory? And which river powers the hydroelectric plant?"
-    assert [h.doc_id for h in covering.retrieve(two_things)] == ["observatory", "river"]
-    assert covering.options()["require_new_terms"] is True
+    tight = learner(tiny_lm, top_k=2, split_questions=False, context_tokens=1)  # only the best fits
+    tight.learn(docs())
+    assert [h.doc_id for h in tight.retrieve(question)] == [ranked[0].doc_id]
 
 
 def test_question_parts_are_cut_after_question_marks() -> None:
@@ -109,7 +89,7 @@ def test_question_parts_are_cut_after_question_marks() -> None:
 
 
 def test_with_split_questions_each_question_asked_gets_its_own_best_hit(tiny_lm: LoadedModel) -> None:
-    split = learner(tiny_lm, top_k=2, min_relative_score=0.0)  # split_questions is the default
+    split = learner(tiny_lm, top_k=2)  # split_questions is the default
     split.learn(docs())
     one_thing = "Who founded the Kestrel Valley Observatory and which telescope does the river plant power?"
     assert len(split.index.search_chunks(one_thing, n=2)) == 2
@@ -121,7 +101,6 @@ def test_with_split_questions_each_question_asked_gets_its_own_best_hit(tiny_lm:
     capped = learner(tiny_lm, top_k=1, split_questions=True)
     capped.learn(docs())
     assert [h.doc_id for h in capped.retrieve(two_things)] == ["observatory"]  # top_k caps the hits
-    assert split.options()["split_questions"] is True
 
 
 def test_a_question_unlike_anything_learned_gets_no_context(tiny_lm: LoadedModel) -> None:
@@ -135,31 +114,6 @@ def test_a_question_unlike_anything_learned_gets_no_context(tiny_lm: LoadedModel
     assert answer.citations == []
     base = generate_chat(tiny_lm, question_messages(unrelated), GenerationConfig(max_new_tokens=6))
     assert answer.text == base
-
-
-def test_a_possessive_s_is_not_a_question_word_a_further_hit_could_hold(tiny_lm: LoadedModel) -> None:
-    harbour = Document.from_text("# Harbour\n\nThe harbour's cranes lift the ships.", "Harbour", doc_id="harbour")
-    covering = learner(tiny_lm, top_k=2, min_relative_score=0.0, split_questions=False)
-    covering.learn([*docs(), harbour])
-    question = "Who founded Marrow's observatory?"
-    assert [h.doc_id for h in covering.index.search_chunks(question, n=2)] == ["observatory", "harbour"]
-    assert [h.doc_id for h in covering.retrieve(question)] == ["observatory"]
-
-
-def test_with_lexical_gate_a_question_in_the_documents_own_words_passes_a_gate_it_is_too_far_from(
-    tiny_lm: LoadedModel,
-) -> None:
-    question = "Who was Marrow's founding telescope?"  # every word in the observatory chunk, far from each sentence
-    strict = learner(tiny_lm, min_similarity=0.99)
-    strict.learn(docs())
-    hits = strict.index.search_chunks(question, n=3)
-    assert strict.gate_score(question, hits) < 0.99 and strict.retrieve(question) == []
-    lexical = learner(tiny_lm, min_similarity=0.99, lexical_gate=True)
-    lexical.learn(docs())
-    assert [h.doc_id for h in lexical.retrieve(question)] == ["observatory"]  # "founding" matches "founded"
-    assert lexical.retrieve("Who founded the Corra telescope?") == []  # no one chunk holds every word
-    assert lexical.retrieve("Marrow?") == []  # one word is too little to go on
-    assert lexical.options()["lexical_gate"] is True
 
 
 def test_the_gate_reads_sentence_by_sentence_so_a_long_chunk_does_not_dilute_the_one_that_answers(
@@ -205,25 +159,26 @@ def test_logit_bias_keeps_answers_to_the_retrieved_tokens(tiny_lm: LoadedModel) 
     allowed = {t for h in hits for t in tiny_lm.tokenizer.encode(h.text, add_special_tokens=False)}
     ends = stop_token_ids(tiny_lm.tokenizer)
     assert ends and passage_bias(tiny_lm, [h.text for h in hits], 1000.0) == dict.fromkeys(allowed | ends, 1000.0)
-    ctx.max_new_tokens = 1  # (each token's bias is spent once used: test_generate's bias_once test)
-    assert ctx.answer("Corra River").text in {tiny_lm.tokenizer.decode([t]).strip() for t in allowed} | {""}
+    one_token = learner(tiny_lm, logit_bias=1000.0, max_new_tokens=1)  # (each token's bias is spent once used:
+    one_token.learn(docs())  # test_generate's bias_once test)
+    assert one_token.answer("Corra River").text in {tiny_lm.tokenizer.decode([t]).strip() for t in allowed} | {""}
 
 
 def test_a_message_carrying_its_own_passage_is_biased_toward_like_a_retrieved_chunk(tiny_lm: LoadedModel) -> None:
-    ctx = learner(tiny_lm)
-    ctx.learn(docs())
     question = "Corra River"
-    chunks = [h.text for h in ctx.retrieve(question)]
-    assert chunks
     length = len(tiny_lm.tokenizer.encode(question, add_special_tokens=False))
-    ctx.own_passage_tokens = length + 1  # a bare question: only the retrieved chunks
-    assert ctx.biased_texts(question, chunks) == chunks
-    ctx.own_passage_tokens = length  # long enough to count as a passage of its own
-    assert ctx.biased_texts(question, chunks) == [*chunks, question]
-    ctx.own_passage_tokens = None
-    assert ctx.biased_texts(question, chunks) == chunks
-    ctx.own_passage_tokens = 0
-    assert ctx.biased_texts(question, []) == []  # nothing retrieved: the base model's reply, unbiased
+
+    def biased(own_passage_tokens: int | None, passages: bool = True) -> list[str]:
+        ctx = learner(tiny_lm, own_passage_tokens=own_passage_tokens)
+        ctx.learn(docs())
+        chunks = [h.text for h in ctx.retrieve(question)] if passages else []
+        assert chunks or not passages
+        return ctx.biased_texts(question, chunks)
+
+    chunks = biased(None)
+    assert biased(length + 1) == chunks  # a bare question: only the retrieved chunks
+    assert biased(length) == [*chunks, question]  # long enough to count as a passage of its own
+    assert biased(0, passages=False) == []  # nothing retrieved: the base model's reply, unbiased
 
 
 def test_save_and_load_give_the_same_answers_without_re_embedding(tmp_path: Path, tiny_lm: LoadedModel) -> None:
@@ -238,16 +193,6 @@ def test_save_and_load_give_the_same_answers_without_re_embedding(tmp_path: Path
         first, second = ctx.answer(question), loaded.answer(question)
         assert first.text == second.text
         assert first.citations == second.citations
-
-
-def test_checkpoint_for_another_base_model_is_refused(tmp_path: Path, tiny_lm: LoadedModel) -> None:
-    ctx = learner(tiny_lm)
-    ctx.learn(docs())
-    ctx.save(tmp_path / "ck")
-    other_model = build_tiny_model(len(tiny_lm.tokenizer), seed=1)
-    other = LoadedModel(other_model, tiny_lm.tokenizer, "other", "memory", model_fingerprint(other_model))
-    with pytest.raises(LoracleError, match="another base model"):
-        learner(other).load(tmp_path / "ck")
 
 
 def test_saving_over_a_folder_that_is_not_a_checkpoint_is_refused_and_keeps_it(
@@ -268,55 +213,3 @@ def test_saving_over_a_folder_that_is_not_a_checkpoint_is_refused_and_keeps_it(
 def test_an_empty_learner_answers_closed_book(tiny_lm: LoadedModel) -> None:
     answer = learner(tiny_lm).answer("Who founded the observatory?")
     assert answer.citations == []
-
-
-def test_question_logprobs_of_a_padded_batch_match_each_row_scored_alone(tiny_lm: LoadedModel) -> None:
-    question = "Who founded the observatory?"
-    passages = [OBSERVATORY, None, "A short one."]
-    batch = question_logprobs(tiny_lm, question, passages)
-    alone = [question_logprobs(tiny_lm, question, [p])[0] for p in passages]
-    assert batch == pytest.approx(alone, abs=1e-4)
-    assert all(score < 0 for score in batch)
-    assert question_logprobs(tiny_lm, question, []) == []
-
-
-def likelihood_of_river(question: str, passages: list[str | None], alone: float = -3.0) -> list[float]:
-    """A stand-in for the model's question likelihood: high after the river passage, low otherwise."""
-    return [alone if p is None else (-1.0 if "Corra" in p else -2.9) for p in passages]
-
-
-def test_with_rerank_the_hit_after_which_the_question_is_likeliest_comes_first(
-    tiny_lm: LoadedModel, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("loracle.learners.context.question_logprobs", lambda lm, q, ps: likelihood_of_river(q, ps))
-    question = "Who founded the observatory?"
-    plain = learner(tiny_lm)
-    plain.learn(docs())
-    assert [h.doc_id for h in plain.retrieve(question)] == ["observatory"]
-    reranked = learner(tiny_lm, rerank=2)
-    reranked.learn(docs())
-    assert [h.doc_id for h in reranked.retrieve(question)] == ["river"]
-    two = learner(tiny_lm, rerank=2, top_k=2)
-    two.learn(docs())
-    both = "Who founded the observatory? Where does the observatory stand?"
-    assert [h.doc_id for h in two.retrieve(both)] == ["river"]  # each part's best hit is reranked too
-    assert reranked.options()["rerank"] == 2
-
-
-def test_min_question_gain_lets_through_a_question_the_similarity_gate_shuts_out(
-    tiny_lm: LoadedModel, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    question = "Who was Marrow's founding telescope?"
-    strict = learner(tiny_lm, min_similarity=0.99, rerank=2)
-    strict.learn(docs())
-    monkeypatch.setattr("loracle.learners.context.question_logprobs", lambda lm, q, ps: likelihood_of_river(q, ps))
-    assert strict.retrieve(question) == []
-    gaining = learner(tiny_lm, min_similarity=0.99, rerank=2, min_question_gain=1.5)
-    gaining.learn(docs())
-    assert [h.doc_id for h in gaining.retrieve(question)] == ["river"]  # -1.0 against -3.0 alone: a gain of 2
-    monkeypatch.setattr(
-        "loracle.learners.context.question_logprobs", lambda lm, q, ps: likelihood_of_river(q, ps, alone=-2.0)
-    )
-    assert gaining.retrieve(question) == []  # a gain of 1 is too little
-    with pytest.raises(ValueError, match="min_question_gain needs rerank"):
-        learner(tiny_lm, min_question_gain=1.0)

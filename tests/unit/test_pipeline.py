@@ -3,6 +3,7 @@ ids, aggregation, batching, the lock, kill -9 safety, and watching."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -24,9 +25,11 @@ from loracle.adapters.store import LocalAdapterStore, check_adapter_folder
 from loracle.compile_limit import count_tokens_with, tokens_up_to
 from loracle.documents import Document
 from loracle.knowledge_base import KnowledgeBase
+from loracle.learners import learner_config
 from loracle.model import apply_adapters
 from loracle.model.loader import LoadedModel
-from loracle.pipeline import Compilation, FolderSource, Watch, wiki_source
+from loracle.pipeline import Compilation, Watch, wiki_source
+from loracle.sources.folder import FolderSource
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,6 +39,7 @@ class RecordingCompiler:
     what it compiled. A document containing EXPLODE makes it raise; `slow_s` sleeps mid-write."""
 
     name = "double"
+    config = None
 
     def __init__(self, lm: LoadedModel, slow_s: float = 0.0) -> None:
         self.lm = lm
@@ -370,3 +374,34 @@ def test_watch_ingests_a_raw_file_into_the_wiki_and_compiles_its_pages(tmp_path:
         wait_for(lambda: watch.status.ingested == 1 and any(m.source == "wiki" for m in kb.adapters()), 30)
     assert not watch.status.failed
     assert any("Varn ferry" in text for text in compiler.texts.values())  # a page written from raw/ was compiled
+
+
+class ConfiguredCompiler(RecordingCompiler):
+    """The test double with options, recorded in its manifests as the learners record theirs."""
+
+    name = "ttt"
+
+    def __init__(self, lm: LoadedModel, **options: object) -> None:
+        super().__init__(lm)
+        self.config = learner_config("ttt", options)
+
+    def compile_document(self, doc: Document, folder: Path) -> CompileReport:
+        report = super().compile_document(doc, folder)
+        manifest = AdapterManifest.read(folder)
+        manifest.updated(config=self.config.model_dump()).write(folder)
+        return report
+
+
+def test_an_adapter_compiled_with_other_options_is_compiled_again(tmp_path: Path, tiny_lm: LoadedModel) -> None:
+    kb = make_kb(tmp_path, {"alpha.md": "# Alpha\nOne.", "beta.md": "Two."})
+    first = compilation(kb, ConfiguredCompiler(tiny_lm, steps_per_doc=3)).run()
+    assert sorted(first.compiled) == ["alpha", "beta"]
+    same = compilation(kb, ConfiguredCompiler(tiny_lm, steps_per_doc=3)).run()
+    assert same.compiled == [] and sorted(same.unchanged) == ["alpha", "beta"]
+    other = compilation(kb, ConfiguredCompiler(tiny_lm, steps_per_doc=4)).run()
+    assert sorted(other.compiled) == ["alpha", "beta"]
+    manifest_path = kb / "adapters" / "alpha" / "manifest.json"
+    stored = json.loads(manifest_path.read_text(encoding="utf-8"))
+    stored["config"]["retired_option"] = 1  # an option the learner no longer has: compiled again, no crash
+    manifest_path.write_text(json.dumps(stored), encoding="utf-8")
+    assert compilation(kb, ConfiguredCompiler(tiny_lm, steps_per_doc=4)).run().compiled == ["alpha"]

@@ -11,7 +11,9 @@ import pytest
 from loracle.documents import Document
 from loracle.errors import LoracleError
 from loracle.learners import create_learner
-from loracle.learners.playbook import Patch, PatchOp, Playbook, PlaybookLearner, playbook_path
+from loracle.learners.playbook.book import Patch, PatchOp, Playbook, playbook_path
+from loracle.learners.playbook.config import PlaybookConfig
+from loracle.learners.playbook.learner import PlaybookLearner
 from loracle.llm import LLM, Completion
 
 DOC = Document.from_text("The Vellmar Bridge crosses the river Dunmere. It is 418 metres long.", "Vellmar Bridge")
@@ -35,8 +37,9 @@ def practice(*pairs: tuple[str, str]) -> str:
     return json.dumps({"questions": [{"question": q, "answer": a} for q, a in pairs]})
 
 
-def learner(tiny_lm, replies: Sequence[str], **options) -> PlaybookLearner:
-    return PlaybookLearner(tiny_lm, llm=LLM(ScriptedBackend(replies)), max_new_tokens=3, **options)
+def learner(tiny_lm, replies: Sequence[str], kb_state: Path | None = None, **options) -> PlaybookLearner:
+    config = PlaybookConfig(max_new_tokens=3, **options)
+    return PlaybookLearner(tiny_lm, config, llm=LLM(ScriptedBackend(replies)), kb_state=kb_state)
 
 
 def test_a_round_grows_the_playbook_by_patch_and_persists_it(tiny_lm, tmp_path: Path) -> None:

@@ -19,9 +19,7 @@ import pytest
 from loracle.documents import Document
 from loracle.errors import LoracleError
 from loracle.search import IndexedPage, SearchIndex
-from loracle.search.text import query_terms
 from loracle.sources import chunk_document
-from loracle.sources.chunking import Chunk
 
 CONCEPTS = {
     "cat": 0, "cats": 0, "feline": 0, "kitten": 0, "felines": 0,
@@ -335,16 +333,3 @@ def test_a_synced_page_updated_directly_is_still_dropped_when_its_file_goes(
     path.unlink()
     assert bm25_index.sync_folder(wiki).removed == ["a"]
     assert bm25_index.search("alpha", mode="bm25") == []
-
-
-def test_chunk_terms_says_which_question_words_each_chunk_holds_as_the_index_matches_them(tmp_path: Path) -> None:
-    norman = Chunk("a", "Harbour", "The Norman conquest began in 1066.", 1, 1)
-    tokyo = Chunk("b", "Tokyo", "東京都庁 stands in Shinjuku.", 1, 1)
-    with SearchIndex(tmp_path / "i.db", vectors=False) as index:
-        index.upsert_chunks([norman, tokyo])
-        terms = query_terms("When did the Normans reach the harbour of 東京?")
-        held = index.chunk_terms([norman.id, tokyo.id], terms)
-        # stemmed as BM25 matches ("Normans" holds "Norman"); the text only, not the title ("harbour")
-        assert held == {norman.id: {"normans"}, tokyo.id: {"東京"}}
-        assert index.chunk_terms([], terms) == {}
-        assert index.chunk_terms([norman.id], []) == {norman.id: set()}

@@ -6,9 +6,13 @@ import torch
 
 from loracle.documents import Document
 from loracle.errors import LoracleError
-from loracle.learners import ttt as ttt_module
-from loracle.learners.gating import broad_neuron_mask, calibration_sentences, firing_rates
-from loracle.learners.selfstudy import (
+from loracle.learners.lora import hooked
+from loracle.learners.ttt import learner as ttt_learner
+from loracle.learners.ttt import selfstudy, training
+from loracle.learners.ttt.config import TTTConfig
+from loracle.learners.ttt.gating import GatedLoRA, broad_neuron_mask, calibration_sentences, firing_rates
+from loracle.learners.ttt.learner import TTTLearner
+from loracle.learners.ttt.selfstudy import (
     StudyExample,
     _add_teacher,
     answer_ids,
@@ -19,12 +23,12 @@ from loracle.learners.selfstudy import (
     study_examples,
     supported,
 )
-from loracle.learners.ttt import GatedLoRA, TTTLearner, balanced_batches
-from loracle.learners.upper import adds_mlp_to_residual, lower_states, shared_states, upper_hidden
-from loracle.learners.vocab import candidate_head
+from loracle.learners.ttt.training import balanced_batches, frozen_base, train
+from loracle.learners.ttt.upper import adds_mlp_to_residual, lower_states, shared_states, upper_hidden
+from loracle.learners.ttt.vocab import candidate_head
 from loracle.model import encode_chat, question_messages
-from loracle.model.loader import LoadedModel, model_fingerprint
-from tests.conftest import TINY_SHAPE, build_tiny_model
+from loracle.model.loader import LoadedModel
+from tests.conftest import TINY_SHAPE
 
 DOC = Document.from_text(
     "The Kestrel Valley Observatory was founded by Ilse Marrow in 1987. The river Corra powers the station.",
@@ -38,7 +42,17 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def small_learner(lm: LoadedModel, **options) -> TTTLearner:
     defaults = {"steps_per_doc": 10, "lr": 5e-2, "max_questions": 2, "max_new_tokens": 6, "mask_fraction": 0.25}
-    return TTTLearner(lm, **{**defaults, **options})
+    return TTTLearner(lm, TTTConfig(**{**defaults, **options}))
+
+
+def active(learner: TTTLearner, lora: GatedLoRA):
+    """`lora` hooked into the learner's model, as training runs it."""
+    return hooked(learner.lm.model, lora.factors(), lora.scale)
+
+
+def full_loss(learner: TTTLearner, examples: list[StudyExample]) -> float:
+    """The loss of `examples` over the whole vocabulary, with whatever adapter is hooked in."""
+    return float(training.loss(learner.lm, examples, learner.layers[0], distill_weight=learner.config.distill_weight))
 
 
 def logits(lm: LoadedModel, text: str) -> torch.Tensor:
@@ -48,16 +62,15 @@ def logits(lm: LoadedModel, text: str) -> torch.Tensor:
 
 
 def test_a_few_steps_lower_the_loss_on_the_document(tiny_lm: LoadedModel) -> None:
-    learner = small_learner(tiny_lm, layer_fraction=1.0, steps_per_doc=20)
+    learner = small_learner(tiny_lm, layer_fraction=1.0, steps_per_doc=20, qa_pairs=True)
     examples = study_examples(tiny_lm, DOC, max_questions=2, qa_pairs=True)
     answered = [e for e in examples if e.teacher_ids is not None]
     assert answered and len(answered) < len(examples)  # recitations carry no teacher
-    with torch.no_grad(), learner.active(learner._fresh_lora()):
-        before = float(learner.loss(examples))
-    learner.qa_pairs = True
+    with torch.no_grad(), active(learner, learner.fresh_lora()):
+        before = full_loss(learner, examples)
     report = learner.learn([DOC])
-    with torch.no_grad(), learner.active(learner.adapters[DOC.id]):
-        after = float(learner.loss(examples))
+    with torch.no_grad(), active(learner, learner.adapters[DOC.id]):
+        after = full_loss(learner, examples)
     assert after < 0.98 * before
     assert report.documents == 1 and report.details["examples"] == len(examples)
 
@@ -68,7 +81,7 @@ def test_the_base_model_is_untouched_outside_the_learner(tiny_lm: LoadedModel) -
     learner.learn([DOC])
     assert torch.equal(logits(tiny_lm, "Who founded it?"), before)
     assert all(p.requires_grad for p in tiny_lm.model.parameters())
-    with learner.active(learner.adapters[DOC.id]):
+    with active(learner, learner.adapters[DOC.id]):
         assert not torch.allclose(logits(tiny_lm, "Who founded it?"), before)
 
 
@@ -111,9 +124,9 @@ def test_save_and_load_give_identical_answers(tmp_path: Path, tiny_lm: LoadedMod
     assert loaded.documents == ["kestrel"]
     for question in ("Who founded the observatory?", "What powers the station?"):
         assert loaded.answer(question).text == learner.answer(question).text
-    with learner.active(learner.adapters[DOC.id]):
+    with active(learner, learner.adapters[DOC.id]):
         expected = logits(tiny_lm, "Who founded it?")
-    with loaded.active(loaded.adapters[DOC.id]):
+    with active(loaded, loaded.adapters[DOC.id]):
         assert torch.equal(logits(tiny_lm, "Who founded it?"), expected)
 
 
@@ -136,15 +149,6 @@ def test_checkpoints_keep_factors_in_half_precision_and_old_float32_ones_still_l
     assert torch.equal(loaded.adapters[DOC.id].A, lora.A) and torch.equal(loaded.adapters[DOC.id].keep, lora.keep)
 
 
-def test_checkpoint_for_another_base_model_is_refused(tmp_path: Path, tiny_lm: LoadedModel) -> None:
-    learner = small_learner(tiny_lm, steps_per_doc=1)
-    learner.save(tmp_path / "ck")
-    other_model = build_tiny_model(len(tiny_lm.tokenizer), seed=3)
-    other = LoadedModel(other_model, tiny_lm.tokenizer, "other", "memory", model_fingerprint(other_model))
-    with pytest.raises(LoracleError, match="another base model"):
-        TTTLearner(other, mask_fraction=0).load(tmp_path / "ck")
-
-
 def test_peft_export_reproduces_the_learner_logits(tmp_path: Path, tiny_lm: LoadedModel) -> None:
     from peft import PeftModel
 
@@ -155,9 +159,9 @@ def test_peft_export_reproduces_the_learner_logits(tmp_path: Path, tiny_lm: Load
     manifest = (tmp_path / "adapter" / "manifest.json").read_text(encoding="utf-8")
     assert tiny_lm.fingerprint in manifest and '"doc_id": "kestrel"' in manifest
     # compile_document trains a fresh adapter of its own; rebuild the same one to compare with
-    lora = learner._fresh_lora()
-    learner._train(lora, study_examples(tiny_lm, DOC, max_questions=2), learner.steps_per_doc)
-    with learner.active(lora):
+    lora = learner.fresh_lora()
+    train(tiny_lm, lora, study_examples(tiny_lm, DOC, max_questions=2), learner.config)
+    with active(learner, lora):
         expected = logits(tiny_lm, "Who founded the observatory?")
     peft_model = PeftModel.from_pretrained(base_copy, str(tmp_path / "adapter")).eval()
     copy_lm = LoadedModel(peft_model, tiny_lm.tokenizer, "tiny", "memory", tiny_lm.fingerprint)
@@ -214,14 +218,15 @@ def test_rows_that_begin_alike_get_the_loss_and_gradients_each_gets_alone(tiny_l
     for state, example in zip(states, examples, strict=True):  # the same states as each row alone
         alone = lower_states(tiny_lm, [example.prompt + example.answer], first)[0]
         torch.testing.assert_close(state, alone, rtol=1e-5, atol=1e-5)
-    lora = learner._fresh_lora()
+    lora = learner.fresh_lora()
     torch.nn.init.normal_(lora.B, std=0.1)  # a trained adapter, so every factor gets a gradient
     grads = []
-    with learner._frozen_base(), learner.active(lora):
+    with frozen_base(tiny_lm), active(learner, lora):
         for batches in ([examples], [[e] for e in examples]):
             lora.A.grad = lora.B.grad = None
             total = sum(
-                learner.loss(batch, lower_states(tiny_lm, [e.prompt + e.answer for e in batch], first)) * len(batch)
+                training.loss(tiny_lm, batch, first, lower_states(tiny_lm, [e.prompt + e.answer for e in batch], first))
+                * len(batch)
                 for batch in batches
             )
             total.backward()
@@ -247,10 +252,10 @@ def test_training_with_the_first_adapted_layer_folded_takes_the_same_steps(
     examples = study_examples(tiny_lm, DOC, max_questions=2)
     runs = []
     for fold in (True, False):
-        monkeypatch.setattr(ttt_module, "adds_mlp_to_residual", lambda _lm, _layer, fold=fold: fold)
+        monkeypatch.setattr(training, "adds_mlp_to_residual", lambda _lm, _layer, fold=fold: fold)
         learner = small_learner(tiny_lm, layer_fraction=1.0, steps_per_doc=4)  # a layer runs after the folded one
-        lora = learner._fresh_lora()
-        runs.append((learner._train(lora, examples, learner.steps_per_doc), lora))
+        lora = learner.fresh_lora()
+        runs.append((train(tiny_lm, lora, examples, learner.config), lora))
     (folded, lora_folded), (unfolded, lora_unfolded) = runs
     assert folded == pytest.approx(unfolded, rel=1e-4) and folded[-1] < folded[0]
     torch.testing.assert_close(lora_folded.B, lora_unfolded.B, rtol=1e-3, atol=1e-5)
@@ -272,11 +277,9 @@ def test_recitation_examples_cue_the_whole_passage(tiny_lm: LoadedModel) -> None
     )
 
 
-def test_questions_are_written_in_the_chosen_number_of_styles(
+def test_each_sentence_gets_a_question_and_each_question_is_trained_once(
     tiny_lm: LoadedModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from loracle.learners import selfstudy
-
     asked: list[list[int]] = []
 
     def write(_lm: LoadedModel, prompts: list[list[int]], _tokens: int, one_line: bool = False) -> list[str]:
@@ -285,16 +288,10 @@ def test_questions_are_written_in_the_chosen_number_of_styles(
 
     monkeypatch.setattr(selfstudy, "greedy_batch", write)
     found = sentences(DOC.text)
-    for styles in (1, 2):
-        asked.clear()
-        examples = study_examples(tiny_lm, DOC, question_styles=styles)
-        expected = [
-            tiny_lm.tokenizer.encode(template.format(title=DOC.title, sentence=s))
-            for template in selfstudy.QUESTION_PROMPTS[:styles]
-            for s in found
-        ]
-        assert asked == expected
-        assert [e.cue for e in examples].count("Who founded it?") == 1  # the same question is trained on once
+    examples = study_examples(tiny_lm, DOC)
+    prompts = [selfstudy.QUESTION_PROMPT.format(title=DOC.title, sentence=s) for s in found]
+    assert asked == [tiny_lm.tokenizer.encode(prompt) for prompt in prompts]
+    assert [e.cue for e in examples].count("Who founded it?") == 1  # the same question is trained on once
 
 
 def test_a_recitation_counts_only_when_it_is_about_the_question() -> None:
@@ -308,7 +305,7 @@ def test_merged_adapter_gives_the_hooked_logits_and_restores_the_weights(tiny_lm
     learner = small_learner(tiny_lm)
     learner.learn([DOC])
     before = [p.detach().clone() for p in tiny_lm.model.parameters()]
-    with learner.active(learner.adapters[DOC.id]):
+    with active(learner, learner.adapters[DOC.id]):
         hooked = logits(tiny_lm, "Who founded it?")
     with learner.merged(learner.adapters[DOC.id]):
         merged = logits(tiny_lm, "Who founded it?")
@@ -322,14 +319,14 @@ def test_candidate_loss_over_every_token_is_the_full_loss(tiny_lm: LoadedModel) 
     first = learner.layers[0]
     states = lower_states(tiny_lm, [e.prompt + e.answer for e in examples], first)
     vocabulary = tiny_lm.model.get_output_embeddings().weight.shape[0]
-    with torch.no_grad(), learner.active(learner._fresh_lora()):
-        full = learner.loss(examples, states, first)
+    with torch.no_grad(), active(learner, learner.fresh_lora()):
+        full = training.loss(tiny_lm, examples, first, states)
         everything = candidate_head(tiny_lm, examples, states, first, top_k=vocabulary)
         narrow = candidate_head(tiny_lm, examples, states, first, top_k=2)
         assert len(everything.tokens) == vocabulary
-        torch.testing.assert_close(learner.loss(examples, states, first, everything), full)
+        torch.testing.assert_close(training.loss(tiny_lm, examples, first, states, everything), full)
         # fewer tokens to normalise over: every target gets a larger share, so the loss is lower
-        assert float(learner.loss(examples, states, first, narrow)) < float(full)
+        assert float(training.loss(tiny_lm, examples, first, states, narrow)) < float(full)
     wanted = {t for e in examples for t in e.answer} | {
         t for e in examples if e.teacher_ids is not None for t in e.teacher_ids.flatten().tolist()
     }
@@ -342,12 +339,12 @@ def test_training_on_candidates_lowers_the_full_vocabulary_loss_as_full_training
     after = {}
     for top_k in (0, 8):  # 0: the whole vocabulary
         learner = small_learner(tiny_lm, layer_fraction=1.0, steps_per_doc=20, candidate_top_k=top_k)
-        lora = learner._fresh_lora()
-        with torch.no_grad(), learner.active(lora):
-            before = float(learner.loss(examples))
-        learner._train(lora, examples, learner.steps_per_doc)
-        with torch.no_grad(), learner.active(lora):
-            after[top_k] = float(learner.loss(examples))  # always over the whole vocabulary
+        lora = learner.fresh_lora()
+        with torch.no_grad(), active(learner, lora):
+            before = full_loss(learner, examples)
+        train(tiny_lm, lora, examples, learner.config)
+        with torch.no_grad(), active(learner, lora):
+            after[top_k] = full_loss(learner, examples)  # always over the whole vocabulary
     assert after[0] < 0.95 * before
     assert abs(after[8] - after[0]) < 0.02 * (before - after[0])
 
@@ -385,7 +382,7 @@ def test_a_question_routed_nowhere_gets_the_base_models_answer(tiny_lm: LoadedMo
     learner = small_learner(tiny_lm)
     learner.learn([DOC])
     question = "zzz qqq?"
-    base = generate_chat(tiny_lm, question_messages(question), GenerationConfig(learner.max_new_tokens))
+    base = generate_chat(tiny_lm, question_messages(question), GenerationConfig(learner.config.max_new_tokens))
     answer = learner.answer(question)
     assert answer.text == base and answer.citations == []
 
@@ -407,8 +404,6 @@ def test_every_routed_recitation_about_the_question_is_read_best_routed_last(
 ) -> None:
     """The tiny model recites noise, so each adapter's recitation is scripted here; what is under test is which
     recitations reach the reader and in what order."""
-    from loracle.learners import ttt
-
     third = Document.from_text("The Dunmere ferry runs hourly.", "Dunmere ferry", doc_id="ferry")
     learner = small_learner(tiny_lm, steps_per_doc=1, route_top_k=3, recite_title=False)
     learner.learn([DOC, OTHER, third])
@@ -427,7 +422,7 @@ def test_every_routed_recitation_about_the_question_is_read_best_routed_last(
         read.append(messages[-1]["content"])
         return "Tamsin Quell"
 
-    monkeypatch.setattr(ttt, "generate_chat", scripted)
+    monkeypatch.setattr(ttt_learner, "generate_chat", scripted)
     monkeypatch.setattr(learner, "route", lambda q: ["vellmar", "ferry", "kestrel"])
     question = "Who designed the Vellmar Bridge?"
     answer = learner.answer(question)
@@ -442,8 +437,7 @@ def test_the_best_routed_adapter_also_recites_from_its_title_cue_nearest_the_que
 ) -> None:
     """Scripted recitations again: the title cue's recitation goes nearest the question, a question recitation
     that repeats it is dropped, and one that is not about the question is never read."""
-    from loracle.learners import ttt
-    from loracle.learners.selfstudy import title_cue
+    from loracle.learners.ttt.selfstudy import title_cue
 
     learner = small_learner(tiny_lm, steps_per_doc=1)
     learner.learn([DOC, OTHER])
@@ -468,7 +462,7 @@ def test_the_best_routed_adapter_also_recites_from_its_title_cue_nearest_the_que
         read.append(messages[-1]["content"])
         return "Tamsin Quell"
 
-    monkeypatch.setattr(ttt, "generate_chat", scripted)
+    monkeypatch.setattr(ttt_learner, "generate_chat", scripted)
     monkeypatch.setattr(learner, "route", lambda q: ["vellmar", "kestrel"])
     question = "Who designed the Vellmar Bridge?"
     answer = learner.answer(question)
@@ -490,8 +484,6 @@ def test_the_best_routed_adapter_also_recites_from_its_title_cue_nearest_the_que
 def test_a_title_recitation_is_recited_once_per_document_until_it_is_relearned(
     tiny_lm: LoadedModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from loracle.learners import ttt
-
     learner = small_learner(tiny_lm, steps_per_doc=1)
     learner.learn([DOC, OTHER])
     from_title: list[str] = []
@@ -503,7 +495,7 @@ def test_a_title_recitation_is_recited_once_per_document_until_it_is_relearned(
             from_title.append(merged[-1])
         return "The Vellmar Bridge crosses the Dunmere."
 
-    monkeypatch.setattr(ttt, "generate_chat", scripted)
+    monkeypatch.setattr(ttt_learner, "generate_chat", scripted)
     monkeypatch.setattr(learner, "route", lambda q: ["vellmar"])
     first = learner.answer("Which river does the Vellmar Bridge cross?")
     again = learner.answer("What does the Vellmar Bridge cross?")

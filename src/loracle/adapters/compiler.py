@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from loracle.documents import Document
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 
 @dataclass
@@ -26,11 +29,13 @@ class DocumentCompiler(Protocol):
     """A learner that compiles a document into a PEFT LoRA adapter.
 
     `compile_document` writes adapter_model.safetensors, adapter_config.json and manifest.json (with
-    base_fingerprint) into `folder`, which exists and is empty and is not visible to readers yet: the
-    pipeline adds its own manifest fields and publishes the folder atomically.
+    base_fingerprint, and `config` as "config") into `folder`, which exists and is empty and is not visible
+    to readers yet: the pipeline adds its own manifest fields and publishes the folder atomically. An adapter
+    compiled with other options than `config` is out of date (None: the compiler has no options).
     """
 
     name: str
+    config: BaseModel | None
 
     def compile_document(self, doc: Document, folder: Path) -> CompileReport: ...
 

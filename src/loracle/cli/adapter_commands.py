@@ -24,7 +24,9 @@ app.add_typer(adapters_app, name="adapters")
 KBOption = typer.Option(None, "--kb", help="The knowledge base folder (default: $LORACLE_KB or the working folder).")
 LearnerOption = typer.Option("hypernet", "--learner", "-l", help="How to compile: hypernet (one forward pass) or ttt.")
 ModelSpecOption = typer.Option(None, "--model", "-m", help="Base model (default: the knowledge base's config).")
-LearnerOptions = typer.Option([], "--option", "-o", help="A learner option KEY=VALUE (repeatable), e.g. top_k=2.")
+LearnerOptions = typer.Option(
+    [], "--option", "-o", help="A learner option KEY=VALUE (repeatable), e.g. top_k=2; `loracle learners` lists them."
+)
 
 
 def parse_options(pairs: list[str]) -> dict[str, Any]:
@@ -48,11 +50,13 @@ def open_kb(
 ) -> KnowledgeBase:
     from loracle.kb import find_kb
     from loracle.knowledge_base import KnowledgeBase
+    from loracle.learners import learner_config
 
     paths = find_kb(kb)
     config = paths.config()
+    learner_options = learner_config(learner, parse_options(options))  # refused before the model loads
     lm = load_base(model or config.model.base, threads or config.model.threads)
-    return KnowledgeBase(paths.root, learner=learner, source=source, lm=lm, learner_options=parse_options(options))
+    return KnowledgeBase(paths.root, learner=learner, source=source, lm=lm, learner_options=learner_options)
 
 
 @app.command("compile")

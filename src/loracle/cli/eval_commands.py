@@ -21,7 +21,7 @@ def parse_options(values: list[str]) -> dict[str, dict[str, object]]:
     for key, parsed in parse_pairs(values).items():
         learner, dot, name = key.partition(".")
         if not dot or not learner or not name:
-            raise LoracleError(f"--option {key!r}: expected learner.key=value, e.g. ttt.steps=40")
+            raise LoracleError(f"--option {key!r}: expected learner.key=value, e.g. ttt.steps_per_doc=40")
         options.setdefault(learner, {})[name] = parsed
     return options
 
@@ -42,7 +42,9 @@ def eval_command(
         help="Cap on questions per source (QA file, SQuAD file), spread over documents.",
     ),
     learners: str = typer.Option("context,kstore", "--learners", help="Comma-separated learners to measure."),
-    option: list[str] = typer.Option([], "--option", "-o", help="Learner option learner.key=value (repeatable)."),
+    option: list[str] = typer.Option(
+        [], "--option", "-o", help="Learner option learner.key=value (repeatable); `loracle learners` lists them."
+    ),
     json_out: Path | None = typer.Option(None, "--json", help="Write the full result (every answer) as JSON."),
     plot: Path | None = typer.Option(None, "--plot", help="Write a bar chart PNG."),
     max_new_tokens: int = typer.Option(48, "--max-new-tokens", min=1, help="Answer length for the references."),
@@ -63,13 +65,17 @@ def eval_command(
     from loracle.eval.report import results_table
     from loracle.eval.run import evaluate, write_outputs
     from loracle.kb import find_kb
-    from loracle.learners import LEARNER_NAMES
+    from loracle.learners import LEARNER_NAMES, learner_config
 
     names = [n.strip() for n in learners.split(",") if n.strip()]
     unknown = [n for n in names if n not in LEARNER_NAMES]
     if unknown:
         raise LoracleError(f"--learners: unknown {', '.join(unknown)} (known: {', '.join(LEARNER_NAMES)})")
     options = parse_options(option)
+    for name, given in options.items():  # refused before the model loads
+        if name not in names:
+            raise LoracleError(f"--option {name}.*: {name!r} is not among --learners ({', '.join(names)})")
+        learner_config(name, given)
     inputs = load_inputs(docs, qa, squad, max_questions)
     for warning in inputs.warnings:
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
@@ -123,7 +129,7 @@ def playbook_show(
     Example: loracle playbook show --kb my-kb
     """
     from loracle.kb import find_kb
-    from loracle.learners.playbook import Playbook, playbook_path, playbook_table
+    from loracle.learners.playbook.book import Playbook, playbook_path, playbook_table
 
     target = path if path is not None else playbook_path(find_kb(kb).state)
     console.print(playbook_table(Playbook.read(target), str(target)))

@@ -31,7 +31,7 @@ def train_hypernet(
 
     Example: nice -n 10 loracle train-hypernet --steps 300 --max-minutes 30 --threads 1
     """
-    from loracle.hypernet.train import TrainConfig, train_with_progress
+    from loracle.learners.hypernet.train import TrainConfig, train_with_progress
 
     lm = load_base(model, threads)
     config = TrainConfig(

@@ -1,4 +1,5 @@
-"""`loracle learn`: let a learner learn documents and save it as a named checkpoint."""
+"""`loracle learn`: let a learner learn documents and save it as a named checkpoint; `loracle learners`: what
+each learner's options are."""
 
 from __future__ import annotations
 
@@ -24,20 +25,19 @@ def learn(
 ) -> None:
     """Learn documents with one learner and save what it learned (with its options, which `ask --load` uses).
 
-    Example: loracle learn notes/ --learner ttt --save my-notes -o steps_per_doc=40
+    Example: loracle learn notes/ --learner ttt --save my-notes -o steps_per_doc=40   (options: loracle learners)
     """
     from loracle.kb import find_kb
-    from loracle.learners import learner_factory
+    from loracle.learners import learner_config
     from loracle.learners.session import learn_sources, save_target
 
     kb_root = find_kb(kb).root if kb else None
     target = save_target(save, kb_root) if save is not None else None  # refused before minutes of learning
-    options = parse_options(option)
-    learner_factory(learner, options)  # a bad learner name or option is refused before the model loads
+    config = learner_config(learner, parse_options(option))  # a bad name or option is refused before the model loads
     lm = load_base(model, threads)
     with err_console.status(f"Learning with {learner}..."):
         outcome = learn_sources(
-            lm, learner, docs, target, options=options, on_error=lambda line: err_console.print(f"skipped: {line}")
+            lm, learner, docs, target, options=config, on_error=lambda line: err_console.print(f"skipped: {line}")
         )
     report = outcome.report
     console.print(
@@ -61,3 +61,24 @@ def ask_checkpoint(
     for citation in answer.citations:
         where = f", line {citation.line}" if citation.line else ""
         console.print(f"[dim]- {citation.title} ({citation.doc_id}{where})[/]", highlight=False)
+
+
+@app.command("learners")
+def learners_command(
+    name: str | None = typer.Argument(None, help="One learner (default: all of them)."),
+) -> None:
+    """List the learners and each one's options (set with -o KEY=VALUE on learn, compile and eval), with their
+    defaults and what they do; no model is loaded.
+
+    Example: loracle learners ttt
+    """
+    from rich.table import Table
+
+    from loracle.learners import LEARNER_NAMES, describe_options
+
+    for learner in [name] if name else LEARNER_NAMES:
+        options = describe_options(learner)  # an unknown name is refused in one line
+        table = Table("option", "default", "what it does", title=learner, title_justify="left", box=None)
+        for key, default, description in options:
+            table.add_row(key, default, description)
+        console.print(table)

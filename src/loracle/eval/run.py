@@ -12,7 +12,7 @@ from loracle.eval.general import bundled_general
 from loracle.eval.harness import EvalResult, EvalSettings, Progress, run_eval
 from loracle.eval.inputs import EvalInputs
 from loracle.eval.report import write_json, write_latest, write_plot
-from loracle.learners import create_learner
+from loracle.learners import create_learner, learner_config
 from loracle.learners.base import Learner
 from loracle.model import LoadedModel
 
@@ -27,15 +27,22 @@ def evaluate(
 ) -> EvalResult:
     """Run floor, ceiling and `learners` (built by the registry with `options[name]`) on `inputs`."""
     options = options or {}
+    configs = {name: learner_config(name, options.get(name)) for name in learners}  # refused before any run
 
     def factory(name: str) -> Learner:
-        return create_learner(name, lm, **dict(options.get(name, {})))
+        return create_learner(name, lm, configs[name])
 
     learned = {doc.text for doc in inputs.docs.values()}
     result = run_eval(
         lm, inputs.docs, inputs.items, learners, factory, bundled_general(learned), settings, progress=progress
     )
-    result.settings.update({"inputs": inputs.notes, "options": {k: dict(v) for k, v in options.items()}})
+    result.settings.update(
+        {
+            "inputs": inputs.notes,
+            "options": {k: dict(v) for k, v in options.items()},
+            "configs": {name: config.model_dump() for name, config in configs.items()},
+        }
+    )
     return result
 
 

@@ -1,4 +1,9 @@
-"""The learner interface: every way of learning documents has the same shape, so one harness measures all."""
+"""The learner interface: every way of learning documents has the same shape, so one harness measures all.
+
+A learner is built as `Learner(lm, config)`: the base model and its validated options, one pydantic model
+per learner (`learners/<name>/config.py`, a `LearnerConfig`). Checkpoints store the config and read it back
+through the same validation.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from pydantic import BaseModel, ConfigDict
+
 from loracle.documents import Document
+
+
+class LearnerConfig(BaseModel):
+    """A learner's options: unknown keys are refused, values are checked against their ranges, and each field's
+    description is its `-o` help. Frozen: a learner's options change only by building another learner."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 @dataclass
@@ -38,6 +52,7 @@ class LearnReport:
 @runtime_checkable
 class Learner(Protocol):
     name: str
+    config: LearnerConfig
 
     def learn(self, docs: Sequence[Document]) -> LearnReport: ...
 

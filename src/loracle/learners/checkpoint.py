@@ -1,7 +1,8 @@
 """Learner checkpoints: a folder with tensors.safetensors and meta.json, written atomically.
 
-The meta records the learner and the base model's fingerprint; loading refuses a checkpoint made
-for another learner or another base model with a one-line error.
+The meta records the learner, the base model's fingerprint and the learner's config; loading refuses a
+checkpoint made for another learner or another base model with a one-line error, and reads the config back
+through the learner's own validation (`stored_config`).
 """
 
 from __future__ import annotations
@@ -15,9 +16,14 @@ from safetensors.torch import load_file, save_file
 
 from loracle.atomic import atomic_folder
 from loracle.errors import LoracleError
+from loracle.learners import learner_config
+from loracle.learners.base import LearnerConfig
 
 TENSORS = "tensors.safetensors"
 META = "meta.json"
+#: the meta key of the learner's config; checkpoints older than the configs kept their options under these
+CONFIG = "config"
+_OLDER_CONFIG_KEYS = ("options", "settings")
 
 
 def check_replaceable(path: Path) -> None:
@@ -30,12 +36,19 @@ def check_replaceable(path: Path) -> None:
 
 
 def save_checkpoint(
-    path: Path, learner: str, fingerprint: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+    path: Path,
+    learner: str,
+    fingerprint: str,
+    tensors: dict[str, torch.Tensor],
+    meta: dict[str, Any],
+    config: LearnerConfig | None = None,
 ) -> None:
+    """Write the checkpoint folder in one atomic step; `config` (the learner's options) goes into meta.json."""
     check_replaceable(path)
     with atomic_folder(path) as staging:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(staging / TENSORS))
-        record = {"learner": learner, "base_fingerprint": fingerprint, **meta}
+        stored = {CONFIG: config.model_dump()} if config is not None else {}
+        record = {"learner": learner, "base_fingerprint": fingerprint, **stored, **meta}
         (staging / META).write_text(json.dumps(record, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
@@ -68,3 +81,11 @@ def load_checkpoint(path: Path, learner: str, fingerprint: str) -> tuple[dict[st
     except Exception as exc:  # safetensors raises its own error types on corrupt files
         raise LoracleError(f"{tensor_path}: unreadable ({exc})") from exc
     return tensors, meta
+
+
+def stored_config(path: Path, learner: str, meta: dict[str, Any]) -> LearnerConfig:
+    """The config a checkpoint's meta records, validated as `-o` options are: an option the learner no longer
+    has (or a value out of range) is refused in one line naming it."""
+    key = next((k for k in (CONFIG, *_OLDER_CONFIG_KEYS) if k in meta), None)
+    where = f"{path / META}" + (" (saved by an older loracle: learn again)" if key in _OLDER_CONFIG_KEYS else "")
+    return learner_config(learner, meta.get(key) if key else None, where=where)

@@ -7,7 +7,7 @@ Where a checkpoint NAME lives: a NAME with a slash is a path; otherwise the fold
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from platformdirs import user_data_dir
 from loracle.documents import Document, slugify
 from loracle.errors import LoracleError
 from loracle.learners import create_learner
-from loracle.learners.base import Answer, LearnReport
+from loracle.learners.base import Answer, LearnerConfig, LearnReport
 from loracle.learners.checkpoint import META, check_replaceable, read_meta
 from loracle.model import LoadedModel
 from loracle.sources import read_folder
@@ -83,17 +83,18 @@ def learn_sources(
     paths: Sequence[Path],
     target: Path | None = None,
     *,
-    options: dict[str, Any] | None = None,
+    options: Mapping[str, Any] | LearnerConfig | None = None,
     on_error: Callable[[str], None] | None = None,
 ) -> LearnOutcome:
-    """Read `paths`, learn the readable documents with `learner`, and save it to `target` (see `save_target`)."""
+    """Read `paths`, learn the readable documents with `learner` (its `options` checked by its config), and save
+    it to `target` (see `save_target`)."""
     docs, errors = read_sources(paths)
     for line in errors:
         if on_error:
             on_error(line)
     if not docs:
         raise LoracleError(f"no readable documents in {', '.join(str(p) for p in paths)}")
-    instance = create_learner(learner, lm, **(options or {}))
+    instance = create_learner(learner, lm, options)
     report = instance.learn(docs)
     if target is not None:
         instance.save(target)

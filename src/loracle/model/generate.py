@@ -3,7 +3,7 @@
 A hand-written loop (rather than `model.generate`) so that every caller — CLI, server, eval — gets
 the same streaming, stop handling and timing, and so the decode path is optimised in one place.
 
-Decoders (`GenerationConfig.decoder`), measured in benchmarks/generate.py:
+Decoders (`GenerationConfig.decoder`), measured by the generate benchmark:
 - "transformers": the model's own forward with a dynamic cache; works for any causal LM (the reference).
 - "lean": loracle.model.lean's step for Llama-family models: static KV cache, no per-step bookkeeping.
 - "lean-fp16": the lean step reading weights from fp16 packs (loracle.model.half), about half the memory

@@ -3,7 +3,7 @@
 Decoding one token reads every weight once, so on a CPU its speed is set by memory bandwidth. fbgemm
 keeps the weights as fp16 (half the bytes) and converts them to fp32 inside its kernel: activations and
 accumulation stay fp32, and a weight dequantised from a 4-bit GGUF is represented almost exactly in fp16.
-benchmarks/generate.py measures the gain against fp32 and the plain transformers path.
+The generate benchmark measures the gain against fp32 and the plain transformers path.
 
 Packing costs ~20 ms of CPU per million weights, so packs are kept per module and reused by later generations;
 each pack remembers a sample of its source weight and is rebuilt if the weight changed (e.g. an adapter was
@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 #: decoder "auto" packs fp16 weights only for generations that may be at least this long: packing the embedded
-#: model takes a few seconds, repaid after some tens of tokens ("fp16 packing pays off after" in
-#: benchmarks/RESULTS.md; noisy on the shared VM, hence a margin); packs that already exist are always used
+#: model takes a few seconds, repaid after some tens of tokens (the generate benchmark's "fp16 packing pays off after";
+#: noisy on the shared VM, hence a margin); packs that already exist are always used
 FP16_MIN_NEW_TOKENS = 96
 #: below this many weights the fp32 kernel is as fast and packing isn't worth it
 MIN_WEIGHTS = 1 << 16

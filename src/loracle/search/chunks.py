@@ -6,7 +6,6 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from loracle.search.text import term_expression
 from loracle.search.types import ChunkHit, IndexedPage
 from loracle.sources.chunking import Chunk
 
@@ -72,24 +71,6 @@ def search_chunks(index: SearchIndex, query: str, n: int = 5, mode: str = "hybri
         )
         for hit in index.chunks.search(query, n, mode)
     ]
-
-
-def chunk_terms(index: SearchIndex, ids: Sequence[str], terms: Sequence[str]) -> dict[str, set[str]]:
-    """Which of the search `terms` (from `query_terms`) each chunk's text holds, as the full-text index matches
-    a word (stemmed: "Normans" holds "norman"), for each of `ids`."""
-    held: dict[str, set[str]] = {chunk_id: set() for chunk_id in ids}
-    if not ids or not terms:
-        return held
-    marks = ", ".join("?" * len(ids))
-    for term in terms:
-        rows = index.conn.execute(
-            f"SELECT d.id FROM chunk_fts JOIN chunk_docs AS d ON d.rowid = chunk_fts.rowid "
-            f"WHERE chunk_fts MATCH ? AND d.id IN ({marks})",
-            (f"body : {term_expression(term)}", *ids),
-        )
-        for (chunk_id,) in rows:
-            held[chunk_id].add(term)
-    return held
 
 
 def _body(index: SearchIndex, chunk_id: str) -> str:

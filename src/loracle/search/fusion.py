@@ -1,6 +1,6 @@
 """Fusing a BM25 ranking and a vector ranking into one list.
 
-Three methods, compared on the known-answer set in benchmarks/search.py (see RESULTS.md):
+Three methods, compared on the search benchmark's known-answer set:
 - `rrf`: reciprocal rank fusion, sum of 1/(k + rank). Scale-free, but it only sees ranks, so a page that is
   a clear winner on one side ties with a page that is mediocre on both.
 - `zscore` (default): each side's scores as standard scores within its candidate list; a page's fused score

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from loracle.errors import LoracleError
-from loracle.search.chunks import chunk_terms, remove_chunks, search_chunks, upsert_chunks
+from loracle.search.chunks import remove_chunks, search_chunks, upsert_chunks
 from loracle.search.embedder import Embedder, default_embedder
 from loracle.search.fusion import DEFAULT_FUSION, Fused, Ranked, fuse
 from loracle.search.sync import sync_folder
@@ -483,11 +483,6 @@ class SearchIndex:
     def search_chunks(self, query: str, n: int = 5, mode: str = "hybrid") -> list[ChunkHit]:
         """Passages best matching `query`, with their document id and line span (for citations)."""
         return search_chunks(self, query, n, mode)
-
-    def chunk_terms(self, ids: Sequence[str], terms: Sequence[str]) -> dict[str, set[str]]:
-        """Which of `terms` each chunk of `ids` holds, by the full-text index's own word matching."""
-        with self.lock:
-            return chunk_terms(self, ids, terms)
 
     # -- lifetime -------------------------------------------------------------------------------------------
     def close(self) -> None:

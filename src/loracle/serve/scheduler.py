@@ -4,7 +4,7 @@ There is one model and two cores, so generation is serial — but not first-come
 running request (up to `max_interleaved`) advances by one step in turn, with its own adapters
 activated for that step. A short question asked during a long answer gets its first token after one
 step of each running request instead of after the whole long answer. Each request keeps its own KV
-cache inside its generator, so interleaving never mixes their states. benchmarks/serve.py measures
+cache inside its generator, so interleaving never mixes their states. The serve benchmark measures
 interleaved against first-come-first-served (max_interleaved=1).
 
 The event loop never runs model code: `stream()` submits a job and awaits the pieces the worker

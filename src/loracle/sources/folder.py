@@ -1,12 +1,14 @@
-"""Read a whole folder of sources: every supported file, recursively, each bad file reported and skipped."""
+"""Read a whole folder of sources: every supported file, recursively, each bad file reported and skipped; a
+`DocumentSource` is where compilation reads documents from, `FolderSource` the one over a folder."""
 
 from __future__ import annotations
 
 import os
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from loracle.confine import real_inside
 from loracle.documents import Document, slugify
@@ -109,3 +111,51 @@ def _read_one(path: Path, relative: Path | str) -> tuple[list[Document], list[So
         return [], [SourceError(path, str(exc))]
     except (OSError, RecursionError, MemoryError) as exc:
         return [], [SourceError(path, f"{path}: unreadable ({type(exc).__name__}: {exc})")]
+
+
+@runtime_checkable
+class DocumentSource(Protocol):
+    """Where documents come from. `name` is recorded in manifests ("raw", "wiki"), so a compile from one
+    source never removes the adapters of another."""
+
+    name: str
+    root: Path
+
+    def read_all(self) -> tuple[list[Document], list[SourceError]]: ...
+
+    def doc_id(self, path: Path) -> str | None:
+        """The id a file under `root` has (None: not a document of this source)."""
+        ...
+
+    def read(self, path: Path) -> Document:
+        """One file as a Document (a DocumentError naming the file if it can't be read)."""
+        ...
+
+
+class FolderSource:
+    """Every supported file under a folder (markdown, text, HTML, PDF), ids from relative paths."""
+
+    def __init__(self, name: str, root: Path, skip_ids: Iterable[str] = ()) -> None:
+        self.name = name
+        self.root = Path(root)
+        self.skip_ids = frozenset(skip_ids)
+
+    def read_all(self) -> tuple[list[Document], list[SourceError]]:
+        docs, errors = read_folder(self.root)
+        return [d for d in docs if d.id not in self.skip_ids], errors
+
+    def doc_id(self, path: Path) -> str | None:
+        try:
+            relative = path.resolve().relative_to(self.root.resolve())
+        except ValueError:
+            return None
+        if any(part.startswith(".") for part in relative.parts) or path.suffix.lower() not in SUPPORTED_SUFFIXES:
+            return None  # editor swap and backup files, hidden folders
+        doc_id = source_id(relative)
+        return None if doc_id in self.skip_ids else doc_id
+
+    def read(self, path: Path) -> Document:
+        return read_document(path, doc_id=self.doc_id(path))
+
+    def paths(self) -> list[Path]:
+        return list(iter_source_files(self.root))

@@ -1,0 +1,62 @@
+"""Hypernetwork checkpoints: weights (and, while training, optimizer state) as safetensors, the rest as JSON.
+
+Training checkpoints hold everything needed to resume; the shipped checkpoint holds only the network's
+weights in float16 (half the size; they are cast back to float32 on load).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from loracle.learners.checkpoint import load_checkpoint, save_checkpoint
+from loracle.learners.hypernet.network import Hypernet, NetworkConfig
+
+LEARNER = "hypernet"
+NET = "net."
+OPT = "opt."
+#: the checkpoint shipped inside the package, one folder per base model name
+SHIPPED_DIR = Path(__file__).parent / "checkpoints"
+
+
+def shipped_path(model_name: str) -> Path:
+    return SHIPPED_DIR / model_name
+
+
+def save_hypernet(
+    path: Path,
+    net: Hypernet,
+    fingerprint: str,
+    meta: dict[str, Any],
+    optimizer: torch.optim.Optimizer | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> None:
+    tensors = {NET + k: v.detach().to(dtype) for k, v in net.state_dict().items()}
+    record = {"hypernet": net.config.to_json(), **meta}
+    if optimizer is not None:
+        state = optimizer.state_dict()
+        for index, values in state["state"].items():
+            for key, value in values.items():
+                tensors[f"{OPT}{index}.{key}"] = torch.as_tensor(value).reshape(-1) if key == "step" else value
+        record["param_groups"] = state["param_groups"]
+    save_checkpoint(path, LEARNER, fingerprint, tensors, record)
+
+
+def load_hypernet(path: Path, fingerprint: str) -> tuple[Hypernet, dict[str, Any], dict[str, torch.Tensor]]:
+    """The network (float32, eval mode), the checkpoint's meta, and its optimizer tensors (empty if none)."""
+    tensors, meta = load_checkpoint(path, LEARNER, fingerprint)
+    net = Hypernet(NetworkConfig.from_json(meta["hypernet"]))
+    weights = {k[len(NET) :]: v.to(torch.float32) for k, v in tensors.items() if k.startswith(NET)}
+    net.load_state_dict(weights)
+    net.eval()
+    return net, meta, {k: v for k, v in tensors.items() if k.startswith(OPT)}
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        index, name = key[len(OPT) :].split(".", 1)
+        state.setdefault(int(index), {})[name] = value.reshape(()) if name == "step" else value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})

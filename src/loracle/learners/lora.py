@@ -1,0 +1,103 @@
+"""The one LoRA mechanism the weight learners share: a delta hook, an exact merge, and the PEFT export.
+
+A LoRA here is a mapping of module paths (e.g. "model.layers.3.mlp.down_proj") to factors (A [r, in],
+B [out, r]) and a `scale`: it adds B(A x) * scale to the module's output, as PEFT's LoRA layers do with
+scaling = lora_alpha / r. The mapping may compute its factors when read (ttt's gated adapters fold a mask
+into A), so hooks read it at every forward and gradients reach whatever the factors are made from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from loracle.adapters.peft_format import peft_key, write_lora_adapter
+
+Factors = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
+#: a LoRA held as plain tensors (what the hypernetwork writes), at scale 1
+Lora = dict[str, tuple[torch.Tensor, torch.Tensor]]
+
+
+def lora_delta(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """What a LoRA with factors `a`, `b` adds to a module's output for its input `x`."""
+    return F.linear(F.linear(x, a.to(x.dtype)), b.to(x.dtype)) * scale
+
+
+def _adding(factors: Factors, path: str, scale: float):
+    def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
+        a, b = factors[path]
+        return output + lora_delta(inputs[0], a, b, scale).to(output.dtype)
+
+    return hook
+
+
+@contextlib.contextmanager
+def hooked(model: nn.Module, factors: Factors, scale: float = 1.0) -> Iterator[None]:
+    """The LoRA added to its modules' outputs by forward hooks while the context is open (the weights are never
+    touched, so gradients flow to the factors and other users of the model see it only inside)."""
+    handles = []
+    try:
+        for path in factors:
+            handles.append(model.get_submodule(path).register_forward_hook(_adding(factors, path, scale)))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextlib.contextmanager
+def merged(model: nn.Module, factors: Factors, scale: float = 1.0) -> Iterator[None]:
+    """The LoRA added into its modules' weights while the context is open, and the exact weights restored after.
+    Merged, a long decode pays nothing per token for the adapter and may use packed copies of the weights."""
+    weights = {path: model.get_submodule(path).weight for path in factors}
+    saved = {path: weight.detach().clone() for path, weight in weights.items()}
+    with torch.no_grad():
+        for path, weight in weights.items():
+            a, b = factors[path]
+            weight += (b @ a * scale).to(weight.dtype)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for path, weight in weights.items():
+                weight.copy_(saved[path])
+
+
+def concat_ranks(loras: Sequence[Factors]) -> Lora:
+    """One LoRA whose delta is the sum of the given LoRAs' deltas (all at scale 1): stack the A rows and the B
+    columns."""
+    if not loras:
+        return {}
+    return {
+        path: (torch.cat([lora[path][0] for lora in loras], dim=0), torch.cat([lora[path][1] for lora in loras], dim=1))
+        for path in loras[0]
+    }
+
+
+def lora_rank(factors: Factors) -> int:
+    return next(iter(factors.values()))[0].shape[0] if factors else 0
+
+
+def write_peft(folder: Path, factors: Factors, *, scale: float, base_model: str, manifest: dict[str, Any]) -> int:
+    """Write the LoRA as a plain PEFT adapter folder (`PeftModel.from_pretrained` loads it and adds the same
+    delta); returns the bytes of its weights file."""
+    tensors: dict[str, torch.Tensor] = {}
+    for path, (a, b) in factors.items():
+        tensors[peft_key(path, "A")] = a.detach()
+        tensors[peft_key(path, "B")] = b.detach()
+    rank = lora_rank(factors)
+    return write_lora_adapter(
+        folder,
+        tensors,
+        r=rank,
+        alpha=scale * rank,
+        target_modules=list(factors),
+        base_model=base_model,
+        manifest=manifest,
+    )
