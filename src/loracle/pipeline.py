@@ -26,7 +26,7 @@ from loracle.crash import crash_point
 from loracle.documents import Document, content_hash, slugify
 from loracle.errors import LoracleError
 from loracle.learners import learner_config
-from loracle.sources.folder import DocumentSource, FolderSource
+from loracle.sources.folder import DocumentSource, FolderSource, iter_source_files
 
 #: wiki files that are bookkeeping, not knowledge: never compiled
 WIKI_SPECIAL_PAGES = frozenset({"index", "log", "schema"})
