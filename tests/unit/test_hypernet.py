@@ -19,7 +19,7 @@ from loracle.learners.hypernet.network import Hypernet, NetworkConfig
 from loracle.learners.hypernet.reading import DocPrompt, chunk_ids, doc_ids, read_chunks
 from loracle.learners.hypernet.train import TrainConfig, Trainer, distillation_loss
 from loracle.learners.lora import concat_ranks, hooked
-from loracle.learners.routing import ChunkRouter
+from loracle.routing import ChunkRouter
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

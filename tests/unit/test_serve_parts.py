@@ -11,12 +11,12 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
+from loracle.adapters.pool import AdapterPool, normalise_spec
 from loracle.config import ServeConfig
 from loracle.errors import AdapterError, LoracleError
 from loracle.kb import KBPaths
 from loracle.model import GenerationConfig, apply_adapters, encode_chat
 from loracle.model.loader import LoadedModel, model_fingerprint
-from loracle.serve.adapter_pool import AdapterPool, normalise_spec
 from loracle.serve.app import create_app
 from loracle.serve.catalog import AdapterCatalog, InvalidAdapterIdError, UnknownAdapterError
 from loracle.serve.generation import Finish, _partial_stop_length, generation_steps

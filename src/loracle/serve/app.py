@@ -12,11 +12,11 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
+from loracle.adapters.pool import AdapterPool
 from loracle.config import ServeConfig
 from loracle.kb import KBPaths
 from loracle.model.loader import LoadedModel
 from loracle.serve import kb_api, openai_api
-from loracle.serve.adapter_pool import AdapterPool
 from loracle.serve.ask import LearnerAnswers
 from loracle.serve.catalog import AdapterCatalog
 from loracle.serve.errors import install_error_handlers

@@ -14,10 +14,10 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from loracle.adapters.pool import AdapterSpec
 from loracle.errors import LoracleError
 from loracle.model.chat import encode_chat
 from loracle.model.generate import GenerationConfig
-from loracle.serve.adapter_pool import AdapterSpec
 from loracle.serve.body import RequestBody
 from loracle.serve.disconnect import unless_disconnected
 from loracle.serve.errors import ApiError, as_api_error, error_body, public_message

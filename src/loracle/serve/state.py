@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
+from loracle.adapters.pool import AdapterPool, AdapterSpec, normalise_spec
 from loracle.kb import KBPaths
 from loracle.model.loader import LoadedModel
-from loracle.serve.adapter_pool import AdapterPool, AdapterSpec, normalise_spec
 from loracle.serve.ask import LearnerAnswers
 from loracle.serve.catalog import AdapterCatalog, UnknownAdapterError, validate_adapter_id
 from loracle.serve.generation import Sampling
