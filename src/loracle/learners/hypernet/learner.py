@@ -131,6 +131,7 @@ class HypernetLearner:
             "chunks": len(adapters),
             "chunk_rank": network.rank,
             "bias_rank": network.bias_rank,
+            "routing_keys": [a.text for a in adapters],  # what `ask --kb` routes by, as answer() routes to chunks
         }
         size = write_peft(folder, lora, scale=1.0, base_model=self.lm.name, manifest=manifest)
         return size, lora_rank(lora)

@@ -200,7 +200,10 @@ class TTTLearner:
         lora = self.fresh_lora()
         examples = self.study(doc)
         losses = train(self.lm, lora, examples, self.config)
-        size = self.export(lora, folder, {"doc_id": doc.id, "doc_hash": doc.hash, "title": doc.title})
+        keys = routing_keys(doc, examples)
+        size = self.export(
+            lora, folder, {"doc_id": doc.id, "doc_hash": doc.hash, "title": doc.title, "routing_keys": keys}
+        )
         return CompileReport(
             doc.id,
             time.perf_counter() - start,
