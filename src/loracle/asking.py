@@ -172,9 +172,7 @@ class KnowledgeBaseAnswerer:
                 f"{self.kb.adapters}/{foreign_problem(foreign[0], self.lm.fingerprint)}{others}; "
                 "compile the knowledge base again with this model"
             )
-        unusable = self.router.unusable()
-        why = f" ({unusable[0][1]})" if unusable else ""
-        raise LoracleError(f"{self.kb.root}: no compiled adapters{why}; run `loracle compile --kb {self.kb.root}`")
+        raise no_adapters(self.kb, self.router.unusable())
 
     def plan(self, asked: str | Sequence[Message]) -> AskPlan:
         """Route the question (a string, or a conversation routed on its last user message) and say what the
@@ -247,6 +245,18 @@ class KnowledgeBaseAnswerer:
             if document is not None:
                 found[manifest.id] = [" ".join(sorted(set(words(document.text))))]
         return found
+
+
+def check_has_adapters(kb: KBPaths) -> None:
+    """Refuse a knowledge base with no adapter folders at all, before any model is loaded."""
+    if not LocalAdapterStore(kb.adapters).ids():
+        raise no_adapters(kb)
+
+
+def no_adapters(kb: KBPaths, unusable: Sequence[tuple[str, str]] = ()) -> LoracleError:
+    """The one line for a knowledge base that has nothing to answer from: it says to compile."""
+    why = f" ({unusable[0][1]})" if unusable else ""
+    return LoracleError(f"{kb.root}: no compiled adapters{why}; run `loracle compile --kb {kb.root}` first")
 
 
 def stale_warning(manifest: AdapterManifest, path: str | None) -> str:
