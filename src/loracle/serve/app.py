@@ -13,6 +13,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from loracle.adapters.pool import AdapterPool
+from loracle.asking import KnowledgeBaseAnswerer
 from loracle.config import ServeConfig
 from loracle.kb import KBPaths
 from loracle.model.loader import LoadedModel
@@ -59,7 +60,8 @@ def create_app(
         state.search = SearchView(paths.search_db, paths.wiki)
         state.answers = LearnerAnswers(lm, paths)
         state.wiki = WikiView(paths.wiki)
-        state.inventory = AdapterInventory(paths, catalog)
+        state.answerer = KnowledgeBaseAnswerer(lm, paths, config=paths.config().ask, pool=pool)
+        state.inventory = AdapterInventory(paths, catalog, state.answerer.sources)  # one cache of document hashes
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

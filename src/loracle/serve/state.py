@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from fastapi import Request
 
 from loracle.adapters.pool import AdapterPool, AdapterSpec, normalise_spec
+from loracle.asking import KnowledgeBaseAnswerer
 from loracle.kb import KBPaths
 from loracle.model.loader import LoadedModel
 from loracle.serve.ask import LearnerAnswers
@@ -33,6 +34,8 @@ class ServerState:
     answers: LearnerAnswers | None = None
     wiki: WikiView | None = None
     inventory: AdapterInventory | None = None
+    #: model "kb": questions routed to the knowledge base's adapters (in this server's pool)
+    answerer: KnowledgeBaseAnswerer | None = None
 
     @property
     def base_id(self) -> str:
