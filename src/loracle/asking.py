@@ -193,8 +193,8 @@ class KnowledgeBaseAnswerer:
             documents.append(AnsweringDocument(manifest.document_id, title, manifest.id, manifest.source, page, path))
             if self.sources.stale(manifest, paths.get(manifest.id)):
                 warnings.append(stale_warning(manifest, path))
-        warnings += [f"adapter {adapter_id} not used: {problem}" for adapter_id, problem in self.router.unusable()]
-        return AskPlan(route, messages, documents, warnings)  # type: ignore[arg-type]
+        unused = unused_warning(self.router.unusable())
+        return AskPlan(route, messages, documents, warnings + ([unused] if unused else []))  # type: ignore[arg-type]
 
     # -- answering ------------------------------------------------------------------------------------------
     def stream(self, asked: str | Sequence[Message], config: GenerationConfig | None = None) -> AnswerStream:
@@ -257,6 +257,17 @@ def no_adapters(kb: KBPaths, unusable: Sequence[tuple[str, str]] = ()) -> Loracl
     """The one line for a knowledge base that has nothing to answer from: it says to compile."""
     why = f" ({unusable[0][1]})" if unusable else ""
     return LoracleError(f"{kb.root}: no compiled adapters{why}; run `loracle compile --kb {kb.root}` first")
+
+
+def unused_warning(unusable: Sequence[tuple[str, str]]) -> str:
+    """One line naming the adapters that are never applied (unreadable, linked out, for another model), or ""."""
+    if not unusable:
+        return ""
+    (first, problem), count = unusable[0], len(unusable)
+    if count == 1:
+        return f"adapter {first} not used: {problem}"
+    names = ", ".join(adapter_id for adapter_id, _ in unusable[:5]) + (", ..." if count > 5 else "")
+    return f"{count} adapters not used ({names}); {first}: {problem}"
 
 
 def stale_warning(manifest: AdapterManifest, path: str | None) -> str:

@@ -12,7 +12,9 @@ from loracle.adapters.router import AdapterRouter
 from loracle.adapters.store import LocalAdapterStore
 from loracle.asking import KnowledgeBaseAnswerer
 from loracle.config import AskConfig
+from loracle.demo import ADAPTERS, CLOSED, IN_PROMPT, answer_three_ways
 from loracle.errors import AdapterError, LoracleError
+from loracle.eval.qa import QAItem
 from loracle.knowledge_base import KnowledgeBase
 from loracle.model import GenerationConfig, apply_adapters, generate_chat, question_messages
 from loracle.model.loader import LoadedModel
@@ -188,3 +190,29 @@ def test_the_python_api_asks_through_the_same_path(tmp_path: Path, lm: LoadedMod
     answer = KnowledgeBase(kb, lm=lm).ask(FOUNDER, max_new_tokens=8)
     assert answer.text == expected
     assert [d.id for d in answer.documents] == ["kestrel-valley-observatory"]
+
+
+def test_the_demo_answers_closed_book_from_the_adapters_and_with_the_document(tmp_path: Path, lm: LoadedModel) -> None:
+    kb = write_compiled_kb(tmp_path / "kb", lm)
+    questions = [QAItem(("k.md",), FOUNDER, ("Ilse Marrow",)), QAItem(("k.md",), ELSEWHERE, ("Paris",))]
+    answers, sources = answer_three_ways(lm, kb, questions, {"k.md": KESTREL.text}, 8)
+    assert answers[ADAPTERS] == [direct([kb / "adapters" / KESTREL.id], [1.0], FOUNDER), direct([], [], ELSEWHERE)]
+    assert answers[CLOSED] == [direct([], [], FOUNDER), direct([], [], ELSEWHERE)]
+    in_prompt = generate_chat(seeded_lm(), question_messages(FOUNDER, KESTREL.text), SHORT)
+    assert answers[IN_PROMPT][0] == in_prompt
+    assert sources == [f"from: {KESTREL.title} ({KESTREL.id})", "from: the base model (no adapter matched)"]
+    assert not any(hasattr(m, "base_layer") for m in lm.model.modules())  # the adapters are taken out again
+
+
+def test_adapters_that_are_never_applied_are_named_in_one_warning(tmp_path: Path, lm: LoadedModel) -> None:
+    kb = write_compiled_kb(tmp_path / "kb", lm, pages=(KESTREL,))
+    for name in ("broken-a", "broken-b"):
+        folder = kb / "adapters" / name
+        folder.mkdir()
+        (folder / "adapter_config.json").write_text("{}")
+        (folder / "adapter_model.safetensors").write_bytes(b"not safetensors")
+        (folder / "manifest.json").write_text("{}")
+    with KnowledgeBaseAnswerer(lm, kb) as answerer:
+        warnings = answerer.ask(FOUNDER, SHORT).warnings
+    assert len(warnings) == 1 and "unreadable" in warnings[0]
+    assert warnings[0].startswith("2 adapters not used (broken-a, broken-b); broken-a: ")

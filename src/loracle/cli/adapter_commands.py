@@ -81,7 +81,7 @@ def compile_command(
     knowledge = open_kb(kb, learner, source, model, threads, option)
     compiler = knowledge.compiler
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=True) as bar:
+    with Progress(*columns, console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
         task = bar.add_task(f"compiling with {compiler.name}", total=None)
 
         def progress(step: CompileEvent) -> None:

@@ -123,9 +123,12 @@ def demo(
     kb: Path | None = typer.Option(
         None, "--kb", help="Build the demo knowledge base here and keep it (default: a temp folder)."
     ),
-    learner: str = typer.Option("hypernet", "--learner", help="How adapters are compiled: hypernet or ttt."),
+    learner: str = typer.Option(
+        "ttt", "--learner", help="How adapters are compiled: ttt (trained per document) or hypernet (one pass)."
+    ),
 ) -> None:
-    """The whole pipeline on the bundled sample: a wiki, adapters, answers with and without them, a scored table.
+    """The whole pipeline on the bundled sample: a wiki, adapters, answers closed-book, from the compiled adapters
+    and with the document in the prompt, a scored table.
 
     Example: loracle demo --kb ./demo-kb
     """
