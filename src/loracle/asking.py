@@ -169,7 +169,7 @@ class KnowledgeBaseAnswerer:
         if foreign:
             others = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
             raise AdapterError(
-                f"{self.kb.adapters}/{foreign_problem(foreign[0], self.lm.fingerprint)}{others}; "
+                f"{self.kb.adapters / foreign[0].id}: {foreign_problem(foreign[0], self.lm.fingerprint)}{others}; "
                 "compile the knowledge base again with this model"
             )
         raise no_adapters(self.kb, self.router.unusable())

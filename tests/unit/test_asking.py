@@ -160,7 +160,7 @@ def test_adapters_of_another_base_model_are_refused_by_name(tmp_path: Path, lm: 
     write_adapter(kb, other_lm, CORRA, seed=2)
     answer = KnowledgeBaseAnswerer(lm, kb).ask(POWER, SHORT)
     assert answer.documents == []
-    assert any("corra-river not used: corra-river: made for another base model" in w for w in answer.warnings)
+    assert any("adapter corra-river not used: made for another base model" in w for w in answer.warnings)
 
 
 def test_answers_decoded_step_by_step_in_turn_keep_their_own_adapters(tmp_path: Path, lm: LoadedModel) -> None:

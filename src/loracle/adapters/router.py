@@ -182,8 +182,8 @@ class AdapterRouter:
 
 
 def foreign_problem(manifest: AdapterManifest, fingerprint: str) -> str:
-    """The one line that refuses an adapter made for another base model."""
+    """Why an adapter made for another base model is refused."""
     return (
-        f"{manifest.id}: made for another base model ({manifest.base_model or 'unnamed'}, fingerprint "
+        f"made for another base model ({manifest.base_model or 'unnamed'}, fingerprint "
         f"{manifest.base_fingerprint}; the loaded model is {fingerprint})"
     )

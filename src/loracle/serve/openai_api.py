@@ -190,7 +190,7 @@ async def _complete_from_kb(
         raise ApiError(404, f"{KB_MODEL}: the server has no knowledge base (--kb)", code="model_not_found")
     if body.adapters:
         raise ApiError(400, f"adapters: model {KB_MODEL} chooses its own adapters", param="adapters")
-    plan = await run_in_threadpool(_checked, lambda: answerer.plan(messages), "messages")
+    plan = await run_in_threadpool(_checked, lambda: answerer.plan(messages), "model")
     prompt = await run_in_threadpool(encode_chat, state.lm.tokenizer, plan.messages)
     record = plan.record()
     root = state.kb.root if state.kb else None
