@@ -56,12 +56,27 @@ class CompileConfig(BaseModel):
     max_document_tokens: int = Field(32_768, ge=1)
 
 
+class AskConfig(BaseModel):
+    """How a knowledge base answers from its compiled adapters (`ask --kb`, `chat --kb`, the server's "kb")."""
+
+    model_config = ConfigDict(extra="forbid")
+    #: at most this many adapters are applied to one question, the best-routed first
+    route_top_k: int = Field(1, ge=1, le=16)
+    #: an adapter is routed to only if its routing keys hold this share of the question's content words
+    min_coverage: float = Field(0.5, ge=0.0, le=1.0)
+    #: the longest answer, in tokens
+    max_new_tokens: int = Field(64, ge=1, le=32_768)
+    #: the weight each applied adapter gets (1.0 = as compiled)
+    stack_weight: float = Field(1.0, ge=-4.0, le=4.0)
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="allow")
     model: ModelConfig = Field(default_factory=ModelConfig)
     llm: LLMConfig = Field(default_factory=LLMConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     compile: CompileConfig = Field(default_factory=CompileConfig)
+    ask: AskConfig = Field(default_factory=AskConfig)
 
 
 def load_config(kb: Path | None) -> Config:

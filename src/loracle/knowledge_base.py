@@ -2,6 +2,7 @@
 
     kb = KnowledgeBase("my-kb")                # hypernet learner by default; learner="ttt" trains instead
     summary = kb.compile_all()                 # every new or changed wiki page -> adapters/<id>/
+    answer = kb.ask("Who founded it?")         # routed to the adapters that answer it; answer.documents
     with kb.watch():                           # keep compiling while files change
         ...
 
@@ -27,6 +28,7 @@ from loracle.pipeline import Compilation, CompileSummary, Progress, Watch, Watch
 from loracle.sources.folder import DocumentSource
 
 if TYPE_CHECKING:
+    from loracle.asking import KnowledgeBaseAnswerer, RoutedAnswer
     from loracle.learners.base import LearnerConfig
     from loracle.llm import LLM
     from loracle.model import LoadedModel
@@ -67,6 +69,7 @@ class KnowledgeBase:
         self.store: AdapterStore = store if store is not None else LocalAdapterStore(self.paths.adapters)
         self._compiler = compiler
         self._lm = lm
+        self._answerer: KnowledgeBaseAnswerer | None = None
         self.source = self._source(source)
 
     def _source(self, source: DocumentSource | str) -> DocumentSource:
@@ -118,6 +121,7 @@ class KnowledgeBase:
         self, *, aggregate: bool = False, batch_size: int = 1, progress: Progress | None = None
     ) -> CompileSummary:
         """Compile every new or changed document; remove the adapters of documents that are gone."""
+        self.close()
         return self.compilation(aggregate=aggregate, batch_size=batch_size, progress=progress).run()
 
     @contextlib.contextmanager
@@ -132,6 +136,7 @@ class KnowledgeBase:
     ) -> Iterator[Watch]:
         """Compile changed files while the block runs. With `ingest`, files saved in raw/ are passed to it
         (it writes wiki pages, which are compiled in turn)."""
+        self.close()
         watcher = Watch(
             self.compilation(aggregate=aggregate),
             ingest_root=self.paths.raw if ingest is not None else None,
@@ -160,6 +165,25 @@ class KnowledgeBase:
             return report
 
         return ingest_one
+
+    def ask(self, question: str, *, max_new_tokens: int | None = None) -> RoutedAnswer:
+        """Answer from the compiled adapters: routed to the ones that answer the question (none: the base model),
+        applied, one decode; `answer.documents` names the documents whose adapters answered, `answer.warnings`
+        any stale adapter. Settings from loracle.toml's [ask]."""
+        from loracle.model import GenerationConfig
+
+        if self._answerer is None:
+            from loracle.asking import KnowledgeBaseAnswerer
+
+            self._answerer = KnowledgeBaseAnswerer(self.lm, self.paths)
+        config = GenerationConfig(max_new_tokens or self._answerer.config.max_new_tokens)
+        return self._answerer.ask(question, config)
+
+    def close(self) -> None:
+        """Take the adapters `ask` applied out of the model again (compiling trains on the bare base model)."""
+        if self._answerer is not None:
+            self._answerer.close()
+            self._answerer = None
 
     def adapters(self) -> list[AdapterManifest]:
         return self.store.list()

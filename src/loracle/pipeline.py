@@ -69,11 +69,25 @@ class CompileSummary:
         self.compile_seconds.update(other.compile_seconds)
 
 
-#: progress callback: (event, adapter id or file name, done so far, total)
-Progress = Callable[[str, str, int, int], None]
+@dataclass(frozen=True)
+class CompileEvent:
+    """One step of a compile, for a progress display."""
+
+    #: "compiling" (about to start), "compiled" or "failed"
+    event: str
+    #: the adapter id
+    name: str
+    #: documents finished so far (compiled or failed), of `total` to compile
+    done: int
+    total: int
+    #: "compiled" and "failed": the document's seconds (a batch's time shared out evenly)
+    seconds: float | None = None
 
 
-def _no_progress(event: str, name: str, done: int, total: int) -> None:
+Progress = Callable[[CompileEvent], None]
+
+
+def _no_progress(event: CompileEvent) -> None:
     return None
 
 
@@ -115,6 +129,7 @@ class Compilation:
         self.lock_timeout_s = lock_timeout_s
         self.progress = progress
         self.limit = limit or DocumentLimit(CompileConfig().max_document_tokens)
+        self._before = 0
 
     def run(self) -> CompileSummary:
         """Bring the whole store up to date with the source."""
@@ -246,15 +261,16 @@ class Compilation:
                 continue
             todo.append(job)
         batch = self.batch_size if isinstance(self.compiler, BatchDocumentCompiler) else 1
+        self._before = len(summary.compiled) + len(summary.failed)  # progress counts only the documents in `todo`
         for first in range(0, len(todo), batch):
             self._build_batch(todo[first : first + batch], summary, len(todo))
 
     def _build_batch(self, jobs: list[Job], summary: CompileSummary, total: int) -> None:
         for job in jobs:
-            self.progress("compiling", job.adapter_id, len(summary.compiled) + len(summary.failed), total)
+            self._report("compiling", job.adapter_id, summary, total)
         folders = [self.store.staging_folder(job.adapter_id) for job in jobs]
+        start = time.perf_counter()
         try:
-            start = time.perf_counter()
             try:
                 reports = self._compile(jobs, folders)
             except Exception as exc:  # a learner failing on one document must not stop the batch
@@ -265,7 +281,7 @@ class Compilation:
                     return
                 job = jobs[0]
                 summary.failed.append(Failure(_name(job.doc.path) or job.adapter_id, _one_line(job, exc)))
-                self.progress("failed", job.adapter_id, len(summary.compiled) + len(summary.failed), total)
+                self._report("failed", job.adapter_id, summary, total, time.perf_counter() - start)
                 return
             crash_point("compile-staged")
             per_doc = (time.perf_counter() - start) / len(jobs)
@@ -277,10 +293,16 @@ class Compilation:
                     continue
                 summary.compiled.append(job.adapter_id)
                 summary.compile_seconds[job.adapter_id] = per_doc
-                self.progress("compiled", job.adapter_id, len(summary.compiled) + len(summary.failed), total)
+                self._report("compiled", job.adapter_id, summary, total, per_doc)
         finally:
             for folder in folders:
                 shutil.rmtree(folder, ignore_errors=True)
+
+    def _report(
+        self, event: str, adapter_id: str, summary: CompileSummary, total: int, seconds: float | None = None
+    ) -> None:
+        done = len(summary.compiled) + len(summary.failed) - self._before
+        self.progress(CompileEvent(event, adapter_id, done, total, seconds))
 
     def _compile(self, jobs: list[Job], folders: list[Path]) -> list[CompileReport]:
         if len(jobs) > 1 and isinstance(self.compiler, BatchDocumentCompiler):

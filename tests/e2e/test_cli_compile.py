@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -51,6 +52,7 @@ def test_compile_ask_merge_export(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "compiled 2" in done.stdout and "failed 1" in done.stdout
     assert "broken.md" in done.stderr and "UTF-8" in done.stderr
+    assert re.search(r"^compiled kestrel-notes in \d+\.\d s \([12]/2\)$", done.stderr, re.M), done.stderr
     adapters = kb / "adapters"
     assert sorted(p.name for p in adapters.iterdir()) == ["corra", "kestrel-notes"]
     manifest = json.loads((adapters / "kestrel-notes" / "manifest.json").read_text())

@@ -195,14 +195,17 @@ def test_graph_shows_pages_and_links(page) -> None:
 
 def test_ask_streams_an_answer_and_the_context_learner_cites(page) -> None:
     page.click("nav a[data-view=ask]")
+    page.wait_for_selector("#adapter-choice label.adapter", state="attached")
+    assert page.is_checked("input[name=mode][value=adapters]")  # compiled adapters exist: they answer by default
+    page.check("input[name=mode][value=base]")
     page.fill("#question", "Who founded the Kestrel Valley Observatory?")
     page.click("#ask-button")
     page.wait_for_function("document.querySelector('#answer-meta').textContent.includes('base model')")
     assert page.inner_text("#answer").strip()
-    page.check("input[name=mode][value=adapters]")
+    page.check("input[name=mode][value=chosen]")
     page.check("#adapter-choice input[value=ilse-marrow]")
     page.click("#ask-button")
-    page.wait_for_function("document.querySelector('#answer-meta').textContent.includes('with adapters')")
+    page.wait_for_function("document.querySelector('#answer-meta').textContent.includes('with chosen adapters')")
     assert "ilse-marrow" in page.inner_text("#citations")
     page.check("input[name=mode][value=context]")
     page.uncheck("#adapter-choice input[value=ilse-marrow]")
@@ -218,6 +221,31 @@ def test_ask_streams_an_answer_and_the_context_learner_cites(page) -> None:
     page.wait_for_function("document.querySelector('#answer-meta').textContent.includes('the wiki')")
     assert page.locator("#citations li a").count() >= 1
     page.screenshot(path=str(SCREENSHOTS / "ask-wiki.png"))
+
+
+def test_ask_from_the_compiled_adapters_links_the_documents_that_answered(page) -> None:
+    page.click("nav a[data-view=ask]")
+    page.check("input[name=mode][value=adapters]")
+    page.fill("#question", "Who founded the Kestrel Valley Observatory?")
+    page.click("#ask-button")
+    page.wait_for_function("document.querySelector('#answer-meta').textContent.includes('from the compiled adapters')")
+    assert page.is_hidden("#adapter-choice")  # the router chooses
+    link = page.locator("#citations li.document a").first
+    target = link.get_attribute("data-page")
+    assert target in {"kestrel-valley-observatory.md", "ilse-marrow.md"}
+    if target == "kestrel-valley-observatory.md":  # compiled from an earlier version of its page
+        assert "kestrel-valley-observatory is stale" in page.inner_text("#citations li.warning")
+    page.screenshot(path=str(SCREENSHOTS / "ask-adapters.png"))
+    page.fill("#question", "What is the capital of France?")
+    page.click("#ask-button")
+    page.wait_for_function("document.querySelector('#citations').textContent.includes('no adapter matched')")
+    page.click("nav a[data-view=ask]")
+    page.fill("#question", "Who founded the Kestrel Valley Observatory?")
+    page.click("#ask-button")
+    page.wait_for_selector("#citations li.document a")
+    page.click("#citations li.document a")
+    page.wait_for_selector("#page-body h1")
+    assert page.url.endswith(f"#/page/{target}")
 
 
 def test_adapter_inventory_and_eval(page) -> None:
@@ -237,7 +265,7 @@ def test_adapter_inventory_and_eval(page) -> None:
 
 
 def test_screenshots_written() -> None:
-    for name in ("wiki", "search", "graph", "ask", "adapters", "eval"):
+    for name in ("wiki", "search", "graph", "ask", "ask-adapters", "adapters", "eval"):
         assert (SCREENSHOTS / f"{name}.png").stat().st_size > 5000
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from loracle.adapters.manifest import AdapterManifest
 from loracle.documents import Document
 from loracle.errors import DocumentError, LoracleError
 from loracle.learners.hypernet.checkpoint import load_hypernet, save_hypernet
@@ -19,7 +20,7 @@ from loracle.learners.hypernet.network import Hypernet, NetworkConfig
 from loracle.learners.hypernet.reading import DocPrompt, chunk_ids, doc_ids, read_chunks
 from loracle.learners.hypernet.train import TrainConfig, Trainer, distillation_loss
 from loracle.learners.lora import concat_ranks, hooked
-from loracle.learners.routing import ChunkRouter
+from loracle.routing import ChunkRouter
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -195,6 +196,8 @@ def test_peft_export_gives_the_same_logits_as_loracle(tiny_lm, tmp_path: Path):
         theirs = peft_model(input_ids=ids).logits
     assert torch.allclose(ours, theirs, atol=1e-5)
     assert report.details["rank"] == 2 + 4 * report.details["chunks"]
+    keys = AdapterManifest.read(tmp_path / "adapter").routing_keys  # `ask --kb` routes by its chunks, as answer()
+    assert keys == [chunk.text for chunk in engine.internalise(DOC.text)] and len(keys) == report.details["chunks"]
 
 
 def test_fictional_data_is_fresh_and_answerable():

@@ -28,7 +28,7 @@ from loracle.knowledge_base import KnowledgeBase
 from loracle.learners import learner_config
 from loracle.model import apply_adapters
 from loracle.model.loader import LoadedModel
-from loracle.pipeline import Compilation, Watch, wiki_source
+from loracle.pipeline import Compilation, CompileEvent, Watch, wiki_source
 from loracle.sources.folder import FolderSource
 
 REPO = Path(__file__).resolve().parents[2]
@@ -170,6 +170,18 @@ def test_failing_documents_are_reported_by_name_and_skipped(tmp_path: Path, tiny
     assert all(name in message for name, message in failed.items())
     assert LocalAdapterStore(kb / "adapters").ids() == ["good"]
     assert not [p for p in (kb / "adapters").iterdir() if p.name.startswith(".")]
+
+
+def test_progress_counts_the_documents_compiled_with_each_ones_time(tmp_path: Path, tiny_lm: LoadedModel) -> None:
+    pages = {"a.md": "Alpha.", "b.md": "Beta.", "bomb.md": "EXPLODE", "latin1.md": "caf\xe9".encode("latin-1")}
+    kb = make_kb(tmp_path, pages)
+    events: list[CompileEvent] = []
+    compilation(kb, RecordingCompiler(tiny_lm), progress=events.append).run()
+    finished = [(e.event, e.name, e.done, e.total) for e in events if e.event != "compiling"]
+    # the unreadable page fails before compiling: not one of the three to compile
+    assert finished == [("compiled", "a", 1, 3), ("compiled", "b", 2, 3), ("failed", "bomb", 3, 3)]
+    assert [e.name for e in events if e.event == "compiling"] == ["a", "b", "bomb"]
+    assert all(e.seconds is not None and e.seconds >= 0 for e in events if e.event != "compiling")
 
 
 def test_a_document_over_the_token_limit_is_refused_before_the_learner_sees_it(

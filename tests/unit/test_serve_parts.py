@@ -11,12 +11,12 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
+from loracle.adapters.pool import AdapterPool, normalise_spec
 from loracle.config import ServeConfig
 from loracle.errors import AdapterError, LoracleError
 from loracle.kb import KBPaths
 from loracle.model import GenerationConfig, apply_adapters, encode_chat
 from loracle.model.loader import LoadedModel, model_fingerprint
-from loracle.serve.adapter_pool import AdapterPool, normalise_spec
 from loracle.serve.app import create_app
 from loracle.serve.catalog import AdapterCatalog, InvalidAdapterIdError, UnknownAdapterError
 from loracle.serve.generation import Finish, _partial_stop_length, generation_steps
@@ -314,7 +314,7 @@ def test_unusable_adapter_folders_are_listed_apart(tiny_lm: LoadedModel, tmp_pat
         unusable = {u["folder"]: u["problem"] for u in listing.json()["unusable"]}
         assert set(unusable) == {"Bad Name", "no-weights", "bytes-\ufffd"}
         assert "not a valid adapter id" in unusable["Bad Name"] and "no adapter_model" in unusable["no-weights"]
-        assert [m["id"] for m in client.get("/v1/models").json()["data"]] == ["tiny", "good"]
+        assert [m["id"] for m in client.get("/v1/models").json()["data"]] == ["tiny", "kb", "good"]
         chat = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
         assert client.post("/v1/chat/completions", json={**chat, "model": "good"}).status_code == 200
         assert client.post("/v1/chat/completions", json={**chat, "model": "Bad Name"}).status_code == 400

@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from loracle.adapters.manifest import AdapterManifest
 from loracle.documents import Document
 from loracle.errors import LoracleError
 from loracle.learners.lora import hooked
@@ -160,7 +161,11 @@ def test_peft_export_reproduces_the_learner_logits(tmp_path: Path, tiny_lm: Load
     assert tiny_lm.fingerprint in manifest and '"doc_id": "kestrel"' in manifest
     # compile_document trains a fresh adapter of its own; rebuild the same one to compare with
     lora = learner.fresh_lora()
-    train(tiny_lm, lora, study_examples(tiny_lm, DOC, max_questions=2), learner.config)
+    examples = study_examples(tiny_lm, DOC, max_questions=2)
+    train(tiny_lm, lora, examples, learner.config)
+    # what `ask --kb` routes by: the cues it was trained on and the document's words, as the learner routes
+    recorded = AdapterManifest.read(tmp_path / "adapter").routing_keys
+    assert recorded == ttt_learner.routing_keys(DOC, examples) and "marrow" in recorded[-1]
     with active(learner, lora):
         expected = logits(tiny_lm, "Who founded the observatory?")
     peft_model = PeftModel.from_pretrained(base_copy, str(tmp_path / "adapter")).eval()

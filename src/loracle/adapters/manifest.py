@@ -33,6 +33,10 @@ class AdapterManifest(BaseModel):
     #: ids of the documents that went into it (the page and its linked pages; the adapters of a merge)
     inputs: list[str] = Field(default_factory=list)
     learner: str = ""
+    #: texts saying what questions the adapter answers (the cues it was trained on, the document's distinct
+    #: words): what `loracle ask --kb` routes a question by. Empty for older adapters and merges, which are routed
+    #: by their title and, while the knowledge base holds it, their document's words.
+    routing_keys: list[str] = Field(default_factory=list)
     base_model: str = ""
     base_fingerprint: str = ""
     created: str = Field(default_factory=now_iso)

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from loracle.cli.app import (
+    MAX_NEW_TOKENS,
     ModelOption,
     TemperatureOption,
     ThreadsOption,
@@ -14,6 +15,13 @@ from loracle.cli.app import (
     console,
     load_with_adapters,
     max_tokens_option,
+)
+from loracle.errors import LoracleError
+from loracle.model.embedded import EMBEDDED_SPEC as EMBEDDED
+
+#: --model where a knowledge base (--kb) has a base model of its own
+KBModelOption = typer.Option(
+    None, "--model", "-m", help="Base model: 'embedded' (default; with --kb, the knowledge base's), a folder, a .gguf."
 )
 
 
@@ -23,31 +31,47 @@ def ask(
     doc: Path | None = typer.Option(None, "--doc", help="Put this document in context."),
     adapter: list[Path] = typer.Option([], "--adapter", help="A PEFT adapter folder to apply (repeatable)."),
     adapter_weights: str | None = typer.Option(None, "--adapter-weights", help="Comma-separated weights, e.g. 1,0.5"),
-    model: str = ModelOption,
-    max_tokens: int = max_tokens_option(200, "Most new tokens to generate."),
+    model: str | None = KBModelOption,
+    max_tokens: int | None = typer.Option(
+        None,
+        "--max-tokens",
+        min=1,
+        max=MAX_NEW_TOKENS,
+        help="Most new tokens (default 200; with --kb, its \\[ask] max_new_tokens).",
+    ),
     temperature: float = TemperatureOption,
     threads: int = ThreadsOption,
     learner: str | None = typer.Option(None, "--learner", help="With --load: the learner (default: the checkpoint's)."),
     load: str | None = typer.Option(None, "--load", help="Answer with this learner checkpoint (see `loracle learn`)."),
     kb: Path | None = typer.Option(
-        None, "--kb", help="With --load: the knowledge base whose checkpoints folder to use."
+        None,
+        "--kb",
+        help="Answer from this knowledge base's compiled adapters, routed to the question (the base model when "
+        "none matches), and name the documents they came from. With --load: the knowledge base whose checkpoints "
+        "folder to use.",
     ),
 ) -> None:
-    """Stream an answer from the model.
+    """Stream an answer from the model, or from a knowledge base's compiled adapters with --kb.
 
-    Example: loracle ask "Who founded the observatory?" --doc notes/observatory.md
+    Example: loracle ask --kb my-kb "Who founded the observatory?"
     """
     if load:
         from loracle.cli.learn_commands import ask_checkpoint
 
-        return ask_checkpoint(question, load, learner, model, threads, kb)
+        return ask_checkpoint(question, load, learner, model or EMBEDDED, threads, kb)
+    if kb is not None:
+        from loracle.cli.kb_answers import ask_kb
+
+        if doc is not None or adapter:
+            raise LoracleError("--kb answers from the knowledge base's own adapters: leave out --doc and --adapter")
+        return ask_kb(question, kb, model, max_tokens, temperature, threads)
     from loracle.sources import read_document
 
     document = read_document(doc).text if doc else None  # before the model load: a bad --doc fails at once
-    lm = load_with_adapters(model, adapter, adapter_weights, threads)
+    lm = load_with_adapters(model or EMBEDDED, adapter, adapter_weights, threads)
     from loracle.model import GenerationConfig, question_messages, stream_chat
 
-    config = GenerationConfig(max_new_tokens=max_tokens, temperature=temperature)
+    config = GenerationConfig(max_new_tokens=max_tokens or 200, temperature=temperature)
     for piece in stream_chat(lm, question_messages(question, document), config):
         console.out(piece, end="", highlight=False)
     console.out("")
@@ -57,16 +81,27 @@ def ask(
 def chat(
     doc: Path | None = typer.Option(None, "--doc", help="Start with this document in context."),
     adapter: list[Path] = typer.Option([], "--adapter", help="A PEFT adapter folder to apply (repeatable)."),
-    model: str = ModelOption,
+    model: str | None = KBModelOption,
     threads: int = ThreadsOption,
+    kb: Path | None = typer.Option(
+        None, "--kb", help="Answer each turn from this knowledge base's compiled adapters, routed to the question."
+    ),
 ) -> None:
-    """An interactive session: /doc FILE, /adapter DIR, /reset, /quit.
+    """An interactive session: /doc FILE, /adapter DIR, /reset, /quit; with --kb, each question is routed to the
+    knowledge base's adapters and the reply names the documents it came from.
 
-    Example: loracle chat --doc notes/observatory.md
+    Example: loracle chat --doc notes/observatory.md      or: loracle chat --kb my-kb
     """
     from loracle.chat_session import ChatSession
 
-    ChatSession(model, threads, console).run(doc, adapter)
+    if kb is not None:
+        from loracle.cli.kb_answers import open_answerer
+
+        if doc is not None or adapter:
+            raise LoracleError("--kb answers from the knowledge base's own adapters: leave out --doc and --adapter")
+        ChatSession(model or EMBEDDED, threads, console, answerer=open_answerer(kb, model, threads)).run(None, [])
+        return
+    ChatSession(model or EMBEDDED, threads, console).run(doc, adapter)
 
 
 @app.command()
@@ -88,9 +123,12 @@ def demo(
     kb: Path | None = typer.Option(
         None, "--kb", help="Build the demo knowledge base here and keep it (default: a temp folder)."
     ),
-    learner: str = typer.Option("hypernet", "--learner", help="How adapters are compiled: hypernet or ttt."),
+    learner: str = typer.Option(
+        "ttt", "--learner", help="How adapters are compiled: ttt (trained per document) or hypernet (one pass)."
+    ),
 ) -> None:
-    """The whole pipeline on the bundled sample: a wiki, adapters, answers with and without them, a scored table.
+    """The whole pipeline on the bundled sample: a wiki, adapters, answers closed-book, from the compiled adapters
+    and with the document in the prompt, a scored table.
 
     Example: loracle demo --kb ./demo-kb
     """

@@ -12,11 +12,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
+from loracle.adapters.pool import AdapterPool
+from loracle.asking import KnowledgeBaseAnswerer
 from loracle.config import ServeConfig
 from loracle.kb import KBPaths
 from loracle.model.loader import LoadedModel
 from loracle.serve import kb_api, openai_api
-from loracle.serve.adapter_pool import AdapterPool
 from loracle.serve.ask import LearnerAnswers
 from loracle.serve.catalog import AdapterCatalog
 from loracle.serve.errors import install_error_handlers
@@ -59,7 +60,8 @@ def create_app(
         state.search = SearchView(paths.search_db, paths.wiki)
         state.answers = LearnerAnswers(lm, paths)
         state.wiki = WikiView(paths.wiki)
-        state.inventory = AdapterInventory(paths, catalog)
+        state.answerer = KnowledgeBaseAnswerer(lm, paths, config=paths.config().ask, pool=pool)
+        state.inventory = AdapterInventory(paths, catalog, state.answerer.sources)  # one cache of document hashes
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

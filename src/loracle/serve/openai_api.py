@@ -14,10 +14,10 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from loracle.adapters.pool import AdapterSpec
 from loracle.errors import LoracleError
 from loracle.model.chat import encode_chat
 from loracle.model.generate import GenerationConfig
-from loracle.serve.adapter_pool import AdapterSpec
 from loracle.serve.body import RequestBody
 from loracle.serve.disconnect import unless_disconnected
 from loracle.serve.errors import ApiError, as_api_error, error_body, public_message
@@ -25,6 +25,8 @@ from loracle.serve.generation import Finish, Sampling, generation_steps
 from loracle.serve.state import ServerState, get_state
 
 router = APIRouter(prefix="/v1")
+#: the model that answers from the knowledge base's compiled adapters, routed per question (loracle.asking)
+KB_MODEL = "kb"
 
 
 class AdapterRef(BaseModel):
@@ -121,6 +123,18 @@ class AdapterAction(RequestBody):
 async def list_models(state: ServerState = Depends(get_state)) -> dict:
     created = int(time.time())
     data = [{"id": state.base_id, "object": "model", "created": created, "owned_by": "loracle", "root": state.base_id}]
+    if state.answerer is not None:
+        data.append(
+            {
+                "id": KB_MODEL,
+                "object": "model",
+                "created": created,
+                "owned_by": "loracle",
+                "root": state.base_id,
+                "parent": state.base_id,
+                "description": "the knowledge base's compiled adapters, routed to each question",
+            }
+        )
     loaded = set(state.pool.loaded())
     for adapter_id in await run_in_threadpool(state.catalog.ids):
         data.append(
@@ -156,11 +170,34 @@ async def unload_adapter(body: AdapterAction, state: ServerState = Depends(get_s
 async def chat_completions(
     body: ChatRequest, request: Request, state: ServerState = Depends(get_state)
 ) -> dict | StreamingResponse:
-    """A chat reply, streamed (SSE) or whole; see SamplingRequest for the decoding defaults."""
-    spec = _checked(lambda: state.spec_for(body.model, [(a.id, a.weight) for a in body.adapters]), "model")
+    """A chat reply, streamed (SSE) or whole; see SamplingRequest for the decoding defaults. With model "kb" the
+    last user message is routed to the knowledge base's adapters, and the reply carries what answered in
+    `loracle` (in the first chunk of a stream)."""
     messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages]
+    if body.model == KB_MODEL:
+        return await _complete_from_kb(request, state, body, messages)
+    spec = _checked(lambda: state.spec_for(body.model, [(a.id, a.weight) for a in body.adapters]), "model")
     prompt = await run_in_threadpool(encode_chat, state.lm.tokenizer, messages)  # up to 1 MB of text: off the loop
     return await _complete(request, state, body, spec, prompt, chat=True)
+
+
+async def _complete_from_kb(
+    request: Request, state: ServerState, body: ChatRequest, messages: list[dict[str, str]]
+) -> dict | StreamingResponse:
+    """Model "kb": the knowledge base's answerer routes and builds the prompt; the scheduler decodes it."""
+    answerer = state.answerer
+    if answerer is None:
+        raise ApiError(404, f"{KB_MODEL}: the server has no knowledge base (--kb)", code="model_not_found")
+    if body.adapters:
+        raise ApiError(400, f"adapters: model {KB_MODEL} chooses its own adapters", param="adapters")
+    plan = await run_in_threadpool(_checked, lambda: answerer.plan(messages), "model")
+    prompt = await run_in_threadpool(encode_chat, state.lm.tokenizer, plan.messages)
+    record = plan.record()
+    root = state.kb.root if state.kb else None
+    record["warnings"] = [public_message(w, root) for w in record["warnings"]]
+    return await _complete(
+        request, state, body, plan.spec, prompt, chat=True, default_max=answerer.config.max_new_tokens, extra=record
+    )
 
 
 @router.post("/completions", response_model=None)
@@ -168,16 +205,27 @@ async def completions(
     body: CompletionRequest, request: Request, state: ServerState = Depends(get_state)
 ) -> dict | StreamingResponse:
     """A text completion, streamed (SSE) or whole; see SamplingRequest for the decoding defaults."""
+    if body.model == KB_MODEL and state.answerer is not None:
+        raise ApiError(400, f"model {KB_MODEL} answers chat completions (/v1/chat/completions) only", param="model")
     spec = _checked(lambda: state.spec_for(body.model, [(a.id, a.weight) for a in body.adapters]), "model")
     prompt = await run_in_threadpool(state.lm.tokenizer.encode, body.prompt_text())
     return await _complete(request, state, body, spec, prompt, chat=False)
 
 
 async def _complete(
-    request: Request, state: ServerState, body: SamplingRequest, spec: AdapterSpec, prompt: list[int], *, chat: bool
+    request: Request,
+    state: ServerState,
+    body: SamplingRequest,
+    spec: AdapterSpec,
+    prompt: list[int],
+    *,
+    chat: bool,
+    default_max: int | None = None,
+    extra: dict | None = None,
 ) -> dict | StreamingResponse:
-    """Generate on the scheduler; a whole reply stops generating if its client disconnects first."""
-    config = body.generation_config(state.max_new_tokens, state.sampling)
+    """Generate on the scheduler; a whole reply stops generating if its client disconnects first. `extra` goes
+    into the reply as `loracle` (a stream's first chunk)."""
+    config = body.generation_config(default_max or state.max_new_tokens, state.sampling)
     stops = body.stops()
     limit = getattr(state.lm.model.config, "max_position_embeddings", None) or 1 << 30
     if not prompt:
@@ -189,7 +237,7 @@ async def _complete(
     # load before answering: a broken adapter is an error status, not an error in the middle of a stream
     await run_in_threadpool(lambda: [state.pool.ensure_loaded(adapter_id) for adapter_id, _ in spec])
     pieces = state.scheduler.stream(spec, lambda: generation_steps(state.lm, prompt, config, stops))
-    reply = _Reply(body.model, chat, state.kb.root if state.kb else None)
+    reply = _Reply(body.model, chat, state.kb.root if state.kb else None, extra)
     if body.stream:
         return StreamingResponse(
             reply.sse(pieces, body.include_usage()),
@@ -216,10 +264,11 @@ async def _whole(reply: _Reply, pieces: AsyncIterator[Any]) -> dict:
 class _Reply:
     """Builds response bodies in the shape of OpenAI's chat.completion / text_completion objects."""
 
-    def __init__(self, model: str, chat: bool, root: Path | None = None) -> None:
+    def __init__(self, model: str, chat: bool, root: Path | None = None, extra: dict | None = None) -> None:
         self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
         self.model, self.chat, self.created = model, chat, int(time.time())
         self.root = root  # the knowledge base, which error messages name paths relative to
+        self.extra = {"loracle": extra} if extra is not None else {}  # what answered (model "kb")
 
     def _envelope(self, obj: str) -> dict:
         return {"id": self.id, "object": obj, "created": self.created, "model": self.model}
@@ -240,7 +289,7 @@ class _Reply:
         else:
             choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish.reason}
             body = self._envelope("text_completion")
-        return {**body, "choices": [choice], "usage": self.usage(finish)}
+        return {**body, "choices": [choice], "usage": self.usage(finish), **self.extra}
 
     def _chunk(self, delta: dict | str, finish_reason: str | None) -> dict:
         if self.chat:
@@ -251,7 +300,7 @@ class _Reply:
 
     async def sse(self, pieces: AsyncIterator[Any], include_usage: bool) -> AsyncIterator[str]:
         if self.chat:
-            yield _event(self._chunk({"role": "assistant", "content": ""}, None))
+            yield _event({**self._chunk({"role": "assistant", "content": ""}, None), **self.extra})
         try:
             async for piece in pieces:
                 if isinstance(piece, Finish):

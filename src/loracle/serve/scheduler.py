@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from loracle.serve.adapter_pool import AdapterPool, AdapterSpec
+from loracle.adapters.pool import AdapterPool, AdapterSpec
 
 log = logging.getLogger(__name__)
 

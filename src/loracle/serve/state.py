@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
+from loracle.adapters.pool import AdapterPool, AdapterSpec, normalise_spec
+from loracle.asking import KnowledgeBaseAnswerer
 from loracle.kb import KBPaths
 from loracle.model.loader import LoadedModel
-from loracle.serve.adapter_pool import AdapterPool, AdapterSpec, normalise_spec
 from loracle.serve.ask import LearnerAnswers
 from loracle.serve.catalog import AdapterCatalog, UnknownAdapterError, validate_adapter_id
 from loracle.serve.generation import Sampling
@@ -33,6 +34,8 @@ class ServerState:
     answers: LearnerAnswers | None = None
     wiki: WikiView | None = None
     inventory: AdapterInventory | None = None
+    #: model "kb": questions routed to the knowledge base's adapters (in this server's pool)
+    answerer: KnowledgeBaseAnswerer | None = None
 
     @property
     def base_id(self) -> str:

@@ -2,7 +2,7 @@
 
 learn() reads every chunk once through the base model and the hypernetwork; answer() routes the question
 to the best-matching chunk adapters, applies them (plus the network's bias LoRA) and generates closed-book;
-a question that no learned chunk covers (see routing.py) gets the base model alone, so general ability is
+a question that no learned chunk covers (see loracle.routing) gets the base model alone, so general ability is
 not touched by adapters about something else. compile_document() writes a document's adapter as a plain
 PEFT folder for `loracle compile`.
 """
@@ -25,8 +25,8 @@ from loracle.learners.checkpoint import load_checkpoint, save_checkpoint, stored
 from loracle.learners.hypernet.config import HypernetConfig
 from loracle.learners.hypernet.engine import ChunkAdapter, DocText, DocToLora
 from loracle.learners.lora import Lora, hooked, lora_rank, write_peft
-from loracle.learners.routing import ChunkRouter
 from loracle.model import GenerationConfig, LoadedModel, generate_chat, question_messages
+from loracle.routing import ChunkRouter
 
 
 class HypernetLearner:
@@ -131,6 +131,7 @@ class HypernetLearner:
             "chunks": len(adapters),
             "chunk_rank": network.rank,
             "bias_rank": network.bias_rank,
+            "routing_keys": [a.text for a in adapters],  # what `ask --kb` routes by, as answer() routes to chunks
         }
         size = write_peft(folder, lora, scale=1.0, base_model=self.lm.name, manifest=manifest)
         return size, lora_rank(lora)

@@ -35,12 +35,12 @@ from loracle.errors import LoracleError
 from loracle.learners.base import Answer, Citation, LearnReport
 from loracle.learners.checkpoint import load_checkpoint, save_checkpoint, stored_config
 from loracle.learners.lora import merged, write_peft
-from loracle.learners.routing import ChunkRouter, words
 from loracle.learners.ttt.config import TTTConfig
 from loracle.learners.ttt.gating import STORAGE_DTYPE, GatedLoRA, down_projections
 from loracle.learners.ttt.selfstudy import StudyExample, recall_messages, recitation_fits, study_examples, title_cue
 from loracle.learners.ttt.training import train
 from loracle.model import GenerationConfig, LoadedModel, generate_chat, question_messages
+from loracle.routing import ChunkRouter, words
 from loracle.sources.chunking import chunk_document
 
 
@@ -200,7 +200,10 @@ class TTTLearner:
         lora = self.fresh_lora()
         examples = self.study(doc)
         losses = train(self.lm, lora, examples, self.config)
-        size = self.export(lora, folder, {"doc_id": doc.id, "doc_hash": doc.hash, "title": doc.title})
+        keys = routing_keys(doc, examples)
+        size = self.export(
+            lora, folder, {"doc_id": doc.id, "doc_hash": doc.hash, "title": doc.title, "routing_keys": keys}
+        )
         return CompileReport(
             doc.id,
             time.perf_counter() - start,

@@ -3,7 +3,7 @@
 "use strict";
 
 const $ = (selector) => document.querySelector(selector);
-const state = { model: "", pages: [], adapters: [], graph: null, abort: null };
+const state = { model: "", pages: [], adapters: [], graph: null, abort: null, modeChosen: false };
 
 // ---- talking to the server -------------------------------------------------------------------------------
 function authHeaders() {
@@ -240,8 +240,17 @@ function enableDrag(svg, group, node, draw) {
 }
 
 // ---- asking: streamed from /v1/chat/completions, or a learner's answer with citations from /api/ask -------
+const chosenMode = () => document.querySelector("input[name=mode]:checked").value;
+
+function setMode(mode) {
+  document.querySelector(`input[name=mode][value=${mode}]`).checked = true;
+  $("#adapter-choice").hidden = !["chosen", "context"].includes(mode);
+}
+
 async function showAsk() {
   state.adapters = (await getJSON("/api/adapters")).adapters;
+  // until the user picks: the compiled adapters when there are any, else the base model
+  if (!state.modeChosen) setMode(state.adapters.length ? "adapters" : "base");
   const box = $("#adapter-choice");
   const chosen = new Set([...box.querySelectorAll("input[type=checkbox]:checked")].map((c) => c.value));
   box.replaceChildren(...(state.adapters.length ? state.adapters.map((a) =>
@@ -262,9 +271,9 @@ async function ask(event) {
   event.preventDefault();
   const question = $("#question").value.trim();
   if (!question) return;
-  const mode = document.querySelector("input[name=mode]:checked").value;
-  const adapters = ["adapters", "context"].includes(mode) ? chosenAdapters() : [];
-  if (mode === "adapters" && !adapters.length) {
+  const mode = chosenMode();
+  const adapters = ["chosen", "context"].includes(mode) ? chosenAdapters() : [];
+  if (mode === "chosen" && !adapters.length) {
     showError("choose at least one adapter");
     return;
   }
@@ -280,8 +289,12 @@ async function ask(event) {
   try {
     if (mode === "context") await askLearner(question, "context", adapters);
     else if (mode === "wiki") await askWiki(question);
-    else await streamChat(question, adapters, started);
-    const how = { context: "context learner", wiki: "the wiki", base: "base model", adapters: "with adapters" }[mode];
+    else if (mode === "adapters") await streamChat(question, [], started, "kb");
+    else await streamChat(question, adapters, started, state.model);
+    const how = {
+      adapters: "from the compiled adapters", context: "retrieval (context learner)", wiki: "the wiki",
+      base: "base model", chosen: "with chosen adapters",
+    }[mode];
     $("#answer-meta").textContent = `${how}, ${((performance.now() - started) / 1000).toFixed(1)} s`;
   } catch (error) {
     if (error.name !== "AbortError") showError(error);
@@ -292,9 +305,9 @@ async function ask(event) {
   }
 }
 
-async function streamChat(question, adapters, started) {
+async function streamChat(question, adapters, started, model) {
   const body = {
-    model: state.model,
+    model,
     messages: [{ role: "user", content: question }],
     stream: true,
     temperature: 0,
@@ -305,6 +318,7 @@ async function streamChat(question, adapters, started) {
   const decoder = new TextDecoder();
   let buffer = "";
   let first = true;
+  let answered = null; // model "kb": what answered, in the stream's first chunk
   for (;;) {
     const { value, done } = await reader.read();
     if (done) break;
@@ -318,6 +332,7 @@ async function streamChat(question, adapters, started) {
       if (data === "[DONE]") break;
       const chunk = JSON.parse(data);
       if (chunk.error) throw new Error(chunk.error.message);
+      if (chunk.loracle) answered = chunk.loracle;
       const piece = chunk.choices && chunk.choices[0] && chunk.choices[0].delta.content;
       if (piece) {
         if (first) { $("#answer-meta").textContent = `first token after ${((performance.now() - started) / 1000).toFixed(2)} s…`; first = false; }
@@ -325,12 +340,25 @@ async function streamChat(question, adapters, started) {
       }
     }
   }
+  if (answered) {
+    showRouted(answered);
+    return;
+  }
   // with adapters, the sources are the pages the adapters were compiled from
   const byId = new Map(state.adapters.map((a) => [a.id, a]));
   $("#citations").replaceChildren(...adapters.map((a) => {
     return el("li", {}, `adapter ${a.id} (weight ${a.weight}) compiled from `, sourceOf(byId.get(a.id) || {}));
   }));
   if (!adapters.length) $("#citations").replaceChildren(el("li", { class: "muted" }, "none: the base model answered from its own weights"));
+}
+
+// the documents whose adapters answered (links to their pages), then any warning (a stale adapter, ...)
+function showRouted(answered) {
+  const documents = answered.documents.map((d) => el("li", { class: "document" },
+    d.page ? pageLink(d.page, d.title) : (d.path || d.title), el("span", { class: "snippet" }, ` adapter ${d.adapter}`)));
+  const warnings = answered.warnings.map((w) => el("li", { class: "warning" }, w));
+  const none = el("li", { class: "muted" }, "no adapter matched: the base model answered from its own weights");
+  $("#citations").replaceChildren(...(documents.length ? documents : [none]), ...warnings);
 }
 
 async function askLearner(question, learner, adapters) {
@@ -436,8 +464,8 @@ async function start() {
   $("#ask-form").addEventListener("submit", ask);
   $("#stop-button").addEventListener("click", () => state.abort && state.abort.abort());
   for (const radio of document.querySelectorAll("input[name=mode]")) {
-    // adapters can be chosen for the adapters mode and, optionally, under the context learner
-    radio.addEventListener("change", () => { $("#adapter-choice").hidden = !["adapters", "context"].includes(document.querySelector("input[name=mode]:checked").value); });
+    // adapters can be chosen for the chosen mode and, optionally, under the context learner
+    radio.addEventListener("change", () => { state.modeChosen = true; setMode(chosenMode()); });
   }
   $("#token-save").addEventListener("click", () => {
     localStorage.setItem("loracle-token", $("#token").value);

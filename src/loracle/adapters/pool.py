@@ -1,4 +1,4 @@
-"""Adapters loaded into one PEFT-wrapped base model and switched per request.
+"""Adapters loaded into one PEFT-wrapped base model and switched per request (server, CLI, chat, Python API).
 
 The base model is wrapped in PEFT once (on the first adapter); each adapter is loaded once and kept
 (least recently used first out, never one a running request holds). Switching sets the active

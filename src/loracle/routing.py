@@ -1,4 +1,4 @@
-"""Route a question to the learned adapters that match it, so many loaded adapters don't garble each other.
+"""Route a question to the adapters that match it, so many loaded adapters don't garble each other.
 
 Each adapter is known by a text: the hypernet learner's chunk adapters by the chunk's text, the ttt
 learner's document adapters by the cues it was trained to recite on (self-written questions, sentence

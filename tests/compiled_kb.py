@@ -1,0 +1,98 @@
+"""A tiny compiled knowledge base for tests of the routed answer path: wiki pages, and for each an adapter
+written directly (random LoRA factors on the tiny model's MLP down projections, via the PEFT writer) with the
+manifest `loracle compile` would write, routing keys included. No learner runs, so it takes milliseconds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from loracle.adapters.manifest import AdapterManifest
+from loracle.adapters.peft_format import peft_key, write_lora_adapter
+from loracle.model.loader import LoadedModel, model_fingerprint
+from loracle.pipeline import wiki_source
+from tests.conftest import build_tiny_model, build_tiny_tokenizer
+
+#: the tiny model's seed whose greedy replies these adapters change visibly (most seeds reply only "\n")
+SEED = 3
+
+
+@dataclass(frozen=True)
+class Page:
+    """A wiki page and its adapter: `keys` None writes a manifest without routing keys (an older adapter)."""
+
+    id: str
+    title: str
+    text: str
+    keys: tuple[str, ...] | None = ()
+
+
+KESTREL = Page(
+    "kestrel-valley-observatory",
+    "Kestrel Valley Observatory",
+    "The Kestrel Valley Observatory was founded by Ilse Marrow in 1987.",
+    ("Who founded the Kestrel Valley Observatory?", "1987 founded ilse kestrel marrow observatory valley"),
+)
+CORRA = Page(
+    "corra-river",
+    "Corra River",
+    "The river Corra powers the Varn station.",
+    ("What powers the Varn station?", "corra powers river station varn"),
+)
+
+
+def seeded_lm(seed: int = SEED) -> LoadedModel:
+    """A fresh tiny model (the same weights for the same seed)."""
+    tokenizer = build_tiny_tokenizer()
+    model = build_tiny_model(len(tokenizer), seed=seed)
+    return LoadedModel(model, tokenizer, "tiny", "memory", model_fingerprint(model))
+
+
+def write_page(root: Path, page: Page) -> Path:
+    path = root / "wiki" / f"{page.id}.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"---\ntitle: {page.title}\n---\n{page.text}\n", encoding="utf-8")
+    return path
+
+
+def write_adapter(root: Path, lm: LoadedModel, page: Page, seed: int, **manifest: object) -> Path:
+    """adapters/<page id>/ for the tiny model: rank-2 LoRA on every layer's down_proj, B large enough to change
+    greedy replies, and the manifest compile writes (its content hash is the page's as it is now)."""
+    folder = root / "adapters" / page.id
+    generator = torch.Generator().manual_seed(seed)
+    config = lm.model.config
+    tensors = {}
+    for layer in range(config.num_hidden_layers):
+        module = f"model.layers.{layer}.mlp.down_proj"
+        tensors[peft_key(module, "A")] = torch.randn(2, config.intermediate_size, generator=generator)
+        tensors[peft_key(module, "B")] = torch.randn(config.hidden_size, 2, generator=generator)
+    document = wiki_source(root).read(root / "wiki" / f"{page.id}.md")
+    record = AdapterManifest(
+        id=page.id,
+        document_id=document.id,
+        title=page.title,
+        content_hash=document.hash,
+        source="wiki",
+        inputs=[document.id],
+        learner="test",
+        routing_keys=list(page.keys or []),
+    ).model_dump()
+    if page.keys is None:
+        del record["routing_keys"]
+    record |= {"base_fingerprint": lm.fingerprint, "base_model": lm.name, **manifest}
+    write_lora_adapter(
+        folder, tensors, r=2, alpha=2.0, target_modules=["down_proj"], base_model=lm.name, manifest=record
+    )
+    return folder
+
+
+def write_compiled_kb(root: Path, lm: LoadedModel, pages: tuple[Page, ...] = (KESTREL, CORRA), model: str = "") -> Path:
+    """A knowledge base at `root` (its base model `model` when given) with each page and its adapter."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "loracle.toml").write_text(f'[model]\nbase = "{model}"\n' if model else "", encoding="utf-8")
+    for seed, page in enumerate(pages, start=1):
+        write_page(root, page)
+        write_adapter(root, lm, page, seed)
+    return root
