@@ -114,8 +114,7 @@ def extract(doc: Document, text: str, writer: LLM, fast: LLM) -> Extraction:
         offered_entities, offered_concepts = answer.entities, answer.concepts
     except LoracleError as exc:
         notes.append(f"no names from the model: {exc}")
-    tags = doc.frontmatter.get("tags") if isinstance(doc.frontmatter.get("tags"), list) else []
-    names = find_names(sentences, offered_entities, offered_concepts, [str(t) for t in tags or []])
+    names = find_names(sentences, offered_entities, offered_concepts)
     if names.dropped:
         notes.append(f"dropped names not in the source as names: {', '.join(dict.fromkeys(names.dropped[:6]))}")
     return Extraction(sentences, summary, names.entities, names.concepts, names.aliases, shortened, notes)

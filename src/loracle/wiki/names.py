@@ -65,7 +65,6 @@ def find_names(
     sentences: Sequence[SourceSentence],
     offered_entities: Iterable[str] = (),
     offered_concepts: Iterable[str] = (),
-    tags: Iterable[str] = (),
     max_entities: int = MAX_ENTITIES,
     max_concepts: int = MAX_CONCEPTS,
 ) -> Names:
@@ -93,7 +92,6 @@ def find_names(
                 concepts.append(found)
             else:
                 result.dropped.append(name)
-    concepts += [t for t in tags if _well_formed(t) and _mentions(t, sentences, case=False) >= 1]
     aliases = _aliases(spans, sentences)
     entities = [e for e in dict.fromkeys(entities) if e not in aliases or e in linked]
     entities = _whole_names(entities, spans, set(linked))

@@ -19,6 +19,7 @@ from loracle.wiki.words import FUNCTION_WORDS, HEDGES, NEGATORS, word_set
 LONG_SENTENCE_WORDS = 25  # longer sentences are worth shortening
 _PARENS_RE = re.compile(r"\s*(?<!\])\([^()]*\)|\s*\[(?:\d{1,3}|\^[^\[\]]*|citation needed)\]")
 _PIECE_RE = re.compile(r"[^\W_]+(?:['’\-.][^\W_]+)*|[(),;:\u2013\u2014]", re.UNICODE)
+_ORDINAL_RE = re.compile(r"\d+(?:st|nd|rd|th)")
 _BOUNDARIES = frozenset("(),;:\u2013\u2014")
 _ORDINALS = word_set(
     "first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth last next previous"
@@ -120,7 +121,7 @@ def _run_problem(words: list[_Word], run: list[int], matched: set[int]) -> str:
         if whole and 0 in parts and texts[0] not in _OPENERS:
             return "deletes the opening part (the subject, perhaps)"
         return ""
-    pinned = sorted(set(texts) & _PINNED)
+    pinned = [t for t in texts if _pinned(t)]
     if pinned:
         return f"deletes {pinned[0]!r}"
     if len(parts) > 1:
@@ -138,6 +139,12 @@ def _run_problem(words: list[_Word], run: list[int], matched: set[int]) -> str:
     if after in matched and _capitalised(words[after]) and _capitalised(words[run[-1]]):
         return "cuts a name"
     return ""
+
+
+def _pinned(word: str) -> bool:
+    """A word whose deletion bends what is left: "not", "only", "first", "19th", "seventh-largest"."""
+    parts = word.split("-")
+    return any(p in _PINNED or _ORDINAL_RE.fullmatch(p) or (len(p) >= 6 and p.endswith("est")) for p in parts)
 
 
 def _capitalised(word: _Word) -> bool:
