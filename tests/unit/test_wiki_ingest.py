@@ -390,11 +390,14 @@ She retired in 2004 and wrote [[Notes on Comets|a book]] about the sky over ![[o
 
 def test_quoted_source_links_point_at_pages_by_file_name_or_are_unlinked(kb: KBPaths, tmp_path: Path) -> None:
     linked = OBSERVATORY.replace("the astronomer Ilse Marrow", "the astronomer [[Ilse Marrow|Marrow]]")
+    linked = linked.replace("the Harrow Telescope.", "the Harrow Telescope, chosen by [[Marrow]].")  # her alias
     sources = [_source(tmp_path, "observatory.md", linked), _source(tmp_path, "marrow.md", MARROW)]
     ingest(kb, sources, scripted_llm())
     facts = read_page(kb.wiki / "entities/ilse-marrow.md").section("Facts").text
     assert "founded by the astronomer [[ilse-marrow|Marrow]]" in facts  # the label kept, the target a file name
     assert "founded the [[kestrel-valley-observatory|Kestrel Valley Observatory]]" in facts
+    assert "the Harrow Telescope, chosen by [[ilse-marrow|Marrow]]." in facts  # an alias links its page
+    assert not (kb.wiki / "entities/marrow.md").exists()
     book = read_page(kb.wiki / "entities/notes-on-comets.md").section("Facts").text  # a linked name has a page
     assert "wrote [[notes-on-comets|a book]] about the sky over the valley." in book  # no attachment, "the" unlinked
     graph = LinkGraph(kb.wiki)
@@ -403,6 +406,7 @@ def test_quoted_source_links_point_at_pages_by_file_name_or_are_unlinked(kb: KBP
     # the entity page links the summary of the source about it, and the source's aliases are the page's
     marrow = read_page(kb.wiki / "entities/ilse-marrow.md")
     assert "- [[ilse-marrow-summary|Ilse Marrow]]" in marrow.section("Related").text
+    assert marrow.frontmatter["aliases"] == ["Ilse Marrow", "Marrow"]
     assert _frontmatter(kb.wiki / "sources/ilse-marrow-summary.md")["aliases"] == ["Ilse Marrow", "Marrow"]
     assert not [f for f in lint(kb).findings if f.kind == "duplicate"]  # a summary and its entity page coexist
 

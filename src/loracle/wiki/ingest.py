@@ -181,7 +181,7 @@ def _ingest_one(
     key: str,
     writer: LLM,
     fast: LLM,
-    summaries: dict[str, tuple[str, str]],
+    summaries: dict[str, tuple[str, str, str]],
 ) -> SourceResult:
     result = SourceResult(key)
     started = time.perf_counter()
@@ -247,15 +247,16 @@ def _pages_of_type(kb: KBPaths, page_type: str) -> list[tuple[str, dict]]:
     return found
 
 
-def _summary_names(kb: KBPaths, state: WikiState, targets: list[tuple[Path, str]]) -> dict[str, tuple[str, str]]:
-    """Lowercased title or alias -> (summary page, title) for every source known or about to be ingested."""
-    names: dict[str, tuple[str, str]] = {}
+def _summary_names(kb: KBPaths, state: WikiState, targets: list[tuple[Path, str]]) -> dict[str, tuple[str, str, str]]:
+    """Lowercased title or alias -> (summary page, title, the name as written) for every source known or about
+    to be ingested."""
+    names: dict[str, tuple[str, str, str]] = {}
     for record in state.sources.values():
         if record.removed or not (kb.wiki / record.page).exists():
             continue
         meta = read_page_in(kb.wiki, record.page).frontmatter
         for name in (record.title, *_aliases_of(meta)):
-            names.setdefault(name.lower(), (record.page, record.title))
+            names.setdefault(name.lower(), (record.page, record.title, name))
     for raw_path, key in targets:
         try:
             doc = read_document(raw_path)
@@ -263,8 +264,19 @@ def _summary_names(kb: KBPaths, state: WikiState, targets: list[tuple[Path, str]
             continue
         rel = _summary_page_for(state, key, doc.title)
         for name in (doc.title, *_aliases_of(doc.frontmatter)):
-            names.setdefault(name.lower(), (rel, doc.title))
+            names.setdefault(name.lower(), (rel, doc.title, name))
     return names
+
+
+def _other_names(ex: Extraction, summaries: dict[str, tuple[str, str, str]]) -> dict[str, list[str]]:
+    """Lowercased name -> its other names: those the source gives it, and the aliases of a source of that title."""
+    found: dict[str, list[str]] = {}
+    for key, (_, title, alias) in summaries.items():
+        if key != title.lower():
+            found.setdefault(title.lower(), []).append(alias)
+    for name, aliases in ex.aliases.items():
+        found.setdefault(name.lower(), []).extend(aliases)
+    return found
 
 
 def _aliases_of(meta: dict) -> list[str]:
@@ -273,10 +285,14 @@ def _aliases_of(meta: dict) -> list[str]:
     return [" ".join(str(a).split()) for a in items if str(a).strip()]
 
 
-def _page_for_name(names: dict[str, str], name: str, page_type: str, reserved: set[str]) -> str:
-    """The page a name belongs to: an existing page with that stem, title or alias, else a new one."""
+def _page_for_name(
+    names: dict[str, str], name: str, page_type: str, reserved: set[str], other_names: list[str] = ()
+) -> str:
+    """The page a name belongs to: an existing page with that stem, title or alias (or one of the name's other
+    names: a page made for "Varga" before the source titled "Ilka Varga" came), else a new one."""
     stem = slugify(name)
     found = names.get(name.lower()) or names.get(stem)
+    found = found or next((names[o.lower()] for o in other_names if o.lower() in names), None)
     if found:
         return found
     if stem in reserved:
@@ -302,7 +318,7 @@ def _write_pages(
     key: str,
     ex: Extraction,
     result: SourceResult,
-    summaries: dict[str, tuple[str, str]],
+    summaries: dict[str, tuple[str, str, str]],
 ) -> None:
     notes = MergeNotes()
     date = today()
@@ -310,17 +326,21 @@ def _write_pages(
     reserved = {Path(r.page).stem for r in state.sources.values()} | {Path(summary_rel).stem}
     named: list[tuple[str, str, str]] = []  # (name, page type, rel)
     names = _names_to_pages(kb)
+    other_names = _other_names(ex, summaries)
     for name, page_type in [*((e, "entity") for e in ex.entities), *((c, "concept") for c in ex.concepts)]:
-        rel = _page_for_name(names, name, page_type, reserved)
+        known = summaries.get(name.lower())
+        if known is not None and known[1].lower() != name.lower():
+            name = known[1]  # a source's alias ("Varga") means the page of its title ("Ilse Varga")
+        rel = _page_for_name(names, name, page_type, reserved, other_names.get(name.lower(), []))
         if rel not in (r for _, _, r in named):
             named.append((name, page_type, rel))
     linker = Linker()
     for name, _, rel in named:
-        for form in (name, *ex.aliases.get(name, [])):
+        for form in (name, *other_names.get(name.lower(), [])):
             linker.add(form, rel)
     for name, rel in names.items():
         linker.add(name, rel)
-    for name, (rel, _) in summaries.items():
+    for name, (rel, _, _) in summaries.items():
         linker.add(name, rel)
     linker.add(doc.title, summary_rel)
 
@@ -330,13 +350,13 @@ def _write_pages(
     doc_names = {doc.title.lower(), *(a.lower() for a in _aliases_of(doc.frontmatter))}
     touched: list[str] = []
     for name, page_type, rel in named:
-        forms = [name, *ex.aliases.get(name, [])]
+        forms = list(dict.fromkeys([name, *other_names.get(name.lower(), [])]))
         said = mentioning(forms, ex.sentences)
         facts = [f"- {linker.rewrite(s.text)} ({source_link}, `{key}:{s.line}`)" for s in said[:MAX_FACTS]]
         related = [f"- {link(other, o)}" for o, _, other in named if other != rel and mentioning([o], said)]
         about = summaries.get(name.lower())
         if about is not None:
-            related.insert(0, f"- {link(*about)}")
+            related.insert(0, f"- {link(about[0], about[1])}")
         description = description_for(name, said, checker, ex.shortened)
         page = _load_or_new(kb, rel, name)
         merge_frontmatter(page, {"title": name, "type": page_type}, {"aliases": forms, "sources": [key]})

@@ -30,7 +30,7 @@ _NOT_NAMES = word_set(
 _DEMONYM_ENDINGS = ("an", "ese", "ish", "ic", "ch", "i")
 _ALIAS_GAP_RE = re.compile(
     r"\s*[,(]?\s*(?:or\s+)?(?:(?:also|commonly|sometimes|often|formerly|officially|simply)\s+)*"
-    r"(?:known\s+as|called|referred\s+to\s+as|named|abbreviated(?:\s+as)?)\s+(?:the\s+)?",
+    r"(?:known\s+as|called|referred\s+to\s+as|named|abbreviated(?:\s+as)?|(?<=officially\s))\s*(?:the\s+)?",
     re.IGNORECASE,
 )
 _ATTACHMENTS = word_set("png jpg jpeg gif svg webp bmp pdf mp3 mp4 webm ogg wav m4a mov canvas base")
