@@ -40,6 +40,7 @@ from loracle.wiki import ingest, init_kb, lint
 from loracle.wiki.extract import UNVERIFIED_MARK, blank_frontmatter
 from loracle.wiki.links import LinkGraph
 from loracle.wiki.pages import read_page
+from loracle.wiki.sourcetext import plain_text
 from loracle.wiki.support import SupportChecker
 
 BASELINE = "f895a30"  # the last commit before issue 41: the writer's own summaries, pages named by slug
@@ -118,8 +119,10 @@ def sentence_support(kb_root: Path) -> dict:
         sources = [str(s) for s in page.frontmatter.get("sources") or []]
         checkers = [SupportChecker(raw_text(kb_root, s)) for s in sources if (kb_root / s).is_file()]
         marked = section.text.count(UNVERIFIED_MARK)
+        source_text = " ".join(plain_text(raw_text(kb_root, s)) for s in sources if (kb_root / s).is_file())
         for sentence in split_sentences(section.text.replace(UNVERIFIED_MARK, ""), min_words=2):
             counts[f"{kind}_sentences"] += 1
+            counts[f"{kind}_as_written"] += plain_text(sentence) in source_text
             if any(c.check(sentence).supported for c in checkers):
                 counts[f"{kind}_supported"] += 1
             else:
@@ -299,6 +302,16 @@ def quality_rows(results: dict[str, dict], new: dict[str, dict], quality: dict) 
             ">= 98%",
             share >= 0.98,
             f"before: {old_supported}/{old_sentences} summary sentences",
+        )
+    )
+    summaries = sum(r["support"].get("summary_sentences", 0) for r in new.values())
+    as_written = sum(r["support"].get("summary_as_written", 0) for r in new.values())
+    rows.append(
+        row(
+            "summary sentences shortened or trimmed",
+            f"{summaries - as_written}/{summaries}",
+            "",
+            note="the rest are the source's sentences as written",
         )
     )
     for corpus, result in new.items():

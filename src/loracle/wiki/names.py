@@ -183,6 +183,8 @@ def _proper(name: str, spans: list[_Span], sentences: Sequence[SourceSentence]) 
     if len(words) == 1:
         if len(name) < 3 and not name.isupper():
             return False  # "Bi", "Mr"
+        if any(ch.isdigit() for ch in name):
+            return False  # a code or a formula ("CH3OH", "M25"), not a name
         if all(s.initial for s in own):
             return False
         if _mentions(name.lower(), sentences, case=True) > 0:
