@@ -67,6 +67,9 @@ def test_init_ingest_status_lint(tmp_path: Path, endpoint: str) -> None:
     done = loracle("ingest", str(source), "--kb", str(kb), cwd=tmp_path)
     assert "unchanged: raw/corra.md" in done.stdout and "0 added, 0 updated, 1 unchanged" in done.stdout
 
+    done = loracle("lint", "--no-llm", "--kb", str(kb), cwd=tmp_path)
+    assert done.returncode == 0 and "0 errors, 0 warnings" in done.stdout, done.stdout  # a fresh wiki is clean
+
     done = loracle("status", "--json", cwd=kb)  # found from the working folder
     status = json.loads(done.stdout)
     assert status["sources"] == 1 and status["pages"] == {"entity": 2, "source": 1} and status["stale"] is False
@@ -78,6 +81,10 @@ def test_init_ingest_status_lint(tmp_path: Path, endpoint: str) -> None:
     done = loracle("lint", "--json", "--no-llm", "--kb", str(kb), cwd=tmp_path)
     report = json.loads(done.stdout)
     assert report["counts"]["broken_link"] == 1 and report["findings"][0]["evidence"][0].startswith("entities/corra")
+    assert report["findings"][0]["severity"] == "error" and report["errors"] == 1
+    assert done.returncode == 1  # an error fails the lint, so a knowledge base's CI can run it
+    done = loracle("lint", "--no-llm", "--exit-zero", "--kb", str(kb), cwd=tmp_path)
+    assert done.returncode == 0 and "1 errors, 0 warnings" in done.stdout
 
     done = loracle("ingest", str(tmp_path / "bad.md"), "--kb", str(kb), cwd=tmp_path)
     assert done.returncode == 1 and "not valid UTF-8" in done.stderr and "Traceback" not in done.stderr

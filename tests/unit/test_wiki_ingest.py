@@ -15,7 +15,7 @@ from loracle.wiki.layout import INDEX_TEMPLATE
 from loracle.wiki.links import LinkGraph
 from loracle.wiki.pages import read_page
 from loracle.wiki.state import load_state, save_state
-from tests.unit.test_wiki_helpers import scripted_llm
+from tests.unit.test_wiki_helpers import scripted_endpoint, scripted_llm
 
 OBSERVATORY = """---
 title: Kestrel Valley Observatory
@@ -26,6 +26,7 @@ tags: [astronomy]
 The Kestrel Valley Observatory is a research station built in 1987 on Mount Orrin.
 It was founded by the astronomer Ilse Marrow, who served as its first director.
 The main instrument is the Harrow Telescope.
+Visitors may tour the research station in summer.
 """
 
 NAMES = {"entities": ["Ilse Marrow", "Harrow Telescope", "Paris"], "concepts": ["research station"]}
@@ -53,7 +54,7 @@ def test_init_lays_out_a_knowledge_base(tmp_path: Path) -> None:
     kb = init_kb(tmp_path / "kb")
     for rel in ("loracle.toml", "raw", "wiki/index.md", "wiki/log.md", "wiki/SCHEMA.md"):
         assert (kb.root / rel).exists(), rel
-    assert "[[stem|label]]" in (kb.wiki / "SCHEMA.md").read_text()
+    assert "[[stem|Title]]" in (kb.wiki / "SCHEMA.md").read_text()
     (kb.wiki / "index.md").write_text("my own index")
     init_kb(kb.root)  # again: nothing a person wrote is replaced
     assert (kb.wiki / "index.md").read_text() == "my own index"
@@ -63,22 +64,37 @@ def test_ingest_writes_linked_pages_index_and_log(kb: KBPaths, tmp_path: Path) -
     llm = scripted_llm(names=lambda doc: NAMES)
     report = ingest(kb, [_source(tmp_path)], llm)
     [result] = report.results
-    assert result.status == "added" and result.llm_calls == 2  # summary + names
+    assert result.status == "added" and result.llm_calls == 1  # names (no sentence is long enough to shorten)
     assert (kb.raw / "observatory.md").read_text() == OBSERVATORY
     assert "Paris" in " ".join(result.notes)  # not in the source: dropped
     summary = kb.wiki / result.page
     meta = _frontmatter(summary)
     assert meta["type"] == "source" and meta["tags"] == ["astronomy"] and meta["sources"] == ["raw/observatory.md"]
+    assert meta["aliases"] == ["Kestrel Valley Observatory"]  # the title: Obsidian offers it while typing a link
     marrow = kb.wiki / "entities/ilse-marrow.md"
-    assert _frontmatter(marrow)["type"] == "entity"
-    assert (kb.wiki / "concepts/research-station.md").exists()
+    assert _frontmatter(marrow)["type"] == "entity" and _frontmatter(marrow)["aliases"] == ["Ilse Marrow"]
+    assert (kb.wiki / "concepts/research-station.md").exists()  # offered by the model, used twice
+    assert (kb.wiki / "entities/mount-orrin.md").exists()  # found in the text, though the model missed it
     assert not list(kb.wiki.rglob("paris*"))
-    # links both ways, and every link resolves
+    # the summary is the source's own sentences
+    text = read_page(summary).section("Summary").text
+    assert text.startswith("The Kestrel Valley Observatory is a research station built in 1987 on Mount Orrin.")
+    # entity pages: a description, facts with their lines, related pages; links both ways
     assert "[[ilse-marrow|Ilse Marrow]]" in summary.read_text()
-    mention = read_page(marrow).section("Mentions").text
-    assert f"[[{summary.stem}|Kestrel Valley Observatory]]" in mention
-    assert "`raw/observatory.md:8`" in mention and "founded by the astronomer Ilse Marrow" in mention
-    resolved, total = LinkGraph(kb.wiki).link_counts()
+    page = read_page(marrow)
+    assert page.section("Description").text.startswith("It was founded by the astronomer Ilse Marrow")
+    facts = page.section("Facts").text
+    assert f"[[{summary.stem}|Kestrel Valley Observatory]]" in facts
+    assert "`raw/observatory.md:8`" in facts and "founded by the astronomer Ilse Marrow" in facts
+    station = read_page(kb.wiki / "concepts/research-station.md")
+    assert (
+        "`raw/observatory.md:7`" in station.section("Facts").text
+        and "`raw/observatory.md:10`" in station.section("Facts").text
+    )
+    orrin = read_page(kb.wiki / "entities/mount-orrin.md").section("Related").text.splitlines()
+    assert "- [[kestrel-valley-observatory|Kestrel Valley Observatory]]" in orrin  # named in the same sentence
+    # every link resolves the way Obsidian resolves it: by file name
+    resolved, total = LinkGraph(kb.wiki).link_counts(by_alias=False)
     assert resolved == total > 0
     index = (kb.wiki / "index.md").read_text()
     assert index.index("### Sources") < index.index("### Entities") < index.index("### Concepts")
@@ -155,11 +171,13 @@ def test_changed_source_updates_only_its_lines_and_keeps_hand_edits(kb: KBPaths,
     page = read_page(summary_path)
     assert page.section("Summary").text == "My own careful summary."
     assert page.frontmatter["tags"] == ["astronomy", "mine"]
-    mentions = read_page(marrow).section("Mentions").text.splitlines()
-    assert "- Also wrote a book (my note)." in mentions
-    assert sum("physicist" in line for line in mentions) == 1 and not any("astronomer" in m for m in mentions)
+    facts = read_page(marrow).section("Facts").text.splitlines()
+    assert "- Also wrote a book (my note)." in facts
+    assert sum("physicist" in line for line in facts) == 1 and not any("astronomer" in m for m in facts)
+    assert any("Ilse Marrow retired in 2004." in line for line in facts)
     assert read_page(marrow).section("My notes").text == "Keep this."
-    assert read_page(telescope).section("Mentions").text == ""  # its only line came from the old text
+    assert read_page(telescope).section("Facts").text == ""  # its only line came from the old text
+    assert read_page(telescope).section("Description") is None  # and so did its description
     log = (kb.wiki / "log.md").read_text()
     assert log.count("] ingest | Kestrel Valley Observatory") == 2 and "`raw/observatory.md` (changed)" in log
 
@@ -185,17 +203,74 @@ def test_removed_source_is_logged_and_its_claims_flagged(kb: KBPaths, tmp_path: 
 def test_malformed_names_answer_never_corrupts_a_page(kb: KBPaths, tmp_path: Path) -> None:
     llm = scripted_llm(names=lambda doc: "I think the names are Ilse and some others")
     [result] = ingest(kb, [_source(tmp_path)], llm).results
-    assert result.status == "added" and result.llm_calls == 3  # summary, names, one retry
-    assert any("no entities or concepts" in note for note in result.notes)
+    assert result.status == "added" and result.llm_calls == 2  # names, one retry
+    assert any("no names from the model" in note for note in result.notes)
     assert _frontmatter(kb.wiki / result.page)["type"] == "source"
-    assert not list((kb.wiki / "entities").glob("*.md"))
+    # the source's own proper names still get pages; the model's prose gets none
+    assert sorted(p.stem for p in (kb.wiki / "entities").glob("*.md")) == [
+        "harrow-telescope",
+        "ilse-marrow",
+        "kestrel-valley-observatory",
+        "mount-orrin",
+    ]
 
 
-def test_unsupported_summary_falls_back_to_the_source_text(kb: KBPaths, tmp_path: Path) -> None:
+def test_the_local_writer_never_writes_the_summary_itself(kb: KBPaths, tmp_path: Path) -> None:
+    """A small local model is only asked for names (and to shorten long sentences): it cannot invent a claim."""
     llm = scripted_llm(summary=lambda doc: "Bananas are purple fruit grown on Mars by penguins.")
     [result] = ingest(kb, [_source(tmp_path)], llm).results
     summary = read_page(kb.wiki / result.page).section("Summary").text
     assert "Bananas" not in summary and "research station built in 1987" in summary
+    assert not any("Summarise" in prompt for prompt in llm.backend.prompts)
+
+
+def test_an_endpoint_writer_summarises_and_its_unsupported_sentences_are_marked(kb: KBPaths, tmp_path: Path) -> None:
+    said = (
+        "The Kestrel Valley Observatory is a research station built in 1987 on Mount Orrin. "
+        "Ilse Marrow still directs the observatory today."
+    )
+    writer = scripted_endpoint(summary=lambda doc: said)
+    [result] = ingest(kb, [_source(tmp_path)], writer, fast=scripted_llm(names=lambda doc: NAMES)).results
+    summary = read_page(kb.wiki / result.page).section("Summary").text
+    assert summary == (
+        "The Kestrel Valley Observatory is a research station built in 1987 on Mount Orrin. "
+        "Ilse Marrow still directs the observatory today. ^[not found in the source]"
+    )
+    assert any("1 of the writer's 2 summary sentences not found in the source" in note for note in result.notes)
+
+
+LONG = """---
+title: Kobe
+---
+Kobe is the capital city of Hyogo Prefecture on the island of Honshu and, with a population of 1.5 million, is the
+seventh-largest city of Japan.
+The city lies on Osaka Bay.
+"""
+
+
+@pytest.mark.parametrize(
+    ("proposal", "expected"),
+    [
+        # a deletion of the whole trailing coordinated part: what is left is still claimed
+        ("Kobe is the capital city of Hyogo Prefecture on the island of Honshu.", "Kobe is the capital city of Hyogo"),
+        # glues "capital city of" to another phrase: a claim the source does not make, refused
+        ("Kobe is the capital city of the seventh-largest city of Japan.", "Kobe is the capital city of Hyogo"),
+        ("Kobe is a small village on the island of Honshu.", "Kobe is the capital city of Hyogo Prefecture on the"),
+    ],
+)
+def test_a_long_sentence_is_shortened_only_by_safe_deletions(
+    kb: KBPaths, tmp_path: Path, proposal: str, expected: str
+) -> None:
+    llm = scripted_llm(shorten=lambda sentence: proposal)
+    [result] = ingest(kb, [_source(tmp_path, "kobe.md", LONG)], llm).results
+    assert result.llm_calls == 2  # names, one shortening
+    summary = read_page(kb.wiki / result.page).section("Summary").text
+    first = summary.split(". ")[0] + "."
+    assert first.startswith(expected)
+    if proposal.startswith("Kobe is the capital city of Hyogo"):
+        assert first == proposal
+    else:
+        assert "1.5 million" in first  # the source's sentence as written
 
 
 @pytest.mark.parametrize("title", ["../../x", "CON", "A" * 300, "..", "/etc/passwd"])
@@ -260,8 +335,8 @@ def test_two_ingests_at_once_lose_nothing(kb: KBPaths, tmp_path: Path) -> None:
     log = (kb.wiki / "log.md").read_text()
     for i in range(4):
         assert f"Station {i} Observatory" in index and f"ingest | Station {i} Observatory" in log
-    mentions = read_page(kb.wiki / "entities/ilse-marrow.md").section("Mentions").text.splitlines()
-    assert len(mentions) == 4  # one line per source, none lost
+    facts = read_page(kb.wiki / "entities/ilse-marrow.md").section("Facts").text.splitlines()
+    assert len(facts) == 4  # one line per source, none lost
 
 
 def test_names_match_existing_pages_by_alias(kb: KBPaths, tmp_path: Path) -> None:
@@ -269,7 +344,7 @@ def test_names_match_existing_pages_by_alias(kb: KBPaths, tmp_path: Path) -> Non
     ingest(kb, [_source(tmp_path)], scripted_llm(names=lambda doc: {"entities": ["Ilse Marrow"], "concepts": []}))
     assert not (kb.wiki / "entities/ilse-marrow.md").exists()
     page = read_page(kb.wiki / "entities/marrow.md")
-    assert page.frontmatter["aliases"] == ["Ilse Marrow"] and "Ilse Marrow" in page.section("Mentions").text
+    assert page.frontmatter["aliases"] == ["Ilse Marrow"] and "Ilse Marrow" in page.section("Facts").text
 
 
 def test_html_source_cites_lines_of_its_text(kb: KBPaths, tmp_path: Path) -> None:
@@ -282,17 +357,72 @@ def test_html_source_cites_lines_of_its_text(kb: KBPaths, tmp_path: Path) -> Non
     [result] = ingest(kb, [source], llm).results
     assert result.status == "added", result.error
     assert (kb.raw / "corra.html").read_text() == html  # the raw source is kept as it was
-    mention = read_page(kb.wiki / "entities/ilse-marrow.md").section("Mentions").text
-    assert "Ilse Marrow mapped the Corra River in 1990." in mention and "`raw/corra.html:" in mention
+    facts = read_page(kb.wiki / "entities/ilse-marrow.md").section("Facts").text
+    assert "Ilse Marrow mapped the Corra River in 1990." in facts and "`raw/corra.html:" in facts
 
 
-def test_names_lose_articles_and_common_nouns_become_concepts(kb: KBPaths, tmp_path: Path) -> None:
-    entities = ["The Harrow Telescope", "Harrow Telescope", "the research station", "ilse marrow"]
-    llm = scripted_llm(names=lambda doc: {"entities": entities, "concepts": []})
+def test_names_are_whole_and_never_function_words_or_fragments(kb: KBPaths, tmp_path: Path) -> None:
+    """The model's picks are snapped to the source: articles off, its case, no fragments, no function words."""
+    entities = ["The Harrow Telescope", "Harrow", "Valley Observatory", "ilse marrow", "Velmora"]
+    concepts = ["the research station", "town of", "built", "of the"]
+    llm = scripted_llm(names=lambda doc: {"entities": entities, "concepts": concepts})
     [result] = ingest(kb, [_source(tmp_path)], llm).results
     assert sorted(result.pages) == [
         "concepts/research-station.md",
         "entities/harrow-telescope.md",
         "entities/ilse-marrow.md",  # written as the source writes it
+        "entities/kestrel-valley-observatory.md",
+        "entities/mount-orrin.md",
     ]
     assert read_page(kb.wiki / "entities/ilse-marrow.md").frontmatter["title"] == "Ilse Marrow"
+    dropped = " ".join(result.notes)
+    assert "town of" in dropped and "Velmora" in dropped  # a function-word phrase, and a name not in the source
+
+
+MARROW = """---
+title: Ilse Marrow
+aliases: [Marrow]
+---
+Ilse Marrow is an astronomer who founded the [[Kestrel Valley Observatory]].
+She retired in 2004 and wrote [[Notes on Comets|a book]] about the sky over ![[orrin.png]] [[the]] valley.
+"""
+
+
+def test_quoted_source_links_point_at_pages_by_file_name_or_are_unlinked(kb: KBPaths, tmp_path: Path) -> None:
+    linked = OBSERVATORY.replace("the astronomer Ilse Marrow", "the astronomer [[Ilse Marrow|Marrow]]")
+    linked = linked.replace("the Harrow Telescope.", "the Harrow Telescope, chosen by [[Marrow]].")  # her alias
+    sources = [_source(tmp_path, "observatory.md", linked), _source(tmp_path, "marrow.md", MARROW)]
+    ingest(kb, sources, scripted_llm())
+    facts = read_page(kb.wiki / "entities/ilse-marrow.md").section("Facts").text
+    assert "founded by the astronomer [[ilse-marrow|Marrow]]" in facts  # the label kept, the target a file name
+    assert "founded the [[kestrel-valley-observatory|Kestrel Valley Observatory]]" in facts
+    assert "the Harrow Telescope, chosen by [[ilse-marrow|Marrow]]." in facts  # an alias links its page
+    assert not (kb.wiki / "entities/marrow.md").exists()
+    book = read_page(kb.wiki / "entities/notes-on-comets.md").section("Facts").text  # a linked name has a page
+    assert "wrote [[notes-on-comets|a book]] about the sky over the valley." in book  # no attachment, "the" unlinked
+    graph = LinkGraph(kb.wiki)
+    resolved, total = graph.link_counts(by_alias=False)
+    assert resolved == total > 0
+    # the entity page links the summary of the source about it, and the source's aliases are the page's
+    marrow = read_page(kb.wiki / "entities/ilse-marrow.md")
+    assert "- [[ilse-marrow-summary|Ilse Marrow]]" in marrow.section("Related").text
+    assert marrow.frontmatter["aliases"] == ["Ilse Marrow", "Marrow"]
+    assert _frontmatter(kb.wiki / "sources/ilse-marrow-summary.md")["aliases"] == ["Ilse Marrow", "Marrow"]
+    assert not [f for f in lint(kb).findings if f.kind == "duplicate"]  # a summary and its entity page coexist
+
+
+def test_the_source_about_a_name_writes_its_description(kb: KBPaths, tmp_path: Path) -> None:
+    ingest(kb, [_source(tmp_path)], scripted_llm())
+    page = read_page(kb.wiki / "entities/ilse-marrow.md")
+    assert page.section("Description").text.startswith("It was founded by the astronomer Ilse Marrow")
+    ingest(kb, [_source(tmp_path, "marrow.md", MARROW)], scripted_llm())  # a source titled Ilse Marrow
+    page = read_page(kb.wiki / "entities/ilse-marrow.md")
+    assert page.section("Description").text == "Ilse Marrow is an astronomer who founded the " + (
+        "[[kestrel-valley-observatory|Kestrel Valley Observatory]]."
+    )
+    assert page.frontmatter["summary"] == "Ilse Marrow is an astronomer who founded the Kestrel Valley Observatory."
+    other = OBSERVATORY.replace("Kestrel Valley Observatory", "Orrin Museum")
+    ingest(kb, [_source(tmp_path, "museum.md", other)], scripted_llm())  # not about her: the description stays
+    assert (
+        read_page(kb.wiki / "entities/ilse-marrow.md").section("Description").text == page.section("Description").text
+    )

@@ -116,9 +116,14 @@ def lint(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     no_llm: bool = typer.Option(False, "--no-llm", help="Skip the contradiction check (it asks the LLM)."),
     max_pairs: int = typer.Option(12, "--max-pairs", help="Most candidate contradictions the LLM judges."),
+    exit_zero: bool = typer.Option(False, "--exit-zero", help="Exit 0 even when errors are found."),
     threads: int = ThreadsOption,
 ) -> None:
     """Check the wiki: broken links, orphans, the index, missing pages, duplicates, contradictions, stale claims.
+
+    Exits 1 when it finds an error (a broken link or heading, a page missing from the index, a duplicate, an
+    unsupported page, a contradiction) that --fix did not repair, so it can run in a knowledge base's CI;
+    orphans, missing pages and superseded claims are warnings.
 
     Example: loracle lint --kb my-kb --fix
     """
@@ -128,8 +133,11 @@ def lint(
     paths_kb = find_kb(kb)
     llm = None if no_llm else _llms(paths_kb, threads)[1]
     report = run_lint(paths_kb, llm=llm, fix=fix, max_pairs=max_pairs)
+    failed = bool(report.errors) and not exit_zero
     if as_json:
         typer.echo(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
+        if failed:
+            raise typer.Exit(1)
         return
     for finding in report.findings:
         mark = "[green]fixed[/]" if finding.fixed else f"[yellow]{finding.kind}[/]"
@@ -143,6 +151,9 @@ def lint(
         f"{report.pages} pages, {report.links_resolved}/{report.links} links resolve, "
         f"{len(report.flagged_pages())} pages flagged" + (f" ({counts})" if counts else "")
     )
+    console.print(f"{len(report.errors)} errors, {len(report.warnings)} warnings")
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()

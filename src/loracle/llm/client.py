@@ -82,18 +82,27 @@ class LLM:
             self.completion_tokens += result.completion_tokens
         return result.text
 
-    def complete_json(self, messages: Sequence[Message], schema: type[T], max_tokens: int = 256) -> T:
+    @property
+    def is_endpoint(self) -> bool:
+        """Whether completions come from an OpenAI-compatible endpoint (a model loracle did not ship)."""
+        return isinstance(self.backend, EndpointBackend)
+
+    def complete_json(
+        self, messages: Sequence[Message], schema: type[T], max_tokens: int = 256, stop: StopRule | None = None
+    ) -> T:
         """An instance of `schema` from the model's answer; one retry that shows the model its error.
 
-        Raises LoracleError when the second answer is still unusable, so a caller never writes a
-        page from a malformed answer.
+        The answer ends once its JSON object is whole, or earlier when `stop(text_so_far)` says so (a
+        truncated object is repaired). Raises LoracleError when the second answer is still unusable, so a
+        caller never writes a page from a malformed answer.
         """
+        done: StopRule = json_complete if stop is None else (lambda text: json_complete(text) or stop(text))
         prompt = list(messages)
         prompt[-1] = {
             "role": prompt[-1]["role"],
             "content": f"{prompt[-1]['content']}\n\nAnswer with JSON only, shaped like: {schema_hint(schema)}",
         }
-        answer = self.complete(prompt, max_tokens=max_tokens, stop=json_complete)
+        answer = self.complete(prompt, max_tokens=max_tokens, stop=done)
         try:
             return parse_answer(answer, schema)
         except ValueError as first_error:
@@ -108,7 +117,7 @@ class LLM:
             },
         ]
         self.retries += 1
-        second = self.complete(retry, max_tokens=max_tokens, stop=json_complete)
+        second = self.complete(retry, max_tokens=max_tokens, stop=done)
         try:
             return parse_answer(second, schema)
         except ValueError as exc:

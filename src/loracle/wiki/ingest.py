@@ -26,14 +26,20 @@ from loracle.kb import KBPaths
 from loracle.llm import LLM
 from loracle.sources import iter_source_files, read_document
 from loracle.sources.folder import scan_source_files
-from loracle.wiki.extract import Extraction, blank_frontmatter, extract, find_mention
+from loracle.wiki.extract import Extraction, Written, blank_frontmatter, description_for, extract, one_line
 from loracle.wiki.index import append_log, index_incomplete, rebuild_index
 from loracle.wiki.layout import page_rel
+from loracle.wiki.linker import Linker, link
 from loracle.wiki.merge import MergeNotes, merge_frontmatter, merge_list_section, merge_prose_section, merge_summary
+from loracle.wiki.names import mentioning
 from loracle.wiki.pages import Page, Section, read_page_in, write_page
+from loracle.wiki.sourcetext import plain_text
 from loracle.wiki.state import SourceRecord, WikiState, load_state, save_state, wiki_lock
+from loracle.wiki.support import SupportChecker
 
 REMOVED_CALLOUT = "> [!warning] Source removed"
+MAX_FACTS = 6  # fact lines one source gives one page
+DESCRIBED_BY = "description.source"  # state key: the source whose sentence is a page's description
 
 
 @dataclass
@@ -83,10 +89,11 @@ def ingest(kb: KBPaths, paths: Sequence[Path], writer: LLM, fast: LLM | None = N
             targets.extend(staged)
             report.results.extend(SourceResult(str(p), status="failed", error=e) for p, e in refused)
         crash_point("ingest-raw-copied")
+        summaries = _summary_names(kb, state, targets)
         for raw_path, key in targets:
             if progress is not None:
                 progress(key)
-            result = _ingest_one(kb, state, raw_path, key, writer, fast)
+            result = _ingest_one(kb, state, raw_path, key, writer, fast, summaries)
             report.results.append(result)
             crash_point("ingest-pages-written")
             _commit(kb, state, result)
@@ -167,7 +174,15 @@ def _safe_relative(relative: Path) -> Path:
     return Path(*parts[:-1], parts[-1] + suffix)
 
 
-def _ingest_one(kb: KBPaths, state: WikiState, raw_path: Path, key: str, writer: LLM, fast: LLM) -> SourceResult:
+def _ingest_one(
+    kb: KBPaths,
+    state: WikiState,
+    raw_path: Path,
+    key: str,
+    writer: LLM,
+    fast: LLM,
+    summaries: dict[str, tuple[str, str, str]],
+) -> SourceResult:
     result = SourceResult(key)
     started = time.perf_counter()
     before = writer.usage(), fast.usage()
@@ -178,10 +193,11 @@ def _ingest_one(kb: KBPaths, state: WikiState, raw_path: Path, key: str, writer:
         if record and record.hash == doc.hash and not record.removed and (kb.wiki / record.page).exists():
             result.status, result.page = "unchanged", record.page
             return result
-        extraction = extract(doc, writer, fast)
+        text = blank_frontmatter(raw_path.read_text(encoding="utf-8")) if _is_text(raw_path) else doc.text
+        extraction = extract(doc, text, writer, fast)
         result.notes.extend(extraction.notes)
         result.status = "updated" if record and not record.removed else "added"
-        _write_pages(kb, state, doc, key, raw_path, extraction, result)
+        _write_pages(kb, state, doc, key, extraction, result, summaries)
         append_log(kb, "ingest", doc.title, _log_details(result))
     except LoracleError as exc:
         result.status, result.error = "failed", str(exc)
@@ -211,12 +227,7 @@ def _names_to_pages(kb: KBPaths) -> dict[str, str]:
     """Every entity and concept page by its lowercased title, aliases and file stem."""
     names: dict[str, str] = {}
     for page_type in ("entity", "concept"):
-        folder = Path(page_rel(page_type, "x")).parent
-        for name_in_folder, _ in scan_source_files(kb.wiki / folder, suffixes=(".md",)):
-            if "/" in name_in_folder:
-                continue  # pages of this type live at the top of their folder
-            rel = (folder / name_in_folder).as_posix()
-            meta = read_page_in(kb.wiki, rel).frontmatter
+        for rel, meta in _pages_of_type(kb, page_type):
             aliases = meta.get("aliases") if isinstance(meta.get("aliases"), list) else []
             for name in (Path(rel).stem, str(meta.get("title") or ""), *(str(a) for a in aliases)):
                 if name:
@@ -224,10 +235,64 @@ def _names_to_pages(kb: KBPaths) -> dict[str, str]:
     return names
 
 
-def _page_for_name(names: dict[str, str], name: str, page_type: str, reserved: set[str]) -> str:
-    """The page a name belongs to: an existing page with that stem, title or alias, else a new one."""
+def _pages_of_type(kb: KBPaths, page_type: str) -> list[tuple[str, dict]]:
+    """(path under wiki/, frontmatter) of the pages in a page type's folder."""
+    folder = Path(page_rel(page_type, "x")).parent
+    found = []
+    for name_in_folder, _ in scan_source_files(kb.wiki / folder, suffixes=(".md",)):
+        if "/" in name_in_folder:
+            continue  # pages of this type live at the top of their folder
+        rel = (folder / name_in_folder).as_posix()
+        found.append((rel, read_page_in(kb.wiki, rel).frontmatter))
+    return found
+
+
+def _summary_names(kb: KBPaths, state: WikiState, targets: list[tuple[Path, str]]) -> dict[str, tuple[str, str, str]]:
+    """Lowercased title or alias -> (summary page, title, the name as written) for every source known or about
+    to be ingested."""
+    names: dict[str, tuple[str, str, str]] = {}
+    for record in state.sources.values():
+        if record.removed or not (kb.wiki / record.page).exists():
+            continue
+        meta = read_page_in(kb.wiki, record.page).frontmatter
+        for name in (record.title, *_aliases_of(meta)):
+            names.setdefault(name.lower(), (record.page, record.title, name))
+    for raw_path, key in targets:
+        try:
+            doc = read_document(raw_path)
+        except LoracleError:
+            continue
+        rel = _summary_page_for(state, key, doc.title)
+        for name in (doc.title, *_aliases_of(doc.frontmatter)):
+            names.setdefault(name.lower(), (rel, doc.title, name))
+    return names
+
+
+def _other_names(ex: Extraction, summaries: dict[str, tuple[str, str, str]]) -> dict[str, list[str]]:
+    """Lowercased name -> its other names: those the source gives it, and the aliases of a source of that title."""
+    found: dict[str, list[str]] = {}
+    for key, (_, title, alias) in summaries.items():
+        if key != title.lower():
+            found.setdefault(title.lower(), []).append(alias)
+    for name, aliases in ex.aliases.items():
+        found.setdefault(name.lower(), []).extend(aliases)
+    return found
+
+
+def _aliases_of(meta: dict) -> list[str]:
+    aliases = meta.get("aliases", meta.get("alias"))
+    items = aliases if isinstance(aliases, list) else [aliases] if aliases else []
+    return [" ".join(str(a).split()) for a in items if str(a).strip()]
+
+
+def _page_for_name(
+    names: dict[str, str], name: str, page_type: str, reserved: set[str], other_names: list[str] = ()
+) -> str:
+    """The page a name belongs to: an existing page with that stem, title or alias (or one of the name's other
+    names: a page made for "Varga" before the source titled "Ilka Varga" came), else a new one."""
     stem = slugify(name)
     found = names.get(name.lower()) or names.get(stem)
+    found = found or next((names[o.lower()] for o in other_names if o.lower() in names), None)
     if found:
         return found
     if stem in reserved:
@@ -247,34 +312,59 @@ def _summary_page_for(state: WikiState, key: str, title: str) -> str:
 
 
 def _write_pages(
-    kb: KBPaths, state: WikiState, doc: Document, key: str, raw_path: Path, ex: Extraction, result: SourceResult
+    kb: KBPaths,
+    state: WikiState,
+    doc: Document,
+    key: str,
+    ex: Extraction,
+    result: SourceResult,
+    summaries: dict[str, tuple[str, str, str]],
 ) -> None:
     notes = MergeNotes()
     date = today()
     summary_rel = _summary_page_for(state, key, doc.title)
-    summary_stem = Path(summary_rel).stem
-    raw_text = blank_frontmatter(raw_path.read_text(encoding="utf-8")) if _is_text(raw_path) else doc.text
-    reserved = {Path(r.page).stem for r in state.sources.values()} | {summary_stem}
+    reserved = {Path(r.page).stem for r in state.sources.values()} | {Path(summary_rel).stem}
     named: list[tuple[str, str, str]] = []  # (name, page type, rel)
     names = _names_to_pages(kb)
+    other_names = _other_names(ex, summaries)
     for name, page_type in [*((e, "entity") for e in ex.entities), *((c, "concept") for c in ex.concepts)]:
-        rel = _page_for_name(names, name, page_type, reserved)
+        known = summaries.get(name.lower())
+        if known is not None and known[1].lower() != name.lower():
+            name = known[1]  # a source's alias ("Varga") means the page of its title ("Ilse Varga")
+        rel = _page_for_name(names, name, page_type, reserved, other_names.get(name.lower(), []))
         if rel not in (r for _, _, r in named):
             named.append((name, page_type, rel))
+    linker = Linker()
+    for name, _, rel in named:
+        for form in (name, *other_names.get(name.lower(), [])):
+            linker.add(form, rel)
+    for name, rel in names.items():
+        linker.add(name, rel)
+    for name, (rel, _, _) in summaries.items():
+        linker.add(name, rel)
+    linker.add(doc.title, summary_rel)
 
-    # entity and concept pages: one "Mentions" line per source, linking back to the summary page
+    # entity and concept pages: a description, the facts with their lines, related pages
+    checker = SupportChecker(ex.sentences)
+    source_link = link(summary_rel, doc.title)
+    doc_names = {doc.title.lower(), *(a.lower() for a in _aliases_of(doc.frontmatter))}
     touched: list[str] = []
     for name, page_type, rel in named:
-        mention = find_mention(name, raw_text)
-        where = f"`{key}:{mention.line}`" if mention else f"`{key}`"
-        quote = f': "{mention.sentence}"' if mention else ""
-        line = f"- [[{summary_stem}|{doc.title}]]{quote} ({where})"
+        forms = list(dict.fromkeys([name, *other_names.get(name.lower(), [])]))
+        said = mentioning(forms, ex.sentences)
+        facts = [f"- {linker.rewrite(s.text)} ({source_link}, `{key}:{s.line}`)" for s in said[:MAX_FACTS]]
+        related = [f"- {link(other, o)}" for o, _, other in named if other != rel and mentioning([o], said)]
+        about = summaries.get(name.lower())
+        if about is not None:
+            related.insert(0, f"- {link(about[0], about[1])}")
+        description = description_for(name, said, checker, ex.shortened)
         page = _load_or_new(kb, rel, name)
-        merge_frontmatter(page, {"title": name, "type": page_type}, {"aliases": [], "sources": [key]})
-        _add_alias(page, name)
-        merge_summary(page, rel, mention.sentence if mention else f"Mentioned in {doc.title}.", state, notes)
+        merge_frontmatter(page, {"title": name, "type": page_type}, {"aliases": forms, "sources": [key]})
+        _merge_description(page, rel, key, description, linker, name.lower() in doc_names, state, notes)
         page.frontmatter["updated"] = date
-        merge_list_section(page, rel, "Mentions", key, [line], state)
+        merge_list_section(page, rel, "Facts", key, facts, state)
+        merge_list_section(page, rel, "Related", key, list(dict.fromkeys(related)), state, after="Facts")
+        _drop_old_mentions(page, rel, key, state)
         _clear_removed_flag(page)
         write_page(kb.wiki / rel, page)
         touched.append(rel)
@@ -284,19 +374,24 @@ def _write_pages(
     for rel in previous.pages if previous else []:
         if rel not in touched and (kb.wiki / rel).exists():
             page = read_page_in(kb.wiki, rel)
-            merge_list_section(page, rel, "Mentions", key, [], state)
+            for heading in ("Facts", "Related"):
+                merge_list_section(page, rel, heading, key, [], state)
+            _merge_description(page, rel, key, None, linker, False, state, notes)
+            _drop_old_mentions(page, rel, key, state)
             page.frontmatter["sources"] = [s for s in page.frontmatter.get("sources") or [] if s != key]
             write_page(kb.wiki / rel, page)
 
     # the source's summary page
     page = _load_or_new(kb, summary_rel, doc.title)
     tags = [str(t) for t in doc.frontmatter.get("tags") or []] if isinstance(doc.frontmatter.get("tags"), list) else []
-    merge_frontmatter(page, {"title": doc.title, "type": "source"}, {"aliases": [], "tags": tags, "sources": [key]})
+    aliases = [doc.title, *_aliases_of(doc.frontmatter)]
+    lists = {"aliases": aliases, "tags": tags, "sources": [key]}
+    merge_frontmatter(page, {"title": doc.title, "type": "source"}, lists)
     merge_summary(page, summary_rel, ex.one_line, state, notes)
     page.frontmatter["updated"] = date
-    merge_prose_section(page, summary_rel, "Summary", ex.summary, state, notes)
-    entity_lines = [f"- [[{Path(rel).stem}|{name}]]" for name, t, rel in named if t == "entity"]
-    concept_lines = [f"- [[{Path(rel).stem}|{name}]]" for name, t, rel in named if t == "concept"]
+    merge_prose_section(page, summary_rel, "Summary", linker.rewrite(ex.summary_text), state, notes)
+    entity_lines = [f"- {link(rel, name)}" for name, t, rel in named if t == "entity"]
+    concept_lines = [f"- {link(rel, name)}" for name, t, rel in named if t == "concept"]
     merge_list_section(page, summary_rel, "Entities", key, entity_lines, state, after="Summary")
     merge_list_section(page, summary_rel, "Concepts", key, concept_lines, state, after="Entities")
     source_text = f"- file: `{key}`\n- content hash: `{doc.hash[:16]}`\n- ingested: {date}"
@@ -309,6 +404,49 @@ def _write_pages(
     result.notes.extend(f"kept your edit in {where}" for where in notes.kept)
 
 
+def _merge_description(
+    page: Page,
+    rel: str,
+    key: str,
+    description: Written | None,
+    linker: Linker,
+    about: bool,
+    state: WikiState,
+    notes: MergeNotes,
+) -> None:
+    """The page's description comes from one source: the first to describe it, or later one about it by title.
+
+    The source that wrote it rewrites it (or, with None, takes it back); a person's edit is kept.
+    """
+    owners = state.lines_written(rel, DESCRIBED_BY, "*")
+    owner = owners[0] if owners else ""
+    if owner and owner != key and not (about and description is not None):
+        return
+    if description is None and owner != key:
+        return
+    text = linker.rewrite(description.markdown) if description is not None else ""
+    before = list(notes.kept)
+    merge_prose_section(page, rel, "Description", text, state, notes, after="")
+    if notes.kept != before:
+        return
+    if description is None:
+        page.sections = [s for s in page.sections if s.heading != "Description" or s.text.strip()]
+        page.frontmatter.pop("summary", None)
+        state.record(rel, DESCRIBED_BY, "*", [])
+        state.record(rel, "frontmatter.summary", "*", [])
+        return
+    merge_summary(page, rel, one_line(plain_text(description.text)), state, notes)
+    state.record(rel, DESCRIBED_BY, "*", [key])
+
+
+def _drop_old_mentions(page: Page, rel: str, key: str, state: WikiState) -> None:
+    """Take this source's lines out of a `Mentions` section written before pages had facts; drop it when empty."""
+    if page.section("Mentions") is None:
+        return
+    merge_list_section(page, rel, "Mentions", key, [], state)
+    page.sections = [s for s in page.sections if s.heading != "Mentions" or s.text.strip()]
+
+
 def _is_text(path: Path) -> bool:
     return path.suffix.lower() in (".md", ".markdown", ".txt", ".text")
 
@@ -317,14 +455,6 @@ def _load_or_new(kb: KBPaths, rel: str, title: str) -> Page:
     if (kb.wiki / rel).exists():
         return read_page_in(kb.wiki, rel)
     return Page({}, [Section("", f"# {title}")])
-
-
-def _add_alias(page: Page, name: str) -> None:
-    title = str(page.frontmatter.get("title", ""))
-    aliases = [str(a) for a in page.frontmatter.get("aliases") or []]
-    if name.lower() != title.lower() and name.lower() not in (a.lower() for a in aliases):
-        aliases.append(name)
-    page.frontmatter["aliases"] = aliases
 
 
 def _set_callout(page: Page, callout: str | None) -> None:

@@ -70,10 +70,12 @@ The conventions loracle (and you) follow in this wiki. The raw sources in `raw/`
 everything here is derived from them and kept current.
 
 ## Pages
-- `sources/<name>-summary.md`: one per raw source: `## Summary`, `## Entities`, `## Concepts`, `## Source`.
-- `entities/<name>.md`: a person, place, organisation or named thing. `## Mentions` lists, per source,
-  the sentence that mentions it, a link to the source's summary page and the raw line it came from.
-- `concepts/<name>.md`: an idea or topic, shaped like an entity page.
+- `sources/<name>-summary.md`: one per raw source: `## Summary` (the source's own sentences, shortened only
+  by deletions that keep their meaning), `## Entities`, `## Concepts`, `## Source`.
+- `entities/<name>.md`: a person, place, organisation or named thing: `## Description` (a source sentence
+  that says what it is), `## Facts` (per source, the sentences that name it, each with a link to the
+  source's summary page and the raw line it came from), `## Related` (pages named beside it).
+- `concepts/<name>.md`: an idea or topic the source uses more than once, shaped like an entity page.
 - `answers/<name>.md`: an answer filed with `loracle query --save`, with its citations.
 - `index.md`: every page, grouped by type, one line each: `- [[stem|Title]]: one-line summary`.
 - `log.md`: append-only: `## [YYYY-MM-DD] ingest | Title` (also `remove` and `query` entries).
@@ -83,13 +85,18 @@ everything here is derived from them and kept current.
 merged, never replaced), `tags`, `sources` (raw files behind the page), `updated` (date).
 
 ## Links
-Obsidian wikilinks: `[[stem]]`, `[[stem|label]]`, `[[stem#Heading]]`. Every link points at a page that
-exists; links go both ways (a summary links its entities, each entity links back to the summary).
+Obsidian wikilinks by file name: `[[stem|Title]]` (Obsidian resolves a link by file name, not by alias;
+each page's title is also one of its `aliases`, so typing the title finds it). Every link points at a page
+that exists; links go both ways (a summary links its entities, each entity links back to the summary). A
+link quoted from a source points at the page of that name, or is plain text when there is none.
 
 ## Claims
-Every claim cites its source: a summary page and a raw line, e.g. `raw/notes.md:12`. Names and concepts
-must occur in the source text. When a source is removed, claims only it supported are flagged with
-`> [!warning]`; `loracle lint` reports contradictions and superseded claims with their evidence.
+Every claim cites its source: a summary page and a raw line, e.g. `raw/notes.md:12`. Every sentence loracle
+writes is checked for support in its source (its content words and numbers within two source sentences,
+no negation or hedge added or dropped); one a writer endpoint wrote that fails is marked
+`^[not found in the source]`. Names and concepts must occur in the source text. When a source is
+removed, claims only it supported are flagged with `> [!warning]`; `loracle lint` reports contradictions
+and superseded claims with their evidence.
 
 ## Editing by hand
 You may edit any page. loracle merges its updates into yours: it patches its own sections and lines,

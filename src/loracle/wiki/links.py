@@ -132,8 +132,12 @@ class LinkGraph:
             frontmatter=meta,
         )
 
-    def resolve(self, target: str) -> str | None:
-        """The file a link target points at, or None when it is broken."""
+    def resolve(self, target: str, by_alias: bool = True) -> str | None:
+        """The file a link target points at, or None when it is broken. With `by_alias=False`, as Obsidian itself
+        resolves a link: by file name or path only (aliases only help a person pick a page while typing)."""
+        if not by_alias:
+            found = self.resolve(target)
+            return None if found is not None and self._by_alias_only(target, found) else found
         if target in self._resolved:
             return self._resolved[target]
         key = _norm(target)
@@ -151,6 +155,13 @@ class LinkGraph:
         self._resolved[target] = found
         return found
 
+    def _by_alias_only(self, target: str, found: str) -> bool:
+        key = _norm(target)
+        key = key[:-3] if key.endswith(".md") else key
+        by_name = key in self._by_path or ("/" not in key and key in self._by_name)
+        by_suffix = "/" in key and any(("/" + path_key).endswith("/" + key) for path_key in self._by_path)
+        return not (by_name or by_suffix)
+
     def content_pages(self) -> list[PageInfo]:
         """Pages other than index.md, log.md and SCHEMA.md at the wiki's top level."""
         return [p for rel, p in self.pages.items() if rel not in SPECIAL_PAGES]
@@ -167,7 +178,7 @@ class LinkGraph:
                     inbound[dest].add(rel)
         return inbound
 
-    def link_counts(self) -> tuple[int, int]:
+    def link_counts(self, by_alias: bool = True) -> tuple[int, int]:
         """(links that resolve, all links) over every page; same-page [[#Heading]] links excluded."""
         total = resolved = 0
         for page in self.pages.values():
@@ -175,5 +186,5 @@ class LinkGraph:
                 if not link.target:
                     continue
                 total += 1
-                resolved += self.resolve(link.target) is not None
+                resolved += self.resolve(link.target, by_alias) is not None
         return resolved, total

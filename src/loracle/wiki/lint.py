@@ -36,6 +36,8 @@ KINDS = (
     "contradiction",
     "superseded",
 )
+#: the kinds that fail `loracle lint` (exit 1): the wiki is wrong, not merely thin
+ERRORS = frozenset(("broken_link", "broken_heading", "missing_from_index", "duplicate", "unsupported", "contradiction"))
 _DIGITS_RE = re.compile(r"\d+(?:[.,]\d+)?")
 # Two to four capitalised words in mid-sentence (after a lowercase word or a comma): a name, not a sentence start.
 _CAPITALISED_RE = re.compile(r"(?<=[a-z,] )([A-Z][a-z]+(?: [A-Z][a-z]+){1,3})\b")
@@ -67,6 +69,15 @@ class LintReport:
             counts[finding.kind] += 1
         return counts
 
+    @property
+    def errors(self) -> list[Finding]:
+        """Findings of an error kind that are not fixed."""
+        return [f for f in self.findings if f.kind in ERRORS and not f.fixed]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.kind not in ERRORS and not f.fixed]
+
     def flagged_pages(self) -> set[str]:
         return {f.page for f in self.findings if not f.fixed}
 
@@ -76,12 +87,18 @@ class LintReport:
             "links": self.links,
             "links_resolved": self.links_resolved,
             "flagged_pages": len(self.flagged_pages()),
+            "errors": len(self.errors),
+            "warnings": len(self.warnings),
             "counts": self.by_kind(),
             "pairs_judged": self.pairs_judged,
             "llm_calls": self.llm_calls,
             "notes": self.notes,
-            "findings": [asdict(f) for f in self.findings],
+            "findings": [{**asdict(f), "severity": severity(f.kind)} for f in self.findings],
         }
+
+
+def severity(kind: str) -> str:
+    return "error" if kind in ERRORS else "warning"
 
 
 class Verdict(BaseModel):
@@ -146,10 +163,13 @@ def _heading_key(heading: str) -> str:
 
 
 def check_orphans(graph: LinkGraph) -> list[Finding]:
-    """Content pages no other page links to (links from index.md and log.md do not count)."""
+    """Content pages no other page links to (links from index.md and log.md do not count). A source's summary
+    page is the wiki's way in to that source, listed in the index by design: it is no orphan."""
     inbound = graph.backlinks()
     findings = []
     for page in graph.content_pages():
+        if page.type == "source":
+            continue
         if not (inbound.get(page.rel, set()) - set(SPECIAL_PAGES)):
             findings.append(Finding("orphan", page.rel, "no other page links here"))
     return findings
@@ -202,7 +222,11 @@ def _dup_key(name: str) -> str:
 
 
 def check_duplicates(graph: LinkGraph, ratio: float = 0.92) -> list[Finding]:
-    """Pages whose titles or aliases are the same name (case, spacing, plural aside) or nearly the same."""
+    """Pages whose titles or aliases are the same name (case, spacing, plural aside) or nearly the same.
+
+    A source's summary page and the entity or concept page of the same name are two kinds of page meant to
+    coexist (what one source says, and what every source says about the thing), so they are no pair.
+    """
     pages = graph.content_pages()
     owners: dict[str, set[str]] = {}
     for page in pages:
@@ -232,6 +256,7 @@ def check_duplicates(graph: LinkGraph, ratio: float = 0.92) -> list[Finding]:
             [f"{a}: {graph.pages[a].title}", f"{b}: {graph.pages[b].title}"],
         )
         for (a, b), why in sorted(pairs.items())
+        if (graph.pages[a].type == "source") == (graph.pages[b].type == "source")
     ]
 
 
