@@ -20,7 +20,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.shared.exceptions import MCPError
 
-from tests.compiled_kb import CORRA, KESTREL, seeded_lm, write_compiled_kb, write_page
+from tests.compiled_kb import CORRA, KESTREL, save_seeded_model, seeded_lm, write_compiled_kb, write_page
 
 pytestmark = pytest.mark.e2e
 T = TypeVar("T")
@@ -30,12 +30,7 @@ TOOLS = {"search", "read_page", "list_pages", "query", "ask", "ingest", "lint", 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny model the adapters are made for, saved as a Hugging Face folder."""
-    folder = tmp_path_factory.mktemp("tiny-seeded")
-    lm = seeded_lm()
-    lm.model.save_pretrained(folder)
-    lm.tokenizer.save_pretrained(folder)
-    return folder
+    return save_seeded_model(tmp_path_factory.mktemp("tiny-seeded"))
 
 
 def use_endpoint(kb: Path, endpoint: str) -> None:

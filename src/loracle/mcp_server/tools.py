@@ -53,12 +53,9 @@ class KnowledgeBaseTools:
     def _model(self) -> LoadedModel:
         """The base model from loracle.toml (call with the model lock held)."""
         if self._lm is None:
-            from loracle.model import load_model
-            from loracle.runtime import configure_threads
+            from loracle.runtime import load_kb_model
 
-            config = self.kb.config()
-            configure_threads(config.model.threads)
-            self._lm = load_model(config.model.base)
+            self._lm = load_kb_model(self.kb)
         return self._lm
 
     def _base_model(self) -> LoadedModel:
