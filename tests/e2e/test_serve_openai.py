@@ -111,6 +111,41 @@ def test_text_completion_stream(client: openai.OpenAI) -> None:
     assert whole.choices[0].finish_reason == "length"
 
 
+def test_vllm_and_llama_cpp_sampling_fields_through_the_openai_client(client: openai.OpenAI) -> None:
+    def sampled(**extra_body: float) -> str:
+        reply = client.chat.completions.create(
+            model="tiny", messages=QUESTION, temperature=1.5, seed=7, max_tokens=12, extra_body=extra_body
+        )
+        return reply.choices[0].message.content or ""
+
+    greedy = direct_reply([])
+    assert sampled(top_k=1) == greedy and sampled(min_p=1.0) == greedy  # each leaves only the top token
+    assert sampled(top_k=-1) == sampled()  # vLLM's "no limit"
+    penalised = ask(client, "tiny", extra_body={"repetition_penalty": 3.0})
+    assert penalised and penalised != greedy
+
+
+@pytest.mark.parametrize(
+    ("extra", "param", "says"),
+    [
+        ({"n": 2}, "n", "loracle returns one (n=1)"),
+        ({"response_format": {"type": "json_object"}}, "response_format", "no constrained decoding"),
+        ({"logprobs": True}, "logprobs", "not supported"),
+        ({"extra_body": {"top_k": -2}}, "top_k", "greater than or equal to -1"),
+        ({"extra_body": {"min_p": 1.5}}, "min_p", "less than or equal to 1"),
+        ({"extra_body": {"repetition_penalty": 0}}, "repetition_penalty", "greater than 0"),
+    ],
+)
+def test_what_loracle_cannot_do_is_a_400_naming_the_field(
+    client: openai.OpenAI, extra: dict, param: str, says: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        ask(client, "tiny", **extra)
+    error = caught.value.body
+    assert error["param"] == param or error["message"].startswith(param), error
+    assert says in error["message"] and "\n" not in error["message"]
+
+
 def test_unknown_adapter_is_404_with_openai_error_body(client: openai.OpenAI, server: str) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
         ask(client, "no-such-adapter")
