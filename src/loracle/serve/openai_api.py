@@ -20,6 +20,7 @@ from loracle.model.chat import encode_chat
 from loracle.model.generate import GenerationConfig
 from loracle.serve.body import RequestBody
 from loracle.serve.disconnect import unless_disconnected
+from loracle.serve.embeddings import EMBEDDING_MODEL
 from loracle.serve.errors import ApiError, as_api_error, error_body, public_message
 from loracle.serve.generation import Finish, Sampling, generation_steps
 from loracle.serve.state import ServerState, get_state
@@ -163,6 +164,16 @@ async def list_models(state: ServerState = Depends(get_state)) -> dict:
                 "description": "the knowledge base's compiled adapters, routed to each question",
             }
         )
+    data.append(
+        {
+            "id": EMBEDDING_MODEL,
+            "object": "model",
+            "created": created,
+            "owned_by": "loracle",
+            "root": EMBEDDING_MODEL,
+            "description": "the embedding model of loracle's search, at /v1/embeddings",
+        }
+    )
     loaded = set(state.pool.loaded())
     for adapter_id in await run_in_threadpool(state.catalog.ids):
         data.append(
