@@ -50,6 +50,14 @@ def seeded_lm(seed: int = SEED) -> LoadedModel:
     return LoadedModel(model, tokenizer, "tiny", "memory", model_fingerprint(model))
 
 
+def save_seeded_model(folder: Path) -> Path:
+    """The tiny model the adapters are made for, saved as a Hugging Face folder (a knowledge base's base)."""
+    lm = seeded_lm()
+    lm.model.save_pretrained(folder)
+    lm.tokenizer.save_pretrained(folder)
+    return folder
+
+
 def write_page(root: Path, page: Page) -> Path:
     path = root / "wiki" / f"{page.id}.md"
     path.parent.mkdir(parents=True, exist_ok=True)

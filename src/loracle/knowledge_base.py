@@ -83,12 +83,9 @@ class KnowledgeBase:
     def lm(self) -> LoadedModel:
         """The base model from loracle.toml, loaded on first use."""
         if self._lm is None:
-            from loracle.model import load_model
-            from loracle.runtime import configure_threads
+            from loracle.runtime import load_kb_model
 
-            config = self.paths.config()
-            configure_threads(config.model.threads)
-            self._lm = load_model(config.model.base)
+            self._lm = load_kb_model(self.paths)
         return self._lm
 
     @property

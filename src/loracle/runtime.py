@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from loracle.kb import KBPaths
+    from loracle.model.loader import LoadedModel
 
 THREADS_ENV = "LORACLE_THREADS"
 
@@ -51,3 +56,12 @@ def pick_device(requested: str | None = None) -> torch.device:
     if requested:
         return torch.device(requested)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_kb_model(kb: KBPaths) -> LoadedModel:
+    """The base model the knowledge base's loracle.toml names, with its thread setting applied first."""
+    from loracle.model import load_model
+
+    config = kb.config()
+    configure_threads(config.model.threads)
+    return load_model(config.model.base)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.compiled_kb import CORRA, KESTREL, seeded_lm, write_compiled_kb
+from tests.compiled_kb import CORRA, KESTREL, save_seeded_model, seeded_lm, write_compiled_kb
 from tests.crash.runner import ForkedCli, run
 from tests.e2e.test_cli_model import loracle
 
@@ -18,12 +18,7 @@ ELSEWHERE = "What is the capital of France?"
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny model the adapters are made for, saved as a Hugging Face folder."""
-    folder = tmp_path_factory.mktemp("tiny-seeded")
-    lm = seeded_lm()
-    lm.model.save_pretrained(folder)
-    lm.tokenizer.save_pretrained(folder)
-    return folder
+    return save_seeded_model(tmp_path_factory.mktemp("tiny-seeded"))
 
 
 def test_ask_kb_streams_the_routed_answer_then_names_its_document(tmp_path: Path, model_dir: Path) -> None:

@@ -8,12 +8,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import openai
 import pytest
 
 from loracle.model import GenerationConfig, apply_adapters, stream_chat
 from loracle.model.loader import LoadedModel, model_fingerprint
+from loracle.search.embedder import default_embedder
 from loracle.serve.app import create_app
+from loracle.serve.embeddings import EMBEDDING_MODEL
 from loracle.serve.launch import background_server
 from tests.conftest import build_tiny_model, build_tiny_tokenizer
 from tests.unit.test_adapters import make_adapter
@@ -109,6 +112,59 @@ def test_text_completion_stream(client: openai.OpenAI) -> None:
     )
     assert "".join(p.choices[0].text for p in pieces) == whole.choices[0].text
     assert whole.choices[0].finish_reason == "length"
+
+
+def test_vllm_and_llama_cpp_sampling_fields_through_the_openai_client(client: openai.OpenAI) -> None:
+    def sampled(**extra_body: float) -> str:
+        reply = client.chat.completions.create(
+            model="tiny", messages=QUESTION, temperature=1.5, seed=7, max_tokens=12, extra_body=extra_body
+        )
+        return reply.choices[0].message.content or ""
+
+    greedy = direct_reply([])
+    assert sampled(top_k=1) == greedy and sampled(min_p=1.0) == greedy  # each leaves only the top token
+    assert sampled(top_k=-1) == sampled()  # vLLM's "no limit"
+    penalised = ask(client, "tiny", extra_body={"repetition_penalty": 3.0})
+    assert penalised and penalised != greedy
+
+
+@pytest.mark.parametrize(
+    ("extra", "param", "says"),
+    [
+        ({"n": 2}, "n", "loracle returns one (n=1)"),
+        ({"response_format": {"type": "json_object"}}, "response_format", "no constrained decoding"),
+        ({"logprobs": True}, "logprobs", "not supported"),
+        ({"extra_body": {"top_k": -2}}, "top_k", "greater than or equal to -1"),
+        ({"extra_body": {"min_p": 1.5}}, "min_p", "less than or equal to 1"),
+        ({"extra_body": {"repetition_penalty": 0}}, "repetition_penalty", "greater than 0"),
+    ],
+)
+def test_what_loracle_cannot_do_is_a_400_naming_the_field(
+    client: openai.OpenAI, extra: dict, param: str, says: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        ask(client, "tiny", **extra)
+    error = caught.value.body
+    assert error["param"] == param or error["message"].startswith(param), error
+    assert says in error["message"] and "\n" not in error["message"]
+
+
+def test_embeddings_are_search_s_own_vectors_through_the_openai_client(client: openai.OpenAI) -> None:
+    texts = ["The Corra River powers the Varn station.", "Ilse Marrow founded the observatory."]
+    listed = {m.id for m in client.models.list().data}
+    assert EMBEDDING_MODEL in listed
+    as_base64 = client.embeddings.create(model=EMBEDDING_MODEL, input=texts)  # the client asks for base64
+    as_floats = client.embeddings.create(model=EMBEDDING_MODEL, input=texts, encoding_format="float")
+    expected = default_embedder().encode(texts)
+    for reply in (as_base64, as_floats):
+        assert [d.index for d in reply.data] == [0, 1] and reply.usage.prompt_tokens > 10
+        assert np.allclose(np.array([d.embedding for d in reply.data]), expected, atol=1e-6)
+    with pytest.raises(openai.NotFoundError):
+        client.embeddings.create(model="text-embedding-3-small", input="x")
+    with pytest.raises(openai.BadRequestError, match="dimensions"):
+        client.embeddings.create(model=EMBEDDING_MODEL, input="x", dimensions=256)
+    with pytest.raises(openai.BadRequestError, match="token ids are not taken"):
+        client.embeddings.create(model=EMBEDDING_MODEL, input=[[1, 2, 3]])
 
 
 def test_unknown_adapter_is_404_with_openai_error_body(client: openai.OpenAI, server: str) -> None:

@@ -5,7 +5,7 @@ from peft import LoraConfig, get_peft_model
 from loracle.model import GenerationConfig, encode_chat, half, question_messages, stream_chat, stream_ids
 from loracle.model.chat import stop_token_ids
 from loracle.model.detok import IncrementalDetokenizer
-from loracle.model.generate import DECODERS, choose_decoder
+from loracle.model.generate import DECODERS, choose_decoder, penalise_repeats
 from loracle.model.lean import LeanDecoder, supports_lean
 from loracle.model.loader import LoadedModel
 
@@ -248,3 +248,38 @@ def test_bias_once_spends_each_tokens_bias_on_its_first_use(tiny_lm: LoadedModel
 
     assert sorted(reply(once=True)) == ["a", "b", "c"]  # each favoured letter once
     assert reply(once=False) in {"aaa", "bbb", "ccc"}  # a constant bias repeats the strongest one
+
+
+@pytest.mark.parametrize("narrow", [{"top_k": 1}, {"min_p": 1.0}])
+def test_top_k_1_and_min_p_1_leave_only_the_greedy_token(tiny_lm: LoadedModel, narrow: dict) -> None:
+    greedy = stream_chat(tiny_lm, question_messages("hello there"), GenerationConfig(max_new_tokens=12)).text()
+    sampled = {
+        stream_chat(
+            tiny_lm, question_messages("hello there"), GenerationConfig(12, temperature=1.5, seed=seed, **narrow)
+        ).text()
+        for seed in range(3)
+    }
+    assert sampled == {greedy}
+    wide = {
+        stream_chat(tiny_lm, question_messages("hello there"), GenerationConfig(12, temperature=1.5, seed=s)).text()
+        for s in range(3)
+    }
+    assert wide != {greedy}  # without the narrowing, sampling at this temperature strays
+
+
+def test_penalise_repeats_divides_positive_and_multiplies_negative_logits() -> None:
+    logits = torch.tensor([2.0, -2.0, 4.0, 1.0])
+    penalised = penalise_repeats(logits, torch.tensor([0, 1]), 2.0)
+    assert penalised.tolist() == [1.0, -4.0, 4.0, 1.0]
+    assert logits.tolist() == [2.0, -2.0, 4.0, 1.0]  # the caller's logits are left alone
+
+
+def test_a_repetition_penalty_changes_a_greedy_reply_that_repeats(tiny_lm: LoadedModel) -> None:
+    plain = stream_chat(tiny_lm, question_messages("hello there"), GenerationConfig(max_new_tokens=24)).text()
+    config = GenerationConfig(max_new_tokens=24, repetition_penalty=3.0)
+    penalised = stream_chat(tiny_lm, question_messages("hello there"), config).text()
+    assert penalised != plain
+    tokens = tiny_lm.tokenizer.tokenize(penalised)
+    assert len(set(tokens)) / len(tokens) > len(set(tiny_lm.tokenizer.tokenize(plain))) / len(
+        tiny_lm.tokenizer.tokenize(plain)
+    )

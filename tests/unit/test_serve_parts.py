@@ -314,7 +314,7 @@ def test_unusable_adapter_folders_are_listed_apart(tiny_lm: LoadedModel, tmp_pat
         unusable = {u["folder"]: u["problem"] for u in listing.json()["unusable"]}
         assert set(unusable) == {"Bad Name", "no-weights", "bytes-\ufffd"}
         assert "not a valid adapter id" in unusable["Bad Name"] and "no adapter_model" in unusable["no-weights"]
-        assert [m["id"] for m in client.get("/v1/models").json()["data"]] == ["tiny", "kb", "good"]
+        assert [m["id"] for m in client.get("/v1/models").json()["data"]] == ["tiny", "kb", "all-MiniLM-L6-v2", "good"]
         chat = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
         assert client.post("/v1/chat/completions", json={**chat, "model": "good"}).status_code == 200
         assert client.post("/v1/chat/completions", json={**chat, "model": "Bad Name"}).status_code == 400

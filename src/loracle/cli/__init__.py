@@ -9,6 +9,7 @@ from loracle.cli import (  # noqa: F401  (each module registers its commands)
     eval_commands,
     hypernet_commands,
     learn_commands,
+    mcp_commands,
     model_commands,
     search_commands,
     serve_commands,

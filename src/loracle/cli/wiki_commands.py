@@ -19,16 +19,11 @@ KBOption = typer.Option(None, "--kb", help="Knowledge base folder (default: $LOR
 
 
 def _llms(kb: KBPaths, threads: int) -> tuple[LLM, LLM]:
-    from loracle.llm import make_llm
+    from loracle.llm.client import writer_and_fast
     from loracle.runtime import configure_threads
 
     configure_threads(threads)
-    config = kb.config()
-    writer = make_llm(config, "writer")
-    fast = make_llm(config, "fast")
-    if fast.backend.name == writer.backend.name:
-        fast = writer  # one model, one call counter
-    return writer, fast
+    return writer_and_fast(kb.config())
 
 
 @app.command()

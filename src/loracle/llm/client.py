@@ -149,3 +149,10 @@ def make_llm(config: Config, role: Role = "writer", lm: LoadedModel | None = Non
     if endpoint.base_url:
         return LLM(EndpointBackend(endpoint), role)
     return LLM(LocalBackend(config.model.base, lm), role)
+
+
+def writer_and_fast(config: Config, lm: LoadedModel | None = None) -> tuple[LLM, LLM]:
+    """The writer and the fast LLM; the same LLM object (one call counter) when both are the same model."""
+    writer = make_llm(config, "writer", lm)
+    fast = make_llm(config, "fast", lm)
+    return writer, writer if fast.backend.name == writer.backend.name else fast

@@ -35,6 +35,13 @@ class GenerationConfig:
     max_new_tokens: int = 200
     temperature: float = 0.0  # 0 = greedy
     top_p: float = 1.0
+    #: sample only from the k most likely tokens (0: all)
+    top_k: int = 0
+    #: sample only from tokens at least this fraction as likely as the most likely one (0: all)
+    min_p: float = 0.0
+    #: divide a positive logit (multiply a negative one) of every token already in the prompt or reply by this,
+    #: greedy or not, as transformers and vLLM do (1: off)
+    repetition_penalty: float = 1.0
     seed: int | None = None
     #: added to the logits of these token ids at every step (used by the context learner's logit bias)
     logit_bias: dict[int, float] = field(default_factory=dict)
@@ -152,10 +159,13 @@ def _decode(lm: LoadedModel, prompt: list[int], config: GenerationConfig, stats:
         start += stats.setup_s
         cpu_start = time.process_time()
         ids = prompt
+        seen = torch.tensor(sorted(set(prompt)), dtype=torch.long, device=lm.device)
         for index in range(budget):
             logits = step(ids).float()
             if bias is not None:
                 logits = logits + bias
+            if config.repetition_penalty != 1.0:
+                logits = penalise_repeats(logits, seen, config.repetition_penalty)
             token = _pick(logits, config, generator)
             now, cpu = time.perf_counter(), time.process_time()
             if index == 0:
@@ -173,6 +183,8 @@ def _decode(lm: LoadedModel, prompt: list[int], config: GenerationConfig, stats:
             if piece:
                 yield piece
             ids = [token]
+            if config.repetition_penalty != 1.0:
+                seen = torch.cat([seen, torch.tensor([token], device=lm.device)])
 
 
 def _bias_vector(bias: dict[int, float], vocab: int, device: torch.device) -> torch.Tensor | None:
@@ -185,6 +197,16 @@ def _bias_vector(bias: dict[int, float], vocab: int, device: torch.device) -> to
     return vector
 
 
+def penalise_repeats(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """`logits` with those of the token ids `seen` made less likely by `penalty` (above 1; below 1: more likely)."""
+    if seen.numel() == 0:
+        return logits
+    scores = logits[seen]
+    logits = logits.clone()
+    logits[seen] = torch.where(scores > 0, scores / penalty, scores * penalty)
+    return logits
+
+
 def _pick(logits: torch.Tensor, config: GenerationConfig, generator: torch.Generator | None) -> int:
     if config.temperature <= 0:
         return int(torch.argmax(logits))
@@ -192,6 +214,11 @@ def _pick(logits: torch.Tensor, config: GenerationConfig, generator: torch.Gener
     # and from the top logit down, so that a tiny temperature sends the rest to -inf, not the top to inf (NaN)
     temperature = max(config.temperature, torch.finfo(logits.dtype).tiny)
     probs = torch.softmax((logits - logits.max()) / temperature, dim=-1)
+    if 0 < config.top_k < probs.numel():
+        probs = probs * (probs >= torch.topk(probs, config.top_k).values[-1])
+    if config.min_p > 0:
+        probs = probs * (probs >= config.min_p * probs.max())  # the most likely token always stays
+    probs = probs / probs.sum()  # top_p's nucleus is of what top_k and min_p left
     if config.top_p < 1.0:
         sorted_probs, order = torch.sort(probs, descending=True)
         keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < config.top_p

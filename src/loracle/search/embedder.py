@@ -86,6 +86,12 @@ class MiniLMEmbedder:
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        """How many tokens the model reads of `texts` (each cut where `encode` cuts it)."""
+        model = self._load()
+        encoded = model.tokenizer(list(texts), truncation=True, max_length=model.max_seq_length)
+        return sum(len(ids) for ids in encoded["input_ids"])
+
 
 @lru_cache(maxsize=1)
 def default_embedder() -> MiniLMEmbedder:

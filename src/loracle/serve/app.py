@@ -17,7 +17,7 @@ from loracle.asking import KnowledgeBaseAnswerer
 from loracle.config import ServeConfig
 from loracle.kb import KBPaths
 from loracle.model.loader import LoadedModel
-from loracle.serve import kb_api, openai_api
+from loracle.serve import embeddings, kb_api, openai_api
 from loracle.serve.ask import LearnerAnswers
 from loracle.serve.catalog import AdapterCatalog
 from loracle.serve.errors import install_error_handlers
@@ -75,6 +75,7 @@ def create_app(
     app.state.loracle = state
     install_error_handlers(app)
     app.include_router(openai_api.router)
+    app.include_router(embeddings.router)
     app.include_router(kb_api.router)
 
     @app.get("/health")

@@ -20,6 +20,7 @@ from loracle.model.chat import encode_chat
 from loracle.model.generate import GenerationConfig
 from loracle.serve.body import RequestBody
 from loracle.serve.disconnect import unless_disconnected
+from loracle.serve.embeddings import EMBEDDING_MODEL
 from loracle.serve.errors import ApiError, as_api_error, error_body, public_message
 from loracle.serve.generation import Finish, Sampling, generation_steps
 from loracle.serve.state import ServerState, get_state
@@ -57,7 +58,9 @@ class SamplingRequest(RequestBody):
 
     Without `temperature` the reply is what the model's own generation config asks for, and greedy when it
     asks for no sampling (as SmolLM2's does): small models sampled at OpenAI's default of 1.0 ramble.
-    `top_p` applies only when sampling (a temperature above 0).
+    `top_p`, `top_k` and `min_p` (vLLM's and llama.cpp's extensions) apply only when sampling (a temperature
+    above 0); `repetition_penalty` always. What loracle cannot do is refused with a 400 naming the field:
+    n above 1, JSON mode (`response_format` json_object / json_schema), and `logprobs`.
     """
 
     model_config = ConfigDict(extra="allow")
@@ -66,7 +69,13 @@ class SamplingRequest(RequestBody):
     max_completion_tokens: int | None = Field(None, ge=1, le=4096)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
-    n: int = Field(1, ge=1, le=1)
+    top_k: int | None = Field(None, ge=-1, le=1_000_000)  # vLLM's -1 and llama.cpp's 0: no limit
+    min_p: float | None = Field(None, ge=0.0, le=1.0)
+    repetition_penalty: float | None = Field(None, gt=0.0, le=10.0)
+    n: int = Field(1, ge=1, le=128)
+    response_format: dict[str, Any] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
     seed: int | None = Field(None, ge=-(2**63), le=2**64 - 1)
     stop: str | list[str] | None = None
     logit_bias: dict[str, float] | None = None
@@ -76,6 +85,7 @@ class SamplingRequest(RequestBody):
 
     def generation_config(self, default_max: int, defaults: Sampling) -> GenerationConfig:
         """The decoding this request asks for; `defaults` fill in the temperature and top_p it leaves out."""
+        self.check_supported()
         bias: dict[int, float] = {}
         for key, value in (self.logit_bias or {}).items():
             if not key.lstrip("-").isdigit():
@@ -85,9 +95,28 @@ class SamplingRequest(RequestBody):
             max_new_tokens=self.max_completion_tokens or self.max_tokens or default_max,
             temperature=defaults.temperature if self.temperature is None else self.temperature,
             top_p=defaults.top_p if self.top_p is None else self.top_p,
+            top_k=max(0, self.top_k or 0),
+            min_p=self.min_p or 0.0,
+            repetition_penalty=self.repetition_penalty or 1.0,
             seed=self.seed,
             logit_bias=bias,
         )
+
+    def check_supported(self) -> None:
+        """Refuse, with a 400 naming the field, what loracle accepts in OpenAI's API but cannot do."""
+        if self.n != 1:
+            raise ApiError(400, f"n: {self.n} choices asked for; loracle returns one (n=1)", param="n")
+        kind = (self.response_format or {}).get("type", "text")
+        if kind != "text":
+            raise ApiError(
+                400,
+                f"response_format: type {str(kind)[:40]!r} is not supported (no constrained decoding); "
+                "use type 'text' and ask for JSON in the prompt",
+                param="response_format",
+            )
+        if self.logprobs or self.top_logprobs:
+            message = "logprobs: not supported (loracle does not return token log probabilities)"
+            raise ApiError(400, message, param="logprobs")
 
     def stops(self) -> list[str]:
         stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
@@ -135,6 +164,16 @@ async def list_models(state: ServerState = Depends(get_state)) -> dict:
                 "description": "the knowledge base's compiled adapters, routed to each question",
             }
         )
+    data.append(
+        {
+            "id": EMBEDDING_MODEL,
+            "object": "model",
+            "created": created,
+            "owned_by": "loracle",
+            "root": EMBEDDING_MODEL,
+            "description": "the embedding model of loracle's search, at /v1/embeddings",
+        }
+    )
     loaded = set(state.pool.loaded())
     for adapter_id in await run_in_threadpool(state.catalog.ids):
         data.append(
