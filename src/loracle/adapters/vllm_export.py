@@ -129,13 +129,13 @@ def _vllm_rank(rank: int) -> int:
 
 def launch_script(served_name: str, adapters: list[str], max_rank: int) -> str:
     """A POSIX shell script that serves the export with vLLM from its own folder (extra arguments pass through)."""
-    command = ["vllm", "serve", "./base", "--served-model-name", served_name]
+    groups = [["vllm", "serve", "./base"], ["--served-model-name", served_name]]
     if adapters:
+        groups += [["--enable-lora"], ["--max-lora-rank", str(_vllm_rank(max_rank))]]
+        groups += [["--max-loras", str(min(len(adapters), MAX_GPU_LORAS))], ["--max-cpu-loras", str(len(adapters))]]
         modules = [f"{a}=./adapters/{a}" for a in adapters]
-        command += ["--enable-lora", "--max-lora-rank", str(_vllm_rank(max_rank))]
-        command += ["--max-loras", str(min(len(adapters), MAX_GPU_LORAS)), "--max-cpu-loras", str(len(adapters))]
-        command += ["--lora-modules", *modules]
-    lines = " \\\n  ".join(shlex.quote(part) for part in command)
+        groups += [["--lora-modules", modules[0]], *([m] for m in modules[1:])]
+    lines = " \\\n  ".join(" ".join(shlex.quote(word) for word in group) for group in groups)
     return (
         "#!/bin/sh\n"
         "# Serve this loracle export with vLLM (pip install vllm): an OpenAI-compatible API on port 8000 where\n"

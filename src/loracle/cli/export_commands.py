@@ -28,9 +28,12 @@ def export_vllm_command(
     Example: loracle export vllm --kb my-kb my-kb-vllm && my-kb-vllm/serve-vllm.sh
     """
     from loracle.adapters.vllm_export import LAUNCH_SCRIPT, export_vllm
+    from loracle.errors import LoracleError
     from loracle.kb import find_kb
 
     store = kb_store(kb)
+    if out.exists():  # before the model loads
+        raise LoracleError(f"{out}: already exists; export into a new folder")
     lm = load_base(model or find_kb(kb).config().model.base, threads)
     result = export_vllm(lm, store, out, name)
     for line in result.skipped:
