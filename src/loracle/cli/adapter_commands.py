@@ -23,7 +23,6 @@ app.add_typer(adapters_app, name="adapters")
 
 KBOption = typer.Option(None, "--kb", help="The knowledge base folder (default: $LORACLE_KB or the working folder).")
 LearnerOption = typer.Option("hypernet", "--learner", "-l", help="How to compile: hypernet (one forward pass) or ttt.")
-LOCAL_RAY = "local"  # `--ray` without an address
 ModelSpecOption = typer.Option(None, "--model", "-m", help="Base model (default: the knowledge base's config).")
 LearnerOptions = typer.Option(
     [], "--option", "-o", help="A learner option KEY=VALUE (repeatable), e.g. top_k=2; `loracle learners` lists them."
@@ -75,10 +74,8 @@ def compile_command(
     ray: str | None = typer.Option(
         None,
         "--ray",
-        is_flag=False,
-        flag_value=LOCAL_RAY,
-        metavar="[ADDRESS]",
-        help="Compile on a Ray cluster: --ray alone uses $RAY_ADDRESS or a local Ray; --ray ray://head:10001.",
+        metavar="ADDRESS",
+        help="Compile on Ray workers at Ray's address: ray://head:10001, auto (a running cluster), local (new).",
     ),
     ray_workers: int = typer.Option(
         0, "--ray-workers", min=0, help="Ray workers, each with the model loaded once (0: one per cluster CPU)."
@@ -93,7 +90,7 @@ def compile_command(
 
     knowledge = open_kb(kb, learner, source, model, threads, option)
     if ray is not None:
-        knowledge = on_ray(knowledge, model, None if ray == LOCAL_RAY else ray, ray_workers, threads)
+        knowledge = on_ray(knowledge, model, ray, ray_workers, threads)
     compiler = knowledge.compiler
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
@@ -111,9 +108,7 @@ def compile_command(
         raise typer.Exit(1)
 
 
-def on_ray(
-    knowledge: KnowledgeBase, model: str | None, address: str | None, workers: int, threads: int
-) -> KnowledgeBase:
+def on_ray(knowledge: KnowledgeBase, model: str | None, address: str, workers: int, threads: int) -> KnowledgeBase:
     """The same knowledge base, compiling on Ray workers that each load the base model themselves."""
     from loracle.knowledge_base import KnowledgeBase
     from loracle.ray_compile import LearnerSetup, RayCompiler
