@@ -119,3 +119,20 @@ def test_a_failing_document_is_named_and_a_lost_worker_s_document_is_retried(loc
     assert isinstance(results[1], Exception) and str(results[1]) == "bad.md: no facts in it"
     assert (tmp_path / "marker").exists() and isinstance(results[2], CompileReport)  # retried on a restarted worker
     assert json.loads((folders[2] / "manifest.json").read_text()) == {"id": "crash"}
+
+
+def test_compile_takes_ray_s_address_and_the_options_after_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from loracle.cli import adapter_commands, app
+
+    seen = {}
+
+    def stop(knowledge: object, model: object, address: str, workers: int, threads: int) -> None:
+        seen.update(address=address, workers=workers)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(adapter_commands, "open_kb", lambda *args: None)  # no knowledge base or model needed
+    monkeypatch.setattr(adapter_commands, "on_ray", stop)
+    result = CliRunner().invoke(app, ["compile", "--ray", "ray://head:10001", "--ray-workers", "3"])
+    assert result.exit_code == 0 and seen == {"address": "ray://head:10001", "workers": 3}, result.output
