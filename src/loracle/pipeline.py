@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from loracle.adapters.compiler import BatchDocumentCompiler, CompileReport, DocumentCompiler
+from loracle.adapters.compiler import BatchDocumentCompiler, CompileReport, DocumentCompiler, ParallelDocumentCompiler
 from loracle.adapters.lock import exclusive_lock
 from loracle.adapters.manifest import AdapterManifest
 from loracle.adapters.store import AdapterStore, check_adapter_id
@@ -260,8 +260,11 @@ class Compilation:
                 summary.failed.append(Failure(_name(job.doc.path) or job.adapter_id, str(exc)))
                 continue
             todo.append(job)
-        batch = self.batch_size if isinstance(self.compiler, BatchDocumentCompiler) else 1
         self._before = len(summary.compiled) + len(summary.failed)  # progress counts only the documents in `todo`
+        if isinstance(self.compiler, ParallelDocumentCompiler):
+            self._build_parallel(todo, summary)
+            return
+        batch = self.batch_size if isinstance(self.compiler, BatchDocumentCompiler) else 1
         for first in range(0, len(todo), batch):
             self._build_batch(todo[first : first + batch], summary, len(todo))
 
@@ -286,17 +289,42 @@ class Compilation:
             crash_point("compile-staged")
             per_doc = (time.perf_counter() - start) / len(jobs)
             for job, folder, report in zip(jobs, folders, reports, strict=True):
-                try:
-                    self._publish(job, folder, report, per_doc)
-                except LoracleError as exc:
-                    summary.failed.append(Failure(_name(job.doc.path) or job.adapter_id, str(exc)))
-                    continue
-                summary.compiled.append(job.adapter_id)
-                summary.compile_seconds[job.adapter_id] = per_doc
-                self._report("compiled", job.adapter_id, summary, total, per_doc)
+                self._finish(job, folder, report, per_doc, summary, total)
         finally:
             for folder in folders:
                 shutil.rmtree(folder, ignore_errors=True)
+
+    def _build_parallel(self, jobs: list[Job], summary: CompileSummary) -> None:
+        """All the jobs at once on a ParallelDocumentCompiler; each is published as it comes back."""
+        assert isinstance(self.compiler, ParallelDocumentCompiler)
+        folders = [self.store.staging_folder(job.adapter_id) for job in jobs]
+        try:
+            for job in jobs:
+                self._report("compiling", job.adapter_id, summary, len(jobs))
+            for index, result in self.compiler.compile_many([job.doc for job in jobs], folders):
+                job = jobs[index]
+                if isinstance(result, Exception):
+                    summary.failed.append(Failure(_name(job.doc.path) or job.adapter_id, _one_line(job, result)))
+                    self._report("failed", job.adapter_id, summary, len(jobs), 0.0)
+                    continue
+                crash_point("compile-staged")
+                self._finish(job, folders[index], result, result.seconds, summary, len(jobs))
+        finally:
+            for folder in folders:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def _finish(
+        self, job: Job, folder: Path, report: CompileReport, seconds: float, summary: CompileSummary, total: int
+    ) -> None:
+        """Publish one staged adapter and count it (a refusal to publish is that document's failure)."""
+        try:
+            self._publish(job, folder, report, seconds)
+        except LoracleError as exc:
+            summary.failed.append(Failure(_name(job.doc.path) or job.adapter_id, str(exc)))
+            return
+        summary.compiled.append(job.adapter_id)
+        summary.compile_seconds[job.adapter_id] = seconds
+        self._report("compiled", job.adapter_id, summary, total, seconds)
 
     def _report(
         self, event: str, adapter_id: str, summary: CompileSummary, total: int, seconds: float | None = None

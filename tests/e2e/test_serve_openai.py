@@ -133,7 +133,8 @@ def test_vllm_and_llama_cpp_sampling_fields_through_the_openai_client(client: op
     [
         ({"n": 2}, "n", "loracle returns one (n=1)"),
         ({"response_format": {"type": "json_object"}}, "response_format", "no constrained decoding"),
-        ({"logprobs": True}, "logprobs", "not supported"),
+        ({"top_logprobs": 2}, "top_logprobs", "needs logprobs set to true"),
+        ({"logprobs": True, "top_logprobs": 21}, "top_logprobs", "less than or equal to 20"),
         ({"extra_body": {"top_k": -2}}, "top_k", "greater than or equal to -1"),
         ({"extra_body": {"min_p": 1.5}}, "min_p", "less than or equal to 1"),
         ({"extra_body": {"repetition_penalty": 0}}, "repetition_penalty", "greater than 0"),
@@ -147,6 +148,43 @@ def test_what_loracle_cannot_do_is_a_400_naming_the_field(
     error = caught.value.body
     assert error["param"] == param or error["message"].startswith(param), error
     assert says in error["message"] and "\n" not in error["message"]
+
+
+def test_logprobs_whole_and_streamed_in_the_openai_shapes(client: openai.OpenAI) -> None:
+    chat = dict(model="tiny", messages=QUESTION, temperature=0, max_tokens=12, logprobs=True, top_logprobs=3)
+    reply = client.chat.completions.create(**chat)
+    content = reply.choices[0].logprobs.content
+    assert "".join(t.token for t in content) == reply.choices[0].message.content == direct_reply([])
+    assert len(content) == reply.usage.completion_tokens - (reply.choices[0].finish_reason == "stop")
+    for token in content:
+        assert token.logprob <= 0 and bytes(token.bytes).decode("utf-8", "replace") == token.token
+        assert len(token.top_logprobs) == 3 and token.top_logprobs[0].token == token.token  # greedy: the top one
+        assert token.top_logprobs[0].logprob == pytest.approx(token.logprob)
+    streamed = [
+        t
+        for chunk in client.chat.completions.create(**chat, stream=True)
+        if chunk.choices and chunk.choices[0].logprobs
+        for t in chunk.choices[0].logprobs.content
+    ]
+    assert [(t.token, round(t.logprob, 4)) for t in streamed] == [(t.token, round(t.logprob, 4)) for t in content]
+    assert (
+        client.chat.completions.create(**{**chat, "logprobs": False, "top_logprobs": None}).choices[0].logprobs is None
+    )
+    # the legacy completions shape: parallel lists, offsets into the text, the top alternatives as a dict
+    done = client.completions.create(model="tiny", prompt="The observatory", max_tokens=8, temperature=0, logprobs=2)
+    legacy = done.choices[0].logprobs
+    assert "".join(legacy.tokens) == done.choices[0].text and len(legacy.token_logprobs) == len(legacy.tokens)
+    assert legacy.text_offset == [sum(len(t) for t in legacy.tokens[:i]) for i in range(len(legacy.tokens))]
+    assert all(
+        len(top) <= 2 and max(top.values()) >= lp
+        for top, lp in zip(legacy.top_logprobs, legacy.token_logprobs, strict=True)
+    )
+    chunks = client.completions.create(
+        model="tiny", prompt="The observatory", max_tokens=8, temperature=0, logprobs=2, stream=True
+    )
+    pieces = [c.choices[0].logprobs for c in chunks if c.choices and c.choices[0].logprobs]
+    assert [t for p in pieces for t in p.tokens] == legacy.tokens
+    assert [o for p in pieces for o in p.text_offset] == legacy.text_offset
 
 
 def test_embeddings_are_search_s_own_vectors_through_the_openai_client(client: openai.OpenAI) -> None:

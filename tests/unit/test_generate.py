@@ -31,6 +31,27 @@ def test_greedy_stream_matches_transformers_generate(tiny_lm: LoadedModel) -> No
     assert stream.stats.prompt_tokens == len(prompt) and 1 <= stream.stats.new_tokens <= 12
 
 
+def test_token_logprobs_are_the_model_s_own_for_each_reply_token(tiny_lm: LoadedModel) -> None:
+    prompt = encode_chat(tiny_lm.tokenizer, question_messages("Who founded it?"))
+    config = GenerationConfig(max_new_tokens=8, logprobs=3, repetition_penalty=1.3)
+    stream = stream_ids(tiny_lm, prompt, config)
+    stream.text()
+    logged = stream.stats.token_logprobs
+    assert len(logged) == stream.stats.new_tokens - stream.stats.stopped  # every reply token, not the stop token
+    reply = [entry.token for entry in logged]
+    with torch.inference_mode():
+        logits = tiny_lm.model(input_ids=torch.tensor([prompt + reply])).logits[0, len(prompt) - 1 : -1].float()
+    seen = set(prompt)
+    for position, entry in enumerate(logged):
+        expected = torch.log_softmax(penalise_repeats(logits[position], torch.tensor(sorted(seen)), 1.3), dim=-1)
+        assert entry.logprob == pytest.approx(float(expected[entry.token]), abs=1e-4)
+        assert [t for t, _ in entry.top] == expected.topk(3).indices.tolist()
+        assert entry.top[0] == (entry.token, pytest.approx(entry.logprob))  # greedy picks the most likely
+        seen.add(entry.token)
+    plain = stream_ids(tiny_lm, prompt, GenerationConfig(max_new_tokens=8))
+    assert plain.text() and plain.stats.token_logprobs == []  # off unless asked for
+
+
 @pytest.mark.parametrize("decoder", ["transformers", "lean", "lean-fp16"])
 def test_every_decoder_gives_the_same_greedy_text(tiny_lm: LoadedModel, decoder: str, monkeypatch) -> None:
     monkeypatch.setattr(half, "MIN_WEIGHTS", 0)  # pack even the tiny model's small matrices

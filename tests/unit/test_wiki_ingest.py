@@ -426,3 +426,62 @@ def test_the_source_about_a_name_writes_its_description(kb: KBPaths, tmp_path: P
     assert (
         read_page(kb.wiki / "entities/ilse-marrow.md").section("Description").text == page.section("Description").text
     )
+
+
+def _person_frontmatter(path: Path, lines: list[str]) -> None:
+    """Replace a page's frontmatter with `lines`, as a person editing it in Obsidian would."""
+    body = path.read_text().split("\n---\n", 1)[1]
+    path.write_text("---\n" + "\n".join(lines) + "\n---\n" + body)
+
+
+def _frontmatter_lines(path: Path) -> list[str]:
+    return path.read_text().split("\n---\n", 1)[0].splitlines()[1:]
+
+
+def test_ingest_and_merges_keep_a_persons_frontmatter_keys_order_and_values(kb: KBPaths, tmp_path: Path) -> None:
+    llm = scripted_llm(names=lambda doc: {"entities": ["Ilse Marrow", "Harrow Telescope"], "concepts": []})
+    museum = OBSERVATORY.replace("Kestrel Valley Observatory", "Orrin Museum").replace("Harrow Telescope", "old clock")
+    [observatory, gone] = ingest(kb, [_source(tmp_path), _source(tmp_path, "museum.md", museum)], llm).results
+    marrow, summary, museum_page = kb.wiki / "entities/ilse-marrow.md", kb.wiki / observatory.page, kb.wiki / gone.page
+    mine = [  # custom keys first and between loracle's, comments, values a careless rewrite would change
+        "# my card for her",
+        "rating: 5   # out of 5",
+        "aliases: [Dr. Marrow, 'Ilse Marrow']",
+        "publish: yes",
+        "type: entity",
+        "due: 12:30",
+        "zip: 01234",
+        "version: 1.10",
+        "tags:",
+        "- people     # mine",
+        "title: Ilse Marrow",
+        "sources: [raw/observatory.md, raw/museum.md]",
+        "summary: My own line about her.",
+    ]
+    _person_frontmatter(marrow, mine)
+    _person_frontmatter(summary, [*_frontmatter_lines(summary), "project: kestrel", "aliases_note: keep me"])
+    _person_frontmatter(museum_page, ["status: draft  # my status", *_frontmatter_lines(museum_page)])
+    summary_before = _frontmatter_lines(summary)
+    # the observatory source changes (Marrow's page merges its new lines), then the museum source goes
+    changed = OBSERVATORY.replace("The main instrument is the Harrow Telescope.", "Ilse Marrow retired in 2004.")
+    changed = changed.replace("tags: [astronomy]", "tags: [astronomy, history]\naliases: [KVO]")
+    ingest(kb, [_source(tmp_path, text=changed)], llm)
+    (kb.raw / "museum.md").unlink()
+    ingest(kb, [kb.raw], llm)
+
+    lines = _frontmatter_lines(marrow)
+    assert lines[: len(mine)] == mine  # every line as typed, in order; loracle only appended
+    assert [line.split(":")[0] for line in lines[len(mine) :]] == ["updated"]
+    assert any("Ilse Marrow retired in 2004." in line for line in read_page(marrow).section("Facts").text.splitlines())
+    after = _frontmatter_lines(summary)
+    assert [k for k in after if k.split(":")[0] in ("project", "aliases_note")] == summary_before[-2:]
+    meta = read_page(summary).frontmatter
+    assert meta["tags"] == ["astronomy", "history"] and meta["aliases"] == ["Kestrel Valley Observatory", "KVO"]
+    assert [k for k in meta if k != "updated"] == [
+        k.split(":")[0] for k in summary_before if not k.startswith(("-", " ", "updated"))
+    ]
+    # the museum's source is gone: its page is flagged by the callout, the person's status kept
+    assert _frontmatter_lines(museum_page)[0] == "status: draft  # my status"
+    assert "[!warning] Source removed" in museum_page.read_text()
+    assert gone.page in {f.page for f in lint(kb).findings if f.kind == "unsupported"}
+    assert gone.page in wiki_status(kb).unsupported_pages

@@ -139,6 +139,10 @@ def test_query_cites_pages_and_raw_lines_and_saves(corpus: KBPaths) -> None:
     assert saved.parent.name == "answers" and "## Citations" in saved.read_text()
     assert f"[[{saved.stem}|" in (corpus.wiki / "index.md").read_text()
     assert "] query | Who founded the Kestrel Valley Observatory?" in (corpus.wiki / "log.md").read_text()
+    # asked again after a person added keys to the answer page: theirs stay, first and as typed
+    saved.write_text("---\nreviewed: yes  # by me\n" + saved.read_text().removeprefix("---\n"))
+    again = query(corpus, "Who founded the Kestrel Valley Observatory?", llm, n=3, save=True, mode="bm25")
+    assert again.saved == answer.saved and saved.read_text().startswith("---\nreviewed: yes  # by me\ntitle: ")
 
 
 def line_text(kb: KBPaths, ref: str) -> str:

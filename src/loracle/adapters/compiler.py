@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -45,3 +45,17 @@ class BatchDocumentCompiler(DocumentCompiler, Protocol):
     """A compiler that reads several documents in one forward pass (the hypernetwork)."""
 
     def compile_documents(self, docs: Sequence[Document], folders: Sequence[Path]) -> list[CompileReport]: ...
+
+
+@runtime_checkable
+class ParallelDocumentCompiler(DocumentCompiler, Protocol):
+    """A compiler that builds many documents at once, elsewhere (a Ray cluster's workers).
+
+    `compile_many` yields (index into `docs`, result) as each document finishes, in any order: the result is
+    the CompileReport with the adapter written into `folders[index]`, or the exception that document failed
+    with (the others go on).
+    """
+
+    def compile_many(
+        self, docs: Sequence[Document], folders: Sequence[Path]
+    ) -> Iterator[tuple[int, CompileReport | Exception]]: ...

@@ -71,14 +71,26 @@ def compile_command(
     model: str | None = ModelSpecOption,
     threads: int = ThreadsOption,
     option: list[str] = LearnerOptions,
+    ray: str | None = typer.Option(
+        None,
+        "--ray",
+        metavar="ADDRESS",
+        help="Compile on Ray workers at Ray's address: ray://head:10001, auto (a running cluster), local (new).",
+    ),
+    ray_workers: int = typer.Option(
+        0, "--ray-workers", min=0, help="Ray workers, each with the model loaded once (0: one per cluster CPU)."
+    ),
 ) -> None:
     """Compile each new or changed document into adapters/<id>/; remove adapters of deleted documents.
 
     Example: loracle compile --kb my-kb --learner hypernet --from wiki
+    Example: loracle compile --kb my-kb --learner ttt --ray ray://head:10001
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     knowledge = open_kb(kb, learner, source, model, threads, option)
+    if ray is not None:
+        knowledge = on_ray(knowledge, model, ray, ray_workers, threads)
     compiler = knowledge.compiler
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
@@ -94,6 +106,29 @@ def compile_command(
     print_summary(summary, knowledge.paths.adapters)
     if summary.failed and not summary.compiled and not summary.unchanged:
         raise typer.Exit(1)
+
+
+def on_ray(knowledge: KnowledgeBase, model: str | None, address: str, workers: int, threads: int) -> KnowledgeBase:
+    """The same knowledge base, compiling on Ray workers that each load the base model themselves."""
+    from loracle.knowledge_base import KnowledgeBase
+    from loracle.ray_compile import LearnerSetup, RayCompiler
+
+    spec = model or knowledge.paths.config().model.base
+    if Path(spec).expanduser().exists():  # a local folder or file: the same absolute path on every node
+        spec = str(Path(spec).expanduser().resolve())
+    config = knowledge.learner_config
+    setup = LearnerSetup(spec, knowledge.learner, config.model_dump(mode="json"), threads=max(1, threads))
+    compiler = RayCompiler(
+        setup, knowledge.learner, config, address=address, workers=workers or None, cpus=setup.threads
+    )
+    return KnowledgeBase(
+        knowledge.paths.root,
+        learner=knowledge.learner,
+        compiler=compiler,
+        source=knowledge.source,
+        lm=knowledge.lm,
+        learner_options=config,
+    )
 
 
 def progress_line(step: CompileEvent) -> str:

@@ -50,6 +50,19 @@ class GenerationConfig:
     bias_once: bool = False
     #: one of DECODERS
     decoder: str = "auto"
+    #: record each chosen token's log probability and this many most likely alternatives in
+    #: `GenerationStats.token_logprobs` (None: off; the OpenAI API's logprobs / top_logprobs)
+    logprobs: int | None = None
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """A chosen token's log probability, and the most likely tokens at its step, under the distribution it was
+    picked from (logit bias and repetition penalty applied; before temperature, top-k, top-p and min-p)."""
+
+    token: int
+    logprob: float
+    top: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass
@@ -67,6 +80,8 @@ class GenerationStats:
     #: True when the model ended its turn (a stop token), False when the token budget ran out (the server's
     #: finish_reason "stop" vs "length")
     stopped: bool = False
+    #: one entry per token of the reply (not the stop token), when GenerationConfig.logprobs asks for them
+    token_logprobs: list[TokenLogprob] = field(default_factory=list)
 
     @property
     def decode_tokens_per_s(self) -> float:
@@ -177,6 +192,8 @@ def _decode(lm: LoadedModel, prompt: list[int], config: GenerationConfig, stats:
             if token in stops:
                 stats.stopped = True
                 break
+            if config.logprobs is not None:
+                stats.token_logprobs.append(_logprob(logits, token, config.logprobs))
             if bias is not None and config.bias_once:
                 bias[token] = 0.0
             piece = detok.add(token)
@@ -185,6 +202,13 @@ def _decode(lm: LoadedModel, prompt: list[int], config: GenerationConfig, stats:
             ids = [token]
             if config.repetition_penalty != 1.0:
                 seen = torch.cat([seen, torch.tensor([token], device=lm.device)])
+
+
+def _logprob(logits: torch.Tensor, token: int, top: int) -> TokenLogprob:
+    logprobs = torch.log_softmax(logits, dim=-1)
+    best = torch.topk(logprobs, top) if top > 0 else None
+    alternatives = () if best is None else tuple(zip(best.indices.tolist(), best.values.tolist(), strict=True))
+    return TokenLogprob(token, float(logprobs[token]), alternatives)
 
 
 def _bias_vector(bias: dict[int, float], vocab: int, device: torch.device) -> torch.Tensor | None:

@@ -1,7 +1,8 @@
 """Text generation as a sequence of steps for the scheduler: text pieces, then a `Finish` record.
 
 Adds what the OpenAI API needs on top of `stream_ids`: stop strings (text that might be the start of
-one is held back until it is clear), a finish reason and token usage.
+one is held back until it is clear), a finish reason, token usage, and (when the config asks) each
+token's log probabilities as `Tokens`, yielded before the text they make.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from loracle.model.generate import GenerationConfig, stream_ids
+from loracle.model.generate import GenerationConfig, TokenLogprob, stream_ids
 from loracle.model.loader import LoadedModel
 
 
@@ -40,17 +41,29 @@ class Finish:
     completion_tokens: int
 
 
+@dataclass
+class Tokens:
+    """Log probabilities of the reply's next tokens (GenerationConfig.logprobs), before the text they make."""
+
+    entries: list[TokenLogprob]
+
+
 def generation_steps(
     lm: LoadedModel, prompt_ids: Sequence[int], config: GenerationConfig, stops: Sequence[str] = ()
-) -> Iterator[str | Finish]:
-    """Yield text pieces as they are decoded, then one Finish."""
+) -> Iterator[str | Tokens | Finish]:
+    """Yield text pieces as they are decoded (each after the Tokens that made it, when asked), then one Finish."""
     stream = stream_ids(lm, prompt_ids, config)
     stops = [s for s in stops if s]
     held = ""
     hit_stop = False
     pieces = iter(stream)
+    logged = stream.stats.token_logprobs
+    sent = 0
     try:
         for piece in pieces:
+            if len(logged) > sent:
+                yield Tokens(logged[sent:])
+                sent = len(logged)
             held += piece
             cut = min((i for i in (held.find(s) for s in stops) if i >= 0), default=-1)
             if cut >= 0:
@@ -64,6 +77,8 @@ def generation_steps(
         close = getattr(pieces, "close", None)
         if close:
             close()
+    if len(logged) > sent:
+        yield Tokens(logged[sent:])
     if held:
         yield held
     stats = stream.stats

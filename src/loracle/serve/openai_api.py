@@ -17,12 +17,13 @@ from starlette.concurrency import run_in_threadpool
 from loracle.adapters.pool import AdapterSpec
 from loracle.errors import LoracleError
 from loracle.model.chat import encode_chat
-from loracle.model.generate import GenerationConfig
+from loracle.model.generate import GenerationConfig, TokenLogprob
 from loracle.serve.body import RequestBody
 from loracle.serve.disconnect import unless_disconnected
 from loracle.serve.embeddings import EMBEDDING_MODEL
 from loracle.serve.errors import ApiError, as_api_error, error_body, public_message
-from loracle.serve.generation import Finish, Sampling, generation_steps
+from loracle.serve.generation import Finish, Sampling, Tokens, generation_steps
+from loracle.serve.logprobs import LogprobFormatter
 from loracle.serve.state import ServerState, get_state
 
 router = APIRouter(prefix="/v1")
@@ -59,8 +60,9 @@ class SamplingRequest(RequestBody):
     Without `temperature` the reply is what the model's own generation config asks for, and greedy when it
     asks for no sampling (as SmolLM2's does): small models sampled at OpenAI's default of 1.0 ramble.
     `top_p`, `top_k` and `min_p` (vLLM's and llama.cpp's extensions) apply only when sampling (a temperature
-    above 0); `repetition_penalty` always. What loracle cannot do is refused with a 400 naming the field:
-    n above 1, JSON mode (`response_format` json_object / json_schema), and `logprobs`.
+    above 0); `repetition_penalty` always. `logprobs` are those of the distribution each token was picked
+    from, before temperature and truncation (as vLLM reports them). What loracle cannot do is refused with
+    a 400 naming the field: n above 1 and JSON mode (`response_format` json_object / json_schema).
     """
 
     model_config = ConfigDict(extra="allow")
@@ -100,7 +102,14 @@ class SamplingRequest(RequestBody):
             repetition_penalty=self.repetition_penalty or 1.0,
             seed=self.seed,
             logit_bias=bias,
+            logprobs=self.logprob_count(),
         )
+
+    def logprob_count(self) -> int | None:
+        """How many alternatives to report per token with its log probability (None: no logprobs)."""
+        if self.top_logprobs is not None and not self.logprobs:
+            raise ApiError(400, "top_logprobs: needs logprobs set to true", param="top_logprobs")
+        return (self.top_logprobs or 0) if self.logprobs else None
 
     def check_supported(self) -> None:
         """Refuse, with a 400 naming the field, what loracle accepts in OpenAI's API but cannot do."""
@@ -114,9 +123,6 @@ class SamplingRequest(RequestBody):
                 "use type 'text' and ask for JSON in the prompt",
                 param="response_format",
             )
-        if self.logprobs or self.top_logprobs:
-            message = "logprobs: not supported (loracle does not return token log probabilities)"
-            raise ApiError(400, message, param="logprobs")
 
     def stops(self) -> list[str]:
         stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
@@ -134,6 +140,12 @@ class ChatRequest(SamplingRequest):
 
 class CompletionRequest(SamplingRequest):
     prompt: str | list[str]
+    logprobs: int | None = Field(None, ge=0, le=20)  # the legacy API: how many alternatives per token
+
+    def logprob_count(self) -> int | None:
+        if self.top_logprobs is not None:
+            raise ApiError(400, "top_logprobs: completions take logprobs=<count> instead", param="top_logprobs")
+        return self.logprobs
 
     def prompt_text(self) -> str:
         if isinstance(self.prompt, list):
@@ -276,7 +288,8 @@ async def _complete(
     # load before answering: a broken adapter is an error status, not an error in the middle of a stream
     await run_in_threadpool(lambda: [state.pool.ensure_loaded(adapter_id) for adapter_id, _ in spec])
     pieces = state.scheduler.stream(spec, lambda: generation_steps(state.lm, prompt, config, stops))
-    reply = _Reply(body.model, chat, state.kb.root if state.kb else None, extra)
+    formatter = LogprobFormatter(state.lm.tokenizer) if config.logprobs is not None else None
+    reply = _Reply(body.model, chat, state.kb.root if state.kb else None, extra, formatter)
     if body.stream:
         return StreamingResponse(
             reply.sse(pieces, body.include_usage()),
@@ -287,27 +300,42 @@ async def _complete(
 
 
 async def _whole(reply: _Reply, pieces: AsyncIterator[Any]) -> dict:
-    text, finish = [], None
+    text, tokens, finish = [], [], None
     try:
         async for piece in pieces:
             if isinstance(piece, Finish):
                 finish = piece
+            elif isinstance(piece, Tokens):
+                tokens.extend(piece.entries)
             else:
                 text.append(piece)
     except LoracleError as exc:
         raise as_api_error(exc, "model") from exc
     assert finish is not None
-    return reply.whole("".join(text), finish)
+    return reply.whole("".join(text), finish, tokens)
 
 
 class _Reply:
     """Builds response bodies in the shape of OpenAI's chat.completion / text_completion objects."""
 
-    def __init__(self, model: str, chat: bool, root: Path | None = None, extra: dict | None = None) -> None:
+    def __init__(
+        self,
+        model: str,
+        chat: bool,
+        root: Path | None = None,
+        extra: dict | None = None,
+        logprobs: LogprobFormatter | None = None,
+    ) -> None:
         self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
         self.model, self.chat, self.created = model, chat, int(time.time())
         self.root = root  # the knowledge base, which error messages name paths relative to
         self.extra = {"loracle": extra} if extra is not None else {}  # what answered (model "kb")
+        self.logprobs = logprobs  # None: the request asked for no logprobs
+
+    def _logprobs(self, entries: list[TokenLogprob]) -> dict | None:
+        if self.logprobs is None:
+            return None
+        return self.logprobs.chat(entries) if self.chat else self.logprobs.completion(entries)
 
     def _envelope(self, obj: str) -> dict:
         return {"id": self.id, "object": obj, "created": self.created, "model": self.model}
@@ -321,28 +349,37 @@ class _Reply:
             "total_tokens": total,
         }
 
-    def whole(self, text: str, finish: Finish) -> dict:
+    def whole(self, text: str, finish: Finish, tokens: list[TokenLogprob]) -> dict:
+        logprobs = self._logprobs(tokens)
         if self.chat:
-            choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish.reason}
+            message = {"role": "assistant", "content": text}
+            choice = {"index": 0, "message": message, "logprobs": logprobs, "finish_reason": finish.reason}
             body = self._envelope("chat.completion")
         else:
-            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish.reason}
+            choice = {"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish.reason}
             body = self._envelope("text_completion")
         return {**body, "choices": [choice], "usage": self.usage(finish), **self.extra}
 
-    def _chunk(self, delta: dict | str, finish_reason: str | None) -> dict:
+    def _chunk(self, delta: dict | str, finish_reason: str | None, tokens: list[TokenLogprob] | None = None) -> dict:
+        logprobs = self._logprobs(tokens) if tokens else None
         if self.chat:
-            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+            choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}
             return {**self._envelope("chat.completion.chunk"), "choices": [choice]}
-        choice = {"index": 0, "text": delta, "logprobs": None, "finish_reason": finish_reason}
+        choice = {"index": 0, "text": delta, "logprobs": logprobs, "finish_reason": finish_reason}
         return {**self._envelope("text_completion"), "choices": [choice]}
 
     async def sse(self, pieces: AsyncIterator[Any], include_usage: bool) -> AsyncIterator[str]:
         if self.chat:
             yield _event({**self._chunk({"role": "assistant", "content": ""}, None), **self.extra})
+        tokens: list[TokenLogprob] = []  # logprobs of tokens whose text has not been sent yet
         try:
             async for piece in pieces:
+                if isinstance(piece, Tokens):
+                    tokens.extend(piece.entries)
+                    continue
                 if isinstance(piece, Finish):
+                    if tokens:  # tokens whose text a stop string cut off
+                        yield _event(self._chunk({"content": ""} if self.chat else "", None, tokens))
                     yield _event(self._chunk({} if self.chat else "", piece.reason))
                     if include_usage:
                         yield _event(
@@ -353,7 +390,8 @@ class _Reply:
                             }
                         )
                 else:
-                    yield _event(self._chunk({"content": piece} if self.chat else piece, None))
+                    yield _event(self._chunk({"content": piece} if self.chat else piece, None, tokens))
+                    tokens = []
         except LoracleError as exc:
             api = as_api_error(exc, "model")
             yield _event(error_body(public_message(api.message, self.root), api.type, api.code, api.param))

@@ -28,16 +28,22 @@ from loracle.sources import iter_source_files, read_document
 from loracle.sources.folder import scan_source_files
 from loracle.wiki.extract import Extraction, Written, blank_frontmatter, description_for, extract, one_line
 from loracle.wiki.index import append_log, index_incomplete, rebuild_index
-from loracle.wiki.layout import page_rel
+from loracle.wiki.layout import REMOVED_CALLOUT, UNSUPPORTED, page_rel
 from loracle.wiki.linker import Linker, link
-from loracle.wiki.merge import MergeNotes, merge_frontmatter, merge_list_section, merge_prose_section, merge_summary
+from loracle.wiki.merge import (
+    MergeNotes,
+    drop_from_list,
+    merge_frontmatter,
+    merge_list_section,
+    merge_prose_section,
+    merge_summary,
+)
 from loracle.wiki.names import mentioning
 from loracle.wiki.pages import Page, Section, read_page_in, write_page
 from loracle.wiki.sourcetext import plain_text
 from loracle.wiki.state import SourceRecord, WikiState, load_state, save_state, wiki_lock
 from loracle.wiki.support import SupportChecker
 
-REMOVED_CALLOUT = "> [!warning] Source removed"
 MAX_FACTS = 6  # fact lines one source gives one page
 DESCRIBED_BY = "description.source"  # state key: the source whose sentence is a page's description
 
@@ -378,7 +384,7 @@ def _write_pages(
                 merge_list_section(page, rel, heading, key, [], state)
             _merge_description(page, rel, key, None, linker, False, state, notes)
             _drop_old_mentions(page, rel, key, state)
-            page.frontmatter["sources"] = [s for s in page.frontmatter.get("sources") or [] if s != key]
+            drop_from_list(page, "sources", key)
             write_page(kb.wiki / rel, page)
 
     # the source's summary page
@@ -431,7 +437,8 @@ def _merge_description(
         return
     if description is None:
         page.sections = [s for s in page.sections if s.heading != "Description" or s.text.strip()]
-        page.frontmatter.pop("summary", None)
+        if str(page.frontmatter.get("summary") or "") in ("", *state.lines_written(rel, "frontmatter.summary", "*")):
+            page.frontmatter.pop("summary", None)  # loracle's one-liner goes with its description; a person's stays
         state.record(rel, DESCRIBED_BY, "*", [])
         state.record(rel, "frontmatter.summary", "*", [])
         return
@@ -468,7 +475,8 @@ def _set_callout(page: Page, callout: str | None) -> None:
 
 
 def _clear_removed_flag(page: Page) -> None:
-    page.frontmatter.pop("status", None)
+    if page.frontmatter.get("status") == UNSUPPORTED:  # loracle's flag; a person's own status stays
+        page.frontmatter.pop("status")
     _set_callout(page, None)
 
 
@@ -487,10 +495,11 @@ def _remove_source(kb: KBPaths, state: WikiState, key: str) -> SourceResult:
         if not path.exists():
             continue
         page = read_page_in(kb.wiki, rel)
-        others = [s for s in page.frontmatter.get("sources") or [] if s != key and s in state.sources]
+        listed = page.frontmatter.get("sources")
+        others = [s for s in listed if s != key and s in state.sources] if isinstance(listed, list) else []
         others = [s for s in others if not state.sources[s].removed]
         if rel == record.page or not others:
-            page.frontmatter["status"] = "unsupported"
+            page.frontmatter.setdefault("status", UNSUPPORTED)  # the callout flags a page with a person's status
             _set_callout(page, callout)
             flagged.append(rel)
         write_page(path, page)

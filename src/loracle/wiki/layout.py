@@ -14,6 +14,8 @@ FOLDERS = {"source": "sources", "entity": "entities", "concept": "concepts", "an
 TYPE_HEADINGS = {"source": "Sources", "entity": "Entities", "concept": "Concepts", "answer": "Answers"}
 INDEX_START = "<!-- loracle:index:start -->"
 INDEX_END = "<!-- loracle:index:end -->"
+REMOVED_CALLOUT = "> [!warning] Source removed"  # starts the warning on a page whose source was removed
+UNSUPPORTED = "unsupported"  # the frontmatter `status` of such a page, unless a person set a status of their own
 
 CONFIG_TEMPLATE = """\
 # loracle knowledge base. Every setting has a default; see `loracle --help`.
@@ -100,7 +102,8 @@ and superseded claims with their evidence.
 
 ## Editing by hand
 You may edit any page. loracle merges its updates into yours: it patches its own sections and lines,
-unions frontmatter lists, and never overwrites text you changed (it logs what it kept instead).
+unions frontmatter lists, keeps your own frontmatter keys (their order, values and comments), and never
+overwrites text you changed (it logs what it kept instead).
 """
 
 

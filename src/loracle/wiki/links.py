@@ -14,6 +14,7 @@ from pathlib import Path
 from loracle.confine import read_text_in
 from loracle.errors import LoracleError
 from loracle.sources.folder import scan_source_files
+from loracle.wiki.layout import REMOVED_CALLOUT, UNSUPPORTED
 from loracle.wiki.pages import parse_page
 
 LINK_RE = re.compile(r"(!?)\[\[([^\[\]|#^]*)(?:[#^]([^\[\]|]*))?(?:\|([^\[\]]*))?\]\]")
@@ -46,6 +47,12 @@ class PageInfo:
     @property
     def stem(self) -> str:
         return Path(self.rel).stem
+
+    @property
+    def unsupported(self) -> bool:
+        """Whether ingest flagged the page as resting on a removed source (by status, or by the callout alone
+        where a person keeps a status of their own)."""
+        return self.frontmatter.get("status") == UNSUPPORTED or f"\n{REMOVED_CALLOUT}" in f"\n{self.text}"
 
 
 def find_links(text: str) -> list[Link]:

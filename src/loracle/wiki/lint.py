@@ -264,7 +264,7 @@ def check_unsupported(graph: LinkGraph) -> list[Finding]:
     return [
         Finding("unsupported", p.rel, "its source was removed; its claims are no longer supported")
         for p in graph.content_pages()
-        if p.frontmatter.get("status") == "unsupported"
+        if p.unsupported
     ]
 
 

@@ -61,12 +61,28 @@ def merge_summary(page: Page, rel: str, summary: str, state: WikiState, notes: M
 
 
 def merge_frontmatter(page: Page, fields: dict[str, object], lists: dict[str, list[str]]) -> None:
-    """Set scalar fields a page lacks (a person's values win), union list fields (their order first)."""
+    """Set scalar fields a page lacks (a person's values win), union list fields (their order first).
+
+    A person's keys keep their order and their lists are extended in place (comments on items stay); a
+    single value (`tags: mine`) becomes a list only when there is something to add to it."""
     meta = page.frontmatter
     for key, value in fields.items():
         if key not in meta or meta[key] in (None, ""):
             meta[key] = value
     for key, values in lists.items():
-        merged = union_list(meta.get(key), values)
-        if merged or key in meta:
-            meta[key] = merged
+        had = meta.get(key)
+        mine = had if isinstance(had, list) else ([had] if had else [])
+        added = union_list(mine, values)[len(mine) :]
+        if isinstance(had, list):
+            had.extend(added)
+        elif added:
+            meta[key] = [*mine, *added]
+
+
+def drop_from_list(page: Page, key: str, value: str) -> None:
+    """Take `value` out of the frontmatter list `key` in place (a person's other items, order and comments stay)."""
+    items = page.frontmatter.get(key)
+    if isinstance(items, list):
+        items[:] = [item for item in items if item != value]
+    elif items == value:
+        page.frontmatter[key] = []

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.constructor import RoundTripConstructor
+from ruamel.yaml.error import YAMLError
+from ruamel.yaml.representer import RoundTripRepresenter
+from ruamel.yaml.scalarstring import PlainScalarString
 
 from loracle.atomic import write_text_atomic
 from loracle.confine import read_text_in
@@ -60,24 +66,54 @@ class Page:
     def render(self) -> str:
         if not self.frontmatter:
             return self.body
-        meta = yaml.dump(
-            self.frontmatter, Dumper=_FrontmatterDumper, sort_keys=False, allow_unicode=True, width=1000
-        ).strip()
-        return f"---\n{meta}\n---\n\n{self.body}"
+        out = io.StringIO()
+        _yaml().dump(self.frontmatter, out)
+        return f"---\n{out.getvalue().strip()}\n---\n\n{self.body}"
 
 
-class _FrontmatterDumper(yaml.SafeDumper):
-    """Safe YAML, but text holding an unprintable character or a space other than " " (a Unicode line break,
-    a no-break space) is double-quoted: PyYAML writes those raw in other styles, and reading them back turns
-    a line break into a space, or a no-break space alone as a key into no frontmatter at all."""
+def _yaml() -> YAML:
+    """A round-trip YAML reader and writer (one per call: the object keeps parse state).
+
+    Round trip keeps what a person wrote in a page's frontmatter: key order, comments, flow or block lists
+    and scalars as typed (`version: 1.10`, `zip: 01234`, `publish: yes` stay so). Text loracle writes is
+    quoted wherever another reader could take it for something else (see _represent_text)."""
+    rt = YAML()
+    rt.Constructor, rt.Representer = _Constructor, _Representer
+    rt.width = 1000
+    rt.preserve_quotes = True
+    rt.allow_duplicate_keys = True  # a repeated key is read (the first value), not taken for broken frontmatter
+    return rt
 
 
-def _represent_text(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+class _Constructor(RoundTripConstructor):
+    """Text a person wrote unquoted is written back unquoted (`publish: yes` stays as typed)."""
+
+    def construct_yaml_str(self, node: Any) -> Any:
+        value = super().construct_yaml_str(node)
+        return PlainScalarString(value) if type(value) is str and node.style is None else value
+
+
+class _Representer(RoundTripRepresenter):
+    """Writes new text (a plain `str`) with _represent_text; what was read keeps its own style."""
+
+
+_YAML11 = yaml.resolver.Resolver()
+_Constructor.add_constructor("tag:yaml.org,2002:str", _Constructor.construct_yaml_str)
+
+
+def _represent_text(representer: Any, value: str) -> Any:
+    """Text holding an unprintable character or a space other than " " (a Unicode line break, a no-break space)
+    is double-quoted: written raw, reading it back turns a line break into a space, or a no-break space alone
+    as a key into no frontmatter at all. Text a YAML 1.1 reader (PyYAML, what loracle's sources read) would
+    take for a bool, number or date (`yes`, `12:30`) is single-quoted, so every reader sees text."""
     unusual = any(not ch.isprintable() or (ch.isspace() and ch != " ") for ch in value)
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"' if unusual else None)
+    style = '"' if unusual else None
+    if style is None and _YAML11.resolve(yaml.ScalarNode, value, (True, False)) != "tag:yaml.org,2002:str":
+        style = "'"
+    return representer.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
-_FrontmatterDumper.add_representer(str, _represent_text)
+_Representer.add_representer(str, _represent_text)
 
 
 def parse_page(text: str) -> Page:
@@ -89,8 +125,8 @@ def parse_page(text: str) -> Page:
         for index in range(1, len(lines)):
             if lines[index].strip() in ("---", "..."):
                 try:
-                    loaded = yaml.safe_load("".join(lines[1:index])) or {}
-                except yaml.YAMLError:
+                    loaded = _yaml().load("".join(lines[1:index])) or {}
+                except YAMLError:
                     loaded = None
                 if isinstance(loaded, dict):
                     meta, body = loaded, "".join(lines[index + 1 :])

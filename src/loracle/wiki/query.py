@@ -137,6 +137,9 @@ def _save_answer(kb: KBPaths, answer: QueryAnswer) -> str:
             Section("Citations", "\n".join(citation_lines)),
         ]
         page = Page(meta, sections)
+        if (kb.wiki / rel).exists():  # asked again: a person's own keys stay, in their order
+            page.frontmatter = read_page_in(kb.wiki, rel).frontmatter
+            page.frontmatter.update(meta)
         write_page(kb.wiki / rel, page)
         append_log(kb, "query", answer.question, [f"- answer page: [[{Path(rel).stem}]]"])
         rebuild_index(kb, state)

@@ -46,7 +46,7 @@ def wiki_status(kb: KBPaths) -> WikiStatus:
     graph = LinkGraph(kb.wiki)
     for page in graph.content_pages():
         status.pages[page.type or "other"] = status.pages.get(page.type or "other", 0) + 1
-        if page.frontmatter.get("status") == "unsupported":
+        if page.unsupported:
             status.unsupported_pages.append(page.rel)
     status.links_resolved, status.links = graph.link_counts()
     status.unindexed_pages = unindexed_pages(graph)
