@@ -43,6 +43,9 @@ class GenerationConfig:
     bias_once: bool = False
     #: one of DECODERS
     decoder: str = "auto"
+    #: when set, the reply is JSON valid for this JSON schema (loracle.model.constrain): it can end only once
+    #: the document is whole, so only a budget that runs out first leaves it unfinished (stats.stopped False)
+    json_schema: dict | None = None
 
 
 @dataclass
@@ -145,6 +148,11 @@ def _decode(lm: LoadedModel, prompt: list[int], config: GenerationConfig, stats:
         return
     stats.decoder = choose_decoder(lm, config, budget)
     detok = IncrementalDetokenizer(lm.tokenizer)
+    constraint = None
+    if config.json_schema is not None:
+        from loracle.model.constrain import JSONConstraint  # xgrammar loads only for structured replies
+
+        constraint = JSONConstraint(lm.tokenizer, lm.model.config.vocab_size, config.json_schema)
     with torch.inference_mode():
         start = time.perf_counter()
         step = _step_function(lm, stats.decoder, len(prompt) + budget)
@@ -156,7 +164,11 @@ def _decode(lm: LoadedModel, prompt: list[int], config: GenerationConfig, stats:
             logits = step(ids).float()
             if bias is not None:
                 logits = logits + bias
+            if constraint is not None:
+                logits = constraint.mask(logits.cpu())
             token = _pick(logits, config, generator)
+            if constraint is not None:
+                constraint.accept(token)
             now, cpu = time.perf_counter(), time.process_time()
             if index == 0:
                 stats.prefill_s, stats.prefill_cpu_s = now - start, cpu - cpu_start

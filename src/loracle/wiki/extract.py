@@ -30,7 +30,6 @@ SUMMARY_WORDS = 80
 MAX_SHORTENINGS = 2  # writer calls per source to shorten long summary sentences
 UNVERIFIED_MARK = "^[not found in the source]"  # an Obsidian inline footnote after an unsupported sentence
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
-_QUOTED_RE = re.compile(r'"([^"\n]{1,80})"')
 _STOPWORD_TEXT = (
     "a an the of in on at to for and or but is are was were be been it its this that these those with by from as "
     "which who whom whose what when where why how not no also has have had do does did into than then there their "
@@ -108,8 +107,9 @@ def extract(doc: Document, text: str, writer: LLM, fast: LLM) -> Extraction:
                 },
             ],
             NamesAnswer,
-            max_tokens=160,
-            stop=_repeating,
+            max_tokens=200,
+            max_items=8,
+            max_chars=48,
         )
         offered_entities, offered_concepts = answer.entities, answer.concepts
     except LoracleError as exc:
@@ -198,16 +198,6 @@ def _written_summary(doc: Document, writer: LLM, checker: SupportChecker, notes:
     if unsupported:
         notes.append(f"{unsupported} of the writer's {len(written)} summary sentences not found in the source (marked)")
     return written
-
-
-def _repeating(text: str) -> bool:
-    """True once a small model repeats one quoted name a third time (it would loop until max_tokens)."""
-    seen: dict[str, int] = {}
-    for item in _QUOTED_RE.findall(text):
-        seen[item] = seen.get(item, 0) + 1
-        if seen[item] >= 3:
-            return True
-    return False
 
 
 def description_for(

@@ -358,6 +358,7 @@ def check_contradictions(kb: KBPaths, graph: LinkGraph, llm: LLM, max_pairs: int
                 ],
                 Verdict,
                 max_tokens=80,
+                max_chars=120,
             )
         except LoracleError:
             continue

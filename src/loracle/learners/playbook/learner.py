@@ -56,6 +56,7 @@ CURATE_PROMPT = (
     '{{"op": "update", "id": ..., "text": ...}} to correct a bullet, {{"op": "remove", "id": ...}} for a wrong one. '
     "Never repeat a bullet that is already there.\n\nPlaybook:\n{playbook}\n\nNew lessons:\n{lessons}"
 )
+PRACTICE_CHARS = 120  # longest practice question or answer a local writer may write
 PRACTICE_LINES = "Write each on two lines:\nQ: <question>\nA: <short answer>"
 _QA_LINES = re.compile(r"^\s*Q\s*[:.]\s*(.+?)\s*\n\s*A\s*[:.]\s*(.+?)\s*$", re.MULTILINE)
 ANSWER_SYSTEM = "Use these notes from your playbook when they help:\n{playbook}"
@@ -129,6 +130,8 @@ class PlaybookLearner:
                 [{"role": "user", "content": REFLECT_PROMPT.format(title=doc.title, text=text, quiz=quiz)}],
                 Lessons,
                 max_tokens=self.config.writer_max_tokens,
+                max_items=len(wrong),
+                max_chars=self.config.max_chars,
             ).lessons
         except LoracleError as exc:
             notes["reflector_error"] = str(exc)
@@ -148,7 +151,11 @@ class PlaybookLearner:
         prompt = PRACTICE_PROMPT.format(n=self.config.questions_per_doc, title=doc.title, text=doc.text.strip())
         try:
             items = self.llm.complete_json(
-                [{"role": "user", "content": prompt}], Practice, max_tokens=self.config.writer_max_tokens
+                [{"role": "user", "content": prompt}],
+                Practice,
+                max_tokens=self.config.writer_max_tokens,
+                max_items=self.config.questions_per_doc,
+                max_chars=PRACTICE_CHARS,
             ).questions
         except LoracleError as json_error:
             reply = self.llm.complete(
@@ -166,7 +173,11 @@ class PlaybookLearner:
         )
         try:
             patch = self.llm.complete_json(
-                [{"role": "user", "content": prompt}], Patch, max_tokens=self.config.writer_max_tokens
+                [{"role": "user", "content": prompt}],
+                Patch,
+                max_tokens=self.config.writer_max_tokens,
+                max_items=len(lessons),
+                max_chars=self.config.max_chars,
             )
         except LoracleError:
             patch = Patch()
