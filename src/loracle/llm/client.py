@@ -1,4 +1,5 @@
-"""The writer LLM: plain completions, and JSON that fits a pydantic schema (constrained locally, repaired from endpoints)."""
+"""The writer LLM: plain completions, and JSON that fits a pydantic schema (decoded under it locally,
+repaired from endpoints)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -40,6 +41,20 @@ class Usage:
             self.prompt_tokens - earlier.prompt_tokens,
             self.completion_tokens - earlier.completion_tokens,
         )
+
+
+@dataclass(frozen=True)
+class JSONRequest(Generic[T]):
+    """One structured call as its caller makes it: the prompt, the answer's shape and its bounds.
+
+    Callers build these in one function each, so the structured benchmark asks exactly what they ask.
+    """
+
+    messages: list[Message]
+    schema: type[T]
+    max_tokens: int = 256
+    max_items: int = 8
+    max_chars: int = 200
 
 
 class LLM:
@@ -100,7 +115,12 @@ class LLM:
         return getattr(self.backend, "constrains_json", False)
 
     def complete_json(
-        self, messages: Sequence[Message], schema: type[T], max_tokens: int = 256, max_items: int = 8, max_chars: int = 200
+        self,
+        messages: Sequence[Message],
+        schema: type[T],
+        max_tokens: int = 256,
+        max_items: int = 8,
+        max_chars: int = 200,
     ) -> T:
         """An instance of `schema` from the model's answer, its lists and strings at most `max_items` and
         `max_chars` long (loracle.llm.schema).
@@ -125,6 +145,12 @@ class LLM:
                     f"{self.name}: the model's {schema.__name__} JSON did not finish within {max_tokens} tokens"
                 ) from exc
         return self._repaired_json(prompt, schema, max_tokens)
+
+    def ask_json(self, request: JSONRequest[T]) -> T:
+        """`complete_json` for a request a caller built."""
+        return self.complete_json(
+            request.messages, request.schema, request.max_tokens, request.max_items, request.max_chars
+        )
 
     def _repaired_json(self, prompt: list[Message], schema: type[T], max_tokens: int) -> T:
         answer = self.complete(prompt, max_tokens=max_tokens)

@@ -1,9 +1,9 @@
 """The JSON schema a local model's structured reply is decoded under, built from the caller's pydantic model.
 
-Bounded, so that a constrained reply always ends: every list holds at most `max_items` items and every
-free string at most `max_chars` characters, every integer within ±10^9 (tighter limits the model already states are kept);
-floats are left unbounded, so a schema for local decoding should not hold any. Every
-field is required, so the model writes each one in the model's field order instead of stopping at `{}`.
+Bounded, so that a constrained reply always ends: every list holds at most `max_items` items, every free
+string at most `max_chars` characters and every integer is within ±10^9 (tighter limits the model states
+are kept); floats are left unbounded, so a schema for local decoding should not hold any. Every field is
+required, so the model writes each one in the model's field order instead of stopping at `{}`.
 The reply still validates against the pydantic model unchanged: the bounds only narrow it.
 """
 

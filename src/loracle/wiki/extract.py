@@ -16,7 +16,8 @@ from pydantic import BaseModel
 
 from loracle.documents import Document
 from loracle.errors import LoracleError
-from loracle.llm import LLM
+from loracle.llm import LLM, JSONRequest
+from loracle.model.chat import Message
 from loracle.sources.sentences import split_sentences, without_headings
 from loracle.wiki.names import find_names
 from loracle.wiki.shorten import LONG_SENTENCE_WORDS, accept_shorter, propose_shorter, trim
@@ -96,21 +97,7 @@ def extract(doc: Document, text: str, writer: LLM, fast: LLM) -> Extraction:
     offered_entities: list[str] = []
     offered_concepts: list[str] = []
     try:
-        answer = fast.complete_json(
-            [
-                {"role": "system", "content": SYSTEM},
-                {
-                    "role": "user",
-                    "content": f"Document:\n{doc.text[:MAX_SOURCE_CHARS]}\n\nList the named people, places, "
-                    "organisations and things in the document (entities), and the main ideas or topics "
-                    "(concepts), copied exactly as written.",
-                },
-            ],
-            NamesAnswer,
-            max_tokens=200,
-            max_items=8,
-            max_chars=48,
-        )
+        answer = fast.ask_json(names_request(doc))
         offered_entities, offered_concepts = answer.entities, answer.concepts
     except LoracleError as exc:
         notes.append(f"no names from the model: {exc}")
@@ -118,6 +105,16 @@ def extract(doc: Document, text: str, writer: LLM, fast: LLM) -> Extraction:
     if names.dropped:
         notes.append(f"dropped names not in the source as names: {', '.join(dict.fromkeys(names.dropped[:6]))}")
     return Extraction(sentences, summary, names.entities, names.concepts, names.aliases, shortened, notes)
+
+
+def names_request(doc: Document) -> JSONRequest[NamesAnswer]:
+    """The one structured call per source: the names and topics the model sees in it."""
+    prompt = (
+        f"Document:\n{doc.text[:MAX_SOURCE_CHARS]}\n\nList the named people, places, organisations and things "
+        "in the document (entities), and the main ideas or topics (concepts), copied exactly as written."
+    )
+    messages: list[Message] = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
+    return JSONRequest(messages, NamesAnswer, max_tokens=200, max_items=8, max_chars=48)
 
 
 def select_summary(
