@@ -88,3 +88,15 @@ def test_a_token_the_grammar_forbids_is_refused(tiny_lm: LoadedModel) -> None:
     letter = tiny_lm.tokenizer.encode("a", add_special_tokens=False)[0]
     with pytest.raises(ValueError, match="not allowed"):
         constraint.accept(letter)  # a JSON object starts with "{"
+
+
+def test_without_xgrammar_a_structured_reply_is_one_clear_error(tiny_lm: LoadedModel, monkeypatch) -> None:
+    import sys
+
+    from loracle.errors import LoracleError
+
+    monkeypatch.setitem(sys.modules, "xgrammar", None)  # import xgrammar now raises ImportError
+    monkeypatch.delitem(sys.modules, "loracle.model.constrain")
+    config = GenerationConfig(max_new_tokens=5, json_schema=decoding_schema(Report))
+    with pytest.raises(LoracleError, match="structured output needs xgrammar"):
+        stream_chat(tiny_lm, [{"role": "user", "content": "Report."}], config).text()

@@ -17,15 +17,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import DynamicCache
 
+from loracle.errors import LoracleError
 from loracle.model import half
 from loracle.model.chat import Message, encode_chat, stop_token_ids
 from loracle.model.detok import IncrementalDetokenizer
 from loracle.model.lean import LeanDecoder, packable_linears, supports_lean
 from loracle.model.loader import LoadedModel
+
+if TYPE_CHECKING:
+    from loracle.model.constrain import JSONConstraint
 
 DECODERS = ("auto", "transformers", "lean", "lean-fp16")
 
@@ -148,11 +153,7 @@ def _decode(lm: LoadedModel, prompt: list[int], config: GenerationConfig, stats:
         return
     stats.decoder = choose_decoder(lm, config, budget)
     detok = IncrementalDetokenizer(lm.tokenizer)
-    constraint = None
-    if config.json_schema is not None:
-        from loracle.model.constrain import JSONConstraint  # xgrammar loads only for structured replies
-
-        constraint = JSONConstraint(lm.tokenizer, lm.model.config.vocab_size, config.json_schema)
+    constraint = _json_constraint(lm, config.json_schema) if config.json_schema is not None else None
     with torch.inference_mode():
         start = time.perf_counter()
         step = _step_function(lm, stats.decoder, len(prompt) + budget)
@@ -185,6 +186,16 @@ def _decode(lm: LoadedModel, prompt: list[int], config: GenerationConfig, stats:
             if piece:
                 yield piece
             ids = [token]
+
+
+def _json_constraint(lm: LoadedModel, schema: dict) -> JSONConstraint:
+    try:  # xgrammar loads only for structured replies
+        from loracle.model.constrain import JSONConstraint
+    except ImportError as exc:
+        raise LoracleError(
+            f"structured output needs xgrammar ({exc}): run setup.sh, or pip install --no-deps xgrammar==0.2.9"
+        ) from exc
+    return JSONConstraint(lm.tokenizer, lm.model.config.vocab_size, schema)
 
 
 def _bias_vector(bias: dict[int, float], vocab: int, device: torch.device) -> torch.Tensor | None:
