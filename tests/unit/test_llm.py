@@ -109,14 +109,6 @@ def test_complete_json_raises_after_second_failure() -> None:
     assert llm.calls == 2
 
 
-def test_json_complete_stops_a_rambling_local_model() -> None:
-    from loracle.llm.jsonfix import json_complete
-
-    assert not json_complete('Sure: {"a": ["x", "}"')
-    assert json_complete('Sure: {"a": ["x", "}"]} and then more')
-    assert not json_complete("no braces yet")
-
-
 def test_local_backend_honours_a_stop_rule(tiny_lm) -> None:
     llm = LLM(LocalBackend(lm=tiny_lm))
     seen: list[str] = []

@@ -1,7 +1,7 @@
 """The writer LLM: the local model or an OpenAI-compatible endpoint, with JSON extraction and repair."""
 
 from loracle.llm.backends import Backend, Completion, EndpointBackend, LocalBackend
-from loracle.llm.client import LLM, Usage, make_llm, parse_answer
+from loracle.llm.client import LLM, JSONRequest, Usage, make_llm, parse_answer
 from loracle.llm.jsonfix import extract_json, fit_to_schema
 
 __all__ = [
@@ -9,6 +9,7 @@ __all__ = [
     "Backend",
     "Completion",
     "EndpointBackend",
+    "JSONRequest",
     "LocalBackend",
     "Usage",
     "extract_json",

@@ -40,7 +40,12 @@ class Backend(Protocol):
 
 
 class LocalBackend:
-    """The base model in this process; loaded on first use, once per spec, and shared by both roles."""
+    """The base model in this process; loaded on first use, once per spec, and shared by both roles.
+
+    It decodes structured answers under their JSON schema (loracle.model.constrain), so they need no repair.
+    """
+
+    constrains_json = True
 
     _loaded: dict[str, LoadedModel] = {}  # noqa: RUF012  (a process-wide cache, on purpose)
     _lock = threading.Lock()
@@ -62,11 +67,17 @@ class LocalBackend:
         return self._lm
 
     def chat(
-        self, messages: Sequence[Message], max_tokens: int, temperature: float, stop: StopRule | None = None
+        self,
+        messages: Sequence[Message],
+        max_tokens: int,
+        temperature: float,
+        stop: StopRule | None = None,
+        json_schema: dict | None = None,
     ) -> Completion:
+        """`json_schema`: decode only JSON valid for it (then `stop` should be None: it would cut the JSON)."""
         from loracle.model import GenerationConfig, stream_chat
 
-        config = GenerationConfig(max_new_tokens=max_tokens, temperature=temperature, seed=0)
+        config = GenerationConfig(max_new_tokens=max_tokens, temperature=temperature, seed=0, json_schema=json_schema)
         stream = stream_chat(self.lm, messages, config)
         pieces: list[str] = []
         for piece in stream:

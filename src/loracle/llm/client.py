@@ -1,4 +1,5 @@
-"""The writer LLM: plain completions and JSON that fits a pydantic schema, with repair and one retry."""
+"""The writer LLM: plain completions, and JSON that fits a pydantic schema (decoded under it locally,
+repaired from endpoints)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ import json
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from loracle.errors import LoracleError, validation_problem
 from loracle.llm.backends import Backend, EndpointBackend, LocalBackend, StopRule
-from loracle.llm.jsonfix import JSONNotFound, extract_json, fit_to_schema, json_complete, schema_hint
+from loracle.llm.jsonfix import JSONNotFound, extract_json, fit_to_schema, schema_hint
+from loracle.llm.schema import decoding_schema
 
 if TYPE_CHECKING:
     from loracle.config import Config
@@ -39,6 +41,20 @@ class Usage:
             self.prompt_tokens - earlier.prompt_tokens,
             self.completion_tokens - earlier.completion_tokens,
         )
+
+
+@dataclass(frozen=True)
+class JSONRequest(Generic[T]):
+    """One structured call as its caller makes it: the prompt, the answer's shape and its bounds.
+
+    Callers build these in one function each, so the structured benchmark asks exactly what they ask.
+    """
+
+    messages: list[Message]
+    schema: type[T]
+    max_tokens: int = 256
+    max_items: int = 8
+    max_chars: int = 200
 
 
 class LLM:
@@ -70,13 +86,19 @@ class LLM:
         max_tokens: int = 256,
         temperature: float = 0.0,
         stop: StopRule | None = None,
+        json_schema: dict | None = None,
     ) -> str:
-        """The model's answer; `stop(text_so_far)` may end it early (e.g. after enough sentences)."""
+        """The model's answer; `stop(text_so_far)` may end it early (e.g. after enough sentences).
+
+        `json_schema` (backends that constrain decoding only) holds the answer to JSON valid for it.
+        """
+        extra: dict = {}
+        if stop is not None and self._backend_stops:
+            extra["stop"] = stop
+        if json_schema is not None:
+            extra["json_schema"] = json_schema
         with self._lock:
-            if stop is not None and self._backend_stops:
-                result = self.backend.chat(messages, max_tokens, temperature, stop=stop)
-            else:
-                result = self.backend.chat(messages, max_tokens, temperature)
+            result = self.backend.chat(messages, max_tokens, temperature, **extra)
             self.calls += 1
             self.prompt_tokens += result.prompt_tokens
             self.completion_tokens += result.completion_tokens
@@ -87,22 +109,51 @@ class LLM:
         """Whether completions come from an OpenAI-compatible endpoint (a model loracle did not ship)."""
         return isinstance(self.backend, EndpointBackend)
 
-    def complete_json(
-        self, messages: Sequence[Message], schema: type[T], max_tokens: int = 256, stop: StopRule | None = None
-    ) -> T:
-        """An instance of `schema` from the model's answer; one retry that shows the model its error.
+    @property
+    def constrains_json(self) -> bool:
+        """Whether the backend decodes under a JSON schema (the local model); else answers are repaired."""
+        return getattr(self.backend, "constrains_json", False)
 
-        The answer ends once its JSON object is whole, or earlier when `stop(text_so_far)` says so (a
-        truncated object is repaired). Raises LoracleError when the second answer is still unusable, so a
-        caller never writes a page from a malformed answer.
+    def complete_json(
+        self,
+        messages: Sequence[Message],
+        schema: type[T],
+        max_tokens: int = 256,
+        max_items: int = 8,
+        max_chars: int = 200,
+    ) -> T:
+        """An instance of `schema` from the model's answer, its lists and strings at most `max_items` and
+        `max_chars` long (loracle.llm.schema).
+
+        The local model is decoded under the schema, so its answer is valid JSON of that shape unless the
+        token budget ran out first. Other backends (an endpoint) get the schema as a hint, their answer is
+        repaired, and a broken one gets one retry that shows the model its error. Raises LoracleError when
+        no valid answer came, so a caller never writes a page from a malformed answer.
         """
-        done: StopRule = json_complete if stop is None else (lambda text: json_complete(text) or stop(text))
         prompt = list(messages)
         prompt[-1] = {
             "role": prompt[-1]["role"],
             "content": f"{prompt[-1]['content']}\n\nAnswer with JSON only, shaped like: {schema_hint(schema)}",
         }
-        answer = self.complete(prompt, max_tokens=max_tokens, stop=done)
+        if self.constrains_json:
+            bounded = decoding_schema(schema, max_items, max_chars)
+            answer = self.complete(prompt, max_tokens=max_tokens, json_schema=bounded)
+            try:
+                return schema.model_validate_json(answer)
+            except ValidationError as exc:
+                raise LoracleError(
+                    f"{self.name}: the model's {schema.__name__} JSON did not finish within {max_tokens} tokens"
+                ) from exc
+        return self._repaired_json(prompt, schema, max_tokens)
+
+    def ask_json(self, request: JSONRequest[T]) -> T:
+        """`complete_json` for a request a caller built."""
+        return self.complete_json(
+            request.messages, request.schema, request.max_tokens, request.max_items, request.max_chars
+        )
+
+    def _repaired_json(self, prompt: list[Message], schema: type[T], max_tokens: int) -> T:
+        answer = self.complete(prompt, max_tokens=max_tokens)
         try:
             return parse_answer(answer, schema)
         except ValueError as first_error:
@@ -117,7 +168,7 @@ class LLM:
             },
         ]
         self.retries += 1
-        second = self.complete(retry, max_tokens=max_tokens, stop=done)
+        second = self.complete(retry, max_tokens=max_tokens)
         try:
             return parse_answer(second, schema)
         except ValueError as exc:

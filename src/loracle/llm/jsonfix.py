@@ -1,6 +1,7 @@
-"""Pull one JSON value out of a small model's answer and bend it into a schema's shape.
+"""Pull one JSON value out of an endpoint model's answer and bend it into a schema's shape.
 
-Small models wrap JSON in prose or code fences, leave trailing commas, use single quotes, stop before
+The local model needs none of this: it is decoded under the schema (loracle.model.constrain). Endpoint
+models wrap JSON in prose or code fences, leave trailing commas, use single quotes, stop before
 closing brackets, capitalise keys, or answer a list where a list field was asked for. `json_repair`
 fixes the syntax; `fit_to_schema` fixes the shape of flat schemas (missing keys come from defaults
 when pydantic validates).
@@ -39,34 +40,6 @@ def extract_json(text: str) -> Any:
     if empty is not None:
         return empty
     raise JSONNotFound("no JSON object in the answer")
-
-
-def json_complete(text: str) -> bool:
-    """True once `text` holds a whole JSON object: its first `{` is closed (strings and escapes respected).
-
-    Used to stop a local model as soon as its object is done instead of letting it ramble to max_tokens.
-    """
-    start = text.find("{")
-    if start < 0:
-        return False
-    depth, in_string, escaped = 0, False, False
-    for char in text[start:]:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "{[":
-            depth += 1
-        elif char in "}]":
-            depth -= 1
-            if depth == 0:
-                return True
-    return False
 
 
 def fit_to_schema(value: Any, schema: type[BaseModel]) -> Any:

@@ -17,15 +17,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import DynamicCache
 
+from loracle.errors import LoracleError
 from loracle.model import half
 from loracle.model.chat import Message, encode_chat, stop_token_ids
 from loracle.model.detok import IncrementalDetokenizer
 from loracle.model.lean import LeanDecoder, packable_linears, supports_lean
 from loracle.model.loader import LoadedModel
+
+if TYPE_CHECKING:
+    from loracle.model.constrain import JSONConstraint
 
 DECODERS = ("auto", "transformers", "lean", "lean-fp16")
 
@@ -53,6 +58,9 @@ class GenerationConfig:
     #: record each chosen token's log probability and this many most likely alternatives in
     #: `GenerationStats.token_logprobs` (None: off; the OpenAI API's logprobs / top_logprobs)
     logprobs: int | None = None
+    #: when set, the reply is JSON valid for this JSON schema (loracle.model.constrain): it can end only once
+    #: the document is whole, so only a budget that runs out first leaves it unfinished (stats.stopped False)
+    json_schema: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -167,6 +175,7 @@ def _decode(lm: LoadedModel, prompt: list[int], config: GenerationConfig, stats:
         return
     stats.decoder = choose_decoder(lm, config, budget)
     detok = IncrementalDetokenizer(lm.tokenizer)
+    constraint = _json_constraint(lm, config.json_schema) if config.json_schema is not None else None
     with torch.inference_mode():
         start = time.perf_counter()
         step = _step_function(lm, stats.decoder, len(prompt) + budget)
@@ -181,7 +190,11 @@ def _decode(lm: LoadedModel, prompt: list[int], config: GenerationConfig, stats:
                 logits = logits + bias
             if config.repetition_penalty != 1.0:
                 logits = penalise_repeats(logits, seen, config.repetition_penalty)
+            if constraint is not None:
+                logits = constraint.mask(logits.cpu())
             token = _pick(logits, config, generator)
+            if constraint is not None:
+                constraint.accept(token)
             now, cpu = time.perf_counter(), time.process_time()
             if index == 0:
                 stats.prefill_s, stats.prefill_cpu_s = now - start, cpu - cpu_start
@@ -209,6 +222,16 @@ def _logprob(logits: torch.Tensor, token: int, top: int) -> TokenLogprob:
     best = torch.topk(logprobs, top) if top > 0 else None
     alternatives = () if best is None else tuple(zip(best.indices.tolist(), best.values.tolist(), strict=True))
     return TokenLogprob(token, float(logprobs[token]), alternatives)
+
+
+def _json_constraint(lm: LoadedModel, schema: dict) -> JSONConstraint:
+    try:  # xgrammar loads only for structured replies
+        from loracle.model.constrain import JSONConstraint
+    except ImportError as exc:
+        raise LoracleError(
+            f"structured output needs xgrammar ({exc}): run setup.sh, or pip install --no-deps xgrammar==0.2.9"
+        ) from exc
+    return JSONConstraint(lm.tokenizer, lm.model.config.vocab_size, schema)
 
 
 def _bias_vector(bias: dict[int, float], vocab: int, device: torch.device) -> torch.Tensor | None:

@@ -16,7 +16,8 @@ from pydantic import BaseModel
 
 from loracle.documents import Document
 from loracle.errors import LoracleError
-from loracle.llm import LLM
+from loracle.llm import LLM, JSONRequest
+from loracle.model.chat import Message
 from loracle.sources.sentences import split_sentences, without_headings
 from loracle.wiki.names import find_names
 from loracle.wiki.shorten import LONG_SENTENCE_WORDS, accept_shorter, propose_shorter, trim
@@ -30,7 +31,6 @@ SUMMARY_WORDS = 80
 MAX_SHORTENINGS = 2  # writer calls per source to shorten long summary sentences
 UNVERIFIED_MARK = "^[not found in the source]"  # an Obsidian inline footnote after an unsupported sentence
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
-_QUOTED_RE = re.compile(r'"([^"\n]{1,80})"')
 _STOPWORD_TEXT = (
     "a an the of in on at to for and or but is are was were be been it its this that these those with by from as "
     "which who whom whose what when where why how not no also has have had do does did into than then there their "
@@ -97,20 +97,7 @@ def extract(doc: Document, text: str, writer: LLM, fast: LLM) -> Extraction:
     offered_entities: list[str] = []
     offered_concepts: list[str] = []
     try:
-        answer = fast.complete_json(
-            [
-                {"role": "system", "content": SYSTEM},
-                {
-                    "role": "user",
-                    "content": f"Document:\n{doc.text[:MAX_SOURCE_CHARS]}\n\nList the named people, places, "
-                    "organisations and things in the document (entities), and the main ideas or topics "
-                    "(concepts), copied exactly as written.",
-                },
-            ],
-            NamesAnswer,
-            max_tokens=160,
-            stop=_repeating,
-        )
+        answer = fast.ask_json(names_request(doc))
         offered_entities, offered_concepts = answer.entities, answer.concepts
     except LoracleError as exc:
         notes.append(f"no names from the model: {exc}")
@@ -118,6 +105,16 @@ def extract(doc: Document, text: str, writer: LLM, fast: LLM) -> Extraction:
     if names.dropped:
         notes.append(f"dropped names not in the source as names: {', '.join(dict.fromkeys(names.dropped[:6]))}")
     return Extraction(sentences, summary, names.entities, names.concepts, names.aliases, shortened, notes)
+
+
+def names_request(doc: Document) -> JSONRequest[NamesAnswer]:
+    """The one structured call per source: the names and topics the model sees in it."""
+    prompt = (
+        f"Document:\n{doc.text[:MAX_SOURCE_CHARS]}\n\nList the named people, places, organisations and things "
+        "in the document (entities), and the main ideas or topics (concepts), copied exactly as written."
+    )
+    messages: list[Message] = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
+    return JSONRequest(messages, NamesAnswer, max_tokens=200, max_items=8, max_chars=48)
 
 
 def select_summary(
@@ -198,16 +195,6 @@ def _written_summary(doc: Document, writer: LLM, checker: SupportChecker, notes:
     if unsupported:
         notes.append(f"{unsupported} of the writer's {len(written)} summary sentences not found in the source (marked)")
     return written
-
-
-def _repeating(text: str) -> bool:
-    """True once a small model repeats one quoted name a third time (it would loop until max_tokens)."""
-    seen: dict[str, int] = {}
-    for item in _QUOTED_RE.findall(text):
-        seen[item] = seen.get(item, 0) + 1
-        if seen[item] >= 3:
-            return True
-    return False
 
 
 def description_for(

@@ -19,7 +19,7 @@ from loracle.confine import read_text_in, real_inside
 from loracle.documents import slugify
 from loracle.errors import LoracleError
 from loracle.kb import KBPaths
-from loracle.llm import LLM
+from loracle.llm import LLM, JSONRequest
 from loracle.wiki.extract import content_words
 from loracle.wiki.index import rebuild_index, unindexed_pages
 from loracle.wiki.links import LINK_RE, SPECIAL_PAGES, LinkGraph, PageInfo
@@ -348,22 +348,21 @@ def check_contradictions(kb: KBPaths, graph: LinkGraph, llm: LLM, max_pairs: int
             findings.append(_contradiction(kb, a, b, conflict))
             continue
         try:
-            verdict = llm.complete_json(
-                [
-                    {
-                        "role": "user",
-                        "content": f"Statement A: {_plain(a.text)}\nStatement B: {_plain(b.text)}\n\n"
-                        "Do A and B contradict each other (they cannot both be true)?",
-                    }
-                ],
-                Verdict,
-                max_tokens=80,
-            )
+            verdict = llm.ask_json(verdict_request(a.text, b.text))
         except LoracleError:
             continue
         if verdict.contradiction:
             findings.append(_contradiction(kb, a, b, verdict.reason))
     return len(pairs), findings
+
+
+def verdict_request(a: str, b: str) -> JSONRequest[Verdict]:
+    """Ask the judge whether two claims (markdown) contradict each other."""
+    question = (
+        f"Statement A: {_plain(a)}\nStatement B: {_plain(b)}\n\n"
+        "Do A and B contradict each other (they cannot both be true)?"
+    )
+    return JSONRequest([{"role": "user", "content": question}], Verdict, max_tokens=80, max_chars=120)
 
 
 def numeric_conflict(a: str, b: str) -> str:

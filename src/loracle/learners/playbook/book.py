@@ -27,11 +27,15 @@ class Bullet(BaseModel):
 
 
 class PatchOp(BaseModel):
-    """One curator edit: add a bullet, or update / remove the bullet with `id`."""
+    """One curator edit: add a bullet, or update / remove the bullet with `id`.
+
+    `id` and `section` are held to their real shapes only when the local model is decoded under this
+    schema (json_schema_extra); `apply` skips an unknown id and files an unknown section under "fact".
+    """
 
     op: Literal["add", "update", "remove"]
-    id: str = ""
-    section: str = "fact"
+    id: str = Field("", json_schema_extra={"maxLength": 8})
+    section: str = Field("fact", json_schema_extra={"enum": list(SECTIONS)})
     text: str = ""
 
 

@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -24,8 +25,10 @@ from loracle.learners.base import Answer, LearnReport
 from loracle.learners.checkpoint import load_checkpoint, save_checkpoint, stored_config
 from loracle.learners.playbook.book import Patch, PatchOp, Playbook, playbook_path
 from loracle.learners.playbook.config import PlaybookConfig
-from loracle.llm import LLM, make_llm
+from loracle.llm import LLM, JSONRequest, make_llm
 from loracle.model import GenerationConfig, LoadedModel, Message, generate_chat, question_messages
+
+T = TypeVar("T", bound=BaseModel)
 
 
 class PracticeItem(BaseModel):
@@ -56,6 +59,7 @@ CURATE_PROMPT = (
     '{{"op": "update", "id": ..., "text": ...}} to correct a bullet, {{"op": "remove", "id": ...}} for a wrong one. '
     "Never repeat a bullet that is already there.\n\nPlaybook:\n{playbook}\n\nNew lessons:\n{lessons}"
 )
+PRACTICE_CHARS = 120  # longest practice question or answer a local writer may write
 PRACTICE_LINES = "Write each on two lines:\nQ: <question>\nA: <short answer>"
 _QA_LINES = re.compile(r"^\s*Q\s*[:.]\s*(.+?)\s*\n\s*A\s*[:.]\s*(.+?)\s*$", re.MULTILINE)
 ANSWER_SYSTEM = "Use these notes from your playbook when they help:\n{playbook}"
@@ -106,7 +110,6 @@ class PlaybookLearner:
 
     def _learn_one(self, doc: Document) -> dict:
         """One generate / reflect / curate round on `doc`; a failed LLM step leaves the playbook as it was."""
-        text = doc.text.strip()
         try:
             practice = self._practice(doc)
         except LoracleError as exc:
@@ -120,16 +123,9 @@ class PlaybookLearner:
         wrong = [(item, reply) for item, reply, ok in graded if not ok]
         if not wrong:
             return {"practice": len(practice), "wrong": 0, "applied": []}
-        quiz = "\n".join(
-            f"Q: {item.question}\nStudent: {reply}\nCorrect answer: {item.answer}" for item, reply in wrong
-        )
         notes: dict = {"practice": len(practice), "wrong": len(wrong)}
         try:
-            lessons = self.llm.complete_json(
-                [{"role": "user", "content": REFLECT_PROMPT.format(title=doc.title, text=text, quiz=quiz)}],
-                Lessons,
-                max_tokens=self.config.writer_max_tokens,
-            ).lessons
+            lessons = self.llm.ask_json(self.reflect_request(doc, wrong)).lessons
         except LoracleError as exc:
             notes["reflector_error"] = str(exc)
             lessons = []
@@ -145,12 +141,11 @@ class PlaybookLearner:
     def _practice(self, doc: Document) -> list[PracticeItem]:
         """Practice questions with answers from the document: JSON first; a small writer that cannot
         produce it gets a second chance with plain "Q: ... / A: ..." lines."""
-        prompt = PRACTICE_PROMPT.format(n=self.config.questions_per_doc, title=doc.title, text=doc.text.strip())
+        request = self.practice_request(doc)
         try:
-            items = self.llm.complete_json(
-                [{"role": "user", "content": prompt}], Practice, max_tokens=self.config.writer_max_tokens
-            ).questions
+            items = self.llm.ask_json(request).questions
         except LoracleError as json_error:
+            prompt = request.messages[-1]["content"]
             reply = self.llm.complete(
                 [{"role": "user", "content": f"{prompt}\n\n{PRACTICE_LINES}"}], max_tokens=self.config.writer_max_tokens
             )
@@ -161,18 +156,37 @@ class PlaybookLearner:
 
     def _curate(self, lessons: list[str]) -> Patch:
         """The curator's patch; when its JSON is unusable, each lesson becomes an `add` (still a patch)."""
-        prompt = CURATE_PROMPT.format(
-            playbook=self.playbook.render() or "(empty)", lessons="\n".join(f"- {lesson}" for lesson in lessons)
-        )
         try:
-            patch = self.llm.complete_json(
-                [{"role": "user", "content": prompt}], Patch, max_tokens=self.config.writer_max_tokens
-            )
+            patch = self.llm.ask_json(self.curate_request(lessons))
         except LoracleError:
             patch = Patch()
         if not patch.operations:
             patch = Patch(operations=[PatchOp(op="add", section="fact", text=lesson) for lesson in lessons])
         return patch
+
+    def practice_request(self, doc: Document) -> JSONRequest[Practice]:
+        """Generator: practice questions with their answers, from the document."""
+        prompt = PRACTICE_PROMPT.format(n=self.config.questions_per_doc, title=doc.title, text=doc.text.strip())
+        return self._request(prompt, Practice, self.config.questions_per_doc, PRACTICE_CHARS)
+
+    def reflect_request(self, doc: Document, wrong: Sequence[tuple[PracticeItem, str]]) -> JSONRequest[Lessons]:
+        """Reflector: one lesson per practice question the model answered wrong (`wrong`: item, its reply)."""
+        quiz = "\n".join(
+            f"Q: {item.question}\nStudent: {reply}\nCorrect answer: {item.answer}" for item, reply in wrong
+        )
+        prompt = REFLECT_PROMPT.format(title=doc.title, text=doc.text.strip(), quiz=quiz)
+        return self._request(prompt, Lessons, len(wrong), self.config.max_chars)
+
+    def curate_request(self, lessons: Sequence[str]) -> JSONRequest[Patch]:
+        """Curator: the lessons as patch operations on the playbook as it is now."""
+        prompt = CURATE_PROMPT.format(
+            playbook=self.playbook.render() or "(empty)", lessons="\n".join(f"- {lesson}" for lesson in lessons)
+        )
+        return self._request(prompt, Patch, len(lessons), self.config.max_chars)
+
+    def _request(self, prompt: str, schema: type[T], max_items: int, max_chars: int) -> JSONRequest[T]:
+        messages: list[Message] = [{"role": "user", "content": prompt}]
+        return JSONRequest(messages, schema, self.config.writer_max_tokens, max(1, max_items), max_chars)
 
     def _credit(self, graded: list[tuple[PracticeItem, str, bool]]) -> None:
         """Bullets sharing words with a practice answer's reference count as helpful when it was right."""
