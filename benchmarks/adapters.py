@@ -497,6 +497,8 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, options: dict[str, Any], commit: str) -> None:
+    from loracle.config import load_config
+    from loracle.errors import LoracleError
     from loracle.eval.harness import document_text, weights_checksum
     from loracle.model import load_model
     from loracle.model.chat import question_messages
@@ -511,6 +513,10 @@ def run(args: argparse.Namespace, options: dict[str, Any], commit: str) -> None:
     questions = args.questions if args.questions is not None or args.corpus == "fictional" else 24
     inputs = load_corpus(args.corpus, args.docs, questions)
     docs, items, mnt = inputs.docs, inputs.items, args.max_new_tokens
+    if not items:
+        raise LoracleError(
+            f"{args.corpus}: no questions on the first {args.docs} documents with --questions {questions}"
+        )
     say(f"{len(docs)} documents, {len(items)} questions, learner {args.learner} {options or ''}")
     lm = load_model("embedded")
     with tempfile.TemporaryDirectory(prefix="loracle-adapters-") as tmp:
@@ -519,6 +525,8 @@ def run(args: argparse.Namespace, options: dict[str, Any], commit: str) -> None:
         before = weights_checksum(lm.model)
         compiled = compile_kb(lm, kb, ids, args.learner, options, say)
         restored = weights_checksum(lm.model) == before
+        if not restored:
+            say("WARNING: compiling left the base model changed; every path below is measured on a changed model")
         say("general set: the items the base model gets right")
         general, general_info = base_right_general(lm, docs, args.general_knowledge, args.general_reading, mnt)
         decode(lm, question_messages("Hello"), 4)  # warm-up: the first decode pays one-off set-up
@@ -533,8 +541,6 @@ def run(args: argparse.Namespace, options: dict[str, Any], commit: str) -> None:
         records["plain PEFT"], plain_general = plain_peft(lm, kb / "adapters", ids, items, general, mnt, say)
         names = {adapter_id: name for name, adapter_id in ids.items()}
         records["routed"], routed_general = routed(lm, kb, names, items, general, mnt, say)
-        from loracle.config import load_config
-
         ask_config = load_config(kb).ask.model_dump()
 
     summaries = {path: path_summary(records[path], records["ceiling"]) for path in PATHS}
