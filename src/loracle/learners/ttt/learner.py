@@ -170,12 +170,14 @@ class TTTLearner:
         )
 
     def export(self, lora: GatedLoRA, folder: Path, manifest: dict[str, Any]) -> int:
-        """Write `lora` as a PEFT adapter folder; returns the weight file's bytes."""
+        """Write `lora` as a PEFT adapter folder, in the half precision it was rounded to (no loss); returns the
+        weight file's bytes."""
         return write_peft(
             folder,
             lora.factors(),
             scale=lora.scale,
             base_model=self.lm.name,
+            dtype=STORAGE_DTYPE,
             manifest={
                 "base_fingerprint": self.lm.fingerprint,
                 "learner": self.name,
