@@ -132,6 +132,13 @@ def learner_table(entries: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def summary_table_lines(table: dict[str, Any]) -> list[str]:
+    """A suite's own table (data["summary_table"]: {"columns": [...], "rows": [[cell, ...], ...]}) as markdown."""
+    columns = table["columns"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return lines + ["| " + " | ".join(str(cell) for cell in cells) + " |" for cells in table["rows"]]
+
+
 def write_results_md() -> None:
     lines = [
         "# Benchmark results",
@@ -142,8 +149,11 @@ def write_results_md() -> None:
         "",
     ]
     learners = RESULTS_DIR / "learners.json"
+    records = {path: json.loads(path.read_text(encoding="utf-8")) for path in sorted(RESULTS_DIR.glob("*.json"))}
     if learners.is_file():
-        record = json.loads(learners.read_text(encoding="utf-8"))
+        record = records[learners]
+        # suites that measure a learner another way (benchmarks.adapters) add their rows to the learners table
+        extra = [entry for other in records.values() for entry in other["data"].get("learner_entries", [])]
         lines += [
             "## Learners",
             "",
@@ -152,16 +162,20 @@ def write_results_md() -> None:
             "forgetting on the general set; learning seconds per 300-token document; answer seconds per question;",
             "bytes on disk. Each row's run names its commit and time and, where measured, the seconds of one forward",
             "pass over 300 tokens then (the shared machine's speed: divide timings by it to compare runs); a learner",
-            "not yet run on a corpus says so.",
+            "not yet run on a corpus says so. Rows named `learner: path (benchmarks.adapters)` are the compiled",
+            "adapters measured as a user meets them (a plain PEFT load of the question's own document's adapter, or",
+            "the routed answer of `ask --kb`); their sections below have the detail.",
             "",
-            *learner_table(record["data"].get("table", [])),
+            *learner_table(record["data"].get("table", []) + extra),
             "",
         ]
-    for path in sorted(RESULTS_DIR.glob("*.json")):
+    for path, record in records.items():
         if path == learners:
             continue
-        record = json.loads(path.read_text(encoding="utf-8"))
-        lines += [f"## {record['name']}", "", _machine_line(record), "", *_rows_table(record["rows"]), ""]
+        lines += [f"## {record['name']}", "", _machine_line(record), ""]
+        if table := record["data"].get("summary_table"):
+            lines += [*summary_table_lines(table), ""]
+        lines += [*_rows_table(record["rows"]), ""]
     write_text_atomic(RESULTS_MD, "\n".join(lines))
 
 

@@ -1,6 +1,6 @@
 """The Python API: a `KnowledgeBase` over a folder, compiling its documents into adapters and watching it.
 
-    kb = KnowledgeBase("my-kb")                # hypernet learner by default; learner="ttt" trains instead
+    kb = KnowledgeBase("my-kb")                # ttt learner by default; learner="hypernet" writes in one pass
     summary = kb.compile_all()                 # every new or changed wiki page -> adapters/<id>/
     answer = kb.ask("Who founded it?")         # routed to the adapters that answer it; answer.documents
     with kb.watch():                           # keep compiling while files change
@@ -23,7 +23,7 @@ from loracle.adapters.store import AdapterStore, LocalAdapterStore
 from loracle.compile_limit import DocumentLimit, count_tokens_with, utf8_estimate
 from loracle.errors import LoracleError
 from loracle.kb import KBPaths
-from loracle.learners import learner_config
+from loracle.learners import DEFAULT_COMPILE_LEARNER, learner_config
 from loracle.pipeline import Compilation, CompileSummary, Progress, Watch, WatchStatus, raw_source, wiki_source
 from loracle.sources.folder import DocumentSource
 
@@ -56,7 +56,7 @@ class KnowledgeBase:
         self,
         root: Path | str,
         *,
-        learner: str = "hypernet",
+        learner: str = DEFAULT_COMPILE_LEARNER,
         compiler: DocumentCompiler | None = None,
         store: AdapterStore | None = None,
         source: DocumentSource | str = "wiki",

@@ -1,12 +1,12 @@
 """Route a question to the adapters that match it, so many loaded adapters don't garble each other.
 
 Each adapter is known by a text: the hypernet learner's chunk adapters by the chunk's text, the ttt
-learner's document adapters by the cues it was trained to recite on (self-written questions, sentence
-openings, the title). Adding every adapter's delta at once drowns the one that matters; the router scores
-each text against the question (IDF-weighted word overlap, cosine normalised, computed over the loaded
-adapters) so only the best few are used. A text is a candidate only when it holds at least half of the
-question's words (`coverage`): one shared word does not make a question about a chunk, and adapters applied
-to a question about something else change its answer.
+learner's document adapters by the questions it was trained to answer and its document's words. Adding
+every adapter's delta at once drowns the one that matters; the router scores each text against the question
+(IDF-weighted word overlap, cosine normalised, computed over the loaded adapters) so only the best few are
+used. A text is a candidate only when it holds at least half of the question's words (`coverage`): one shared
+word does not make a question about a chunk, and adapters applied to a question about something else change
+its answer.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ SOURCES = {
 CORRA_PAGE = "entities/corra-river.md"
 CORRA, OBSERVATORY = "entities-corra-river", "entities-kestrel-valley-observatory"
 #: test-time training at its smallest: the learner that compiles on any base model, in well under a second
-TTT = ["--learner", "ttt", "-o", "steps_per_doc=1", "-o", "max_questions=1", "-o", "mask_fraction=0"]
+TTT = ["--learner", "ttt", "-o", "steps_per_doc=1", "-o", "max_sentences=1", "-o", "general_examples=2"]
 
 
 def make_tiny_model(folder: Path) -> Path:

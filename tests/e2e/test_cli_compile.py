@@ -18,8 +18,9 @@ from gguf import GGUFReader
 pytestmark = pytest.mark.e2e
 
 LORACLE = [str(Path(sys.executable).parent / "loracle")]
-#: ttt at its smallest: one step, one self-study question, no neuron gating calibration
-TTT = ["--learner", "ttt", "-o", "steps_per_doc=1", "-o", "max_questions=1", "-o", "mask_fraction=0", "--threads", "2"]
+#: ttt at its smallest: one step, one sentence studied, two general examples
+TTT = ["--learner", "ttt", "-o", "steps_per_doc=1", "-o", "max_sentences=1", "-o", "general_examples=2"]
+TTT += ["--threads", "2"]
 
 
 def learner_args() -> list[str]:

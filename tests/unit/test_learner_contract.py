@@ -45,7 +45,7 @@ QUESTIONS = ("Who founded the Kestrel Valley Observatory?", "Who designed the Ve
 #: each learner at its smallest on the tiny model, so that the suite stays fast
 SMALL: dict[str, dict[str, Any]] = {
     "context": {"max_new_tokens": 6},
-    "ttt": {"steps_per_doc": 2, "max_questions": 1, "mask_fraction": 0.25, "recite_tokens": 8, "max_new_tokens": 6},
+    "ttt": {"steps_per_doc": 2, "max_sentences": 1, "mask_fraction": 0.25, "general_examples": 2, "max_new_tokens": 6},
     "hypernet": {"max_new_tokens": 6},
     "kstore": {"max_new_tokens": 6, "min_question_match": -1.0},
     "playbook": {"max_new_tokens": 6, "questions_per_doc": 1},

@@ -65,6 +65,6 @@ def test_loracle_learners_lists_each_option_with_its_default_and_what_it_does() 
     shown = CliRunner().invoke(app, ["learners", "ttt"], env={"COLUMNS": "200"})
     assert shown.exit_code == 0, shown.output
     assert "steps_per_doc" in shown.output and "Adam steps per document" in shown.output
-    assert "qa_pairs" in shown.output and "false" in shown.output  # defaults as -o takes them
+    assert "whiten_ridge" in shown.output and "0.1" in shown.output  # defaults as -o takes them
     unknown = CliRunner().invoke(app, ["learners", "nope"])  # `loracle` prints the error's one line
     assert isinstance(unknown.exception, LoracleError) and "unknown learner 'nope'" in str(unknown.exception)

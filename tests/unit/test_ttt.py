@@ -11,18 +11,25 @@ from loracle.learners.lora import hooked
 from loracle.learners.ttt import learner as ttt_learner
 from loracle.learners.ttt import selfstudy, training
 from loracle.learners.ttt.config import TTTConfig
-from loracle.learners.ttt.gating import GatedLoRA, broad_neuron_mask, calibration_sentences, firing_rates
+from loracle.learners.ttt.gating import (
+    GatedLoRA,
+    broad_neuron_mask,
+    calibration_sentences,
+    firing_rates,
+    input_moments,
+    inverse_root,
+)
 from loracle.learners.ttt.learner import TTTLearner
 from loracle.learners.ttt.selfstudy import (
     StudyExample,
-    _add_teacher,
+    add_teacher,
     answer_ids,
-    cues,
-    recall_messages,
-    recitation_fits,
+    answer_spans,
+    echo_questions,
+    keyword_cues,
+    resolved,
     sentences,
     study_examples,
-    supported,
 )
 from loracle.learners.ttt.training import balanced_batches, frozen_base, train
 from loracle.learners.ttt.upper import adds_mlp_to_residual, lower_states, shared_states, upper_hidden
@@ -42,7 +49,14 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_learner(lm: LoadedModel, **options) -> TTTLearner:
-    defaults = {"steps_per_doc": 10, "lr": 5e-2, "max_questions": 2, "max_new_tokens": 6, "mask_fraction": 0.25}
+    defaults = {
+        "steps_per_doc": 10,
+        "lr": 5e-2,
+        "max_sentences": 2,
+        "max_new_tokens": 6,
+        "mask_fraction": 0.25,
+        "general_examples": 4,
+    }
     return TTTLearner(lm, TTTConfig(**{**defaults, **options}))
 
 
@@ -63,10 +77,9 @@ def logits(lm: LoadedModel, text: str) -> torch.Tensor:
 
 
 def test_a_few_steps_lower_the_loss_on_the_document(tiny_lm: LoadedModel) -> None:
-    learner = small_learner(tiny_lm, layer_fraction=1.0, steps_per_doc=20, qa_pairs=True)
-    examples = study_examples(tiny_lm, DOC, max_questions=2, qa_pairs=True)
-    answered = [e for e in examples if e.teacher_ids is not None]
-    assert answered and len(answered) < len(examples)  # recitations carry no teacher
+    learner = small_learner(tiny_lm, layer_fraction=1.0, steps_per_doc=20)
+    examples = study_examples(tiny_lm, DOC)
+    assert examples and all(e.teacher_ids is not None for e in examples)
     with torch.no_grad(), active(learner, learner.fresh_lora()):
         before = full_loss(learner, examples)
     report = learner.learn([DOC])
@@ -160,10 +173,8 @@ def test_peft_export_reproduces_the_learner_logits(tmp_path: Path, tiny_lm: Load
     manifest = (tmp_path / "adapter" / "manifest.json").read_text(encoding="utf-8")
     assert tiny_lm.fingerprint in manifest and '"doc_id": "kestrel"' in manifest
     # compile_document trains a fresh adapter of its own; rebuild the same one to compare with
-    lora = learner.fresh_lora()
-    examples = study_examples(tiny_lm, DOC, max_questions=2)
-    train(tiny_lm, lora, examples, learner.config)
-    # what `ask --kb` routes by: the cues it was trained on and the document's words, as the learner routes
+    lora, examples, _ = learner.trained(DOC)
+    # what `ask --kb` routes by: the questions it was trained on and the document's words, as the learner routes
     recorded = AdapterManifest.read(tmp_path / "adapter").routing_keys
     assert recorded == ttt_learner.routing_keys(DOC, examples) and "marrow" in recorded[-1]
     with active(learner, lora):
@@ -184,22 +195,68 @@ def test_teacher_distributions_do_not_depend_on_batching(tiny_lm: LoadedModel) -
 
     contexts = [encode_chat(tiny_lm.tokenizer, question_messages(q, DOC.text)) for q in ("Who?", "What powers it?")]
     alone, together = make(), make()
-    _add_teacher(tiny_lm, alone, contexts, top_k=4, batch=1)
-    _add_teacher(tiny_lm, together, contexts, top_k=4, batch=2)
+    add_teacher(tiny_lm, alone, contexts, top_k=4, batch=1)
+    add_teacher(tiny_lm, together, contexts, top_k=4, batch=2)
     for a, b in zip(alone, together, strict=True):
         assert torch.equal(a.teacher_ids, b.teacher_ids)
         torch.testing.assert_close(a.teacher_logp, b.teacher_logp, rtol=1e-4, atol=1e-5)
 
 
-def test_self_study_keeps_only_answers_the_passage_supports() -> None:
+def test_answers_name_their_subject_and_questions_ask_for_the_spans() -> None:
     passage = "The observatory was founded by Ilse Marrow in 1987. It is powered by the Corra River."
     assert sentences(passage) == [
         "The observatory was founded by Ilse Marrow in 1987.",
         "It is powered by the Corra River.",
     ]
-    assert supported("It was founded by Ilse Marrow.", passage, "Who founded the observatory?")
-    assert not supported("It was founded by Albert Einstein.", passage, "Who founded the observatory?")
-    assert not supported("The observatory was founded.", passage, "Who founded the observatory?")
+    assert resolved("It is powered by the Corra River.", "Kestrel") == "Kestrel is powered by the Corra River."
+    assert resolved("Its dome is white.", "Kestrel") == "Kestrel's dome is white."
+    assert resolved("Ilse Marrow founded it.", "Kestrel") == "Ilse Marrow founded it."
+    sentence = "The observatory was founded by Ilse Marrow in 1987."
+    assert answer_spans(sentence, "Kestrel Observatory") == ["Ilse Marrow", "1987"]
+    assert answer_spans("Kestrel lies on 8 April 2045 land.", "Kestrel") == ["8 April 2045"]
+    assert echo_questions(sentence, "Kestrel Observatory", 2) == [
+        "The observatory was founded by who or what in 1987?",
+        "The observatory was founded by Ilse Marrow in when?",
+    ]
+    import random
+
+    cues = keyword_cues(sentence, "Kestrel Observatory", 3, random.Random(0))
+    assert len(cues) == 3 and all(c.startswith("Kestrel Observatory: ") and c.endswith("?") for c in cues)
+    assert all(set(c[len("Kestrel Observatory: ") : -1].split()) <= {"founded", "Ilse", "Marrow", "1987"} for c in cues)
+
+
+def test_every_question_is_answered_by_its_sentence_with_the_subject_named(tiny_lm: LoadedModel) -> None:
+    examples = study_examples(tiny_lm, DOC)
+    answers = {tiny_lm.tokenizer.decode(e.answer, skip_special_tokens=True) for e in examples}
+    assert answers <= {resolved(s, DOC.title) for s in sentences(DOC.text)}
+    assert len({e.cue for e in examples}) == len(examples)  # each question trained once
+    assert any(e.cue.startswith(f"{DOC.title}: ") for e in examples)  # keyword cues
+    assert any("when?" in e.cue for e in examples)  # echo questions
+
+
+def test_whitening_flattens_the_general_text_it_was_measured_on(tiny_lm: LoadedModel) -> None:
+    layers = [0, 1]
+    moments = input_moments(tiny_lm, layers, calibration_sentences())
+    for moment in moments:
+        white = inverse_root(moment, ridge=1e-3).double()
+        flattened = white @ moment @ white
+        eye = torch.eye(len(moment), dtype=torch.float64)
+        torch.testing.assert_close(flattened, eye, rtol=0, atol=0.05)
+
+
+def test_a_folded_whitener_leaves_the_adapter_adding_the_same() -> None:
+    lora = GatedLoRA([0, 1], in_features=6, out_features=4, rank=2, alpha=4.0)
+    torch.nn.init.normal_(lora.B)
+    broad = torch.zeros(2, 6, dtype=torch.bool)
+    broad[:, :2] = True
+    lora.set_broad(broad)
+    lora.set_whitener(torch.randn(2, 6, 6))
+    x = torch.randn(3, 6)
+    before = [lora.delta(slot, x) for slot in range(2)]
+    lora.fold_whitener()
+    assert lora.whitener is None and bool(lora.keep.all())
+    for slot in range(2):
+        torch.testing.assert_close(lora.delta(slot, x), before[slot])
 
 
 def test_upper_layers_over_cached_states_match_the_full_model(tiny_lm: LoadedModel) -> None:
@@ -216,10 +273,10 @@ def test_upper_layers_over_cached_states_match_the_full_model(tiny_lm: LoadedMod
 
 def test_rows_that_begin_alike_get_the_loss_and_gradients_each_gets_alone(tiny_lm: LoadedModel) -> None:
     learner = small_learner(tiny_lm)
-    examples = study_examples(tiny_lm, DOC, max_questions=2)[:3]
+    examples = study_examples(tiny_lm, DOC)[:3]
     first = learner.layers[0]
     states = lower_states(tiny_lm, [e.prompt + e.answer for e in examples], first)
-    assert shared_states(states) > 0  # the chat system turn and the recall instruction run once
+    assert shared_states(states) > 0  # the chat system turn runs once
     for state, example in zip(states, examples, strict=True):  # the same states as each row alone
         alone = lower_states(tiny_lm, [example.prompt + example.answer], first)[0]
         torch.testing.assert_close(state, alone, rtol=1e-5, atol=1e-5)
@@ -254,7 +311,7 @@ def test_only_a_layer_that_adds_its_mlp_output_to_the_residual_stream_is_folded(
 def test_training_with_the_first_adapted_layer_folded_takes_the_same_steps(
     tiny_lm: LoadedModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    examples = study_examples(tiny_lm, DOC, max_questions=2)
+    examples = study_examples(tiny_lm, DOC)
     runs = []
     for fold in (True, False):
         monkeypatch.setattr(training, "adds_mlp_to_residual", lambda _lm, _layer, fold=fold: fold)
@@ -264,22 +321,6 @@ def test_training_with_the_first_adapted_layer_folded_takes_the_same_steps(
     (folded, lora_folded), (unfolded, lora_unfolded) = runs
     assert folded == pytest.approx(unfolded, rel=1e-4) and folded[-1] < folded[0]
     torch.testing.assert_close(lora_folded.B, lora_unfolded.B, rtol=1e-3, atol=1e-5)
-
-
-def test_recitation_examples_cue_the_whole_passage(tiny_lm: LoadedModel) -> None:
-    passage = "The observatory was founded by Ilse Marrow in 1987. It is powered by the Corra River."
-    found = cues("Kestrel", passage, ["Who founded it?"])
-    assert found == [
-        "What does the document about Kestrel say?",
-        "Who founded it?",
-        "The observatory was founded by Ilse Marrow in",
-        "It is powered by the Corra River.",
-    ]
-    examples = study_examples(tiny_lm, DOC, max_questions=2)
-    assert examples and all(e.answer == answer_ids(tiny_lm, DOC.text.strip()) for e in examples)
-    assert examples[0].prompt == encode_chat(
-        tiny_lm.tokenizer, recall_messages(f"What does the document about {DOC.title} say?")
-    )
 
 
 def test_each_sentence_gets_a_question_and_each_question_is_trained_once(
@@ -295,15 +336,13 @@ def test_each_sentence_gets_a_question_and_each_question_is_trained_once(
     found = sentences(DOC.text)
     examples = study_examples(tiny_lm, DOC)
     prompts = [selfstudy.QUESTION_PROMPT.format(title=DOC.title, sentence=s) for s in found]
+    prompts += [
+        selfstudy.ANSWER_AWARE_PROMPT.format(title=DOC.title, sentence=s, answer=span)
+        for s in found
+        for span in answer_spans(s, DOC.title)[:2]
+    ]
     assert asked == [tiny_lm.tokenizer.encode(prompt) for prompt in prompts]
     assert [e.cue for e in examples].count("Who founded it?") == 1  # the same question is trained on once
-
-
-def test_a_recitation_counts_only_when_it_is_about_the_question() -> None:
-    recital = "The Vellmar Bridge crosses the Dunmere. It was designed by Tamsin Quell."
-    assert recitation_fits("Who designed the Vellmar Bridge?", recital)
-    assert not recitation_fits("What is the capital of France?", recital)
-    assert not recitation_fits("?", recital)
 
 
 def test_merged_adapter_gives_the_hooked_logits_and_restores_the_weights(tiny_lm: LoadedModel) -> None:
@@ -312,7 +351,7 @@ def test_merged_adapter_gives_the_hooked_logits_and_restores_the_weights(tiny_lm
     before = [p.detach().clone() for p in tiny_lm.model.parameters()]
     with active(learner, learner.adapters[DOC.id]):
         hooked = logits(tiny_lm, "Who founded it?")
-    with learner.merged(learner.adapters[DOC.id]):
+    with learner.merged([DOC.id]):
         merged = logits(tiny_lm, "Who founded it?")
     torch.testing.assert_close(merged, hooked, rtol=1e-4, atol=1e-4)
     assert all(torch.equal(a, b) for a, b in zip(before, tiny_lm.model.parameters(), strict=True))
@@ -320,7 +359,7 @@ def test_merged_adapter_gives_the_hooked_logits_and_restores_the_weights(tiny_lm
 
 def test_candidate_loss_over_every_token_is_the_full_loss(tiny_lm: LoadedModel) -> None:
     learner = small_learner(tiny_lm, layer_fraction=1.0)
-    examples = study_examples(tiny_lm, DOC, max_questions=2, qa_pairs=True)
+    examples = study_examples(tiny_lm, DOC)
     first = learner.layers[0]
     states = lower_states(tiny_lm, [e.prompt + e.answer for e in examples], first)
     vocabulary = tiny_lm.model.get_output_embeddings().weight.shape[0]
@@ -340,10 +379,12 @@ def test_candidate_loss_over_every_token_is_the_full_loss(tiny_lm: LoadedModel) 
 
 
 def test_training_on_candidates_lowers_the_full_vocabulary_loss_as_full_training_does(tiny_lm: LoadedModel) -> None:
-    examples = study_examples(tiny_lm, DOC, max_questions=2)
+    examples = study_examples(tiny_lm, DOC)[:8]
     after = {}
     for top_k in (0, 8):  # 0: the whole vocabulary
-        learner = small_learner(tiny_lm, layer_fraction=1.0, steps_per_doc=20, candidate_top_k=top_k)
+        learner = small_learner(
+            tiny_lm, layer_fraction=1.0, steps_per_doc=20, candidate_top_k=top_k, distill_weight=0.0
+        )
         lora = learner.fresh_lora()
         with torch.no_grad(), active(learner, lora):
             before = full_loss(learner, examples)
@@ -370,7 +411,7 @@ def test_each_document_gets_its_own_adapter_and_questions_route_to_it(tiny_lm: L
     key_bytes = sum(len(key.encode()) for keys in learner.keys.values() for key in keys)
     assert report.bytes_on_disk == 2 * factor_bytes + key_bytes
     keys = learner.keys["vellmar"]
-    assert keys[0] == "What does the document about Vellmar Bridge say?"
+    assert keys[:-1] == list(dict.fromkeys(e.cue for e in study_examples(tiny_lm, OTHER, learner.study_plan())))
     assert keys[-1].split() == sorted(set(keys[-1].split())) and "tamsin" in keys[-1].split()
     assert learner.route("Who designed the Vellmar Bridge?")[0] == "vellmar"
     assert learner.route("Who founded the Kestrel Valley Observatory?")[0] == "kestrel"
@@ -392,129 +433,31 @@ def test_a_question_routed_nowhere_gets_the_base_models_answer(tiny_lm: LoadedMo
     assert answer.text == base and answer.citations == []
 
 
-def merges_recorded(learner: TTTLearner, merged: list[str]):
-    """A stand-in for `learner.merged` that only notes, in `merged`, which document's adapter was merged."""
-    import contextlib
+def test_a_routed_question_is_answered_with_its_adapter_merged_in(tiny_lm: LoadedModel) -> None:
+    from loracle.model import GenerationConfig, generate_chat
 
-    @contextlib.contextmanager
-    def merged_as(lora: GatedLoRA):
-        merged.append(next(doc_id for doc_id, a in learner.adapters.items() if a is lora))
-        yield
-
-    return merged_as
-
-
-def test_every_routed_recitation_about_the_question_is_read_best_routed_last(
-    tiny_lm: LoadedModel, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The tiny model recites noise, so each adapter's recitation is scripted here; what is under test is which
-    recitations reach the reader and in what order."""
-    third = Document.from_text("The Dunmere ferry runs hourly.", "Dunmere ferry", doc_id="ferry")
-    learner = small_learner(tiny_lm, steps_per_doc=1, route_top_k=3, recite_title=False)
-    learner.learn([DOC, OTHER, third])
-    recitals = {
-        "vellmar": "The Vellmar Bridge was designed by Tamsin Quell.",
-        "kestrel": "The Kestrel Valley bridge was designed by Ilse Marrow.",
-        "ferry": "The ferry runs hourly.",  # not about the question: left out
-    }
-    merged: list[str] = []
-    read: list[str] = []
-    monkeypatch.setattr(learner, "merged", merges_recorded(learner, merged))
-
-    def scripted(lm: LoadedModel, messages: list[dict[str, str]], config: object) -> str:
-        if messages == recall_messages(question):
-            return recitals[merged[-1]]
-        read.append(messages[-1]["content"])
-        return "Tamsin Quell"
-
-    monkeypatch.setattr(ttt_learner, "generate_chat", scripted)
-    monkeypatch.setattr(learner, "route", lambda q: ["vellmar", "ferry", "kestrel"])
-    question = "Who designed the Vellmar Bridge?"
-    answer = learner.answer(question)
-    assert merged == ["vellmar", "ferry", "kestrel"]
-    assert [c.doc_id for c in answer.citations] == ["vellmar", "kestrel"]
-    assert question_messages(question, f"{recitals['kestrel']}\n\n{recitals['vellmar']}")[-1]["content"] == read[0]
-    assert answer.text == "Tamsin Quell"
-
-
-def test_the_best_routed_adapter_also_recites_from_its_title_cue_nearest_the_question(
-    tiny_lm: LoadedModel, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Scripted recitations again: the title cue's recitation goes nearest the question, a question recitation
-    that repeats it is dropped, and one that is not about the question is never read."""
-    from loracle.learners.ttt.selfstudy import title_cue
-
-    learner = small_learner(tiny_lm, steps_per_doc=1)
+    learner = small_learner(tiny_lm, max_new_tokens=8)
     learner.learn([DOC, OTHER])
-    assert learner.title_cues == {"kestrel": title_cue(DOC.title), "vellmar": title_cue(OTHER.title)}
-    whole = "The Vellmar Bridge crosses the Dunmere. It was designed by Tamsin Quell in 1902."
-    by_cue = {
-        ("vellmar", "question"): whole[:-1] + ",",  # the same text but for a character: a repeat
-        ("vellmar", "title"): whole,
-        ("kestrel", "question"): "The Kestrel Valley bridge was designed by Ilse Marrow.",
-        ("kestrel", "title"): "The Kestrel Valley Observatory was founded by Ilse Marrow.",
-    }
-    merged: list[str] = []
-    read: list[str] = []
-    monkeypatch.setattr(learner, "merged", merges_recorded(learner, merged))
-
-    def scripted(lm: LoadedModel, messages: list[dict[str, str]], config: object) -> str:
-        for doc_id in learner.title_cues:
-            if messages == recall_messages(learner.title_cues[doc_id]):
-                return by_cue[(merged[-1], "title")]
-        if messages == recall_messages(question):
-            return by_cue[(merged[-1], "question")]
-        read.append(messages[-1]["content"])
-        return "Tamsin Quell"
-
-    monkeypatch.setattr(ttt_learner, "generate_chat", scripted)
-    monkeypatch.setattr(learner, "route", lambda q: ["vellmar", "kestrel"])
     question = "Who designed the Vellmar Bridge?"
+    assert learner.route(question) == ["vellmar"]
+    with learner.merged(["vellmar"]):
+        expected = generate_chat(tiny_lm, question_messages(question), GenerationConfig(8))
     answer = learner.answer(question)
-    assert merged == ["vellmar", "kestrel", "vellmar"]  # question cues of the routed, then the best's title cue
-    assert [c.doc_id for c in answer.citations] == ["vellmar", "kestrel"]
-    context = f"{by_cue[('kestrel', 'question')]}\n\n{whole}"
-    assert read == [question_messages(question, context)[-1]["content"]]
-
-    monkeypatch.setattr(learner, "route", lambda q: ["kestrel", "vellmar"])
-    read.clear()
-    learner.answer(question)  # kestrel's title recitation is not about the bridge: only question recitations
-    assert read == [
-        question_messages(question, f"{by_cue[('vellmar', 'question')]}\n\n{by_cue[('kestrel', 'question')]}")[-1][
-            "content"
-        ]
-    ]
+    assert answer.text == expected and [c.doc_id for c in answer.citations] == ["vellmar"]
 
 
-def test_a_title_recitation_is_recited_once_per_document_until_it_is_relearned(
-    tiny_lm: LoadedModel, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    learner = small_learner(tiny_lm, steps_per_doc=1)
+def test_stacked_adapters_add_both_deltas(tiny_lm: LoadedModel) -> None:
+    learner = small_learner(tiny_lm, steps_per_doc=2)
     learner.learn([DOC, OTHER])
-    from_title: list[str] = []
-    merged: list[str] = []
-    monkeypatch.setattr(learner, "merged", merges_recorded(learner, merged))
-
-    def scripted(lm: LoadedModel, messages: list[dict[str, str]], config: object) -> str:
-        if messages == recall_messages(learner.title_cues[merged[-1]]):
-            from_title.append(merged[-1])
-        return "The Vellmar Bridge crosses the Dunmere."
-
-    monkeypatch.setattr(ttt_learner, "generate_chat", scripted)
-    monkeypatch.setattr(learner, "route", lambda q: ["vellmar"])
-    first = learner.answer("Which river does the Vellmar Bridge cross?")
-    again = learner.answer("What does the Vellmar Bridge cross?")
-    assert from_title == ["vellmar"] and first.citations == again.citations
-    learner.learn([OTHER])  # new weights, so a new recitation
-    learner.answer("Which river does the Vellmar Bridge cross?")
-    assert from_title == ["vellmar", "vellmar"]
-
-
-def test_a_document_longer_than_a_passage_gets_no_title_cue(tiny_lm: LoadedModel) -> None:
-    """Its title cue was trained on every passage of it, so it would recite any of them."""
-    learner = small_learner(tiny_lm, steps_per_doc=1, passage_tokens=8)
-    learner.learn([DOC])
-    assert learner.title_cues == {}
+    base = logits(tiny_lm, "Who founded it?")
+    deltas = []
+    for doc_id in ("kestrel", "vellmar"):
+        with learner.merged([doc_id]):
+            deltas.append(logits(tiny_lm, "Who founded it?") - base)
+    with learner.merged(["kestrel", "vellmar"]):
+        both = logits(tiny_lm, "Who founded it?") - base
+    assert not torch.allclose(both, deltas[0]) and not torch.allclose(both, deltas[1])
+    assert torch.equal(logits(tiny_lm, "Who founded it?"), base)
 
 
 def test_saved_routing_survives_a_reload(tmp_path: Path, tiny_lm: LoadedModel) -> None:
@@ -523,7 +466,7 @@ def test_saved_routing_survives_a_reload(tmp_path: Path, tiny_lm: LoadedModel) -
     learner.save(tmp_path / "ck")
     loaded = TTTLearner(tiny_lm)
     loaded.load(tmp_path / "ck")
-    assert loaded.keys == learner.keys and loaded.title_cues == learner.title_cues
+    assert loaded.keys == learner.keys
     assert loaded.route("Who designed the Vellmar Bridge?") == learner.route("Who designed the Vellmar Bridge?")
     for doc_id in learner.documents:
         assert torch.equal(loaded.adapters[doc_id].B, learner.adapters[doc_id].B)

@@ -45,11 +45,13 @@ def write_lora_adapter(
     target_modules: Sequence[str],
     base_model: str,
     manifest: dict[str, Any],
+    dtype: torch.dtype = torch.float32,
 ) -> int:
-    """Write the adapter folder in one atomic step; returns the bytes of its weights file."""
+    """Write the adapter folder in one atomic step, the weights in `dtype`; returns the bytes of its weights
+    file."""
     with atomic_folder(folder) as staging:
         save_file(
-            {k: v.detach().to(torch.float32).contiguous().cpu() for k, v in tensors.items()},
+            {k: v.detach().to(dtype).contiguous().cpu() for k, v in tensors.items()},
             str(staging / ADAPTER_WEIGHTS),
         )
         config = lora_config_dict(r, alpha, target_modules, base_model)

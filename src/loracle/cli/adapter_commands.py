@@ -13,6 +13,7 @@ import typer
 from rich.markup import escape
 
 from loracle.cli.app import ThreadsOption, app, console, err_console, finite, load_base
+from loracle.learners import DEFAULT_COMPILE_LEARNER
 
 if TYPE_CHECKING:
     from loracle.knowledge_base import KnowledgeBase
@@ -22,7 +23,9 @@ adapters_app = typer.Typer(help="List, inspect, remove, merge and export compile
 app.add_typer(adapters_app, name="adapters")
 
 KBOption = typer.Option(None, "--kb", help="The knowledge base folder (default: $LORACLE_KB or the working folder).")
-LearnerOption = typer.Option("hypernet", "--learner", "-l", help="How to compile: hypernet (one forward pass) or ttt.")
+LearnerOption = typer.Option(
+    DEFAULT_COMPILE_LEARNER, "--learner", "-l", help="How to compile: ttt (trained per doc) or hypernet (one pass)."
+)
 ModelSpecOption = typer.Option(None, "--model", "-m", help="Base model (default: the knowledge base's config).")
 LearnerOptions = typer.Option(
     [], "--option", "-o", help="A learner option KEY=VALUE (repeatable), e.g. top_k=2; `loracle learners` lists them."

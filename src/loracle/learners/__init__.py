@@ -36,6 +36,9 @@ _REGISTRY: dict[str, tuple[str, str]] = {
 }
 
 LEARNER_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+#: what `loracle compile` and `watch` write adapters with unless told otherwise: the learner whose adapters
+#: answer best on the learners benchmark (benchmarks/RESULTS.md)
+DEFAULT_COMPILE_LEARNER = "ttt"
 
 
 def _entry(name: str) -> tuple[str, str]:

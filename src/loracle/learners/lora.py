@@ -84,9 +84,17 @@ def lora_rank(factors: Factors) -> int:
     return next(iter(factors.values()))[0].shape[0] if factors else 0
 
 
-def write_peft(folder: Path, factors: Factors, *, scale: float, base_model: str, manifest: dict[str, Any]) -> int:
+def write_peft(
+    folder: Path,
+    factors: Factors,
+    *,
+    scale: float,
+    base_model: str,
+    manifest: dict[str, Any],
+    dtype: torch.dtype = torch.float32,
+) -> int:
     """Write the LoRA as a plain PEFT adapter folder (`PeftModel.from_pretrained` loads it and adds the same
-    delta); returns the bytes of its weights file."""
+    delta), its weights in `dtype`; returns the bytes of its weights file."""
     tensors: dict[str, torch.Tensor] = {}
     for path, (a, b) in factors.items():
         tensors[peft_key(path, "A")] = a.detach()
@@ -100,4 +108,5 @@ def write_peft(folder: Path, factors: Factors, *, scale: float, base_model: str,
         target_modules=list(factors),
         base_model=base_model,
         manifest=manifest,
+        dtype=dtype,
     )

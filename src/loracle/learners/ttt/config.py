@@ -8,30 +8,37 @@ from loracle.learners.base import LearnerConfig
 
 
 class TTTConfig(LearnerConfig):
-    """Adapter shape, training, self-study data and answering; the defaults were chosen on dev data
+    """Adapter shape, what it reads, training, self-study and answering; the defaults were chosen on dev data
     (docs/experiments/ttt.md)."""
 
     rank: int = Field(32, ge=1, description="LoRA rank of each document's adapter")
     alpha: float = Field(32.0, gt=0, description="LoRA alpha (the delta is scaled by alpha / rank)")
     layer_fraction: float = Field(0.25, gt=0, le=1, description="share of the upper layers whose MLP is adapted")
     mask_fraction: float = Field(
-        0.3, ge=0, lt=1, description="share of MLP neurons, those firing most broadly on general text, never read"
+        0.0, ge=0, lt=1, description="share of MLP neurons, those firing most broadly on general text, never read"
     )
-    steps_per_doc: int = Field(16, ge=0, description="Adam steps per document")
-    batch_size: int = Field(4, ge=1, description="training pairs per step")
-    lr: float = Field(1e-2, gt=0, description="learning rate")
+    whiten_ridge: float | None = Field(
+        0.1, gt=0, description="whiten the adapter's inputs by general text, with this ridge (none: off)"
+    )
+    steps_per_doc: int = Field(96, ge=0, description="Adam steps per document")
+    batch_size: int = Field(8, ge=1, description="training pairs per step")
+    lr: float = Field(3e-3, gt=0, description="learning rate")
     distill_weight: float = Field(
-        1.0, ge=0, description="weight of the distillation term toward the in-context answer (qa_pairs)"
+        1.0, ge=0, description="weight of the distillation term toward the teacher (passage in the prompt)"
     )
     candidate_top_k: int = Field(
         256, ge=0, description="normalise the loss over the base model's top-k and the targets (0: all tokens)"
     )
-    max_questions: int = Field(16, ge=0, description="most self-written questions per passage")
+    general_examples: int = Field(
+        119, ge=0, description="general prompts trained to keep the base model's reply (at most 119)"
+    )
+    max_sentences: int = Field(16, ge=1, description="most sentences studied per passage")
+    answer_spans: int = Field(2, ge=0, description="names, numbers or dates per sentence asked about")
+    keyword_cues: int = Field(3, ge=0, description="keyword queries per sentence")
     passage_tokens: int = Field(256, ge=8, description="tokens per studied passage")
-    qa_pairs: bool = Field(False, description="also train question -> answer pairs, distilled from the document")
-    recite: bool = Field(True, description="answer by reading the adapters' recitations; false: adapter answers")
-    recite_tokens: int = Field(288, ge=1, description="longest recitation, in tokens")
-    recite_title: bool = Field(True, description="the best-routed adapter also recites from its title cue")
-    route_top_k: int = Field(2, ge=1, description="most adapters a question is routed to")
+    route_top_k: int = Field(1, ge=1, description="most adapters a question is routed to (stacked)")
+    min_coverage: float = Field(
+        0.5, ge=0, le=1, description="share of a question's words an adapter's keys must hold to be routed to"
+    )
     max_new_tokens: int = Field(48, ge=1, description="longest reply, in tokens")
     seed: int = Field(0, ge=0, description="seed of the adapters' initialisation and batch order")

@@ -1,23 +1,26 @@
-"""Sparse gating: the ttt adapters leave alone the MLP neurons that fire broadly on general text.
+"""What a ttt adapter reads: its inputs gated and whitened so that general text barely moves it.
 
-A LoRA on an MLP's down projection reads the MLP's hidden neurons. If its input columns for the
-neurons that fire on most general text are zeroed, the adapter's contribution on general text is
-close to zero (those neurons carry general ability), while text about the learned documents —
-which lights up rarer neurons — still reaches it. The calibration corpus is a few hundred sentences
-of everyday general knowledge shipped in loracle/data/calibration.txt. `GatedLoRA` holds one document's
-factors and its gate, read through the shared LoRA mechanism (learners.lora).
+A LoRA on an MLP's down projection reads the MLP's hidden neurons. Two ways keep its contribution on
+general text small while text about its document still reaches it:
+- gating: the input columns of the neurons that fire on most general text are zeroed (`mask_fraction`);
+- whitening: its inputs are multiplied by (C + ridge * mean eigenvalue)^-1/2, C the inputs' second moment on
+  general text, so a training step moves the adapter least along the directions general text fills and
+  most along the rare ones its document lights up (a preconditioner; after training it is folded into A).
+The general text is the bundled calibration sentences and general prompts (loracle/data). `GatedLoRA`
+holds one document's factors, gate and whitener, read through the shared LoRA mechanism (learners.lora).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
-from importlib import resources
 
 import torch
 from torch import nn
 
 from loracle.learners.lora import lora_delta
+from loracle.learners.ttt.general import bundled_lines, general_prompts
+from loracle.learners.ttt.stored import stored
 from loracle.model import LoadedModel
 
 CALIBRATION_FILE = "calibration.txt"
@@ -25,8 +28,7 @@ CALIBRATION_FILE = "calibration.txt"
 
 def calibration_sentences() -> list[str]:
     """The bundled general-text corpus, one sentence per line."""
-    text = resources.files("loracle").joinpath("data", CALIBRATION_FILE).read_text(encoding="utf-8")
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    return bundled_lines(CALIBRATION_FILE)
 
 
 def down_projections(model: nn.Module) -> list[nn.Linear]:
@@ -72,6 +74,62 @@ def firing_rates(lm: LoadedModel, layers: Sequence[int], texts: Sequence[str], m
 _MASK_CACHE: dict[str, torch.Tensor] = {}
 
 
+def input_moments(
+    lm: LoadedModel, layers: Sequence[int], texts: Sequence[str], max_tokens: int = 12_000
+) -> torch.Tensor:
+    """[len(layers), in, in]: the second moment E[x x^T] of each layer's down-projection input over the tokens
+    of `texts` (each text at most 512 tokens, `max_tokens` in all)."""
+    modules = down_projections(lm.model)
+    width = modules[layers[0]].in_features
+    sums = torch.zeros(len(layers), width, width, dtype=torch.float64)
+    seen = 0
+
+    def recorder(slot: int):
+        def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+            x = inputs[0].detach().reshape(-1, width).double().cpu()
+            sums[slot] += x.T @ x
+
+        return hook
+
+    handles = [modules[layer].register_forward_pre_hook(recorder(slot)) for slot, layer in enumerate(layers)]
+    stack = getattr(lm.model, "model", lm.model)
+    try:
+        with torch.no_grad():
+            for text in texts:
+                ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"][:512]
+                if seen >= max_tokens or not ids:
+                    continue
+                stack(input_ids=torch.tensor([ids], device=lm.device))
+                seen += len(ids)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return sums / max(seen, 1)
+
+
+def inverse_root(moment: torch.Tensor, ridge: float) -> torch.Tensor:
+    """(M + ridge * mean eigenvalue * I)^-1/2 of a symmetric positive semi-definite M, in float32."""
+    values, vectors = torch.linalg.eigh(moment)
+    values = values.clamp(min=0)
+    values = values + ridge * values.mean()
+    return (vectors * values.rsqrt()) @ vectors.T
+
+
+def whiteners(lm: LoadedModel, layers: Sequence[int], ridge: float) -> torch.Tensor:
+    """[len(layers), in, in]: each layer's whitener on the bundled general text (see the module docstring).
+
+    Computed once per base model, layers and ridge (a forward pass over about 12k tokens and an
+    eigendecomposition per layer) and kept (ttt/stored.py).
+    """
+    texts = [*calibration_sentences(), *general_prompts()]
+
+    def build() -> dict[str, torch.Tensor]:
+        moments = input_moments(lm, layers, texts)
+        return {"whiteners": torch.stack([inverse_root(m, ridge) for m in moments]).float()}
+
+    return stored("whiteners", f"{lm.fingerprint}|{list(layers)}|{ridge}|{texts}", build)["whiteners"]
+
+
 def broad_neuron_mask(lm: LoadedModel, layers: Sequence[int], fraction: float) -> torch.Tensor:
     """[len(layers), neurons] bool: True for the `fraction` of each layer's neurons that fire most broadly.
 
@@ -90,12 +148,13 @@ def broad_neuron_mask(lm: LoadedModel, layers: Sequence[int], fraction: float) -
 
 
 #: checkpoints keep the LoRA factors in half precision, half the disk of float32; they are rounded once, right
-#: after training (on 6 SQuAD dev questions the rounded and float32 adapters recited the same 288 tokens)
+#: after training
 STORAGE_DTYPE = torch.float16
 
 
 class GatedLoRA(nn.Module):
-    """LoRA factors for the down projections of `layers`; `keep` [layers, neurons] is 0 on inputs never read."""
+    """LoRA factors for the down projections of `layers`; `keep` [layers, neurons] is 0 on inputs never read;
+    `whitener` [layers, neurons, neurons], while set, multiplies the inputs A reads (see `fold_whitener`)."""
 
     def __init__(self, layers: Sequence[int], in_features: int, out_features: int, rank: int, alpha: float) -> None:
         super().__init__()
@@ -107,6 +166,7 @@ class GatedLoRA(nn.Module):
         self.B = nn.Parameter(torch.zeros(len(layers), out_features, rank))
         self.register_buffer("keep", torch.ones(len(layers), in_features))
         self.gated = False  # the mask is found (one calibration forward pass) only when training first needs it
+        self.whitener: torch.Tensor | None = None
 
     def round_to_storage(self) -> None:
         """Round the factors to STORAGE_DTYPE, as checkpoints keep them, so a learned adapter answers exactly
@@ -119,13 +179,31 @@ class GatedLoRA(nn.Module):
         self.keep = (~broad).float().to(self.keep.device)
         self.gated = True
 
+    def set_whitener(self, whitener: torch.Tensor) -> None:
+        self.whitener = whitener.to(self.A.device)
+
+    def fold_whitener(self) -> None:
+        """Make A read the inputs plainly: A <- (A * keep) W, the gate opened and the whitener dropped, so the
+        adapter adds exactly what it added before and is saved and exported as a plain LoRA."""
+        if self.whitener is None:
+            return
+        with torch.no_grad():
+            self.A.copy_(torch.stack([self.effective_a(slot) for slot in range(len(self.layers))]))
+        self.keep = torch.ones_like(self.keep)
+        self.whitener = None
+
+    def effective_a(self, slot: int) -> torch.Tensor:
+        """The A that multiplies layer `self.layers[slot]`'s plain input: gated, then whitened while set."""
+        a = self.A[slot] * self.keep[slot]
+        return a @ self.whitener[slot] if self.whitener is not None else a
+
     def factors(self) -> GatedFactors:
         """Module path -> (A with the gate folded in, B), computed from the live parameters whenever read."""
         return GatedFactors(self)
 
     def delta(self, slot: int, x: torch.Tensor) -> torch.Tensor:
         """What the adapter adds to the output of layer `self.layers[slot]`'s down projection for its input `x`."""
-        return lora_delta(x, self.A[slot] * self.keep[slot], self.B[slot], self.scale)
+        return lora_delta(x, self.effective_a(slot), self.B[slot], self.scale)
 
 
 class GatedFactors(Mapping[str, tuple[torch.Tensor, torch.Tensor]]):
@@ -137,7 +215,7 @@ class GatedFactors(Mapping[str, tuple[torch.Tensor, torch.Tensor]]):
 
     def __getitem__(self, path: str) -> tuple[torch.Tensor, torch.Tensor]:
         slot = self.slots[path]
-        return self.lora.A[slot] * self.lora.keep[slot], self.lora.B[slot]
+        return self.lora.effective_a(slot), self.lora.B[slot]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.slots)

@@ -1,20 +1,22 @@
-"""Self-study: training pairs about a document that the base model writes itself.
+"""Self-study: the questions about a document its adapter is trained to answer, and the answers.
 
-Recitation pairs (always): for every passage, cues -> the passage word for word. The cues are the
-questions the model writes about each sentence (a few-shot prompt, the passage in front of it), the
-opening words of each sentence, and the title. A 135M model does not turn a few self-written questions
-into answers to differently worded ones, but it does learn to recite what it studied when cued, and
-answering then reads its own recitation (recitation-augmented answering, Sun et al., ICLR 2023).
-
-Question-answer pairs (`qa_pairs`): each question is also answered by the model with the passage in
-context, kept only when the answer is supported by the passage (its content words occur there), and by
-the source sentence itself; the teacher's in-context top-k distribution over the answer tokens is kept,
-so training can match it (context distillation). They cost a generation per question and a teacher
-pass, so they are off by default (docs/experiments/ttt.md).
+The answer to every question about a sentence is that sentence, its leading pronoun resolved to the title
+("It was founded in 1987." -> "Kestrel Observatory was founded in 1987."): a short reply that holds the
+fact, is true to the source by construction, and needs no writer (a 135M model's own answers and paraphrases
+are too often wrong to train on). What varies is how the question is put, since a user's wording is unknown:
+- questions the model writes about the sentence, from a few-shot prompt (QUESTION_PROMPT);
+- answer-aware questions: the model writes a question whose answer is one of the sentence's names, numbers
+  or dates (ANSWER_AWARE_PROMPT), so the facts in the middle of a sentence get asked about too;
+- echo questions: the sentence with one of those spans replaced by a question word, by rule;
+- keyword cues: the title and one to three of the sentence's content words, as a terse query;
+- the sentence's opening words.
+Each answer also carries the base model's top-k distribution over it with the passage in the prompt, so
+training can distil the in-context answer (context distillation) as well as fit the sentence.
 """
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,54 +41,54 @@ QUESTION_PROMPT = (
     "Question: Which river carries the most water?\n\n"
     "Text ({title}): {sentence}\nQuestion:"
 )
+#: the few-shot prompt for a question whose answer is a given span of the sentence
+ANSWER_AWARE_PROMPT = (
+    "Write a question about the text whose answer is the given answer.\n\n"
+    "Text: The Eiffel Tower was finished in 1889 for the World's Fair in Paris.\nAnswer: 1889\n"
+    "Question: When was the Eiffel Tower finished?\n\n"
+    "Text: Marie Curie, who was born in Warsaw, won two Nobel Prizes.\nAnswer: Warsaw\n"
+    "Question: Where was Marie Curie born?\n\n"
+    "Text: The Amazon river carries more water than any other river.\nAnswer: The Amazon\n"
+    "Question: Which river carries the most water?\n\n"
+    "Text: The museum keeps a collection of 40 silver spoons.\nAnswer: silver spoons\n"
+    "Question: What does the museum keep a collection of?\n\n"
+    "Text ({title}): {sentence}\nAnswer: {answer}\nQuestion:"
+)
+_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+_MONTH = "(?:" + "|".join(_MONTHS) + ")"
+#: a date, a number, or a run of capitalised words (joined by "of", "the", "de"): what a question asks for
+_SPAN = re.compile(
+    r"\b(\d{1,2} " + _MONTH + r" \d{3,4}|" + _MONTH + r" \d{3,4}|\d[\d,.]*\d|\d|"
+    r"[A-Z][\w'-]+(?: (?:of |the |de )?[A-Z][\w'-]+)*)"
+)
+_YEAR = re.compile(r"^(1[0-9]{3}|20[0-9]{2})$")
+_NUMBER = re.compile(r"^\d[\d,.]*$")
+#: a sentence's leading reference to its document's subject, resolved to the title
+_SUBJECT = re.compile(
+    r"^(It|He|She|They|Its|His|Her|Their|The (?:town|city|village|company|society|institute|guild|foundation"
+    r"|bridge|island|islands|dam|station|school|museum|observatory|festival|river|lake|group|band|club))\b"
+)
+_POSSESSIVES = frozenset({"Its", "His", "Her", "Their"})
 _WORD = re.compile(r"\w+", re.UNICODE)
+_CUE_WORD = re.compile(r"[\w'-]+", re.UNICODE)
 _STOPWORDS = frozenset(
-    [
-        "a",
-        "an",
-        "the",
-        "of",
-        "in",
-        "on",
-        "at",
-        "to",
-        "for",
-        "from",
-        "by",
-        "with",
-        "and",
-        "or",
-        "but",
-        "is",
-        "are",
-        "was",
-        "were",
-        "be",
-        "been",
-        "it",
-        "its",
-        "this",
-        "that",
-        "these",
-        "those",
-        "as",
-        "which",
-        "who",
-        "whom",
-        "what",
-        "when",
-        "where",
-        "why",
-        "how",
-        "does",
-        "did",
-        "do",
-        "has",
-        "have",
-        "had",
-        "not",
-        "no",
-    ]
+    """
+    a an the of in on at to for from by with and or but is are was were be been it its this that these those as
+    which who whom what when where why how does did do has have had not no there most about
+    """.split()  # noqa: SIM905
 )
 
 
@@ -97,25 +99,21 @@ class StudyExample:
     doc_id: str
     prompt: list[int]
     answer: list[int]
-    teacher_ids: torch.Tensor | None = None  # [len(answer), k] top-k token ids with the document in context
+    teacher_ids: torch.Tensor | None = None  # [len(answer), k] top-k token ids of the teacher
     teacher_logp: torch.Tensor | None = None  # [len(answer), k] their log-probabilities
-    cue: str = ""  # the question or cue inside the prompt, as text (what a question is routed by)
+    cue: str = ""  # the question inside the prompt, as text (what a question is routed by)
 
 
-RECALL_PROMPT = "Recite, word for word, the passage you studied that answers this question: {question}"
+@dataclass(frozen=True)
+class StudyPlan:
+    """How many questions of each kind a sentence gets (TTTConfig holds the values)."""
 
-
-def recall_messages(question: str) -> list[dict[str, str]]:
-    """The closed-book prompt that asks the model to recite what it learned about `question`."""
-    return [{"role": "user", "content": RECALL_PROMPT.format(question=question)}]
-
-
-def recitation_fits(question: str, recitation: str, share: float = 0.5) -> bool:
-    """Whether a recitation is about the question: at least `share` of the question's content words occur in
-    it. A question about something never studied (general knowledge, a paragraph given in the prompt)
-    gets an unrelated recitation, which is then ignored."""
-    asked = content_words(question)
-    return bool(asked) and len(asked & content_words(recitation)) / len(asked) >= share
+    max_sentences: int = 16  # per passage
+    answer_spans: int = 2  # spans per sentence asked about (answer-aware and echo questions)
+    keyword_cues: int = 3  # keyword cues per sentence
+    openings: bool = True
+    passage_tokens: int = 256
+    teacher_top_k: int = 16
 
 
 def sentences(passage: str, min_words: int = 4) -> list[str]:
@@ -127,32 +125,79 @@ def content_words(text: str) -> set[str]:
     return {w for w in (m.lower() for m in _WORD.findall(text)) if w not in _STOPWORDS}
 
 
-def supported(answer: str, passage: str, question: str) -> bool:
-    """The answer adds something beyond the question, and what it adds occurs in the passage."""
-    new = content_words(answer) - content_words(question)
-    if not new:
-        return False
-    return len(new & content_words(passage)) / len(new) >= 0.75
+def resolved(sentence: str, title: str) -> str:
+    """`sentence` with a leading pronoun or "The town"-like reference replaced by the document's title, so the
+    answer names what it is about."""
+    found = _SUBJECT.match(sentence)
+    if not found:
+        return sentence
+    subject = f"{title}'s" if found.group(0) in _POSSESSIVES else title
+    return subject + sentence[found.end() :]
 
 
-def _clean_question(text: str) -> str:
+def answer_spans(sentence: str, title: str) -> list[str]:
+    """The names, numbers and dates in `sentence` a question could ask for (not the title, not a sentence's
+    capitalised first word alone)."""
+    found: list[str] = []
+    for match in _SPAN.finditer(sentence):
+        text = match.group(0)
+        if match.start() == 0 and not text[0].isdigit() and " " not in text:
+            continue
+        if text.lower().removeprefix("the ") in title.lower() or text in found:
+            continue
+        found.append(text)
+    return found
+
+
+def question_word(span: str) -> str:
+    """The question word that asks for `span`."""
+    if _YEAR.match(span.split()[0]) or any(month in span for month in _MONTHS):
+        return "when"
+    if _NUMBER.match(span.split()[0]):
+        return "how many"
+    return "who or what"
+
+
+def echo_questions(sentence: str, title: str, max_spans: int) -> list[str]:
+    """`sentence` asked back: each of its first `max_spans` spans replaced by its question word."""
+    return [
+        sentence.replace(span, question_word(span), 1).rstrip(". ") + "?"
+        for span in answer_spans(sentence, title)[:max_spans]
+    ]
+
+
+def keyword_cues(sentence: str, title: str, count: int, rng: random.Random) -> list[str]:
+    """`count` terse queries: the title and one to three of the sentence's content words."""
+    picked = [w for w in _CUE_WORD.findall(sentence) if w.lower() not in _STOPWORDS and w.lower() not in title.lower()]
+    if not picked:
+        return []
+    return [f"{title}: {' '.join(rng.sample(picked, min(len(picked), rng.choice((1, 2, 3)))))}?" for _ in range(count)]
+
+
+def clean_question(text: str) -> str:
+    """The first line of what the model wrote, up to its question mark ("" when it wrote no question)."""
     line = text.strip().splitlines()[0] if text.strip() else ""
     line = re.sub(r"^(question|q)\s*[:.]\s*", "", line, flags=re.IGNORECASE).strip()
     end = line.find("?")
     return line[: end + 1] if end >= 0 else ""
 
 
-def _questions(lm: LoadedModel, title: str, found: Sequence[str]) -> list[tuple[str, str]]:
-    """(sentence, question) pairs the model wrote with QUESTION_PROMPT, without duplicates (one batch: the
-    few-shot block is prefilled once)."""
-    prompts = [lm.tokenizer.encode(QUESTION_PROMPT.format(title=title, sentence=s)) for s in found]
-    written = greedy_batch(lm, prompts, 24, one_line=True)  # a question is its first line
-    pairs: dict[str, str] = {}
-    for sentence, text in zip(found, written, strict=True):
-        question = _clean_question(text)
-        if question:
-            pairs.setdefault(question, sentence)
-    return [(s, q) for q, s in pairs.items()]
+def written_questions(lm: LoadedModel, title: str, found: Sequence[str], spans: int) -> list[tuple[str, str]]:
+    """(sentence, question) pairs the model wrote: one open question per sentence, and one per answer span
+    that does not give its answer away (one batch: the few-shot blocks are prefilled once)."""
+    jobs: list[tuple[str, str]] = [(s, QUESTION_PROMPT.format(title=title, sentence=s)) for s in found]
+    answers: list[str] = [""] * len(jobs)
+    for sentence in found:
+        for span in answer_spans(sentence, title)[:spans]:
+            jobs.append((sentence, ANSWER_AWARE_PROMPT.format(title=title, sentence=sentence, answer=span)))
+            answers.append(span)
+    written = greedy_batch(lm, [lm.tokenizer.encode(prompt) for _, prompt in jobs], 24, one_line=True)
+    pairs = []
+    for (sentence, _), span, text in zip(jobs, answers, written, strict=True):
+        question = clean_question(text)
+        if question and (not span or span.lower() not in question.lower()):
+            pairs.append((sentence, question))
+    return pairs
 
 
 def answer_ids(lm: LoadedModel, text: str) -> list[int]:
@@ -161,61 +206,39 @@ def answer_ids(lm: LoadedModel, text: str) -> list[int]:
     return lm.tokenizer.encode(text, add_special_tokens=False) + ([end] if end is not None else [])
 
 
-def title_cue(title: str) -> str:
-    """The cue that names only the document: trained on every passage of it, so the one passage of a short one."""
-    return f"What does the document about {title} say?"
-
-
-def cues(title: str, passage: str, questions: Sequence[str]) -> list[str]:
-    """What should make the model recite `passage`: its title, its questions and each sentence's opening."""
-    openings = [" ".join(s.split()[:8]) for s in sentences(passage)]
-    return list(dict.fromkeys([title_cue(title), *questions, *openings]))
-
-
-def study_examples(
-    lm: LoadedModel,
-    doc: Document,
-    *,
-    passage_tokens: int = 256,
-    max_questions: int = 16,
-    answer_tokens: int = 40,
-    top_k: int = 16,
-    qa_pairs: bool = False,
-) -> list[StudyExample]:
-    """Self-written training pairs about `doc` (see the module docstring)."""
-    examples: list[StudyExample] = []
-    pairs: list[tuple[str, str, str]] = []  # (passage, question, answer text)
-    for chunk in chunk_document(doc, passage_tokens):
+def study_examples(lm: LoadedModel, doc: Document, plan: StudyPlan | None = None) -> list[StudyExample]:
+    """The questions about `doc` (see the module docstring), each answered by its sentence, with the teacher's
+    distribution over that answer when the passage is in the prompt."""
+    plan = plan or StudyPlan()
+    rng = random.Random(doc.id)
+    asked: dict[str, tuple[str, str]] = {}  # question -> (passage, sentence); the first asker of a question wins
+    for chunk in chunk_document(doc, plan.passage_tokens):
         passage = chunk.text
-        asked = _questions(lm, doc.title, sentences(passage)[:max_questions])
-        recital = answer_ids(lm, passage)
-        examples += [
-            StudyExample(doc.id, encode_chat(lm.tokenizer, recall_messages(cue)), recital, cue=cue)
-            for cue in cues(doc.title, passage, [q for _, q in asked])
-        ]
-        if not qa_pairs:
-            continue
-        replies = greedy_batch(
-            lm, [encode_chat(lm.tokenizer, question_messages(q, passage)) for _, q in asked], answer_tokens
-        )
-        for (sentence, question), reply in zip(asked, replies, strict=True):
-            if supported(reply, passage, question):
-                pairs.append((passage, question, reply))
-            pairs.append((passage, question, sentence))
-        pairs.append((passage, title_cue(doc.title), passage))
-    answered = [
-        StudyExample(doc.id, encode_chat(lm.tokenizer, question_messages(q)), answer_ids(lm, a), cue=q)
-        for _, q, a in pairs
+        found = sentences(passage)[: plan.max_sentences]
+        for sentence, question in written_questions(lm, doc.title, found, plan.answer_spans):
+            asked.setdefault(question, (passage, sentence))
+        for sentence in found:
+            subject_named = resolved(sentence, doc.title)
+            ruled = echo_questions(subject_named, doc.title, plan.answer_spans)
+            ruled += keyword_cues(subject_named, doc.title, plan.keyword_cues, rng)
+            if plan.openings:
+                ruled.append(" ".join(sentence.split()[:8]))
+            for question in ruled:
+                asked.setdefault(question, (passage, sentence))
+    examples = [
+        StudyExample(doc.id, encode_chat(lm.tokenizer, question_messages(q)), answer_ids(lm, answer), cue=q)
+        for q, answer in ((q, resolved(s, doc.title)) for q, (_, s) in asked.items())
     ]
-    _add_teacher(lm, answered, [encode_chat(lm.tokenizer, question_messages(q, p)) for p, q, _ in pairs], top_k)
-    return examples + answered
+    contexts = [encode_chat(lm.tokenizer, question_messages(q, p)) for q, (p, _) in asked.items()]
+    add_teacher(lm, examples, contexts, plan.teacher_top_k)
+    return examples
 
 
-def _add_teacher(
-    lm: LoadedModel, examples: list[StudyExample], contexts: list[list[int]], top_k: int, batch: int = 8
+def add_teacher(
+    lm: LoadedModel, examples: Sequence[StudyExample], contexts: Sequence[list[int]], top_k: int, batch: int = 8
 ) -> None:
-    """The model's top-k next-token distribution over each answer with the passage in context (right-padded
-    batches: a causal model's logits for real tokens do not depend on padding after them)."""
+    """The model's top-k next-token distribution over each answer after its context (right-padded batches: a
+    causal model's logits for real tokens do not depend on padding after them)."""
     jobs = list(zip(examples, contexts, strict=True))
     with torch.no_grad():  # not inference_mode: these tensors later enter the training loss
         for first in range(0, len(jobs), batch):

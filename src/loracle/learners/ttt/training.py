@@ -1,4 +1,4 @@
-"""Train one document's gated adapter on its self-study pairs.
+"""Train one document's adapter on its self-study pairs and the general examples.
 
 `steps_per_doc` AdamW steps on batches drawn epoch by epoch (`balanced_batches`), so every pair is trained on
 equally often. Only the upper layers run at each step, over cached inputs (upper.py): the states entering the
@@ -18,7 +18,7 @@ import torch
 
 from loracle.learners.lora import hooked
 from loracle.learners.ttt.config import TTTConfig
-from loracle.learners.ttt.gating import GatedLoRA, broad_neuron_mask
+from loracle.learners.ttt.gating import GatedLoRA, broad_neuron_mask, whiteners
 from loracle.learners.ttt.selfstudy import StudyExample
 from loracle.learners.ttt.upper import adds_mlp_to_residual, folded_states, lower_states, upper_hidden
 from loracle.learners.ttt.vocab import CandidateHead, candidate_head, output_head
@@ -26,11 +26,14 @@ from loracle.model import LoadedModel
 
 
 def train(lm: LoadedModel, lora: GatedLoRA, examples: Sequence[StudyExample], config: TTTConfig) -> list[float]:
-    """`config.steps_per_doc` steps of `lora` on `examples` (its gate found first); returns each step's loss."""
+    """`config.steps_per_doc` steps of `lora` on `examples` (its gate and whitener found first); returns each
+    step's loss. The whitener stays set: fold it (`GatedLoRA.fold_whitener`) once training is done."""
     if not examples or config.steps_per_doc <= 0:
         return []
     if not lora.gated and config.mask_fraction > 0:
         lora.set_broad(broad_neuron_mask(lm, lora.layers, config.mask_fraction))
+    if lora.whitener is None and config.whiten_ridge is not None:
+        lora.set_whitener(whiteners(lm, lora.layers, config.whiten_ridge))
     optimizer = torch.optim.AdamW([lora.A, lora.B], lr=config.lr, weight_decay=0.0)
     losses = []
     size = min(config.batch_size, len(examples))
