@@ -82,7 +82,6 @@ _SUBJECT = re.compile(
     r"|bridge|island|islands|dam|station|school|museum|observatory|festival|river|lake|group|band|club))\b"
 )
 _POSSESSIVES = frozenset({"Its", "His", "Her", "Their"})
-_WORD = re.compile(r"\w+", re.UNICODE)
 _CUE_WORD = re.compile(r"[\w'-]+", re.UNICODE)
 _STOPWORDS = frozenset(
     """
@@ -119,10 +118,6 @@ class StudyPlan:
 def sentences(passage: str, min_words: int = 4) -> list[str]:
     """The passage's sentences (headings and fragments under `min_words` words are dropped)."""
     return split_sentences(without_headings(passage), min_words)
-
-
-def content_words(text: str) -> set[str]:
-    return {w for w in (m.lower() for m in _WORD.findall(text)) if w not in _STOPWORDS}
 
 
 def resolved(sentence: str, title: str) -> str:
