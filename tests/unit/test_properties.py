@@ -63,6 +63,7 @@ line = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Z
 @given(frontmatter, st.lists(line, max_size=5))
 @example({"title": "a\x85b", "summary": "c\u2028d"}, [])  # Unicode line breaks once became spaces
 @example({"\xa0": ""}, [])  # a no-break space alone as a key once lost the whole frontmatter
+@example({"0": 5e-324, "1": 1e20}, [])  # floats written without a dot were text to a YAML 1.1 reader
 def test_frontmatter_survives_a_page_round_trip(meta: dict, body_lines: list[str]) -> None:
     page = Page(dict(meta), [Section("", "\n".join(body_lines))])
     text = page.render()

@@ -116,6 +116,25 @@ def _represent_text(representer: Any, value: str) -> Any:
 _Representer.add_representer(str, _represent_text)
 
 
+def _represent_number(representer: Any, value: float) -> Any:
+    """A new float in a form both YAML 1.1 and 1.2 read as a float: 1.1 wants a dot and a signed exponent,
+    so `5e-324` (text to PyYAML) is written `5.0e-324`. Floats read from a page keep their own spelling."""
+    if value != value or value in (float("inf"), float("-inf")):
+        return representer.represent_float(value)
+    text = repr(value)
+    mantissa, e, exponent = text.partition("e")
+    if e:
+        if "." not in mantissa:
+            mantissa += ".0"
+        if exponent[0] not in "+-":
+            exponent = "+" + exponent
+        text = f"{mantissa}e{exponent}"
+    return representer.represent_scalar("tag:yaml.org,2002:float", text)
+
+
+_Representer.add_representer(float, _represent_number)
+
+
 def parse_page(text: str) -> Page:
     """Split a page into frontmatter and sections; a page with broken frontmatter keeps it as body text."""
     meta: dict[str, Any] = {}
