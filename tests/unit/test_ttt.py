@@ -1,3 +1,4 @@
+import contextlib
 import copy
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from loracle.learners.ttt.gating import (
     input_moments,
     inverse_root,
 )
+from loracle.learners.ttt.general import general_examples
 from loracle.learners.ttt.learner import TTTLearner
 from loracle.learners.ttt.selfstudy import (
     StudyExample,
@@ -196,10 +198,14 @@ def test_teacher_distributions_do_not_depend_on_batching(tiny_lm: LoadedModel) -
     contexts = [encode_chat(tiny_lm.tokenizer, question_messages(q, DOC.text)) for q in ("Who?", "What powers it?")]
     alone, together = make(), make()
     add_teacher(tiny_lm, alone, contexts, top_k=4, batch=1)
-    add_teacher(tiny_lm, together, contexts, top_k=4, batch=2)
-    for a, b in zip(alone, together, strict=True):
+    add_teacher(tiny_lm, together, contexts, top_k=4, batch=2)  # the passage runs once, shared by both rows
+    for a, b, context in zip(alone, together, contexts, strict=True):
         assert torch.equal(a.teacher_ids, b.teacher_ids)
         torch.testing.assert_close(a.teacher_logp, b.teacher_logp, rtol=1e-4, atol=1e-5)
+        with torch.no_grad():  # the whole model over the whole row, as a reader would run it
+            full = tiny_lm.model(input_ids=torch.tensor([context + a.answer])).logits[0].float()
+        top = torch.topk(torch.log_softmax(full[len(context) - 1 : -1], dim=-1), 4, dim=-1)
+        torch.testing.assert_close(b.teacher_logp, top.values, rtol=1e-4, atol=1e-5)
 
 
 def test_answers_name_their_subject_and_questions_ask_for_the_spans() -> None:
@@ -321,6 +327,42 @@ def test_training_with_the_first_adapted_layer_folded_takes_the_same_steps(
     (folded, lora_folded), (unfolded, lora_unfolded) = runs
     assert folded == pytest.approx(unfolded, rel=1e-4) and folded[-1] < folded[0]
     torch.testing.assert_close(lora_folded.B, lora_unfolded.B, rtol=1e-3, atol=1e-5)
+
+
+def test_a_step_reads_each_effective_a_once_with_the_same_gradient() -> None:
+    lora = GatedLoRA([0, 1], 6, 4, rank=2, alpha=2.0)
+    lora.set_whitener(torch.eye(6).expand(2, 6, 6) * 2.0)
+    with torch.no_grad():
+        lora.B.normal_()
+    x = torch.randn(3, 6)
+    grads = []
+    for fixed in (False, True):
+        lora.zero_grad()
+        with lora.one_step() if fixed else contextlib.nullcontext():
+            reads = [lora.effective_a(0) for _ in range(2)]
+            (lora.delta(0, x).square().sum() + lora.delta(0, x).sum() + lora.delta(1, x).sum()).backward()
+        grads.append((lora.A.grad.clone(), lora.B.grad.clone()))
+        assert (reads[0] is reads[1]) == fixed
+    torch.testing.assert_close(grads[0], grads[1])
+    assert lora._fixed_a is None  # released after the step: the next step reads the updated factors
+
+
+def test_general_states_kept_across_documents_leave_training_unchanged(
+    tiny_lm: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    learner = small_learner(tiny_lm, steps_per_doc=4)
+    examples = study_examples(tiny_lm, DOC) + general_examples(tiny_lm, 4)
+    computed: list[int] = []
+    real = training.folded_states
+    monkeypatch.setattr(
+        training, "folded_states", lambda lm, rows, layer: computed.append(len(rows)) or real(lm, rows, layer)
+    )
+    memo = training.GeneralMemo()
+    runs = [train(tiny_lm, learner.fresh_lora(), examples, learner.config, memo) for _ in range(2)]
+    assert computed[1] == computed[0] - 4  # the second document's training computed no general row again
+    assert {row[1] for row in memo.states} == {tuple(e.prompt + e.answer) for e in examples[-4:]}  # only those
+    assert memo.candidates and runs[1] == pytest.approx(runs[0], rel=1e-5)
+    assert train(tiny_lm, learner.fresh_lora(), examples, learner.config) == pytest.approx(runs[0], rel=1e-5)
 
 
 def test_each_sentence_gets_a_question_and_each_question_is_trained_once(

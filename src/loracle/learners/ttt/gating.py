@@ -12,6 +12,7 @@ holds one document's factors, gate and whitener, read through the shared LoRA me
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 
@@ -167,6 +168,7 @@ class GatedLoRA(nn.Module):
         self.register_buffer("keep", torch.ones(len(layers), in_features))
         self.gated = False  # the mask is found (one calibration forward pass) only when training first needs it
         self.whitener: torch.Tensor | None = None
+        self._fixed_a: list[torch.Tensor] | None = None  # effective A's held for one training step (`one_step`)
 
     def round_to_storage(self) -> None:
         """Round the factors to STORAGE_DTYPE, as checkpoints keep them, so a learned adapter answers exactly
@@ -192,8 +194,21 @@ class GatedLoRA(nn.Module):
         self.keep = torch.ones_like(self.keep)
         self.whitener = None
 
+    @contextlib.contextmanager
+    def one_step(self) -> Iterator[None]:
+        """Within: each layer's effective A is computed once and reused by every read (a step reads each several
+        times: once per stack pass and per row of the first layer), with its gradient flowing back to A once.
+        Leave before the factors change (the optimizer's step)."""
+        self._fixed_a = [self.effective_a(slot) for slot in range(len(self.layers))]
+        try:
+            yield
+        finally:
+            self._fixed_a = None
+
     def effective_a(self, slot: int) -> torch.Tensor:
         """The A that multiplies layer `self.layers[slot]`'s plain input: gated, then whitened while set."""
+        if self._fixed_a is not None:
+            return self._fixed_a[slot]
         a = self.A[slot] * self.keep[slot]
         return a @ self.whitener[slot] if self.whitener is not None else a
 

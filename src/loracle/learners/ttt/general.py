@@ -19,6 +19,8 @@ from loracle.model import LoadedModel, encode_chat, question_messages
 from loracle.model.batch import greedy_batch
 
 GENERAL_PROMPTS_FILE = "general_prompts.txt"
+#: the doc_id of every general example (training keeps their cached states across documents)
+GENERAL_DOC = "general"
 #: the longest base reply kept as a target, in tokens
 REPLY_TOKENS = 48
 
@@ -42,7 +44,8 @@ def general_examples(lm: LoadedModel, count: int, top_k: int = 16) -> list[Study
 
     def build() -> Tensors:
         replies = greedy_batch(lm, ids, REPLY_TOKENS)
-        made = [StudyExample("general", i, answer_ids(lm, r)[:REPLY_TOKENS]) for i, r in zip(ids, replies, strict=True)]
+        pairs = zip(ids, replies, strict=True)
+        made = [StudyExample(GENERAL_DOC, i, answer_ids(lm, r)[:REPLY_TOKENS]) for i, r in pairs]
         add_teacher(lm, made, ids, top_k)
         tensors: Tensors = {}
         for n, example in enumerate(made):  # add_teacher set every example's teacher
@@ -53,7 +56,7 @@ def general_examples(lm: LoadedModel, count: int, top_k: int = 16) -> list[Study
     tensors = stored("general", f"{lm.fingerprint}|{prompts}|{REPLY_TOKENS}|{top_k}", build)
     return [
         StudyExample(
-            "general", ids[n], tensors[f"{n}.answer"].tolist(), tensors[f"{n}.ids"], tensors[f"{n}.logp"], prompts[n]
+            GENERAL_DOC, ids[n], tensors[f"{n}.answer"].tolist(), tensors[f"{n}.ids"], tensors[f"{n}.logp"], prompts[n]
         )
         for n in range(min(count, len(prompts)))
     ]

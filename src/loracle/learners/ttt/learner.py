@@ -37,7 +37,7 @@ from loracle.learners.ttt.config import TTTConfig
 from loracle.learners.ttt.gating import STORAGE_DTYPE, GatedLoRA, down_projections
 from loracle.learners.ttt.general import general_examples
 from loracle.learners.ttt.selfstudy import StudyExample, StudyPlan, study_examples
-from loracle.learners.ttt.training import train
+from loracle.learners.ttt.training import GeneralMemo, train
 from loracle.model import GenerationConfig, LoadedModel, generate_chat, question_messages
 from loracle.routing import ChunkRouter, words
 
@@ -54,6 +54,7 @@ class TTTLearner:
         first = len(downs) - max(1, round(self.config.layer_fraction * len(downs)))
         self.layers = list(range(first, len(downs)))
         self._shape = (downs[0].in_features, downs[0].out_features)
+        self.memo = GeneralMemo()  # what every document's training computes alike for the general examples
         self.reset()
 
     def reset(self) -> None:
@@ -89,7 +90,8 @@ class TTTLearner:
         document's self-study pairs, and each training step's loss."""
         studied = self.study(doc)
         lora = self.fresh_lora()
-        losses = train(self.lm, lora, studied + general_examples(self.lm, self.config.general_examples), self.config)
+        general = general_examples(self.lm, self.config.general_examples)
+        losses = train(self.lm, lora, studied + general, self.config, self.memo)
         lora.fold_whitener()
         lora.round_to_storage()
         return lora, studied, losses

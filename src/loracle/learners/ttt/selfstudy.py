@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from loracle.documents import Document
-from loracle.learners.ttt.upper import right_padded
+from loracle.learners.ttt.upper import final_hidden
 from loracle.model import LoadedModel, encode_chat, question_messages
 from loracle.model.batch import greedy_batch
 from loracle.sources.chunking import chunk_document
@@ -230,17 +230,19 @@ def study_examples(lm: LoadedModel, doc: Document, plan: StudyPlan | None = None
 
 
 def add_teacher(
-    lm: LoadedModel, examples: Sequence[StudyExample], contexts: Sequence[list[int]], top_k: int, batch: int = 8
+    lm: LoadedModel, examples: Sequence[StudyExample], contexts: Sequence[list[int]], top_k: int, batch: int = 16
 ) -> None:
-    """The model's top-k next-token distribution over each answer after its context (right-padded batches: a
-    causal model's logits for real tokens do not depend on padding after them)."""
-    jobs = list(zip(examples, contexts, strict=True))
+    """The model's top-k next-token distribution over each answer after its context. Rows are batched in
+    sorted order, so those reading the same passage share a batch and run it once (upper.final_hidden), and
+    the output head runs only where an answer token is predicted."""
+    head = lm.model.get_output_embeddings()
+    order = sorted(range(len(examples)), key=lambda i: contexts[i])
     with torch.no_grad():  # not inference_mode: these tensors later enter the training loss
-        for first in range(0, len(jobs), batch):
-            part = jobs[first : first + batch]
-            ids, mask = right_padded(lm, [context + example.answer for example, context in part])
-            logits = lm.model(input_ids=ids, attention_mask=mask).logits
-            for row, (example, context) in enumerate(part):
-                answer = logits[row, len(context) - 1 : len(context) - 1 + len(example.answer)].float()
-                top = torch.topk(torch.log_softmax(answer, dim=-1), top_k, dim=-1)
+        for first in range(0, len(order), batch):
+            part = order[first : first + batch]
+            hidden = final_hidden(lm, [contexts[i] + examples[i].answer for i in part])
+            for row, i in enumerate(part):
+                example, begin = examples[i], len(contexts[i]) - 1
+                logits = head(hidden[row, begin : begin + len(example.answer)]).float()
+                top = torch.topk(torch.log_softmax(logits, dim=-1), top_k, dim=-1)
                 example.teacher_ids, example.teacher_logp = top.indices.cpu(), top.values.cpu()

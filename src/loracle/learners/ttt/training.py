@@ -4,8 +4,10 @@
 equally often. Only the upper layers run at each step, over cached inputs (upper.py): the states entering the
 first adapted layer or, where that layer adds its MLP output straight into the residual stream, the states
 leaving it plus what its down projection reads, so a step runs one layer fewer and adds the first adapter's
-output itself. The loss is normalised over the tokens that compete with the targets (vocab.py) and, for
-question-answer pairs with a teacher, adds a distillation term toward the in-context distribution.
+output itself. The general examples' cached inputs are the same for every document (the lower layers are the
+base model's), so a `StateMemo` kept by the learner holds them across documents. The loss is normalised over
+the tokens that compete with the targets (vocab.py) and, for question-answer pairs with a teacher, adds a
+distillation term toward the in-context distribution.
 """
 
 from __future__ import annotations
@@ -13,23 +15,45 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 
 import torch
 
 from loracle.learners.lora import hooked
 from loracle.learners.ttt.config import TTTConfig
 from loracle.learners.ttt.gating import GatedLoRA, broad_neuron_mask, whiteners
+from loracle.learners.ttt.general import GENERAL_DOC
 from loracle.learners.ttt.selfstudy import StudyExample
 from loracle.learners.ttt.upper import adds_mlp_to_residual, folded_states, lower_states, upper_hidden
 from loracle.learners.ttt.vocab import CandidateHead, candidate_head, output_head
 from loracle.model import LoadedModel
 
 
-def train(lm: LoadedModel, lora: GatedLoRA, examples: Sequence[StudyExample], config: TTTConfig) -> list[float]:
+@dataclass
+class GeneralMemo:
+    """What training computes for the general examples that is the same for every document, kept by the
+    learner across documents: their cached states (the lower layers are the base model's) and the base
+    model's top-k over their replies."""
+
+    #: (layer, row of ids) -> the row's input states of that layer, and what the first adapter reads there
+    states: dict[tuple[int, tuple[int, ...]], tuple[torch.Tensor, torch.Tensor | None]] = field(default_factory=dict)
+    #: (layer, k, row of ids) -> the base model's top-k tokens over the row's answer
+    candidates: dict[tuple[int, int, tuple[int, ...]], list[int]] = field(default_factory=dict)
+
+
+def train(
+    lm: LoadedModel,
+    lora: GatedLoRA,
+    examples: Sequence[StudyExample],
+    config: TTTConfig,
+    memo: GeneralMemo | None = None,
+) -> list[float]:
     """`config.steps_per_doc` steps of `lora` on `examples` (its gate and whitener found first); returns each
-    step's loss. The whitener stays set: fold it (`GatedLoRA.fold_whitener`) once training is done."""
+    step's loss. The whitener stays set: fold it (`GatedLoRA.fold_whitener`) once training is done. `memo`
+    (kept by the caller across documents) holds the general examples' cached states."""
     if not examples or config.steps_per_doc <= 0:
         return []
+    memo = GeneralMemo() if memo is None else memo
     if not lora.gated and config.mask_fraction > 0:
         lora.set_broad(broad_neuron_mask(lm, lora.layers, config.mask_fraction))
     if lora.whitener is None and config.whiten_ridge is not None:
@@ -39,29 +63,46 @@ def train(lm: LoadedModel, lora: GatedLoRA, examples: Sequence[StudyExample], co
     size = min(config.batch_size, len(examples))
     batches = balanced_batches(len(examples), size, config.steps_per_doc, config.seed)
     used = sorted({i for batch in batches for i in batch})  # states only for examples some batch draws
-    rows = [examples[i].prompt + examples[i].answer for i in used]
     with frozen_base(lm):
-        first = lora.layers[0]
-        if adds_mlp_to_residual(lm, first):  # the cached states leave the first adapted layer
-            computed, inner = folded_states(lm, rows, first)
-            start = first + 1
-        else:
-            computed, inner, start = lower_states(lm, rows, first), [], first
+        start, computed, inner = layer_inputs(lm, [examples[i] for i in used], lora.layers[0], memo)
         states = dict(zip(used, computed, strict=True))
-        read = dict(zip(used, inner, strict=True)) if inner else {}  # what the first adapter reads
+        read = {i: x for i, x in zip(used, inner, strict=True) if x is not None}  # what the first adapter reads
         head = None
         if config.candidate_top_k > 0:
-            head = candidate_head(lm, [examples[i] for i in used], computed, start, config.candidate_top_k)
+            picked = [examples[i] for i in used]
+            head = candidate_head(lm, picked, computed, start, config.candidate_top_k, memo.candidates)
         with hooked(lm.model, lora.factors(), lora.scale):
             for picked in batches:
-                inputs = [states[i] + lora.delta(0, read[i]) if read else states[i] for i in picked]
-                value = loss(lm, [examples[i] for i in picked], start, inputs, head, config.distill_weight)
-                optimizer.zero_grad()
-                value.backward()
+                with lora.one_step():
+                    inputs = [states[i] + lora.delta(0, read[i]) if read else states[i] for i in picked]
+                    value = loss(lm, [examples[i] for i in picked], start, inputs, head, config.distill_weight)
+                    optimizer.zero_grad()
+                    value.backward()
                 torch.nn.utils.clip_grad_norm_([lora.A, lora.B], 1.0)
                 optimizer.step()
                 losses.append(float(value.detach()))
     return losses
+
+
+def layer_inputs(
+    lm: LoadedModel, examples: Sequence[StudyExample], first: int, memo: GeneralMemo
+) -> tuple[int, list[torch.Tensor], list[torch.Tensor | None]]:
+    """The first layer training runs and, per example, the cached states entering it and what the adapter of
+    layer `first` reads (None unless that layer is folded into the cache: `folded_states`). States in
+    `memo.states` are reused; general examples' new ones are added to it."""
+    fold = adds_mlp_to_residual(lm, first)
+    known = memo.states
+    rows = [tuple(e.prompt + e.answer) for e in examples]
+    todo = list(dict.fromkeys(row for row in rows if (first, row) not in known))
+    if fold:
+        computed, inner = folded_states(lm, [list(row) for row in todo], first)
+    else:
+        computed, inner = lower_states(lm, [list(row) for row in todo], first), [None] * len(todo)
+    fresh = dict(zip(todo, zip(computed, inner, strict=True), strict=True))
+    general = {row for row, e in zip(rows, examples, strict=True) if e.doc_id == GENERAL_DOC}
+    known.update({(first, row): fresh[row] for row in todo if row in general})
+    found = [fresh[row] if row in fresh else known[(first, row)] for row in rows]
+    return (first + 1 if fold else first), [s for s, _ in found], [x for _, x in found]
 
 
 def loss(

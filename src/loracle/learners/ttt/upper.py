@@ -162,6 +162,16 @@ def folded_states(
     return _lower(lm, rows, layer + 1, batch, _stack(lm).layers[layer].mlp.down_proj)
 
 
+def final_hidden(lm: LoadedModel, rows: Sequence[list[int]]) -> torch.Tensor:
+    """Final normed hidden states [rows, width, hidden] of one batch of id rows (right-padded), their common
+    start run once: rows that read the same passage and differ only after it pay for the passage once."""
+    embeds = _stack(lm).embed_tokens(right_padded(lm, rows)[0])
+    shared = shared_start(rows) if len(rows) > 1 else 0
+    if shared:
+        return _run_shared(lm, embeds[0, :shared], embeds[:, shared:], [len(r) for r in rows], slice(0, None), True)
+    return _run(lm, embeds, _mask([len(r) for r in rows], embeds.shape[1], lm.device), slice(0, None), True)
+
+
 def adds_mlp_to_residual(lm: LoadedModel, layer: int) -> bool:
     """Whether decoder layer `layer`'s output moves by exactly what is added to its MLP down projection's output
     (Llama, Qwen, Mistral and SmolLM layers; not those with a norm after the MLP): two forward passes of the

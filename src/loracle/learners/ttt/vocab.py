@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from loracle.learners.ttt.general import GENERAL_DOC
 from loracle.learners.ttt.selfstudy import StudyExample
 from loracle.learners.ttt.upper import upper_hidden
 from loracle.model import LoadedModel
@@ -53,18 +54,25 @@ def candidate_head(
     states: Sequence[torch.Tensor],
     first: int,
     top_k: int,
+    known: dict[tuple[int, int, tuple[int, ...]], list[int]] | None = None,
     batch: int = 8,
 ) -> CandidateHead:
     """The candidate set of `examples` (see the module docstring); `states` are their cached inputs of layer
-    `first`. Run before the adapter is active: the top-k are the base model's."""
+    `first`. Run before the adapter is active: the top-k are the base model's. `known` holds the top-k of
+    general examples' rows, read when there and added to when not."""
     head = output_head(lm)
+    known = {} if known is None else known
     wanted: set[int] = set()
     representative: dict[tuple[int, ...], int] = {}
     for i, example in enumerate(examples):
         wanted.update(example.answer)
         if example.teacher_ids is not None:
             wanted.update(example.teacher_ids.flatten().tolist())
-        representative.setdefault(tuple(example.answer), i)
+        key = (first, top_k, tuple(example.prompt + example.answer))
+        if key in known:
+            wanted.update(known[key])
+        else:
+            representative.setdefault(tuple(example.answer), i)
     rows = list(representative.values())
     with torch.no_grad():
         for start in range(0, len(rows), batch):
@@ -73,7 +81,10 @@ def candidate_head(
             for row, i in enumerate(part):
                 begin = len(examples[i].prompt) - 1
                 logits = head(hidden[row, begin : begin + len(examples[i].answer)])
-                wanted.update(torch.topk(logits, top_k, dim=-1).indices.flatten().tolist())
+                top = torch.topk(logits, top_k, dim=-1).indices.flatten().tolist()
+                wanted.update(top)
+                if examples[i].doc_id == GENERAL_DOC:
+                    known[(first, top_k, tuple(examples[i].prompt + examples[i].answer))] = top
     tokens = torch.tensor(sorted(wanted), device=head.weight.device)
     slot = torch.full((head.weight.shape[0],), -1, dtype=torch.long, device=head.weight.device)
     slot[tokens] = torch.arange(len(tokens), device=head.weight.device)
