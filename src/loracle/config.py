@@ -64,6 +64,9 @@ class AskConfig(BaseModel):
     route_top_k: int = Field(1, ge=1, le=16)
     #: an adapter is routed to only if its routing keys hold this share of the question's content words
     min_coverage: float = Field(0.5, ge=0.0, le=1.0)
+    #: ... or if one of its trained questions is this close to the question in meaning (cosine of the shipped
+    #: MiniLM embeddings; none: words only)
+    min_similarity: float | None = Field(0.7, ge=-1.0, le=1.0)
     #: the longest answer, in tokens
     max_new_tokens: int = Field(64, ge=1, le=32_768)
     #: the weight each applied adapter gets (1.0 = as compiled)

@@ -7,6 +7,11 @@ every adapter's delta at once drowns the one that matters; the router scores eac
 used. A text is a candidate only when it holds at least half of the question's words (`coverage`): one shared
 word does not make a question about a chunk, and adapters applied to a question about something else change
 its answer.
+
+`KeyRouter` adds meaning to the words: with an embedder, an adapter is also a candidate when one of its
+trained questions is close to the question (cosine >= `min_similarity`), and candidates are ranked by both
+orders fused (reciprocal rank). Documents of one article share their words, so word overlap alone often
+picks a sibling; the nearest trained question tells them apart (docs/experiments/routing.md).
 """
 
 from __future__ import annotations
@@ -15,6 +20,13 @@ import math
 import re
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from loracle.search.embedder import Embedder
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _STOP = frozenset(
@@ -68,3 +80,76 @@ class ChunkRouter:
             return order
         coverage = self.coverage(question)
         return [i for i in order if scores[i] > 0 and coverage[i] >= min_coverage]
+
+
+#: keys longer than this are word lists (a document's distinct words), not questions: never embedded
+MAX_EMBEDDED_KEY_WORDS = 32
+#: the constant of reciprocal-rank fusion (1 / (RRF_K + rank)), as in search
+RRF_K = 60
+
+
+@dataclass(frozen=True)
+class KeyMatch:
+    """One routed item and why: its word score and coverage, and its nearest key's cosine (0 unembedded)."""
+
+    index: int
+    score: float
+    coverage: float
+    similarity: float
+
+
+def key_vectors(embedder: Embedder, keys: Sequence[str]) -> np.ndarray:
+    """[n, dim] unit vectors of the question-like keys among `keys`, kept in the cache folder
+    (<cache>/routing/), so a knowledge base's adapters are embedded once."""
+    import torch
+
+    from loracle.stored import stored
+
+    texts = [k for k in keys if 0 < len(k.split()) <= MAX_EMBEDDED_KEY_WORDS]
+    if not texts:
+        return np.zeros((0, embedder.dim), dtype=np.float32)
+
+    def build() -> dict[str, torch.Tensor]:
+        return {"vectors": torch.from_numpy(embedder.encode(texts))}
+
+    return stored("routing", "keys", f"{embedder.name}|{texts}", build)["vectors"].numpy()
+
+
+class KeyRouter:
+    """Routes questions over items each known by a list of keys (see the module docstring): word overlap
+    always, and the nearest key by meaning when an embedder is given."""
+
+    def __init__(self, keys: Sequence[Sequence[str]], embedder: Embedder | None = None) -> None:
+        self.lexical = ChunkRouter([" ".join(k) for k in keys])
+        self.embedder = embedder
+        self.vectors = [key_vectors(embedder, k) for k in keys] if embedder is not None else []
+
+    def similarity(self, question: str) -> list[float]:
+        """For each item, the cosine of the question with its nearest embedded key (0 without an embedder)."""
+        if self.embedder is None:
+            return [0.0] * len(self.lexical.bags)
+        asked = self.embedder.encode([question])[0]
+        return [float((v @ asked).max()) if len(v) else 0.0 for v in self.vectors]
+
+    def route(self, question: str, k: int, min_coverage: float, min_similarity: float | None = None) -> list[KeyMatch]:
+        """The k best items for `question`, best first: those holding `min_coverage` of its words (and one at
+        least), or, with an embedder and `min_similarity`, whose nearest key is that close; ranked by the
+        word score, fused with the nearest key's rank when embedded (meaning decides a tie)."""
+        scores, coverage = self.lexical.scores(question), self.lexical.coverage(question)
+        dense = self.embedder is not None and min_similarity is not None
+        similarity = self.similarity(question) if dense else [0.0] * len(scores)
+        chosen = [
+            i
+            for i in range(len(scores))
+            if (scores[i] > 0 and coverage[i] >= min_coverage) or (dense and similarity[i] >= min_similarity)
+        ]
+        if dense:
+            fused = [0.0] * len(scores)
+            for order in (best_first(scores), best_first(similarity)):
+                for rank, i in enumerate(order):
+                    fused[i] += 1.0 / (RRF_K + rank)
+            ranking = fused
+        else:
+            ranking = list(scores)
+        chosen.sort(key=lambda i: (-ranking[i], -similarity[i], i))
+        return [KeyMatch(i, scores[i], coverage[i], similarity[i]) for i in chosen[:k]]

@@ -19,6 +19,7 @@ from loracle.knowledge_base import KnowledgeBase
 from loracle.model import GenerationConfig, apply_adapters, generate_chat, question_messages
 from loracle.model.loader import LoadedModel
 from tests.compiled_kb import CORRA, KESTREL, Page, seeded_lm, write_adapter, write_compiled_kb, write_page
+from tests.concepts import ConceptEmbedder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 FOUNDER = "Who founded the Kestrel Valley Observatory?"
@@ -61,6 +62,20 @@ def test_top_k_coverage_and_weight_come_from_the_config(tmp_path: Path, lm: Load
     assert sorted(a.adapter_id for a in stacked.adapters) == ["corra-river", "kestrel-valley-observatory"]
     assert {a.weight for a in stacked.adapters} == {0.5}
     assert stacked.spec == tuple((a.adapter_id, 0.5) for a in stacked.adapters)
+
+
+def test_a_question_put_in_other_words_goes_to_the_adapter_whose_question_it_is_close_to(
+    tmp_path: Path, lm: LoadedModel
+) -> None:
+    kb = write_compiled_kb(tmp_path / "kb", lm)
+    store = LocalAdapterStore(kb / "adapters")
+    reworded = "Which stream water runs the Varn machines?"  # one word in three of the keys'
+    assert AdapterRouter(store, AskConfig(min_similarity=None)).route(reworded).adapters == ()
+    concepts = AskConfig(min_similarity=0.35)
+    routed = AdapterRouter(store, concepts, embedder=ConceptEmbedder()).route(reworded).adapters
+    assert [a.adapter_id for a in routed] == ["corra-river"] and routed[0].similarity >= 0.35
+    unrelated = "Name one composer born in Vienna."
+    assert AdapterRouter(store, concepts, embedder=ConceptEmbedder()).route(unrelated).adapters == ()
 
 
 def test_the_router_reads_the_store_again_when_it_changes(tmp_path: Path, lm: LoadedModel) -> None:

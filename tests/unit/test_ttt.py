@@ -178,7 +178,7 @@ def test_peft_export_reproduces_the_learner_logits(tmp_path: Path, tiny_lm: Load
     lora, examples, _ = learner.trained(DOC)
     # what `ask --kb` routes by: the questions it was trained on and the document's words, as the learner routes
     recorded = AdapterManifest.read(tmp_path / "adapter").routing_keys
-    assert recorded == ttt_learner.routing_keys(DOC, examples) and "marrow" in recorded[-1]
+    assert recorded == ttt_learner.routing_keys(DOC, [e.cue for e in examples]) and "marrow" in recorded[-1]
     with active(learner, lora):
         expected = logits(tiny_lm, "Who founded the observatory?")
     peft_model = PeftModel.from_pretrained(base_copy, str(tmp_path / "adapter")).eval()

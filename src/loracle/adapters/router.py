@@ -3,8 +3,9 @@
 Each adapter is known by its manifest's `routing_keys` (what the learner trained it to answer: its cues and
 its document's distinct words); an adapter without them (older ones, merges) by its title plus the texts
 `fallback_keys` gives (its document's words, while the knowledge base holds it). A question goes to the
-adapters whose keys hold at least `min_coverage` of its content words, best-scoring first (loracle.routing's
-IDF-weighted overlap), at most `route_top_k`; to none when nothing matches, and then the base model answers.
+adapters whose keys hold at least `min_coverage` of its content words or hold a question at least
+`min_similarity` close to it in meaning, best first (loracle.routing.KeyRouter), at most `route_top_k`; to
+none when nothing matches, and then the base model answers.
 
 The manifests are read again only when the store changes (one directory listing and a stat per adapter per
 question). Adapters whose files lead out of the store, whose manifest or weights are unreadable, or that were
@@ -26,7 +27,8 @@ from loracle.config import AskConfig
 from loracle.confine import real_inside
 from loracle.errors import AdapterError
 from loracle.model.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS, MANIFEST
-from loracle.routing import ChunkRouter, best_first
+from loracle.routing import KeyRouter
+from loracle.search.embedder import Embedder
 
 #: adapter manifests without routing keys -> adapter id -> texts to route them by (beside their title)
 FallbackKeys = Callable[[Sequence[AdapterManifest]], dict[str, list[str]]]
@@ -44,6 +46,8 @@ class Routed:
     score: float
     #: the share of the question's content words the adapter's keys hold
     coverage: float
+    #: the cosine of the question with the adapter's nearest trained question (0 when words alone route)
+    similarity: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,7 @@ class _Table:
 
     signature: tuple
     manifests: list[AdapterManifest] = field(default_factory=list)
-    router: ChunkRouter = field(default_factory=lambda: ChunkRouter([]))
+    router: KeyRouter = field(default_factory=lambda: KeyRouter([]))
     unusable: list[tuple[str, str]] = field(default_factory=list)  # (adapter id, problem)
     foreign: list[AdapterManifest] = field(default_factory=list)
 
@@ -80,10 +84,14 @@ class AdapterRouter:
         *,
         fingerprint: str = "",
         fallback_keys: FallbackKeys | None = None,
+        embedder: Embedder | None = None,
     ) -> None:
+        """`embedder` embeds questions and routing keys when `config.min_similarity` is set (default: the
+        shipped MiniLM, loaded on first use)."""
         self.store = store
         self.config = config or AskConfig()
         self.fingerprint = fingerprint
+        self.embedder = embedder
         self.fallback_keys = fallback_keys or (lambda manifests: {})
         self._table: _Table | None = None
         self._lock = threading.Lock()
@@ -112,19 +120,19 @@ class AdapterRouter:
     def route(self, question: str) -> Route:
         """The adapters for `question`, best first (see the module docstring)."""
         table = self._current()
-        scores, coverage = table.router.scores(question), table.router.coverage(question)
-        chosen = [i for i in best_first(scores) if scores[i] > 0 and coverage[i] >= self.config.min_coverage]
+        c = self.config
         routed = []
-        for i in chosen[: self.config.route_top_k]:
-            manifest = table.manifests[i]
+        for match in table.router.route(question, c.route_top_k, c.min_coverage, c.min_similarity):
+            manifest = table.manifests[match.index]
             routed.append(
                 Routed(
                     manifest.id,
-                    self.config.stack_weight,
+                    c.stack_weight,
                     manifest.document_id,
                     manifest.title or manifest.document_id or manifest.id,
-                    round(scores[i], 4),
-                    round(coverage[i], 4),
+                    round(match.score, 4),
+                    round(match.coverage, 4),
+                    round(match.similarity, 4),
                 )
             )
         return Route(question, tuple(routed))
@@ -166,9 +174,18 @@ class AdapterRouter:
                 continue
             table.manifests.append(manifest)
         fallback = self.fallback_keys([m for m in table.manifests if not m.routing_keys])
-        keys = [" ".join(m.routing_keys or [m.title, *fallback.get(m.id, [])]) for m in table.manifests]
-        table.router = ChunkRouter(keys)
+        keys = [m.routing_keys or [m.title, *fallback.get(m.id, [])] for m in table.manifests]
+        table.router = KeyRouter(keys, self._embedder())
         return table
+
+    def _embedder(self) -> Embedder | None:
+        if self.config.min_similarity is None:
+            return None
+        if self.embedder is None:
+            from loracle.search.embedder import default_embedder
+
+            self.embedder = default_embedder()
+        return self.embedder
 
     def _problem(self, adapter_id: str) -> str:
         """Why the store's folder `adapter_id` can't be routed to ("" when it can)."""

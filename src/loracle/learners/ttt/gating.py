@@ -21,8 +21,8 @@ from torch import nn
 
 from loracle.learners.lora import lora_delta
 from loracle.learners.ttt.general import bundled_lines, general_prompts
-from loracle.learners.ttt.stored import stored
 from loracle.model import LoadedModel
+from loracle.stored import stored
 
 CALIBRATION_FILE = "calibration.txt"
 
@@ -120,7 +120,7 @@ def whiteners(lm: LoadedModel, layers: Sequence[int], ridge: float) -> torch.Ten
     """[len(layers), in, in]: each layer's whitener on the bundled general text (see the module docstring).
 
     Computed once per base model, layers and ridge (a forward pass over about 12k tokens and an
-    eigendecomposition per layer) and kept (ttt/stored.py).
+    eigendecomposition per layer) and kept (loracle/stored.py, under <cache>/ttt/).
     """
     texts = [*calibration_sentences(), *general_prompts()]
 
@@ -128,7 +128,7 @@ def whiteners(lm: LoadedModel, layers: Sequence[int], ridge: float) -> torch.Ten
         moments = input_moments(lm, layers, texts)
         return {"whiteners": torch.stack([inverse_root(m, ridge) for m in moments]).float()}
 
-    return stored("whiteners", f"{lm.fingerprint}|{list(layers)}|{ridge}|{texts}", build)["whiteners"]
+    return stored("ttt", "whiteners", f"{lm.fingerprint}|{list(layers)}|{ridge}|{texts}", build)["whiteners"]
 
 
 def broad_neuron_mask(lm: LoadedModel, layers: Sequence[int], fraction: float) -> torch.Tensor:

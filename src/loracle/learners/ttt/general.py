@@ -14,9 +14,9 @@ from importlib import resources
 import torch
 
 from loracle.learners.ttt.selfstudy import StudyExample, add_teacher, answer_ids
-from loracle.learners.ttt.stored import Tensors, stored
 from loracle.model import LoadedModel, encode_chat, question_messages
 from loracle.model.batch import greedy_batch
+from loracle.stored import Tensors, stored
 
 GENERAL_PROMPTS_FILE = "general_prompts.txt"
 #: the doc_id of every general example (training keeps their cached states across documents)
@@ -38,7 +38,7 @@ def general_prompts() -> list[str]:
 
 def general_examples(lm: LoadedModel, count: int, top_k: int = 16) -> list[StudyExample]:
     """The first `count` general prompts, each with the base model's reply and distribution as its target
-    (one batched decode of every prompt, once per base model: ttt/stored.py)."""
+    (one batched decode of every prompt, once per base model, kept under <cache>/ttt/: loracle/stored.py)."""
     prompts = general_prompts()
     ids = [encode_chat(lm.tokenizer, question_messages(p)) for p in prompts]
 
@@ -53,7 +53,7 @@ def general_examples(lm: LoadedModel, count: int, top_k: int = 16) -> list[Study
             tensors[f"{n}.logp"] = example.teacher_logp
         return tensors
 
-    tensors = stored("general", f"{lm.fingerprint}|{prompts}|{REPLY_TOKENS}|{top_k}", build)
+    tensors = stored("ttt", "general", f"{lm.fingerprint}|{prompts}|{REPLY_TOKENS}|{top_k}", build)
     return [
         StudyExample(
             GENERAL_DOC, ids[n], tensors[f"{n}.answer"].tolist(), tensors[f"{n}.ids"], tensors[f"{n}.logp"], prompts[n]

@@ -6,11 +6,11 @@ few rules write, each with the sentence that answers it (selfstudy.py), and to g
 reply to general prompts (general.py). One adapter per document, not one for all: documents learned into one
 shared adapter garble each other, and re-learning one document retains only its own.
 
-Answering: a question is routed (routing.ChunkRouter) to the adapters whose keys cover enough of it (the
-questions each was trained on and its document's distinct words); they are merged into the base weights and
-the model answers in one decode, the question as the only message. When none is routed, the base model
-answers alone. No document is shown: the answer comes from weights. The adapter `compile_document` writes is
-the same adapter, so a plain PEFT load answers as this learner does.
+Answering: a question is routed (routing.KeyRouter) to the adapters whose keys cover enough of it, or hold a
+question close to it in meaning (the questions each was trained on and its document's distinct words); they
+are merged into the base weights and the model answers in one decode, the question as the only message. When
+none is routed, the base model answers alone. No document is shown: the answer comes from weights. The adapter
+`compile_document` writes is the same adapter, so a plain PEFT load answers as this learner does.
 
 The base model is never modified: adapters are hooked in only while the learner trains, merged in only while
 it answers (learners.lora), so other learners can share the loaded model. How each default was chosen:
@@ -39,7 +39,8 @@ from loracle.learners.ttt.general import general_examples
 from loracle.learners.ttt.selfstudy import StudyExample, StudyPlan, study_examples
 from loracle.learners.ttt.training import GeneralMemo, train
 from loracle.model import GenerationConfig, LoadedModel, generate_chat, question_messages
-from loracle.routing import ChunkRouter, words
+from loracle.routing import KeyRouter, words
+from loracle.search.embedder import default_embedder
 
 
 class TTTLearner:
@@ -60,7 +61,7 @@ class TTTLearner:
     def reset(self) -> None:
         self.adapters: dict[str, GatedLoRA] = {}  # document id -> its adapter, in learning order
         self.keys: dict[str, list[str]] = {}  # document id -> what routes a question to its adapter
-        self.router = ChunkRouter([])
+        self.router = KeyRouter([])
 
     @property
     def documents(self) -> list[str]:
@@ -106,7 +107,7 @@ class TTTLearner:
             lora, studied, losses = self.trained(doc)
             self.adapters.pop(doc.id, None)
             self.adapters[doc.id] = lora
-            self.keys[doc.id] = routing_keys(doc, studied)
+            self.keys[doc.id] = routing_keys(doc, [e.cue for e in studied])
             examples += len(studied)
             if losses:
                 first_losses.append(losses[0])
@@ -127,13 +128,14 @@ class TTTLearner:
         )
 
     def _route_all(self) -> None:
-        self.router = ChunkRouter([" ".join(self.keys[doc_id]) for doc_id in self.adapters])
+        embedder = default_embedder() if self.config.min_similarity is not None else None
+        self.router = KeyRouter([self.keys[doc_id] for doc_id in self.adapters], embedder)
 
     def route(self, question: str) -> list[str]:
-        """The documents whose keys cover at least `min_coverage` of the question's words, best first (at most
-        `route_top_k`); [] when none does."""
-        ids = list(self.adapters)
-        return [ids[i] for i in self.router.top(question, self.config.route_top_k, self.config.min_coverage)]
+        """The documents whose keys cover at least `min_coverage` of the question's words or hold a question
+        `min_similarity` close to it, best first (at most `route_top_k`); [] when none does."""
+        ids, c = list(self.adapters), self.config
+        return [ids[m.index] for m in self.router.route(question, c.route_top_k, c.min_coverage, c.min_similarity)]
 
     # -- answering ------------------------------------------------------------------------------------------
     def merged(self, doc_ids: Sequence[str]) -> contextlib.AbstractContextManager[None]:
@@ -159,7 +161,7 @@ class TTTLearner:
         keys that route questions to it in its manifest."""
         start = time.perf_counter()
         lora, studied, losses = self.trained(doc)
-        keys = routing_keys(doc, studied)
+        keys = routing_keys(doc, [e.cue for e in studied])
         size = self.export(
             lora, folder, {"doc_id": doc.id, "doc_hash": doc.hash, "title": doc.title, "routing_keys": keys}
         )
@@ -234,8 +236,7 @@ class TTTLearner:
         self._route_all()
 
 
-def routing_keys(doc: Document, studied: Sequence[StudyExample]) -> list[str]:
+def routing_keys(doc: Document, questions: Sequence[str]) -> list[str]:
     """What routes a question to `doc`'s adapter: the questions it was trained on, then the document's distinct
     words."""
-    cues = list(dict.fromkeys(e.cue for e in studied if e.cue))
-    return [*cues, " ".join(sorted(set(words(doc.text))))]
+    return [*dict.fromkeys(q for q in questions if q), " ".join(sorted(set(words(doc.text))))]

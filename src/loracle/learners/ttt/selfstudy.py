@@ -201,12 +201,12 @@ def answer_ids(lm: LoadedModel, text: str) -> list[int]:
     return lm.tokenizer.encode(text, add_special_tokens=False) + ([end] if end is not None else [])
 
 
-def study_examples(lm: LoadedModel, doc: Document, plan: StudyPlan | None = None) -> list[StudyExample]:
-    """The questions about `doc` (see the module docstring), each answered by its sentence, with the teacher's
-    distribution over that answer when the passage is in the prompt."""
+def study_questions(lm: LoadedModel, doc: Document, plan: StudyPlan | None = None) -> dict[str, tuple[str, str]]:
+    """Every question asked about `doc` (see the module docstring) -> the passage it was asked from and the
+    sentence that answers it; the first asker of a question wins."""
     plan = plan or StudyPlan()
     rng = random.Random(doc.id)
-    asked: dict[str, tuple[str, str]] = {}  # question -> (passage, sentence); the first asker of a question wins
+    asked: dict[str, tuple[str, str]] = {}
     for chunk in chunk_document(doc, plan.passage_tokens):
         passage = chunk.text
         found = sentences(passage)[: plan.max_sentences]
@@ -220,6 +220,14 @@ def study_examples(lm: LoadedModel, doc: Document, plan: StudyPlan | None = None
                 ruled.append(" ".join(sentence.split()[:8]))
             for question in ruled:
                 asked.setdefault(question, (passage, sentence))
+    return asked
+
+
+def study_examples(lm: LoadedModel, doc: Document, plan: StudyPlan | None = None) -> list[StudyExample]:
+    """The questions about `doc` (`study_questions`), each answered by its sentence, with the teacher's
+    distribution over that answer when the passage is in the prompt."""
+    plan = plan or StudyPlan()
+    asked = study_questions(lm, doc, plan)
     examples = [
         StudyExample(doc.id, encode_chat(lm.tokenizer, question_messages(q)), answer_ids(lm, answer), cue=q)
         for q, answer in ((q, resolved(s, doc.title)) for q, (_, s) in asked.items())

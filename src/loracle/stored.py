@@ -1,10 +1,9 @@
-"""What the ttt learner computes once per base model, kept in the user's cache folder.
+"""Tensors computed once and kept in the user's cache folder: in memory for the process and on disk.
 
-The general examples (a decode of every general prompt) and the whiteners (a forward pass over the general
-text and an eigendecomposition per layer) take a minute or two on 2 cores and are the same for every
-document, so they are kept in memory for the process and on disk under <cache>/ttt/, keyed by the base
-model's fingerprint and what they depend on. Entries are written atomically; one that can't be read is
-recomputed.
+What takes long to compute and depends only on its inputs: the ttt learner's general examples and
+whiteners (a minute or two on 2 cores, the same for every document), the router's embeddings of each
+adapter's routing keys. Each entry is keyed by a hash of everything it depends on (the base model's
+fingerprint, the texts, ...), written atomically; one that can't be read is recomputed.
 """
 
 from __future__ import annotations
@@ -24,13 +23,13 @@ Tensors = dict[str, torch.Tensor]
 _MEMORY: dict[str, Tensors] = {}
 
 
-def stored(kind: str, key: str, build: Callable[[], Tensors]) -> Tensors:
-    """The tensors `build` makes, from memory, else from <cache>/ttt/<kind>-<hash of key>.safetensors, else
-    built and kept in both."""
-    name = f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:32]}"
+def stored(folder: str, kind: str, key: str, build: Callable[[], Tensors]) -> Tensors:
+    """The tensors `build` makes, from memory, else from <cache>/<folder>/<kind>-<hash of key>.safetensors,
+    else built and kept in both."""
+    name = f"{folder}/{kind}-{hashlib.sha256(key.encode()).hexdigest()[:32]}"
     if name in _MEMORY:
         return _MEMORY[name]
-    path = cache_root() / "ttt" / f"{name}.safetensors"
+    path = cache_root() / f"{name}.safetensors"
     tensors = None
     if path.is_file():
         try:
