@@ -20,6 +20,10 @@ class AdapterError(LoracleError):
     """An adapter is missing, malformed, or made for another base model."""
 
 
+class SchemaError(LoracleError):
+    """A JSON schema that constrained decoding cannot follow (malformed, or a feature xgrammar refuses)."""
+
+
 class DocumentError(LoracleError):
     """A source document cannot be read (missing, binary, bad encoding, empty, broken frontmatter)."""
 

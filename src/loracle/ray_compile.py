@@ -107,7 +107,8 @@ class RayCompiler:
             try:
                 ray.init(address=self.address, include_dashboard=False, logging_level="WARNING")
             except (ConnectionError, ValueError, RuntimeError) as exc:
-                raise LoracleError(f"--ray {self.address or ''}: cannot reach a Ray cluster ({exc})".strip()) from exc
+                where = f"--ray {self.address}" if self.address else "--ray"
+                raise LoracleError(f"{where}: cannot reach a Ray cluster ({exc})") from exc
         count = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1) // self.cpus))
         actor = ray.remote(num_cpus=self.cpus, max_restarts=self.max_retries, max_task_retries=self.max_retries)(
             _Worker

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import httpx
+import jsonschema
 import numpy as np
 import openai
 import pytest
+from pydantic import BaseModel, Field
 
 from loracle.model import GenerationConfig, apply_adapters, stream_chat
 from loracle.model.loader import LoadedModel, model_fingerprint
@@ -132,7 +136,6 @@ def test_vllm_and_llama_cpp_sampling_fields_through_the_openai_client(client: op
     ("extra", "param", "says"),
     [
         ({"n": 2}, "n", "loracle returns one (n=1)"),
-        ({"response_format": {"type": "json_object"}}, "response_format", "no constrained decoding"),
         ({"top_logprobs": 2}, "top_logprobs", "needs logprobs set to true"),
         ({"logprobs": True, "top_logprobs": 21}, "top_logprobs", "less than or equal to 20"),
         ({"extra_body": {"top_k": -2}}, "top_k", "greater than or equal to -1"),
@@ -148,6 +151,97 @@ def test_what_loracle_cannot_do_is_a_400_naming_the_field(
     error = caught.value.body
     assert error["param"] == param or error["message"].startswith(param), error
     assert says in error["message"] and "\n" not in error["message"]
+
+
+#: bounded everywhere, so that even a random model's reply ends by itself; length-bounded strings included,
+#: which xgrammar's own rule would let hold raw control characters (not JSON)
+PERSON = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "minLength": 2, "maxLength": 8},
+        "role": {"enum": ["founder", "keeper"]},
+        "year": {"type": "integer", "minimum": 1800, "maximum": 1999},
+        "tags": {"type": "array", "items": {"type": "string", "maxLength": 5}, "maxItems": 2},
+        "verified": {"type": "boolean"},
+    },
+    "required": ["name", "role", "year", "tags", "verified"],
+    "additionalProperties": False,
+}
+AS_PERSON = {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON, "strict": True}}
+
+
+def _chat_text(client: openai.OpenAI, stream: bool, **request) -> tuple[str, str | None]:
+    """The reply's text and finish reason, whole or put together from a stream."""
+    if not stream:
+        choice = client.chat.completions.create(model="tiny", messages=QUESTION, **request).choices[0]
+        return choice.message.content or "", choice.finish_reason
+    chunks = [c for c in client.chat.completions.create(model="tiny", messages=QUESTION, stream=True, **request)]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    return text, [c.choices[0].finish_reason for c in chunks if c.choices][-1]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_json_schema_replies_validate_even_from_a_random_model(client: openai.OpenAI, stream: bool) -> None:
+    samplings = [{"temperature": 0}] + [{"temperature": 1.5, "seed": seed} for seed in range(6)]
+    for sampling in samplings:
+        text, finish = _chat_text(client, stream, response_format=AS_PERSON, max_tokens=200, **sampling)
+        assert finish == "stop", (sampling, text)  # ended by itself: only a whole document may end
+        jsonschema.validate(json.loads(text), PERSON)
+    legacy = client.completions.create(
+        model="tiny", prompt="The observatory", max_tokens=200, temperature=0, extra_body={"response_format": AS_PERSON}
+    )
+    jsonschema.validate(json.loads(legacy.choices[0].text), PERSON)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_json_mode_gives_an_object_where_plain_text_is_not_json(client: openai.OpenAI, stream: bool) -> None:
+    text, finish = _chat_text(client, stream, response_format={"type": "json_object"}, max_tokens=50, temperature=0)
+    assert finish == "stop" and isinstance(json.loads(text), dict), text
+    plain = ask(client, "tiny", response_format={"type": "text"})
+    assert plain == direct_reply([])  # type text is no constraint at all
+    with pytest.raises(ValueError):
+        json.loads(plain)
+
+
+def test_the_clients_own_parse_helper_gets_its_pydantic_model(client: openai.OpenAI) -> None:
+    class Finding(BaseModel):
+        kind: Literal["fact", "rule"]
+        year: int = Field(ge=1800, le=1999)
+        ok: bool
+
+    for seed in range(3):
+        reply = client.chat.completions.parse(
+            model="tiny", messages=QUESTION, response_format=Finding, temperature=1.5, seed=seed, max_tokens=100
+        )
+        assert isinstance(reply.choices[0].message.parsed, Finding)
+
+
+@pytest.mark.parametrize(
+    ("response_format", "says"),
+    [
+        ({"type": "xml"}, "response_format.type: Input should be 'text', 'json_object' or 'json_schema'"),
+        ({"type": "json_schema"}, "response_format: Value error, type json_schema needs a json_schema field"),
+        ({"type": "json_schema", "json_schema": {"name": "a b", "schema": {}}}, "response_format.json_schema.name"),
+        ({"type": "json_schema", "json_schema": {"name": "x", "schema": "{}"}}, "valid dictionary"),
+        ({"type": "json_object", "json_schema": {"name": "x"}}, "json_schema is for type json_schema"),
+        (
+            {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "objectx"}}},
+            'Unsupported type "objectx"',
+        ),
+        ({"type": "json_object", "schema": {"type": "string", "pattern": "(("}}, "Regex parsing error"),
+        ({"type": "json_object", "schema": {"$ref": "#/$defs/missing"}}, "missing"),
+        ({"type": "json_object", "schema": {"type": "integer", "minimum": 5, "maximum": 2}}, "minimum greater"),
+    ],
+)
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_bad_response_format_is_a_400_naming_the_problem(
+    client: openai.OpenAI, response_format: dict, says: str, stream: bool
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        _chat_text(client, stream, response_format=response_format, max_tokens=5)
+    message = caught.value.body["message"]
+    assert message.startswith("response_format") and says in message and "\n" not in message, message
+    assert caught.value.body["param"].startswith("response_format")
 
 
 def test_logprobs_whole_and_streamed_in_the_openai_shapes(client: openai.OpenAI) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Literal
 
+import jsonschema
 import pytest
 from pydantic import BaseModel, Field
 
@@ -13,6 +14,7 @@ from loracle.llm import LLM, LocalBackend
 from loracle.llm.schema import decoding_schema
 from loracle.model import GenerationConfig, stream_chat
 from loracle.model.constrain import JSONConstraint
+from loracle.model.json_strings import json_safe_strings, string_pattern
 from loracle.model.loader import LoadedModel
 from tests.conftest import build_tiny_model
 
@@ -100,3 +102,50 @@ def test_without_xgrammar_a_structured_reply_is_one_clear_error(tiny_lm: LoadedM
     config = GenerationConfig(max_new_tokens=5, json_schema=decoding_schema(Report))
     with pytest.raises(LoracleError, match="structured output needs xgrammar"):
         stream_chat(tiny_lm, [{"role": "user", "content": "Report."}], config).text()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_length_bounded_strings_are_json_strings(tiny_lm: LoadedModel, one_thread, seed: int) -> None:
+    # xgrammar's rule for minLength / maxLength lets raw control characters into the string: not JSON
+    schema = {
+        "type": "array",
+        "items": {"type": "string", "minLength": 1, "maxLength": 6},
+        "minItems": 4,
+        "maxItems": 4,
+    }
+    config = GenerationConfig(max_new_tokens=200, temperature=1.5, seed=seed, json_schema=schema)
+    stream = stream_chat(_random_model(tiny_lm, seed), [{"role": "user", "content": "List."}], config)
+    text = stream.text()
+    assert stream.stats.stopped, text
+    jsonschema.validate(json.loads(text), schema)
+
+
+def test_json_safe_strings_rewrites_only_bare_length_bounds() -> None:
+    schema = {
+        "properties": {
+            "a": {"type": "string", "maxLength": 3},
+            "b": {"type": "string", "maxLength": 3, "pattern": "^x+$"},
+            "c": {"type": "string", "minLength": "2"},
+        }
+    }
+    safe = json_safe_strings(schema)
+    assert safe["properties"]["a"] == {"type": "string", "pattern": string_pattern(0, 3)}
+    assert safe["properties"]["b"] == schema["properties"]["b"]  # the caller's own pattern stays
+    assert safe["properties"]["c"] == {"type": "string", "minLength": "2"}  # not a length: xgrammar names it
+    assert schema["properties"]["a"] == {"type": "string", "maxLength": 3}  # the caller's schema is untouched
+
+
+@pytest.mark.parametrize(
+    ("schema", "says"),
+    [
+        ({"type": "objectx"}, 'JSON schema: Unsupported type "objectx"'),
+        ({"type": "string", "pattern": "(("}, "JSON schema: Regex parsing error at position 3"),
+    ],
+)
+def test_a_schema_xgrammar_refuses_is_one_schema_error_line(tiny_lm: LoadedModel, schema: dict, says: str) -> None:
+    from loracle.errors import SchemaError
+    from loracle.model.generate import check_json_schema
+
+    with pytest.raises(SchemaError) as caught:
+        check_json_schema(tiny_lm, schema)
+    assert str(caught.value).startswith(says) and "\n" not in str(caught.value) and ".cc:" not in str(caught.value)

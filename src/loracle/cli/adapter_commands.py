@@ -13,6 +13,7 @@ import typer
 from rich.markup import escape
 
 from loracle.cli.app import ThreadsOption, app, console, err_console, finite, load_base
+from loracle.cli.optional_value import optional_value_command
 from loracle.learners import DEFAULT_COMPILE_LEARNER
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ def open_kb(
     return KnowledgeBase(paths.root, learner=learner, source=source, lm=lm, learner_options=learner_options)
 
 
-@app.command("compile")
+@app.command("compile", cls=optional_value_command("--ray"))
 def compile_command(
     kb: Path | None = KBOption,
     learner: str = LearnerOption,
@@ -77,8 +78,10 @@ def compile_command(
     ray: str | None = typer.Option(
         None,
         "--ray",
-        metavar="ADDRESS",
-        help="Compile on Ray workers at Ray's address: ray://head:10001, auto (a running cluster), local (new).",
+        metavar="[ADDRESS]",
+        help="Compile on Ray workers. --ray alone joins what ray.init() finds: $RAY_ADDRESS, else the cluster `ray "
+        "start` last began on this machine, else a new local one. Or name it: ray://head:10001, auto (a running "
+        "cluster, never a new one), local (always a new one).",
     ),
     ray_workers: int = typer.Option(
         0, "--ray-workers", min=0, help="Ray workers, each with the model loaded once (0: one per cluster CPU)."
@@ -88,6 +91,7 @@ def compile_command(
 
     Example: loracle compile --kb my-kb --learner hypernet --from wiki
     Example: loracle compile --kb my-kb --learner ttt --ray ray://head:10001
+    Example: loracle compile --kb my-kb --ray --ray-workers 2
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -112,7 +116,8 @@ def compile_command(
 
 
 def on_ray(knowledge: KnowledgeBase, model: str | None, address: str, workers: int, threads: int) -> KnowledgeBase:
-    """The same knowledge base, compiling on Ray workers that each load the base model themselves."""
+    """The same knowledge base, compiling on Ray workers that each load the base model themselves; `address` ""
+    is Ray's default (what ray.init() without one connects to or starts)."""
     from loracle.knowledge_base import KnowledgeBase
     from loracle.ray_compile import LearnerSetup, RayCompiler
 
@@ -122,7 +127,7 @@ def on_ray(knowledge: KnowledgeBase, model: str | None, address: str, workers: i
     config = knowledge.learner_config
     setup = LearnerSetup(spec, knowledge.learner, config.model_dump(mode="json"), threads=max(1, threads))
     compiler = RayCompiler(
-        setup, knowledge.learner, config, address=address, workers=workers or None, cpus=setup.threads
+        setup, knowledge.learner, config, address=address or None, workers=workers or None, cpus=setup.threads
     )
     return KnowledgeBase(
         knowledge.paths.root,

@@ -14,9 +14,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from loracle.model.json_strings import string_pattern
+
 _INT_LIMIT = 10**9
-#: JSON string content: no quote, backslash or control character except as an escape; at most `limit` of them
-_STRING_PATTERN = r'^([^"\\\x00-\x1f]|\\["\\/bfnrt]){{0,{limit}}}$'
 
 
 def decoding_schema(model: type[BaseModel], max_items: int = 8, max_chars: int = 200) -> dict[str, Any]:
@@ -40,7 +40,7 @@ def _bound(node: Any, max_items: int, max_chars: int) -> None:
         # a pattern, not maxLength: xgrammar's own string rule lets raw control characters through, which
         # strict JSON parsers (pydantic's) refuse; the pattern counts an escape as one character
         limit = min(node.pop("maxLength", max_chars), max_chars)
-        node["pattern"] = _STRING_PATTERN.format(limit=limit)
+        node["pattern"] = string_pattern(0, limit)
     elif kind == "integer":  # digits are a string too: a model could write them forever
         node["minimum"] = max(node.get("minimum", -_INT_LIMIT), -_INT_LIMIT)
         node["maximum"] = min(node.get("maximum", _INT_LIMIT), _INT_LIMIT)

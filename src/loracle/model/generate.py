@@ -224,6 +224,14 @@ def _logprob(logits: torch.Tensor, token: int, top: int) -> TokenLogprob:
     return TokenLogprob(token, float(logprobs[token]), alternatives)
 
 
+def check_json_schema(lm: LoadedModel, schema: dict) -> None:
+    """Raise a LoracleError (SchemaError, naming the problem) unless `lm`'s replies can be held to `schema`.
+
+    Compiling is what checks it, and the compiled grammar is cached, so the generation that follows reuses it.
+    """
+    _json_constraint(lm, schema)
+
+
 def _json_constraint(lm: LoadedModel, schema: dict) -> JSONConstraint:
     try:  # xgrammar loads only for structured replies
         from loracle.model.constrain import JSONConstraint

@@ -17,13 +17,14 @@ from starlette.concurrency import run_in_threadpool
 from loracle.adapters.pool import AdapterSpec
 from loracle.errors import LoracleError
 from loracle.model.chat import encode_chat
-from loracle.model.generate import GenerationConfig, TokenLogprob
+from loracle.model.generate import GenerationConfig, TokenLogprob, check_json_schema
 from loracle.serve.body import RequestBody
 from loracle.serve.disconnect import unless_disconnected
 from loracle.serve.embeddings import EMBEDDING_MODEL
 from loracle.serve.errors import ApiError, as_api_error, error_body, public_message
 from loracle.serve.generation import Finish, Sampling, Tokens, generation_steps
 from loracle.serve.logprobs import LogprobFormatter
+from loracle.serve.response_format import ResponseFormat
 from loracle.serve.state import ServerState, get_state
 
 router = APIRouter(prefix="/v1")
@@ -61,8 +62,9 @@ class SamplingRequest(RequestBody):
     asks for no sampling (as SmolLM2's does): small models sampled at OpenAI's default of 1.0 ramble.
     `top_p`, `top_k` and `min_p` (vLLM's and llama.cpp's extensions) apply only when sampling (a temperature
     above 0); `repetition_penalty` always. `logprobs` are those of the distribution each token was picked
-    from, before temperature and truncation (as vLLM reports them). What loracle cannot do is refused with
-    a 400 naming the field: n above 1 and JSON mode (`response_format` json_object / json_schema).
+    from, before temperature and truncation (as vLLM reports them). `response_format` (JSON mode, a JSON
+    schema) constrains decoding (loracle.serve.response_format). What loracle cannot do is refused with a 400
+    naming the field: n above 1, a schema xgrammar cannot follow.
     """
 
     model_config = ConfigDict(extra="allow")
@@ -75,7 +77,7 @@ class SamplingRequest(RequestBody):
     min_p: float | None = Field(None, ge=0.0, le=1.0)
     repetition_penalty: float | None = Field(None, gt=0.0, le=10.0)
     n: int = Field(1, ge=1, le=128)
-    response_format: dict[str, Any] | None = None
+    response_format: ResponseFormat | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
     seed: int | None = Field(None, ge=-(2**63), le=2**64 - 1)
@@ -103,6 +105,7 @@ class SamplingRequest(RequestBody):
             seed=self.seed,
             logit_bias=bias,
             logprobs=self.logprob_count(),
+            json_schema=self.response_format.schema_for_reply() if self.response_format else None,
         )
 
     def logprob_count(self) -> int | None:
@@ -115,14 +118,6 @@ class SamplingRequest(RequestBody):
         """Refuse, with a 400 naming the field, what loracle accepts in OpenAI's API but cannot do."""
         if self.n != 1:
             raise ApiError(400, f"n: {self.n} choices asked for; loracle returns one (n=1)", param="n")
-        kind = (self.response_format or {}).get("type", "text")
-        if kind != "text":
-            raise ApiError(
-                400,
-                f"response_format: type {str(kind)[:40]!r} is not supported (no constrained decoding); "
-                "use type 'text' and ask for JSON in the prompt",
-                param="response_format",
-            )
 
     def stops(self) -> list[str]:
         stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
@@ -285,6 +280,8 @@ async def _complete(
         raise ApiError(
             400, f"the prompt is {len(prompt)} tokens; this model reads at most {limit}", code="context_length_exceeded"
         )
+    if config.json_schema is not None:  # compiled (and cached) now: a schema it cannot follow is a 400, not a 500
+        await run_in_threadpool(_check_schema, state, config.json_schema)
     # load before answering: a broken adapter is an error status, not an error in the middle of a stream
     await run_in_threadpool(lambda: [state.pool.ensure_loaded(adapter_id) for adapter_id, _ in spec])
     pieces = state.scheduler.stream(spec, lambda: generation_steps(state.lm, prompt, config, stops))
@@ -403,6 +400,13 @@ class _Reply:
 
 def _event(payload: dict) -> str:
     return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
+
+
+def _check_schema(state: ServerState, schema: dict) -> None:
+    try:
+        check_json_schema(state.lm, schema)
+    except LoracleError as exc:
+        raise ApiError(400, f"response_format: {exc}", param="response_format") from exc
 
 
 def _checked(call: Callable[[], Any], param: str) -> Any:
