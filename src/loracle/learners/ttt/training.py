@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
@@ -34,8 +34,6 @@ def train(lm: LoadedModel, lora: GatedLoRA, examples: Sequence[StudyExample], co
         lora.set_broad(broad_neuron_mask(lm, lora.layers, config.mask_fraction))
     if lora.whitener is None and config.whiten_ridge is not None:
         lora.set_whitener(whiteners(lm, lora.layers, config.whiten_ridge))
-    optimizer = torch.optim.AdamW([lora.A, lora.B], lr=config.lr, weight_decay=0.0)
-    losses = []
     size = min(config.batch_size, len(examples))
     batches = balanced_batches(len(examples), size, config.steps_per_doc, config.seed)
     used = sorted({i for batch in batches for i in batch})  # states only for examples some batch draws
@@ -53,14 +51,42 @@ def train(lm: LoadedModel, lora: GatedLoRA, examples: Sequence[StudyExample], co
         if config.candidate_top_k > 0:
             head = candidate_head(lm, [examples[i] for i in used], computed, start, config.candidate_top_k)
         with hooked(lm.model, lora.factors(), lora.scale):
-            for picked in batches:
-                inputs = [states[i] + lora.delta(0, read[i]) if read else states[i] for i in picked]
-                value = loss(lm, [examples[i] for i in picked], start, inputs, head, config.distill_weight)
-                optimizer.zero_grad()
-                value.backward()
-                torch.nn.utils.clip_grad_norm_([lora.A, lora.B], 1.0)
-                optimizer.step()
-                losses.append(float(value.detach()))
+            return descend(
+                lm,
+                [lora.A, lora.B],
+                examples,
+                batches,
+                lambda i: states[i] + lora.delta(0, read[i]) if read else states[i],
+                start,
+                head,
+                lr=config.lr,
+                distill_weight=config.distill_weight,
+            )
+
+
+def descend(
+    lm: LoadedModel,
+    params: Sequence[torch.Tensor],
+    examples: Sequence[StudyExample],
+    batches: Sequence[Sequence[int]],
+    inputs: Callable[[int], torch.Tensor],
+    first: int,
+    head: CandidateHead | None,
+    *,
+    lr: float,
+    distill_weight: float,
+) -> list[float]:
+    """One AdamW step on `params` per batch of `examples` (gradients clipped to norm 1), the loss run from layer
+    `first` over `inputs(i)`, example i's input there; the adapter must be hooked in. Returns each step's loss."""
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    losses = []
+    for picked in batches:
+        value = loss(lm, [examples[i] for i in picked], first, [inputs(i) for i in picked], head, distill_weight)
+        optimizer.zero_grad()
+        value.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        losses.append(float(value.detach()))
     return losses
 
 
