@@ -75,13 +75,15 @@ def descend(
     *,
     lr: float,
     distill_weight: float,
+    answer_weight: float = 1.0,
 ) -> list[float]:
     """One AdamW step on `params` per batch of `examples` (gradients clipped to norm 1), the loss run from layer
     `first` over `inputs(i)`, example i's input there; the adapter must be hooked in. Returns each step's loss."""
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     losses = []
     for picked in batches:
-        value = loss(lm, [examples[i] for i in picked], first, [inputs(i) for i in picked], head, distill_weight)
+        batch = [examples[i] for i in picked]
+        value = loss(lm, batch, first, [inputs(i) for i in picked], head, distill_weight, answer_weight)
         optimizer.zero_grad()
         value.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -97,8 +99,10 @@ def loss(
     states: Sequence[torch.Tensor] | None = None,
     head: CandidateHead | None = None,
     distill_weight: float = 1.0,
+    answer_weight: float = 1.0,
 ) -> torch.Tensor:
-    """Cross-entropy on the answer tokens + `distill_weight` x cross-entropy to the teacher's top-k, running
+    """`answer_weight` x cross-entropy on the answer tokens + `distill_weight` x cross-entropy to the teacher's
+    top-k, running
     only the layers from `first` over `states` (the cached inputs of that layer; computed when not given),
     normalised over `head`'s candidate tokens when given, else over the whole vocabulary. Whatever adapter is
     hooked into the model takes part."""
@@ -112,7 +116,7 @@ def loss(
         logits = (head.logits(answer) if head else output_head(lm)(answer)).float()
         logp = torch.log_softmax(logits, dim=-1)
         target = torch.tensor(example.answer, device=lm.device)
-        total = total - logp.gather(1, (head.columns(target) if head else target)[:, None]).mean()
+        total = total - answer_weight * logp.gather(1, (head.columns(target) if head else target)[:, None]).mean()
         if distill_weight and example.teacher_ids is not None and example.teacher_logp is not None:
             teacher = torch.softmax(example.teacher_logp.to(lm.device), dim=-1)
             ids = example.teacher_ids.to(lm.device)
