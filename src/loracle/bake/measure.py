@@ -45,13 +45,12 @@ def teacher_targets(
     lm: LoadedModel, instruction: str, prompts: Sequence[str], reply_tokens: int
 ) -> list[TeacherTarget]:
     """The teacher's greedy reply to each prompt (at most `reply_tokens`) and its distribution over it; `lm` is
-    the base model (no adapter). Empty replies are left out."""
+    the base model (no adapter)."""
     told = [encode_chat(lm.tokenizer, question_messages(p, system=instruction)) for p in prompts]
     bare = [encode_chat(lm.tokenizer, question_messages(p)) for p in prompts]
     replies = [answer_ids(lm, r)[:reply_tokens] for r in greedy_batch(lm, told, reply_tokens)]
-    kept = [(t, b, r) for t, b, r in zip(told, bare, replies, strict=True) if r]
-    logps = _reply_logp(lm, [(t, r) for t, _, r in kept])
-    return [TeacherTarget(b, r, logp) for (_, b, r), logp in zip(kept, logps, strict=True)]
+    logps = _reply_logp(lm, list(zip(told, replies, strict=True)))
+    return [TeacherTarget(b, r, logp) for b, r, logp in zip(bare, replies, logps, strict=True)]
 
 
 def kl_per_token(student: LoadedModel, targets: Sequence[TeacherTarget]) -> float:
