@@ -12,8 +12,8 @@ For each instruction (each one the 135M model follows, at least partly, when pro
 - the bake's wall and CPU time.
 Held-out prompts: the last 50 of the bundled general prompts (`loracle.bake.prompts.held_out_prompts`), which
 no bake trains on (`training_prompts` drops them even if the model writes one); the script checks the two
-sets are disjoint. `--sweep` instead compares adapted modules on 10 dev prompts (general prompts 60-69, the
-bake trained on the first 59) and writes an ablation.
+sets are disjoint. `--sweep` instead compares variants (adapted modules, learning rate) on 10 dev prompts
+(general prompts 60-69, the bakes trained on the first 59) and writes the bake_sweep ablation.
 
 Run: nice -n 10 .venv/bin/python -m benchmarks.bake [--instructions "Answer in French." ...] [--sweep]
 """
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import re
 import tempfile
 import time
@@ -29,8 +30,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import machine_info, row, write_ablation, write_result
-from loracle.bake import BakeConfig, bake, bake_config
+from benchmarks.common import ABLATIONS_DIR, machine_info, row, write_ablation, write_result
+from loracle.bake import BakeConfig, BakeReport, bake, bake_config
 from loracle.bake.measure import kl_per_token, teacher_targets
 from loracle.bake.prompts import held_out_prompts
 from loracle.eval.batch import generate_batch
@@ -85,11 +86,11 @@ def with_adapter(lm: LoadedModel, folder: Path) -> LoadedModel:
     )
 
 
-def timed_bake(lm: LoadedModel, config: BakeConfig, folder: Path) -> tuple[float, float, list[str]]:
-    """Wall and CPU seconds of one bake, and the prompts it trained on."""
+def timed_bake(lm: LoadedModel, config: BakeConfig, folder: Path) -> tuple[float, float, BakeReport]:
+    """Wall and CPU seconds of one bake, and its report."""
     wall, cpu = time.perf_counter(), time.process_time()
     report = bake(lm, config, folder)
-    return time.perf_counter() - wall, time.process_time() - cpu, report.prompts
+    return time.perf_counter() - wall, time.process_time() - cpu, report
 
 
 def measure(lm: LoadedModel, instruction: str, options: dict[str, Any], bare: list[str], work: Path) -> dict[str, Any]:
@@ -97,8 +98,8 @@ def measure(lm: LoadedModel, instruction: str, options: dict[str, Any], bare: li
     prompts = held_out_prompts()
     what, rule = RULES[instruction]
     config = bake_config(instruction, options)
-    wall, cpu, trained = timed_bake(lm, config, work / "adapter")
-    overlap = sorted(set(trained) & set(prompts))
+    wall, cpu, report = timed_bake(lm, config, work / "adapter")
+    overlap = sorted(set(report.prompts) & set(prompts))
     targets = teacher_targets(lm, instruction, prompts, EVAL_TOKENS)
     prompted = [lm.tokenizer.decode(t.reply, skip_special_tokens=True).strip() for t in targets]
     baked_lm = with_adapter(lm, work / "adapter")
@@ -117,7 +118,9 @@ def measure(lm: LoadedModel, instruction: str, options: dict[str, Any], bare: li
         "config": config.model_dump(mode="json"),
         "bake_wall_s": wall,
         "bake_cpu_s": cpu,
-        "training_prompts": len(trained),
+        "bake_phases_s": report.timings,
+        "training_prompts": len(report.prompts),
+        "loss_first_last": [report.losses[0], report.losses[-1]],
         "held_out_overlap": overlap,
         "kl_base": kl_per_token(lm, targets),
         "kl_baked": kl_per_token(baked_lm, targets),
@@ -196,43 +199,50 @@ def suite(lm: LoadedModel, instructions: list[str], options: dict[str, Any]) -> 
     )
 
 
-#: the adapted-module variants `--sweep` compares
+#: the variants `--sweep` can compare (adapted modules, rank, learning rate, steps); --variants picks some
 VARIANTS: dict[str, dict[str, Any]] = {
-    "attention q,v": {"modules": ["q_proj", "v_proj"]},
-    "MLP down": {"modules": ["down_proj"]},
+    "attention q,v": {"modules": ["q_proj", "v_proj"], "lr": 2e-3, "layer_fraction": 0.25},
+    "MLP down": {"modules": ["down_proj"], "lr": 2e-3, "layer_fraction": 0.25},
     "attention + MLP, rank 4": {
         "modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         "rank": 4,
         "alpha": 8.0,
+        "lr": 2e-3,
+        "layer_fraction": 0.25,
+    },
+    "attention q,v, lr 6e-3": {"modules": ["q_proj", "v_proj"], "lr": 6e-3, "layer_fraction": 0.25},
+    "attention q,v, upper half, lr 6e-3": {"modules": ["q_proj", "v_proj"], "lr": 6e-3, "layer_fraction": 0.5},
+    "MLP down, lr 6e-3": {"modules": ["down_proj"], "lr": 6e-3, "layer_fraction": 0.25},
+    "attention q,v + MLP down, lr 6e-3": {
+        "modules": ["q_proj", "v_proj", "down_proj"],
+        "lr": 6e-3,
+        "layer_fraction": 0.25,
     },
 }
+SWEEP = "bake_sweep"
 
 
-def sweep(lm: LoadedModel, instructions: list[str], options: dict[str, Any]) -> None:
-    """KL on 10 dev prompts (general prompts 60-69) after bakes that trained on the first 59, per variant."""
+def sweep(lm: LoadedModel, instructions: list[str], variants: list[str], options: dict[str, Any]) -> None:
+    """KL on 10 dev prompts (general prompts 60-69) after bakes that trained on the first 59, per variant; the
+    results join those of earlier sweeps in the ablation (a variant measured again replaces its old result)."""
     dev = general_prompts()[59:69]
-    results = []
+    path = ABLATIONS_DIR / f"{SWEEP}.json"
+    results = json.loads(path.read_text(encoding="utf-8"))["data"]["results"] if path.exists() else []
     with tempfile.TemporaryDirectory() as tmp:
         for instruction in instructions:
             targets = teacher_targets(lm, instruction, dev, EVAL_TOKENS)
             base = kl_per_token(lm, targets)
-            for name, variant in VARIANTS.items():
-                config = bake_config(instruction, {**options, "general_prompts": 59, **variant})
-                folder = Path(tmp) / f"{len(results)}"
-                wall, cpu, trained = timed_bake(lm, config, folder)
-                assert not set(trained) & set(dev)
+            for name in variants:
+                config = bake_config(instruction, {**options, "general_prompts": 59, **VARIANTS[name]})
+                folder = Path(tmp) / "adapter"
+                wall, cpu, report = timed_bake(lm, config, folder)
+                assert not set(report.prompts) & set(dev)
                 kl = kl_per_token(with_adapter(lm, folder), targets)
-                results.append(
-                    {
-                        "instruction": instruction,
-                        "variant": name,
-                        "kl_base": base,
-                        "kl_baked": kl,
-                        "wall_s": wall,
-                        "cpu_s": cpu,
-                    }
-                )
-                print(results[-1], flush=True)
+                found = {"instruction": instruction, "variant": name, "options": {**options, **VARIANTS[name]}}
+                found |= {"kl_base": base, "kl_baked": kl, "wall_s": wall, "cpu_s": cpu, "phases_s": report.timings}
+                found["loss_first_last"] = [report.losses[0], report.losses[-1]]
+                results = [r for r in results if (r["instruction"], r["variant"]) != (instruction, name)] + [found]
+                print(found, flush=True)
     rows = [
         row(
             f"{r['instruction']} {r['variant']}: KL/token",
@@ -242,18 +252,22 @@ def sweep(lm: LoadedModel, instructions: list[str], options: dict[str, Any]) -> 
         )
         for r in results
     ]
-    write_ablation("bake_modules", rows, {"results": results, "dev_prompts": dev})
+    write_ablation(SWEEP, rows, {"results": results, "dev_prompts": dev})
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--instructions", nargs="+", default=list(RULES), choices=list(RULES))
-    parser.add_argument("--sweep", action="store_true", help="compare adapted modules on dev prompts instead")
+    parser.add_argument("--sweep", action="store_true", help="compare variants on dev prompts instead")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS)[:3], choices=list(VARIANTS))
     parser.add_argument("--steps", type=int, default=None, help="bake steps (default: the config's)")
     args = parser.parse_args()
     options = {"steps": args.steps} if args.steps else {}
     lm = load_model("embedded")
-    (sweep if args.sweep else suite)(lm, args.instructions, options)
+    if args.sweep:
+        sweep(lm, args.instructions, args.variants, options)
+    else:
+        suite(lm, args.instructions, options)
     print(machine_info())
 
 

@@ -16,8 +16,8 @@ BUNDLED_PROMPTS = 119
 
 
 class BakeConfig(BaseModel):
-    """The instruction, the adapter's shape, its training and its data; defaults chosen on dev prompts
-    (docs/experiments/bake.md)."""
+    """The instruction, the adapter's shape, its training and its data; the adapted modules and learning rate
+    were chosen on dev prompts (`benchmarks.bake --sweep`: benchmarks/ABLATIONS.md, bake_sweep)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -25,12 +25,12 @@ class BakeConfig(BaseModel):
     modules: tuple[str, ...] = Field(
         ("q_proj", "v_proj"), min_length=1, description="names of the linear layers adapted in each decoder layer"
     )
-    layer_fraction: float = Field(0.25, gt=0, le=1, description="share of the upper decoder layers adapted")
+    layer_fraction: float = Field(0.5, gt=0, le=1, description="share of the upper decoder layers adapted")
     rank: int = Field(8, ge=1, le=256, description="LoRA rank")
     alpha: float = Field(16.0, gt=0, description="LoRA alpha (the delta is scaled by alpha / rank)")
     steps: int = Field(48, ge=1, le=100_000, description="AdamW steps")
     batch_size: int = Field(8, ge=1, le=256, description="prompts per step")
-    lr: float = Field(2e-3, gt=0, le=1, description="learning rate")
+    lr: float = Field(6e-3, gt=0, le=1, description="learning rate")
     distill_weight: float = Field(1.0, ge=0, description="weight of the KL term against the teacher's top-k")
     answer_weight: float = Field(0.0, ge=0, description="weight of cross-entropy on the teacher's greedy reply")
     written_prompts: int = Field(16, ge=0, le=200, description="prompts the model writes from the instruction")
