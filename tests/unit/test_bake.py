@@ -157,6 +157,20 @@ def test_modules_the_model_lacks_are_named_before_any_work(tiny_lm: LoadedModel,
     assert not (tmp_path / "x").exists()
 
 
+def test_an_out_folder_that_is_no_adapter_is_refused_and_kept(tiny_lm: LoadedModel, tmp_path: Path) -> None:
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.md").write_text("keep me", encoding="utf-8")
+    with pytest.raises(LoracleError, match=r"notes: exists and is not an adapter folder"):
+        bake(tiny_lm, bake_config(INSTRUCTION, TINY), notes)
+    assert (notes / "todo.md").read_text(encoding="utf-8") == "keep me"
+
+    again = tmp_path / "again"  # an adapter folder (or an empty one) is baked into, replacing what was there
+    bake(tiny_lm, bake_config(INSTRUCTION, TINY), again)
+    bake(tiny_lm, bake_config("Answer in one sentence.", TINY), again)
+    assert json.loads((again / "manifest.json").read_text(encoding="utf-8"))["instruction"] == "Answer in one sentence."
+
+
 def test_linear_paths_and_fresh_factors(tiny_lm: LoadedModel) -> None:
     paths = linear_paths(tiny_lm.model, ["v_proj", "down_proj"], [1])
     assert paths == ["model.layers.1.self_attn.v_proj", "model.layers.1.mlp.down_proj"]

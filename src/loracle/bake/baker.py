@@ -24,6 +24,7 @@ from loracle.learners.ttt.training import balanced_batches, descend, frozen_base
 from loracle.learners.ttt.upper import lower_states
 from loracle.learners.ttt.vocab import candidate_head
 from loracle.model import LoadedModel, encode_chat, question_messages
+from loracle.model.adapter_files import ADAPTER_CONFIG
 
 #: what a baked adapter's manifest says made it
 LEARNER = "bake"
@@ -40,6 +41,12 @@ class BakeReport:
     size_bytes: int
     losses: list[float]
     timings: dict[str, float] = field(default_factory=dict)
+
+
+def check_out(out: Path) -> None:
+    """Refuse an `--out` that holds something other than an adapter: writing replaces the folder whole."""
+    if out.exists() and not (out / ADAPTER_CONFIG).is_file() and (not out.is_dir() or any(out.iterdir())):
+        raise LoracleError(f"{out}: exists and is not an adapter folder (baking would replace it); choose a new folder")
 
 
 def adapted_paths(lm: LoadedModel, config: BakeConfig) -> list[str]:
@@ -85,9 +92,11 @@ def distil(
 
 
 def bake(lm: LoadedModel, config: BakeConfig, out: Path, progress: Callable[[str], None] | None = None) -> BakeReport:
-    """Train `config.instruction` into a LoRA and write it to `out` as a PEFT adapter folder (atomically)."""
+    """Train `config.instruction` into a LoRA and write it to `out` as a PEFT adapter folder (atomically; an
+    adapter already there is replaced, anything else refused)."""
     say = progress or (lambda _message: None)
     start = time.perf_counter()
+    check_out(out)
     paths = adapted_paths(lm, config)  # a bad module name fails before any decoding
     say("writing training prompts")
     prompts = training_prompts(lm, config)

@@ -27,11 +27,13 @@ def bake_command(
     Example: loracle bake "Answer in French." --out adapters/french && loracle ask --adapter adapters/french "Hi!"
     """
     from loracle.bake import bake, bake_config
+    from loracle.bake.baker import check_out
 
     options = parse_options(option)
     if steps is not None:
         options["steps"] = steps
-    config = bake_config(instruction, options)  # a bad instruction or option is refused before the model loads
+    config = bake_config(instruction, options)  # bad input is refused before the model loads
+    check_out(out)
     lm = load_base(model, threads)
     with err_console.status("baking...") as status:
         report = bake(lm, config, out, progress=lambda line: status.update(f"baking: {line}..."))
