@@ -6,8 +6,12 @@ from pathlib import Path
 
 import typer
 
+from loracle.bake.config import BakeConfig
 from loracle.cli.adapter_commands import parse_options
 from loracle.cli.app import ModelOption, ThreadsOption, app, console, err_console, load_base
+
+#: what -o may set (the instruction is the argument)
+OPTIONS = ", ".join(name for name in BakeConfig.model_fields if name != "instruction")
 
 
 @app.command("bake")
@@ -16,7 +20,7 @@ def bake_command(
     out: Path = typer.Option(..., "--out", help="The adapter folder to write (PEFT, with manifest.json)."),
     steps: int | None = typer.Option(None, "--steps", min=1, max=100_000, help="Training steps (default 48)."),
     option: list[str] = typer.Option(
-        [], "--option", "-o", help='A bake option KEY=VALUE (repeatable), e.g. rank=4 or modules=["q_proj"].'
+        [], "--option", "-o", help=f"A bake option KEY=VALUE (repeatable), e.g. rank=4. Options: {OPTIONS}."
     ),
     model: str = ModelOption,
     threads: int = ThreadsOption,
