@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import ABLATIONS_DIR, machine_info, row, write_ablation, write_result
-from loracle.bake import BakeConfig, BakeReport, bake, bake_config
+from loracle.bake.baker import BakeReport, bake
+from loracle.bake.config import BakeConfig, bake_config
 from loracle.bake.measure import kl_per_token, teacher_targets
 from loracle.bake.prompts import held_out_prompts
 from loracle.eval.batch import generate_batch

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from loracle.bake import bake, bake_config
+from loracle.bake.baker import bake
+from loracle.bake.config import bake_config
 from loracle.bake.measure import kl_per_token, teacher_targets
 from loracle.model import apply_adapters, encode_chat, question_messages
 from loracle.model.loader import LoadedModel

@@ -11,8 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from loracle.bake import BakeConfig, bake, bake_config
-from loracle.bake.baker import adapted_paths
+from loracle.bake.baker import adapted_paths, bake
+from loracle.bake.config import BakeConfig, bake_config
 from loracle.bake.measure import kl_per_token, teacher_targets
 from loracle.bake.prompts import held_out_prompts, training_prompts
 from loracle.errors import LoracleError

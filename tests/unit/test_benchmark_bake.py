@@ -3,7 +3,7 @@
 import pytest
 from benchmarks.bake import RULES, VARIANTS, language, one_sentence
 
-from loracle.bake import bake_config
+from loracle.bake.config import bake_config
 
 
 @pytest.mark.parametrize(

@@ -30,8 +30,8 @@ def bake_command(
 
     Example: loracle bake "Answer in French." --out adapters/french && loracle ask --adapter adapters/french "Hi!"
     """
-    from loracle.bake import bake, bake_config
-    from loracle.bake.baker import check_out
+    from loracle.bake.baker import bake, check_out
+    from loracle.bake.config import bake_config
 
     options = parse_options(option)
     if steps is not None:
