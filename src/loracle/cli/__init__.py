@@ -6,6 +6,7 @@ import sys
 
 from loracle.cli import (  # noqa: F401  (each module registers its commands)
     adapter_commands,
+    bake_commands,
     eval_commands,
     export_commands,
     hypernet_commands,

@@ -110,3 +110,39 @@ def write_peft(
         manifest=manifest,
         dtype=dtype,
     )
+
+
+def linear_paths(model: nn.Module, names: Sequence[str], layers: Sequence[int]) -> list[str]:
+    """The module paths of the linear layers called one of `names` (e.g. "q_proj", "down_proj") inside decoder
+    layers `layers` (model.layers.<i>...), in model order."""
+    wanted, indices = set(names), {str(i) for i in layers}
+    found = []
+    for path, module in model.named_modules():
+        parts = path.split(".")
+        if (
+            isinstance(module, nn.Linear)
+            and parts[-1] in wanted
+            and len(parts) > 3
+            and parts[:2] == ["model", "layers"]
+            and parts[2] in indices
+        ):
+            found.append(path)
+    return found
+
+
+def fresh_factors(model: nn.Module, paths: Sequence[str], rank: int, seed: int) -> Lora:
+    """Trainable factors for each module in `paths`, initialised as PEFT does (A Kaiming-uniform, B zero), so
+    the LoRA starts out adding nothing."""
+    generator = torch.Generator().manual_seed(seed)
+    factors: Lora = {}
+    for path in paths:
+        weight = model.get_submodule(path).weight
+        out_features, in_features = weight.shape
+        bound = in_features**-0.5  # kaiming_uniform_(a=sqrt(5)), PEFT's default for lora_A
+        a = (torch.rand(rank, in_features, generator=generator) * 2 - 1) * bound
+        b = torch.zeros(out_features, rank)
+        factors[path] = (
+            a.to(weight.device, torch.float32).requires_grad_(),
+            b.to(weight.device, torch.float32).requires_grad_(),
+        )
+    return factors

@@ -41,7 +41,7 @@ class TTTConfig(LearnerConfig):
         0.5, ge=0, le=1, description="share of a question's words an adapter's keys must hold to be routed to"
     )
     min_similarity: float | None = Field(
-        0.7, ge=-1, le=1, description="also route to an adapter whose nearest trained question is this close (none: off)"
+        0.7, ge=-1, le=1, description="also route to adapters whose nearest trained question is this close (none: off)"
     )
     max_new_tokens: int = Field(48, ge=1, description="longest reply, in tokens")
     seed: int = Field(0, ge=0, description="seed of the adapters' initialisation and batch order")

@@ -13,9 +13,8 @@ from importlib import resources
 
 import torch
 
-from loracle.learners.ttt.selfstudy import StudyExample, add_teacher, answer_ids
+from loracle.learners.ttt.selfstudy import StudyExample, replied_examples
 from loracle.model import LoadedModel, encode_chat, question_messages
-from loracle.model.batch import greedy_batch
 from loracle.stored import Tensors, stored
 
 GENERAL_PROMPTS_FILE = "general_prompts.txt"
@@ -43,10 +42,7 @@ def general_examples(lm: LoadedModel, count: int, top_k: int = 16) -> list[Study
     ids = [encode_chat(lm.tokenizer, question_messages(p)) for p in prompts]
 
     def build() -> Tensors:
-        replies = greedy_batch(lm, ids, REPLY_TOKENS)
-        pairs = zip(ids, replies, strict=True)
-        made = [StudyExample(GENERAL_DOC, i, answer_ids(lm, r)[:REPLY_TOKENS]) for i, r in pairs]
-        add_teacher(lm, made, ids, top_k)
+        made = replied_examples(lm, ids, ids, REPLY_TOKENS, top_k, GENERAL_DOC)
         tensors: Tensors = {}
         for n, example in enumerate(made):  # add_teacher set every example's teacher
             tensors |= {f"{n}.answer": torch.tensor(example.answer), f"{n}.ids": example.teacher_ids}

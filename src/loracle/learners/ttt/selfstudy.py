@@ -237,6 +237,23 @@ def study_examples(lm: LoadedModel, doc: Document, plan: StudyPlan | None = None
     return examples
 
 
+def replied_examples(
+    lm: LoadedModel,
+    prompts: Sequence[list[int]],
+    teacher_prompts: Sequence[list[int]],
+    reply_tokens: int,
+    top_k: int,
+    doc_id: str,
+) -> list[StudyExample]:
+    """Each of `prompts` answered as the teacher answers: the model's greedy reply (at most `reply_tokens`) after
+    the teacher's prompt of the same index, with the teacher's top-k distribution over it (one batched decode)."""
+    replies = greedy_batch(lm, teacher_prompts, reply_tokens)
+    pairs = zip(prompts, replies, strict=True)
+    made = [StudyExample(doc_id, list(p), answer_ids(lm, r)[:reply_tokens]) for p, r in pairs]
+    add_teacher(lm, made, teacher_prompts, top_k)
+    return made
+
+
 def add_teacher(
     lm: LoadedModel, examples: Sequence[StudyExample], contexts: Sequence[list[int]], top_k: int, batch: int = 16
 ) -> None:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import torch
@@ -58,8 +59,6 @@ def train(
         lora.set_broad(broad_neuron_mask(lm, lora.layers, config.mask_fraction))
     if lora.whitener is None and config.whiten_ridge is not None:
         lora.set_whitener(whiteners(lm, lora.layers, config.whiten_ridge))
-    optimizer = torch.optim.AdamW([lora.A, lora.B], lr=config.lr, weight_decay=0.0)
-    losses = []
     size = min(config.batch_size, len(examples))
     batches = balanced_batches(len(examples), size, config.steps_per_doc, config.seed)
     used = sorted({i for batch in batches for i in batch})  # states only for examples some batch draws
@@ -72,15 +71,48 @@ def train(
             picked = [examples[i] for i in used]
             head = candidate_head(lm, picked, computed, start, config.candidate_top_k, memo.candidates)
         with hooked(lm.model, lora.factors(), lora.scale):
-            for picked in batches:
-                with lora.one_step():
-                    inputs = [states[i] + lora.delta(0, read[i]) if read else states[i] for i in picked]
-                    value = loss(lm, [examples[i] for i in picked], start, inputs, head, config.distill_weight)
-                    optimizer.zero_grad()
-                    value.backward()
-                torch.nn.utils.clip_grad_norm_([lora.A, lora.B], 1.0)
-                optimizer.step()
-                losses.append(float(value.detach()))
+            return descend(
+                lm,
+                [lora.A, lora.B],
+                examples,
+                batches,
+                lambda i: states[i] + lora.delta(0, read[i]) if read else states[i],
+                start,
+                head,
+                lr=config.lr,
+                distill_weight=config.distill_weight,
+                step=lora.one_step,
+            )
+
+
+def descend(
+    lm: LoadedModel,
+    params: Sequence[torch.Tensor],
+    examples: Sequence[StudyExample],
+    batches: Sequence[Sequence[int]],
+    inputs: Callable[[int], torch.Tensor],
+    first: int,
+    head: CandidateHead | None,
+    *,
+    lr: float,
+    distill_weight: float,
+    answer_weight: float = 1.0,
+    step: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
+) -> list[float]:
+    """One AdamW step on `params` per batch of `examples` (gradients clipped to norm 1), the loss run from layer
+    `first` over `inputs(i)`, example i's input there; the adapter must be hooked in. The forward and backward
+    pass of each step run inside `step()` (ttt holds its effective A's there). Returns each step's loss."""
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    losses = []
+    for picked in batches:
+        batch = [examples[i] for i in picked]
+        with step():
+            value = loss(lm, batch, first, [inputs(i) for i in picked], head, distill_weight, answer_weight)
+            optimizer.zero_grad()
+            value.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        losses.append(float(value.detach()))
     return losses
 
 
@@ -112,8 +144,10 @@ def loss(
     states: Sequence[torch.Tensor] | None = None,
     head: CandidateHead | None = None,
     distill_weight: float = 1.0,
+    answer_weight: float = 1.0,
 ) -> torch.Tensor:
-    """Cross-entropy on the answer tokens + `distill_weight` x cross-entropy to the teacher's top-k, running
+    """`answer_weight` x cross-entropy on the answer tokens + `distill_weight` x cross-entropy to the teacher's
+    top-k, running
     only the layers from `first` over `states` (the cached inputs of that layer; computed when not given),
     normalised over `head`'s candidate tokens when given, else over the whole vocabulary. Whatever adapter is
     hooked into the model takes part."""
@@ -127,7 +161,7 @@ def loss(
         logits = (head.logits(answer) if head else output_head(lm)(answer)).float()
         logp = torch.log_softmax(logits, dim=-1)
         target = torch.tensor(example.answer, device=lm.device)
-        total = total - logp.gather(1, (head.columns(target) if head else target)[:, None]).mean()
+        total = total - answer_weight * logp.gather(1, (head.columns(target) if head else target)[:, None]).mean()
         if distill_weight and example.teacher_ids is not None and example.teacher_logp is not None:
             teacher = torch.softmax(example.teacher_logp.to(lm.device), dim=-1)
             ids = example.teacher_ids.to(lm.device)
