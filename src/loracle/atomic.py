@@ -57,6 +57,12 @@ def atomic_folder(target: Path) -> Iterator[Path]:
         raise
 
 
+def holds_other_data(target: Path, marker: str) -> bool:
+    """Whether replacing `target` whole (`atomic_folder`) would destroy something other than a folder of the
+    kind being written, which always holds the file `marker`: a file, or a non-empty folder without it."""
+    return target.exists() and not (target / marker).is_file() and (not target.is_dir() or any(target.iterdir()))
+
+
 def _remove_dead_stagings(target: Path) -> None:
     """Delete staging folders for `target` that a process which has since died (a crash) left behind."""
     for leftover in target.parent.glob(f".{glob.escape(target.name)}.staging-*"):

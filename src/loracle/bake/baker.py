@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from loracle.atomic import holds_other_data
 from loracle.bake.config import BakeConfig
 from loracle.bake.prompts import training_prompts
 from loracle.errors import LoracleError
@@ -45,7 +46,7 @@ class BakeReport:
 
 def check_out(out: Path) -> None:
     """Refuse an `--out` that holds something other than an adapter: writing replaces the folder whole."""
-    if out.exists() and not (out / ADAPTER_CONFIG).is_file() and (not out.is_dir() or any(out.iterdir())):
+    if holds_other_data(out, ADAPTER_CONFIG):
         raise LoracleError(f"{out}: exists and is not an adapter folder (baking would replace it); choose a new folder")
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from loracle.atomic import atomic_folder
+from loracle.atomic import atomic_folder, holds_other_data
 from loracle.errors import LoracleError
 from loracle.learners import learner_config
 from loracle.learners.base import LearnerConfig
@@ -29,10 +29,9 @@ _OLDER_CONFIG_KEYS = ("options", "settings")
 def check_replaceable(path: Path) -> None:
     """Refuse a save to `path` that would destroy something other than an earlier checkpoint: saving replaces
     the whole folder, and a folder of documents or a file there is somebody's data."""
-    if path.exists() and not path.is_dir():
-        raise LoracleError(f"{path}: a file, not a checkpoint folder; not replacing it")
-    if path.is_dir() and not (path / META).is_file() and any(path.iterdir()):
-        raise LoracleError(f"{path}: a folder that is not a loracle checkpoint; not replacing it")
+    if holds_other_data(path, META):
+        what = "a folder that is not a loracle checkpoint" if path.is_dir() else "a file, not a checkpoint folder"
+        raise LoracleError(f"{path}: {what}; not replacing it")
 
 
 def save_checkpoint(

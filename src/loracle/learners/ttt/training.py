@@ -51,7 +51,7 @@ def train(
 ) -> list[float]:
     """`config.steps_per_doc` steps of `lora` on `examples` (its gate and whitener found first); returns each
     step's loss. The whitener stays set: fold it (`GatedLoRA.fold_whitener`) once training is done. `memo`
-    (kept by the caller across documents) holds the general examples' cached states."""
+    (kept by the caller across documents) holds what the general examples' training computes alike."""
     if not examples or config.steps_per_doc <= 0:
         return []
     memo = GeneralMemo() if memo is None else memo
@@ -147,10 +147,9 @@ def loss(
     answer_weight: float = 1.0,
 ) -> torch.Tensor:
     """`answer_weight` x cross-entropy on the answer tokens + `distill_weight` x cross-entropy to the teacher's
-    top-k, running
-    only the layers from `first` over `states` (the cached inputs of that layer; computed when not given),
-    normalised over `head`'s candidate tokens when given, else over the whole vocabulary. Whatever adapter is
-    hooked into the model takes part."""
+    top-k, running only the layers from `first` over `states` (the cached inputs of that layer; computed when
+    not given), normalised over `head`'s candidate tokens when given, else over the whole vocabulary. Whatever
+    adapter is hooked into the model takes part."""
     if states is None:
         states = lower_states(lm, [e.prompt + e.answer for e in batch], first)
     hidden = upper_hidden(lm, states, first)
