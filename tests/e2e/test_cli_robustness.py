@@ -90,6 +90,17 @@ def test_export_into_a_folder_writes_id_gguf_there(forked_cli: ForkedCli, kb: Pa
     assert (out / "entities-corra-river.gguf").stat().st_size > 0
 
 
+def test_export_keeps_an_existing_file_unless_forced(forked_cli: ForkedCli, kb: Path, tmp_path: Path) -> None:
+    out = tmp_path / "mine.gguf"
+    out.write_bytes(b"a file the user keeps")
+    done = run(forked_cli, "adapters", "export", "entities-corra-river", "--out", out, "--kb", kb)
+    assert f"{out}: already exists; pass --force to replace it" in one_line_error(done)
+    assert out.read_bytes() == b"a file the user keeps"
+    done = run(forked_cli, "adapters", "export", "entities-corra-river", "--out", out, "--force", "--kb", kb)
+    assert done.returncode == 0, done.output
+    assert out.read_bytes().startswith(b"GGUF")
+
+
 def test_adapters_list_measures_and_flags_instead_of_trusting_manifests(forked_cli: ForkedCli, kb: Path) -> None:
     adapters = kb / "adapters"
     shutil.copytree(adapters / "entities-corra-river", adapters / "copy-of-corra")  # its manifest says corra

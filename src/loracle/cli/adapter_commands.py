@@ -321,15 +321,17 @@ def export_command(
     name: str = typer.Argument(..., help="Adapter id or folder."),
     out: Path = typer.Option(..., "--out", "-o", help="The .gguf file to write."),
     dtype: str = typer.Option("f32", "--dtype", help="f32 or f16."),
+    force: bool = typer.Option(False, "--force", help="Replace the file --out names if it exists."),
     kb: Path | None = KBOption,
     model: str | None = ModelSpecOption,
 ) -> None:
     """Export an adapter as a GGUF LoRA for llama.cpp (llama-cli -m base.gguf --lora FILE); --out may be a
-    folder, which gets <id>.gguf.
+    folder, which gets <id>.gguf. An existing file is replaced only with --force.
 
     Example: loracle adapters export kestrel-valley-observatory --out observatory-lora.gguf
     """
     from loracle.adapters.gguf_export import export_gguf
+    from loracle.errors import LoracleError
     from loracle.kb import find_kb
     from loracle.model.adapters import read_adapter_config
 
@@ -337,6 +339,8 @@ def export_command(
     read_adapter_config(folder)  # a folder that is no adapter is refused before the model loads
     if out.is_dir():
         out = out / f"{folder.resolve().name}.gguf"
+    if out.exists() and not force:  # before the model loads
+        raise LoracleError(f"{out}: already exists; pass --force to replace it")
     lm = load_base(model or find_kb(kb).config().model.base)
     config = lm.model.config
     heads = int(config.num_attention_heads)
