@@ -35,6 +35,7 @@ def test_a_run_killed_mid_checkpoint_resumes_to_the_same_weights(
     killed = train(tmp_path / "killed", crash_at="folder-swap@2")  # while replacing step 2's checkpoint with step 4's
     assert killed.killed, killed.output
     meta = json.loads((tmp_path / "killed" / "checkpoint" / "meta.json").read_text(encoding="utf-8"))
+    assert (meta["hypernet"]["rank"], meta["hypernet"]["width"], meta["train_config"]["checkpoint_every"]) == (2, 16, 2)
     assert meta["step"] == 2 and len(read_log(tmp_path / "killed" / "train.jsonl")) == 4  # steps 3, 4 to redo
     refused = train(tmp_path / "killed")
     assert refused.returncode != 0 and "pass --resume" in refused.output and "Traceback" not in refused.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import typer
@@ -96,22 +97,9 @@ def train_hypernet(
     from loracle.learners.hypernet.train import LOG, TrainConfig, default_train_dir, train_with_progress
 
     limit = hours * 60 + max_minutes
-    config = TrainConfig(
-        steps=steps if steps is not None else (10**9 if limit else 300),
-        lr=lr,
-        rank=rank,
-        width=width,
-        heads=heads,
-        bias_rank=bias_rank,
-        max_doc_tokens=max_doc_tokens,
-        questions_per_doc=questions_per_doc,
-        interference=interference,
-        interference_weight=interference_weight,
-        wiki_fraction=wiki_fraction,
-        checkpoint_every=checkpoint_every,
-        checkpoint_minutes=checkpoint_minutes,
-        seed=seed,
-    )
+    options = locals()  # the options that are TrainConfig's fields, by the same names
+    chosen = {f.name: options[f.name] for f in fields(TrainConfig) if f.name in options and f.name != "steps"}
+    config = TrainConfig(steps=steps if steps is not None else (10**9 if limit else 300), **chosen)
     lm = load_base(model, threads)
     training_set = TrainingSet.load(data, lm.fingerprint) if data else None
     out = out or default_train_dir(lm.name)

@@ -236,16 +236,19 @@ def make_data(
 
 
 def read_manifest(root: Path) -> dict[str, Any]:
+    """The settings a training set was made with (a LoracleError naming the folder if it is not one)."""
     path = root / MANIFEST
-    if not path.is_file():
-        raise LoracleError(f"{root}: not a hypernet training set (no {MANIFEST}; make one: loracle hypernet-data)")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LoracleError(
+            f"{root}: not a hypernet training set (no {MANIFEST}; make one: loracle hypernet-data)"
+        ) from None
     except (OSError, ValueError) as exc:
         raise LoracleError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise LoracleError(f"{path}: not a training-set manifest of format {FORMAT}")
-    return manifest
+    if isinstance(manifest, dict) and manifest.get("format") == FORMAT:
+        return manifest
+    raise LoracleError(f"{path}: not a training-set manifest of format {FORMAT}")
 
 
 @dataclass
