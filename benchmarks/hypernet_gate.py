@@ -86,13 +86,14 @@ def main() -> None:
     parser.add_argument("--run", type=Path, required=True, help="a train-hypernet --out folder")
     parser.add_argument("--heldout", type=Path, required=True, help="held-back single-fact set (hypernet-data)")
     parser.add_argument("--name", default="pilot", help="the design's name in the result (hypernet_gate_<name>)")
-    parser.add_argument("--max-new-tokens", type=int, default=16)
+    parser.add_argument("--max-new-tokens", type=int, default=24)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--limit", type=int, default=0, help="only the first N documents (a smoke run; 0 = all)")
     args = parser.parse_args()
     configure_threads(args.threads)
     lm = load_model("embedded")
     heldout = TrainingSet.load(args.heldout, lm.fingerprint)
-    docs = [d for d in heldout.docs if d.kind == "single"]
+    docs = [d for d in heldout.docs if d.kind == "single"][: args.limit or None]
     engine = DocToLora.from_checkpoint(lm, args.run)
     replies = answer_all(engine, docs, args.max_new_tokens)
     correct = verdicts(docs, replies)
