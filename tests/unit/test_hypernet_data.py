@@ -164,3 +164,13 @@ def test_kinds_are_parsed_with_their_counts():
     for bad in ("single:many", "", "single:0"):
         with pytest.raises(LoracleError):
             parse_kinds(bad, 100)
+
+
+def test_without_interference_no_general_replies_are_made(tiny_lm, tmp_path: Path, monkeypatch):
+    def refuse(*_args):
+        raise AssertionError("general targets made for a run that does not use them")
+
+    monkeypatch.setattr("loracle.learners.hypernet.dataset.general_targets", refuse)
+    config = TrainConfig(**{**SMALL.__dict__, "interference": 0, "max_doc_tokens": 48, "wiki_fraction": 0.0})
+    Trainer(tiny_lm, config, tmp_path / "run").run(1)  # generating its data: the teacher runs, general replies don't
+    assert read_log(tmp_path / "run" / LOG)[0]["interference"] == 0

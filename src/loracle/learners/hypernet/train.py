@@ -215,11 +215,13 @@ class Trainer:
 
     def general(self) -> list[Target]:
         """The interference targets: the cached set's, or (generating as it goes) made once from the base model."""
+        if not self.config.interference:
+            return []
         if self._general is None:
             from loracle.learners.hypernet.dataset import general_targets
 
             self._general = general_targets(self.lm, DataSettings({}).general, self.config.top_k)
-        return self._general if self.config.interference else []
+        return self._general
 
     def _doc(self, rng: random.Random) -> tuple[CachedDoc, int | None]:
         if self.data is not None:
