@@ -27,6 +27,7 @@ import torch
 from benchmarks.common import row, write_result
 from loracle.documents import Document
 from loracle.learners.hypernet.checkpoint import shipped_path
+from loracle.learners.hypernet.curve import moving_average
 from loracle.learners.hypernet.engine import DocToLora
 from loracle.learners.hypernet.learner import HypernetLearner
 from loracle.learners.hypernet.reading import doc_ids
@@ -150,10 +151,6 @@ def main() -> None:
                         note=f"learn {t.get('learn_seconds_per_doc')} s/doc vs hypernet "
                         f"{runs['hypernet'].get('learn_seconds_per_doc')} s/doc; {t.get('error') or ''}"))  # fmt: skip
     write_result("hypernet", rows, {"timing": timing, "adapter_size": size, "eval": evaluation})
-
-
-def moving_average(values: list[float], window: int) -> list[float]:
-    return [statistics.fmean(values[max(0, i - window + 1) : i + 1]) for i in range(len(values))]
 
 
 def training_record() -> None:

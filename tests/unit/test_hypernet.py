@@ -14,6 +14,7 @@ from loracle.errors import DocumentError, LoracleError
 from loracle.learners.hypernet.checkpoint import load_hypernet, save_hypernet
 from loracle.learners.hypernet.config import HypernetConfig
 from loracle.learners.hypernet.data import Sample, fictional_sample
+from loracle.learners.hypernet.dataset import DataSettings, cache_samples
 from loracle.learners.hypernet.engine import DocToLora
 from loracle.learners.hypernet.learner import HypernetLearner
 from loracle.learners.hypernet.network import Hypernet, NetworkConfig
@@ -108,10 +109,11 @@ def test_a_training_step_reduces_the_loss(tiny_lm):
     prompt = DocPrompt.for_tokenizer(tiny_lm.tokenizer)
     sample = Sample("Ilse Marrow founded Kestrel in 1987.", [("Who founded Kestrel?", ["Ilse Marrow"])])
     config = TrainConfig(top_k=8, l1=0.0)
+    doc = cache_samples(tiny_lm, prompt, [sample], DataSettings({}, top_k=8))[0]
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     losses = []
     for _ in range(4):
-        loss, _ = distillation_loss(tiny_lm, net, prompt, sample, config, random.Random(0))
+        loss, _ = distillation_loss(tiny_lm, net, prompt, doc, [], config, random.Random(0))
         losses.append(loss.item())
         optimizer.zero_grad()
         loss.backward()
@@ -131,7 +133,9 @@ def test_checkpoint_round_trip_and_wrong_model_refused(tiny_lm, tmp_path: Path):
 
 
 def test_training_resumes_from_its_checkpoint(tiny_lm, tmp_path: Path):
-    config = TrainConfig(steps=2, wiki_fraction=0.0, max_doc_tokens=48, questions_per_doc=1, rank=2, width=16)
+    config = TrainConfig(
+        steps=2, wiki_fraction=0.0, max_doc_tokens=48, questions_per_doc=1, rank=2, width=16, interference=0
+    )  # data generated as training goes, without a cached set
     first = Trainer(tiny_lm, config, tmp_path / "run")
     first.run(2)
     resumed = Trainer(tiny_lm, config, tmp_path / "run")

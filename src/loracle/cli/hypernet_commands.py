@@ -1,26 +1,87 @@
-"""`loracle train-hypernet`: train the doc-to-LoRA hypernetwork by context distillation (resumable)."""
+"""`loracle hypernet-data` (the cached training set) and `loracle train-hypernet` (training, resumable)."""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import typer
 
 from loracle.cli.app import ModelOption, ThreadsOption, app, console, load_base
+from loracle.errors import LoracleError
+
+
+def parse_kinds(kinds: str, docs: int) -> dict[str, int]:
+    """'single,multi:500' -> {'single': docs, 'multi': 500}."""
+    counts: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in kinds.split(","))):
+        kind, _, count = part.partition(":")
+        if count and not count.isdigit():
+            raise LoracleError(f"--kinds {part}: the count after ':' must be a whole number")
+        counts[kind] = int(count) if count else docs
+    if not counts or not all(counts.values()):
+        raise LoracleError(f"--kinds {kinds!r}: name at least one kind, each with at least one document")
+    return counts
+
+
+@app.command("hypernet-data")
+def hypernet_data(
+    out: Path = typer.Option(..., "--out", help="Folder of the training set; a re-run completes missing shards."),
+    docs: int = typer.Option(1000, "--docs", help="Documents of each kind (a kind may say its own: multi:500)."),
+    kinds: str = typer.Option("single,multi,wiki", "--kinds", help="Comma-separated: single, multi, wiki."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the generated documents (held-back sets use another)."),
+    shard_docs: int = typer.Option(64, "--shard-docs", min=1, help="Documents per shard file."),
+    max_doc_tokens: int = typer.Option(256, "--max-doc-tokens", min=8, help="Longest document, in tokens."),
+    questions: int = typer.Option(8, "--questions", min=1, help="Most questions kept per document."),
+    model: str = ModelOption,
+    threads: int = ThreadsOption,
+) -> None:
+    """Write the hypernetwork's training set: documents, questions and the teacher's top-16 over each answer.
+
+    Example: nice -n 10 loracle hypernet-data --out data/hn --kinds single:2000,multi:500,wiki:500 --threads 1
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from loracle.learners.hypernet.dataset import DataSettings, make_data
+
+    settings = DataSettings(
+        parse_kinds(kinds, docs), seed=seed, shard_docs=shard_docs, max_doc_tokens=max_doc_tokens, questions=questions
+    )
+    lm = load_base(model, threads)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
+        tasks = {kind: bar.add_task(f"{kind} shards", total=settings.shards(kind)) for kind in settings.docs}
+        written = make_data(lm, out, settings, lambda kind, done, _total: bar.update(tasks[kind], completed=done))
+    console.print(f"{out}: {sum(settings.docs.values())} documents; {sum(written.values())} shards written this run")
 
 
 @app.command("train-hypernet")
 def train_hypernet(
-    steps: int = typer.Option(300, "--steps", help="Train until this many steps in total (a resumed run continues)."),
-    out: Path | None = typer.Option(
-        None, "--out", help="Checkpoint folder (default: <cache>/hypernet-train/<model>); resumed if it exists."
+    data: Path | None = typer.Option(
+        None, "--data", help="A training set from `loracle hypernet-data` (default: generate each step's document)."
     ),
-    max_minutes: float = typer.Option(0, "--max-minutes", help="Stop (and checkpoint) after this much wall time."),
+    steps: int | None = typer.Option(
+        None, "--steps", help="Train until this many steps in total (default: 300, or no limit with --hours)."
+    ),
+    hours: float = typer.Option(0, "--hours", help="Stop (and checkpoint) after this many hours of wall time."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out if there is one."),
+    out: Path | None = typer.Option(None, "--out", help="Checkpoint folder (default: <cache>/hypernet-train/<model>)."),
+    plot: Path | None = typer.Option(None, "--plot", help="Afterwards, draw the run's learning curve to this PNG."),
+    max_minutes: float = typer.Option(0, "--max-minutes", help="Stop (and checkpoint) after this many minutes."),
     lr: float = typer.Option(1e-3, "--lr", help="AdamW learning rate."),
     rank: int = typer.Option(8, "--rank", help="LoRA rank per chunk (new runs only)."),
-    wiki_fraction: float = typer.Option(0.25, "--wiki-fraction", help="Share of real Wikipedia paragraphs."),
+    width: int = typer.Option(256, "--width", help="The Perceiver's width (new runs only)."),
+    heads: int = typer.Option(4, "--heads", help="The Perceiver's attention heads (new runs only)."),
+    bias_rank: int = typer.Option(4, "--bias-rank", help="Rank of the learned bias LoRA (new runs only)."),
+    max_doc_tokens: int = typer.Option(256, "--max-doc-tokens", help="Longest document read (without --data)."),
+    questions_per_doc: int = typer.Option(4, "--questions-per-doc", help="Questions trained on per step."),
+    interference: int = typer.Option(1, "--interference", help="General prompts per step (0: no interference loss)."),
+    interference_weight: float = typer.Option(1.0, "--interference-weight", help="Weight of the interference KL."),
+    wiki_fraction: float = typer.Option(
+        0.25, "--wiki-fraction", help="Share of Wikipedia paragraphs (without --data)."
+    ),
     checkpoint_every: int = typer.Option(25, "--checkpoint-every", help="Steps between checkpoints."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the network's init and of the training data."),
+    checkpoint_minutes: float = typer.Option(5.0, "--checkpoint-minutes", help="Minutes between checkpoints."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the network's init and of the data order."),
     ship: bool = typer.Option(
         False, "--ship", help="Afterwards, export the weights (fp16) as the packaged checkpoint."
     ),
@@ -29,13 +90,21 @@ def train_hypernet(
 ) -> None:
     """Train the hypernetwork that writes documents into LoRA adapters.
 
-    Example: nice -n 10 loracle train-hypernet --steps 300 --max-minutes 30 --threads 1
+    Example: nice -n 10 loracle train-hypernet --data data/hn --out runs/small --hours 1 --resume --threads 1
     """
-    from loracle.learners.hypernet.train import TrainConfig, train_with_progress
+    from loracle.learners.hypernet.curve import plot_curve, read_log
+    from loracle.learners.hypernet.dataset import TrainingSet
+    from loracle.learners.hypernet.train import LOG, TrainConfig, default_train_dir, train_with_progress
 
+    limit = hours * 60 + max_minutes
+    options = locals()  # the options that are TrainConfig's fields, by the same names
+    chosen = {f.name: options[f.name] for f in fields(TrainConfig) if f.name in options and f.name != "steps"}
+    config = TrainConfig(steps=steps if steps is not None else (10**9 if limit else 300), **chosen)
     lm = load_base(model, threads)
-    config = TrainConfig(
-        steps=steps, lr=lr, rank=rank, wiki_fraction=wiki_fraction, checkpoint_every=checkpoint_every, seed=seed
-    )
-    report = train_with_progress(lm, config, out, max_minutes=max_minutes, ship=ship)
+    training_set = TrainingSet.load(data, lm.fingerprint) if data else None
+    out = out or default_train_dir(lm.name)
+    report = train_with_progress(lm, config, out, max_minutes=limit, ship=ship, data=training_set, resume=resume)
     console.print(report)
+    if plot:
+        plot_curve(read_log(out / LOG), plot)
+        console.print(f"learning curve: {plot}")

@@ -17,6 +17,8 @@ from loracle.learners.hypernet.network import Hypernet, NetworkConfig
 LEARNER = "hypernet"
 NET = "net."
 OPT = "opt."
+#: the torch RNG state of a training run, so a resumed run draws what a straight run would
+RNG = "rng.torch"
 #: the checkpoint shipped inside the package, one folder per base model name
 SHIPPED_DIR = Path(__file__).parent / "checkpoints"
 
@@ -36,6 +38,7 @@ def save_hypernet(
     tensors = {NET + k: v.detach().to(dtype) for k, v in net.state_dict().items()}
     record = {"hypernet": net.config.to_json(), **meta}
     if optimizer is not None:
+        tensors[RNG] = torch.get_rng_state()
         state = optimizer.state_dict()
         for index, values in state["state"].items():
             for key, value in values.items():
@@ -45,18 +48,22 @@ def save_hypernet(
 
 
 def load_hypernet(path: Path, fingerprint: str) -> tuple[Hypernet, dict[str, Any], dict[str, torch.Tensor]]:
-    """The network (float32, eval mode), the checkpoint's meta, and its optimizer tensors (empty if none)."""
+    """The network (float32, eval mode), the checkpoint's meta, and its training state (optimizer tensors and
+    RNG state; empty for a shipped checkpoint)."""
     tensors, meta = load_checkpoint(path, LEARNER, fingerprint)
     net = Hypernet(NetworkConfig.from_json(meta["hypernet"]))
     weights = {k[len(NET) :]: v.to(torch.float32) for k, v in tensors.items() if k.startswith(NET)}
     net.load_state_dict(weights)
     net.eval()
-    return net, meta, {k: v for k, v in tensors.items() if k.startswith(OPT)}
+    return net, meta, {k: v for k, v in tensors.items() if not k.startswith(NET)}
 
 
-def restore_optimizer(optimizer: torch.optim.Optimizer, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+def restore_training(optimizer: torch.optim.Optimizer, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    """Put the optimizer (and the torch RNG, if saved) back as they were when the checkpoint was written."""
+    if RNG in tensors:
+        torch.set_rng_state(tensors[RNG])
     state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
+    for key, value in ((k, v) for k, v in tensors.items() if k.startswith(OPT)):
         index, name = key[len(OPT) :].split(".", 1)
         state.setdefault(int(index), {})[name] = value.reshape(()) if name == "step" else value
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})

@@ -181,6 +181,29 @@ def wiki_sample(rng: random.Random, max_chars: int = 900) -> Sample | None:
     return Sample(text, qa, kind="wiki") if qa else None
 
 
+def single_fact_sample(rng: random.Random) -> Sample:
+    """A one-sentence document stating one invented fact, and the one question it answers.
+
+    Every answer is an invented name or a number, so the base model cannot guess it without the document."""
+    person, other, town, name = _person(rng), _person(rng), _name(rng), _name(rng)
+    org = f"{_name(rng)} {rng.choice(['Company', 'Society', 'Institute', 'Guild', 'Foundation'])}"
+    animal, number, year = rng.choice(_ANIMALS), rng.randint(3, 9000), str(rng.randint(1650, 2090))
+    facts = [
+        (f"{person} was born in the town of {town}.", f"In which town was {person} born?", town),
+        (f"{person} was born in {year}.", f"In which year was {person} born?", year),
+        (f"{person} studied under {other}.", f"Who was {person}'s teacher?", other),
+        (f"{person} has made {number} works.", f"How many works has {person} made?", str(number)),
+        (f"{person} keeps a tame {animal} named {name}.", f"What is the name of {person}'s {animal}?", name),
+        (f"{town} is a town on the {name} River.", f"On which river is {town}?", name),
+        (f"{town} was founded by {person}.", f"Who founded {town}?", person),
+        (f"About {number} people live in {town}.", f"How many people live in {town}?", str(number)),
+        (f"The chair of the {org} is {person}.", f"Who is the chair of the {org}?", person),
+        (f"The {org} was founded in the city of {town}.", f"In which city was the {org} founded?", town),
+    ]
+    text, question, answer = rng.choice(facts)
+    return Sample(text, [(question, [answer])], kind="single")
+
+
 def training_sample(rng: random.Random, wiki_fraction: float = 0.25) -> Sample:
     """Mostly fictional documents (one to three paragraphs); a share of real paragraphs when available."""
     if rng.random() < wiki_fraction:

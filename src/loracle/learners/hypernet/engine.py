@@ -49,8 +49,10 @@ class DocToLora:
 
     @classmethod
     def from_checkpoint(cls, lm: LoadedModel, path: Path | None = None, **kwargs) -> DocToLora:
-        """Load `path`, or the checkpoint shipped for this base model."""
+        """Load `path` (a checkpoint, or a training run folder holding one), or the one shipped for the base model."""
         path = path or shipped_path(lm.name)
+        if (path / "checkpoint" / "meta.json").is_file():  # a `loracle train-hypernet --out` folder
+            path = path / "checkpoint"
         if not path.is_dir():
             raise LoracleError(
                 f"{path}: no hypernetwork checkpoint for model {lm.name} (train one: loracle train-hypernet)"

@@ -1,30 +1,42 @@
-"""Train the hypernetwork by context distillation.
+"""Train the hypernetwork by context distillation, from a cached training set or generating as it goes.
 
-Teacher: the base model with the document in its prompt. Student: the base model with the generated LoRA
-and only the question. Loss: KL from the teacher's top-k next-token distribution to the student's, over the
-answer tokens, plus a small L1 on the generated weights. The document is read once per step: that pass
-gives the hypernetwork its activations and the teacher its KV cache, which each question then extends.
+Teacher: the base model with the document in its prompt (its top-k over each answer, cached by
+`loracle hypernet-data`, or computed each step without one). Student: the base model with the generated LoRA and
+only the question. Loss: KL from the teacher's top-k to the student over the answer tokens, plus the same KL on
+a few general prompts whose target is the base model's own reply (interference: an adapter must leave other
+questions alone), plus a small L1 on the generated weights. Every step's data is a function of (seed, step), and
+checkpoints hold the optimizer and RNG state, so a run killed at any point and resumed trains exactly as a
+straight run would. A run's folder holds checkpoint/ (loadable as the hypernet learner's `checkpoint`) and
+train.jsonl, one line a step.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from transformers import DynamicCache
 
-from loracle.learners.hypernet.checkpoint import load_hypernet, restore_optimizer, save_hypernet
-from loracle.learners.hypernet.data import Sample, training_sample
+from loracle.atomic import holds_other_data, write_text_atomic
+from loracle.errors import LoracleError
+from loracle.learners.hypernet.checkpoint import load_hypernet, restore_training, save_hypernet
+from loracle.learners.hypernet.data import training_sample
+from loracle.learners.hypernet.dataset import CachedDoc, DataSettings, Target, TrainingSet, cache_samples
 from loracle.learners.hypernet.network import DEFAULT_TARGETS, Hypernet, NetworkConfig
-from loracle.learners.hypernet.reading import DocPrompt, Reading, answer_ids, doc_ids, student_prompt
+from loracle.learners.hypernet.reading import DocPrompt, read_chunks
 from loracle.learners.lora import Lora, concat_ranks, hooked
 from loracle.model.loader import LoadedModel
+
+#: a run's folder holds the checkpoint (replaced whole at each save) and, beside it, the log: one JSON line a step
+CHECKPOINT = "checkpoint"
+LOG = "train.jsonl"
 
 
 @dataclass
@@ -38,21 +50,34 @@ class TrainConfig:
     max_doc_tokens: int = 256
     wiki_fraction: float = 0.25
     checkpoint_every: int = 25
+    checkpoint_minutes: float = 5.0
+    interference: int = 1  # general prompts per step (0: none)
+    interference_weight: float = 1.0
+    interference_tokens: int = 16  # the first tokens of the base model's reply that are trained on
     seed: int = 0
     rank: int = 8
     width: int = 256
+    heads: int = 4
+    bias_rank: int = 4
     targets: tuple[str, ...] = DEFAULT_TARGETS
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def network(self, model: torch.nn.Module) -> NetworkConfig:
+        return NetworkConfig.for_model(
+            model, self.targets, rank=self.rank, width=self.width, heads=self.heads, bias_rank=self.bias_rank
+        )
 
 
 @dataclass
 class StepResult:
     loss: float
     kl: float
+    interference: float
     l1: float
     answer_tokens: int
     seconds: float
     kind: str
+    doc: int | None = None  # the document's index in the cached set
 
 
 def sample_rng(seed: int, step: int) -> random.Random:
@@ -60,91 +85,127 @@ def sample_rng(seed: int, step: int) -> random.Random:
     return random.Random(seed * 1_000_003 + step)
 
 
+def data_position(seed: int, step: int, size: int) -> int:
+    """Which of `size` cached documents step `step` trains on: each epoch is a fresh permutation of them all."""
+    epoch, index = divmod(step, size)
+    order = list(range(size))
+    random.Random(f"{seed}|epoch|{epoch}").shuffle(order)
+    return order[index]
+
+
+def _shortened(target: Target, tokens: int) -> Target:
+    return Target(target.prompt, target.answer[:tokens], target.top_ids[:tokens], target.top_logp[:tokens])
+
+
 def distillation_loss(
-    lm: LoadedModel, net: Hypernet, prompt: DocPrompt, sample: Sample, config: TrainConfig, rng: random.Random
+    lm: LoadedModel,
+    net: Hypernet,
+    prompt: DocPrompt,
+    doc: CachedDoc,
+    general: Sequence[Target],
+    config: TrainConfig,
+    rng: random.Random,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    model, tokenizer = lm.model, lm.tokenizer
-    device = lm.device
-    ids = doc_ids(tokenizer, sample.text)[: config.max_doc_tokens]
-    read = prompt.prefix + ids
-    with torch.no_grad():
-        out = model(
-            input_ids=torch.tensor([read], device=device),
-            use_cache=True,
-            output_hidden_states=True,
-            logits_to_keep=1,
-            cache=DynamicCache(),
-        )
-    layers = model.config.num_hidden_layers
-    hidden = torch.stack(out.hidden_states[:layers], dim=1)[:, :, len(prompt.prefix) :]
-    reading = Reading(hidden=hidden, mask=torch.ones(hidden.shape[0], hidden.shape[2], dtype=torch.bool, device=device))
-    cache = out.cache
-    questions = rng.sample(sample.qa, min(config.questions_per_doc, len(sample.qa)))
-
-    teacher: list[tuple[torch.Tensor, torch.Tensor]] = []
-    students: list[tuple[list[int], int, int]] = []  # ids, first answer position, answer length
-    with torch.no_grad():
-        for question, answers in questions:
-            answer = answer_ids(tokenizer, answers[0])
-            suffix = prompt.suffix(tokenizer, question)
-            seq = torch.tensor([suffix + answer], device=device)
-            logits = model(input_ids=seq, cache=cache, logits_to_keep=len(answer) + 1).logits[0, :-1]
-            cache.crop(-(len(suffix) + len(answer)))  # back to the document alone for the next question
-            top = logits.float().topk(config.top_k, dim=-1)
-            teacher.append((top.values, top.indices))
-            closed = student_prompt(tokenizer, question)
-            students.append((closed + answer, len(closed) - 1, len(answer)))
-
-    generated = net(reading)[0]
+    """The step's loss for one document: its questions and `config.interference` general prompts in one batch."""
+    model, tokenizer, device = lm.model, lm.tokenizer, lm.device
+    questions = rng.sample(doc.targets, min(config.questions_per_doc, len(doc.targets)))
+    others = [
+        _shortened(t, config.interference_tokens) for t in rng.sample(general, min(config.interference, len(general)))
+    ]
+    rows = [*questions, *others]
+    generated = net(read_chunks(model, prompt, [doc.ids]))[0]
     lora: Lora = concat_ranks([net.bias_lora(), generated])
-    width = max(len(s[0]) for s in students)
-    batch = torch.full((len(students), width), tokenizer.pad_token_id or 0, dtype=torch.long, device=device)
+    width = max(len(t.prompt) + len(t.answer) for t in rows)
+    batch = torch.full((len(rows), width), tokenizer.pad_token_id or 0, dtype=torch.long, device=device)
     attention = torch.zeros_like(batch)
-    for row, (seq, _, _) in enumerate(students):
+    for row, target in enumerate(rows):
+        seq = target.prompt + target.answer
         batch[row, : len(seq)] = torch.tensor(seq, device=device)
         attention[row, : len(seq)] = 1
     decoder = getattr(model, model.base_model_prefix)
     with hooked(model, lora):
         states = decoder(input_ids=batch, attention_mask=attention).last_hidden_state
-    kl_terms = []
-    for row, ((_, first, length), (values, indices)) in enumerate(zip(students, teacher, strict=True)):
-        logits = model.get_output_embeddings()(states[row, first : first + length])  # only where answers are
-        student_logp = F.log_softmax(logits.float(), dim=-1).gather(-1, indices)
-        teacher_p = F.softmax(values, dim=-1)
-        kl_terms.append((teacher_p * (teacher_p.clamp_min(1e-12).log() - student_logp)).sum(-1))
-    kl = torch.cat(kl_terms).mean()
+    terms = []
+    for row, target in enumerate(rows):
+        first = len(target.prompt) - 1
+        logits = model.get_output_embeddings()(states[row, first : first + len(target.answer)])  # answers only
+        student_logp = F.log_softmax(logits.float(), dim=-1).gather(-1, target.top_ids.to(device))
+        teacher_p = F.softmax(target.top_logp.to(device).float(), dim=-1)  # renormalised over the top k
+        terms.append((teacher_p * (teacher_p.clamp_min(1e-12).log() - student_logp)).sum(-1))
+    zero = torch.zeros((), device=device)
+    kl = torch.cat(terms[: len(questions)]).mean() if questions else zero
+    interference = torch.cat(terms[len(questions) :]).mean() if others else zero
     l1 = torch.stack([a.abs().mean() + b.abs().mean() for a, b in generated.values()]).mean()
-    loss = kl + config.l1 * l1
-    tokens = sum(s[2] for s in students)
-    return loss, {"kl": kl.item(), "l1": l1.item(), "answer_tokens": tokens}
+    loss = kl + config.interference_weight * interference + config.l1 * l1
+    tokens = sum(len(t.answer) for t in questions)
+    return loss, {"kl": kl.item(), "interference": interference.item(), "l1": l1.item(), "answer_tokens": tokens}
+
+
+def data_id(data: TrainingSet | None) -> str | None:
+    """What identifies a cached set (its manifest's hash), or None for data generated as training goes."""
+    if data is None:
+        return None
+    return hashlib.sha256(json.dumps(data.manifest, sort_keys=True).encode()).hexdigest()[:16]
 
 
 class Trainer:
     """Owns the network, the optimizer and the step count; resumes from a checkpoint folder."""
 
-    def __init__(self, lm: LoadedModel, config: TrainConfig, out_dir: Path, meta: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        lm: LoadedModel,
+        config: TrainConfig,
+        out_dir: Path,
+        meta: dict[str, Any] | None = None,
+        data: TrainingSet | None = None,
+    ) -> None:
         self.lm = lm
         self.config = config
         self.out_dir = out_dir
         self.meta = dict(meta or {})
+        self.data = data
+        self._general: list[Target] | None = data.general if data else None
         lm.model.requires_grad_(False)
         self.prompt = DocPrompt.for_tokenizer(lm.tokenizer)
         self.history: list[dict[str, Any]] = []
         self.step = 0
-        if (out_dir / "meta.json").is_file():
-            net, saved, opt_tensors = load_hypernet(out_dir, lm.fingerprint)
+        if (out_dir / CHECKPOINT / "meta.json").is_file():
+            net, saved, state = load_hypernet(out_dir / CHECKPOINT, lm.fingerprint)
+            if saved.get("data") != data_id(data):
+                raise LoracleError(
+                    f"{out_dir}: a run trained on other data ({saved.get('data_path') or 'generated as it went'}); "
+                    "resume it with the same --data, or choose another --out"
+                )
             self.net = net.to(lm.device)
             self.optimizer = self._optimizer()
-            restore_optimizer(self.optimizer, saved, opt_tensors)
+            restore_training(self.optimizer, saved, state)
             self.step = int(saved["step"])
             self.history = list(saved.get("history", []))
             self.meta = {**{k: saved[k] for k in ("base_model", "commands") if k in saved}, **self.meta}
         else:
             torch.manual_seed(config.seed)
-            hconfig = NetworkConfig.for_model(lm.model, config.targets, rank=config.rank, width=config.width)
-            self.net = Hypernet(hconfig).to(lm.device)
+            self.net = Hypernet(config.network(lm.model)).to(lm.device)
             self.optimizer = self._optimizer()
         self.net.train()
+        self._trim_log()
+
+    @property
+    def log_path(self) -> Path:
+        return self.out_dir / LOG
+
+    def _trim_log(self) -> None:
+        """Drop log lines of steps after the checkpoint (a run killed between checkpoints trains them again)."""
+        if not self.log_path.is_file():
+            return
+        kept = []
+        for line in self.log_path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:  # the line a kill cut short
+                continue
+            if isinstance(record, dict) and record.get("step", 0) <= self.step:
+                kept.append(line)
+        write_text_atomic(self.log_path, "".join(f"{line}\n" for line in kept))
 
     def _optimizer(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.net.parameters(), lr=self.config.lr, weight_decay=0.0)
@@ -152,45 +213,80 @@ class Trainer:
     def _lr(self, step: int) -> float:
         return self.config.lr * min(1.0, (step + 1) / max(1, self.config.warmup))
 
+    def general(self) -> list[Target]:
+        """The interference targets: the cached set's, or (generating as it goes) made once from the base model."""
+        if not self.config.interference:
+            return []
+        if self._general is None:
+            from loracle.learners.hypernet.dataset import general_targets
+
+            self._general = general_targets(self.lm, DataSettings({}).general, self.config.top_k)
+        return self._general
+
+    def _doc(self, rng: random.Random) -> tuple[CachedDoc, int | None]:
+        if self.data is not None:
+            position = data_position(self.config.seed, self.step, len(self.data.docs))
+            return self.data.docs[position], position
+        settings = DataSettings({}, top_k=self.config.top_k, max_doc_tokens=self.config.max_doc_tokens)
+        sample = training_sample(rng, self.config.wiki_fraction)
+        return cache_samples(self.lm, self.prompt, [sample], settings)[0], None
+
     def train_step(self) -> StepResult:
         start = time.perf_counter()
         rng = sample_rng(self.config.seed, self.step)
-        sample = training_sample(rng, self.config.wiki_fraction)
+        doc, position = self._doc(rng)
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr(self.step)
-        loss, parts = distillation_loss(self.lm, self.net, self.prompt, sample, self.config, rng)
+        loss, parts = distillation_loss(self.lm, self.net, self.prompt, doc, self.general(), self.config, rng)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
         self.optimizer.step()
         self.step += 1
         result = StepResult(
-            loss.item(), parts["kl"], parts["l1"], int(parts["answer_tokens"]), time.perf_counter() - start, sample.kind
+            loss.item(),
+            parts["kl"],
+            parts["interference"],
+            parts["l1"],
+            int(parts["answer_tokens"]),
+            time.perf_counter() - start,
+            doc.kind,
+            position,
         )
-        self.history.append({"step": self.step, **asdict(result)})
+        record = {"step": self.step, **asdict(result)}
+        self.history.append(record)
+        with self.log_path.open("a", encoding="utf-8") as log:
+            log.write(json.dumps(record) + "\n")
         return result
 
     def save(self) -> None:
         meta = {**self.meta, "step": self.step, "train_config": asdict(self.config), "history": self.history}
-        save_hypernet(self.out_dir, self.net, self.lm.fingerprint, meta, self.optimizer)
+        meta |= {"data": data_id(self.data), "data_path": str(self.data.root) if self.data else None}
+        save_hypernet(self.out_dir / CHECKPOINT, self.net, self.lm.fingerprint, meta, self.optimizer)
 
     def run(self, until: int, on_step: Callable[[StepResult], None] | None = None, max_seconds: float = 0) -> None:
-        """Train until step `until` (or `max_seconds` of wall time), checkpointing periodically and at the end."""
-        start = time.perf_counter()
+        """Train until step `until` (or `max_seconds` of wall time), checkpointing every `checkpoint_every` steps or
+        `checkpoint_minutes`, whichever comes first, and at the end."""
+        if holds_other_data(self.out_dir, CHECKPOINT) and not self.log_path.is_file():
+            raise LoracleError(f"{self.out_dir}: exists and holds no training run; choose another --out")
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        start = saved = time.perf_counter()
         while self.step < until:
             result = self.train_step()
             if on_step:
                 on_step(result)
-            if self.step % self.config.checkpoint_every == 0:
+            now = time.perf_counter()
+            if self.step % self.config.checkpoint_every == 0 or now - saved > self.config.checkpoint_minutes * 60:
                 self.save()
-            if max_seconds and time.perf_counter() - start > max_seconds:
+                saved = now
+            if max_seconds and now - start > max_seconds:
                 break
         self.save()
 
 
 def export_shipped(train_dir: Path, dest: Path, lm: LoadedModel, extra: dict[str, Any]) -> None:
     """Write the network alone, in float16, for shipping inside the package."""
-    net, meta, _ = load_hypernet(train_dir, lm.fingerprint)
+    net, meta, _ = load_hypernet(train_dir / CHECKPOINT, lm.fingerprint)
     keep = {k: meta[k] for k in ("step", "train_config", "history", "commands", "base_model") if k in meta}
     save_hypernet(dest, net, lm.fingerprint, {**keep, **extra}, dtype=torch.float16)
 
@@ -202,9 +298,16 @@ def default_train_dir(model_name: str) -> Path:
 
 
 def train_with_progress(
-    lm: LoadedModel, config: TrainConfig, out: Path | None, max_minutes: float = 0, ship: bool = False
+    lm: LoadedModel,
+    config: TrainConfig,
+    out: Path | None,
+    max_minutes: float = 0,
+    ship: bool = False,
+    data: TrainingSet | None = None,
+    resume: bool = True,
 ) -> str:
-    """Train with a rich progress bar; returns a one-line summary."""
+    """Train with a rich progress bar; returns a one-line summary. Without `resume`, an existing run in `out` is
+    refused rather than continued."""
     import sys
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -212,8 +315,10 @@ def train_with_progress(
     from loracle.learners.hypernet.checkpoint import shipped_path
 
     out = out or default_train_dir(lm.name)
+    if not resume and (out / CHECKPOINT / "meta.json").is_file():
+        raise LoracleError(f"{out}: holds a training run already; pass --resume to continue it, or another --out")
     command = " ".join(["loracle", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("loracle") else None
-    trainer = Trainer(lm, config, out, meta={"base_model": lm.name})
+    trainer = Trainer(lm, config, out, meta={"base_model": lm.name}, data=data)
     if trainer.step < config.steps:  # otherwise there is nothing to train (e.g. --ship of a finished run)
         if command:
             trainer.meta["commands"] = [*trainer.meta.get("commands", []), command]
@@ -225,7 +330,8 @@ def train_with_progress(
             TimeElapsedColumn(),
         )
         with Progress(*columns) as progress:
-            task = progress.add_task("train", total=config.steps, completed=trainer.step, info="")
+            total = config.steps if config.steps < 10**9 else None  # a run limited by time alone
+            task = progress.add_task("train", total=total, completed=trainer.step, info="")
 
             def on_step(result: StepResult) -> None:
                 recent = [h["kl"] for h in trainer.history[-20:]]
@@ -235,6 +341,6 @@ def train_with_progress(
             trainer.run(config.steps, on_step, max_seconds=max_minutes * 60)
     if ship:
         export_shipped(out, shipped_path(lm.name), lm, {"base_model": lm.name, "shipped_by": command})
-    return f"step {trainer.step}/{config.steps}; checkpoint in {out}" + (
+    return f"step {trainer.step}/{config.steps}; checkpoint in {out / CHECKPOINT}" + (
         f"; shipped to {shipped_path(lm.name)}" if ship else ""
     )

@@ -1,0 +1,59 @@
+"""The learning curve of a hypernetwork training run, read from its JSONL log and drawn with matplotlib."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from loracle.errors import LoracleError
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """The step records of a train.jsonl, in order (a line a kill cut short is skipped)."""
+    if not path.is_file():
+        raise LoracleError(f"{path}: no training log here (train first: loracle train-hypernet)")
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "step" in record:
+            records.append(record)
+    return records
+
+
+def moving_average(values: list[float], window: int) -> list[float]:
+    return [statistics.fmean(values[max(0, i - window + 1) : i + 1]) for i in range(len(values))]
+
+
+def plot_curve(records: list[dict[str, Any]], png: Path, title: str = "Doc-to-LoRA hypernetwork training") -> None:
+    """KL on the documents' answers and on the interference prompts per step, with moving averages."""
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise LoracleError("--plot: needs matplotlib (pip install 'loracle[eval]')") from exc
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not records:
+        raise LoracleError(f"{png}: nothing to plot (the log has no steps yet)")
+    steps = [r["step"] for r in records]
+    window = max(1, min(50, len(records) // 10))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key, label in (("kl", "KL on document answers"), ("interference", "KL on general prompts (interference)")):
+        values = [float(r.get(key, 0.0)) for r in records]
+        if key == "interference" and not any(values):
+            continue
+        (line,) = ax.plot(steps, values, alpha=0.25)
+        ax.plot(steps, moving_average(values, window), color=line.get_color(), label=f"{label}, {window}-step mean")
+    ax.set_xlabel("step")
+    ax.set_ylabel("KL(teacher top-k || student), nats/token")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=110)
+    plt.close(fig)

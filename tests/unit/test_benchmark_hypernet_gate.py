@@ -1,0 +1,46 @@
+"""The hypernetwork gate: every document is answered four ways, shuffled adapters come from other documents, and
+the verdict is the sign tests' (tiny model; the figures come from benchmarks/hypernet_gate.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from benchmarks.hypernet_gate import answer_all, derangement, gate, verdicts
+
+from loracle.learners.hypernet.dataset import DataSettings, TrainingSet, make_data
+from loracle.learners.hypernet.engine import DocToLora
+from loracle.learners.hypernet.network import Hypernet, NetworkConfig
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.mark.parametrize("count", [2, 3, 10, 100])
+def test_the_derangement_gives_every_document_another_one(count: int):
+    other = derangement(count)
+    assert sorted(other) == list(range(count)) and all(other[i] != i for i in range(count))
+
+
+def test_the_gate_passes_only_when_both_sign_tests_do():
+    own = [True] * 10 + [False] * 10
+    assert gate({"own document": own, "floor": [False] * 20, "shuffled document": [False] * 20})["passed"]
+    beaten_by_noise = {"own document": own, "floor": [False] * 20, "shuffled document": own}  # a generic prior
+    result = gate(beaten_by_noise)
+    assert not result["passed"] and result["tests"]["floor"]["p"] < 0.01
+    assert result["tests"]["shuffled document"] == {"gained": 0, "lost": 0, "p": 1.0}
+    assert not gate({"own document": own[:6], "floor": [False] * 6, "shuffled document": [False] * 6})["passed"]
+
+
+def test_every_document_is_answered_four_ways(tiny_lm, tmp_path: Path):
+    make_data(tiny_lm, tmp_path / "held", DataSettings({"single": 3}, general=1))
+    docs = TrainingSet.load(tmp_path / "held", tiny_lm.fingerprint).docs
+    torch.manual_seed(0)
+    net = Hypernet(NetworkConfig.for_model(tiny_lm.model, rank=2, width=16, heads=2, bias_rank=2))
+    replies = answer_all(DocToLora(tiny_lm, net.eval()), docs, max_new_tokens=3)
+    assert set(replies) == {"floor", "ceiling", "own document", "shuffled document"}
+    assert all(len(texts) == 3 for texts in replies.values())
+    # an untrained network writes a zero delta: with it, closed-book answers are the floor's
+    assert replies["own document"] == replies["shuffled document"] == replies["floor"]
+    correct = verdicts(docs, {**replies, "own document": [d.qa[0][1][0] for d in docs]})
+    assert correct["own document"] == [True] * 3
