@@ -224,3 +224,34 @@ def test_other_weights_go_to_8_bits_within_half_a_step() -> None:
     grid = best_grid(weight)
     assert grid.kind == "u8" and grid.error <= 0.5 + 1e-6
     assert fit_grid(weight, "u4").error > 1e-3
+
+
+def _factors(lm: LoadedModel, seed: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """A learner-style LoRA (A [r, in], B [out, r]) on two projections."""
+    generator = torch.Generator().manual_seed(seed)
+    factors = {}
+    for path in ("model.layers.0.self_attn.v_proj", "model.layers.1.mlp.down_proj"):
+        linear = lm.model.get_submodule(path)
+        factors[path] = (
+            torch.randn(2, linear.in_features, generator=generator) * 0.3,
+            torch.randn(linear.out_features, 2, generator=generator) * 0.3,
+        )
+    return factors
+
+
+@pytest.mark.parametrize("how", ["hooked", "merged"])
+def test_a_learners_lora_reaches_the_engine(grid_lm: LoadedModel, openvino_selected: None, how: str) -> None:
+    from loracle.learners.lora import hooked, merged
+
+    lm = _copy(grid_lm)
+    apply = hooked if how == "hooked" else merged
+    ids = lm.tokenizer.encode(PROMPTS[0])
+    base_logits = _torch_logits(lm.model, ids)
+    with apply(lm.model, _factors(lm, seed=4), 1.5):  # the first engine use: it must trace the unmerged weights
+        ours, theirs = _engine_logits(lm.model, ids), _torch_logits(lm.model, ids)
+        decoder = _greedy(lm, PROMPTS[0], "openvino")[1]
+    assert decoder == "openvino"
+    assert not torch.allclose(theirs, base_logits, atol=1e-2)
+    assert torch.allclose(ours, theirs, atol=2e-2 * float(theirs.abs().max()))
+    after = _engine_logits(lm.model, ids)  # and once the LoRA is gone, the engine runs the base model again
+    assert torch.allclose(after, base_logits, atol=2e-2 * float(base_logits.abs().max()))

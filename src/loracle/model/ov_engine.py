@@ -4,9 +4,10 @@ The traced model (loracle.model.ov_graph, weights compressed by loracle.model.ov
 <cache>/engines/openvino/<key>/, the key a hash of the base weights, the model config and the format version.
 Each generation gets its own infer request, whose LoRA states are set from the adapters active on the torch
 model at that moment (PEFT LoRA layers, stacked by rank, scaling folded in), so switching adapters costs only
-copying their factors. What the traced model cannot reproduce raises EngineUnavailable with the reason, and
-the caller decodes with torch instead: a module adapted other than by a plain LoRA on a projection, forward
-hooks, or base weights that changed since the trace (e.g. an adapter merged into them in place).
+copying their factors. LoRAs the weight learners apply by hooks or in-place merges are read from
+loracle.model.overlay and applied the same way. What the traced model cannot reproduce raises EngineUnavailable
+with the reason, and the caller decodes with torch instead: a module adapted other than by a plain LoRA on a
+projection, other forward hooks, or base weights that changed since the trace in any other way.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from torch import nn
 from loracle.model.cache import ConvertedModelCache, cache_root
 from loracle.model.lean import LowRankDelta, _decoder_stack, supports_lean
 from loracle.model.ov_graph import LORA_PARTS, lora_state_name, slot_paths
+from loracle.model.overlay import overlays, unmerged
 
 #: bump when the traced graph or the weight format changes, so older cache entries are not reused
 FORMAT_VERSION = "1"
@@ -45,24 +47,28 @@ def _base(model: nn.Module) -> nn.Module:
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def _weights(model: nn.Module) -> list[torch.Tensor]:
-    """Every base weight the traced model holds, in a fixed order (PEFT layers looked through)."""
-    found = []
+def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Every base weight the traced model holds, by its name in the unwrapped model (PEFT layers looked through)."""
+    found = {}
     for name, param in _base(model).named_parameters():
         if "lora_" not in name and ".modules_to_save." not in name:
-            found.append(param.detach())
+            found[name.replace(".base_layer.", ".")] = param.detach()
     return found
 
 
-def _samples(weights: list[torch.Tensor]) -> list[torch.Tensor]:
-    return [w.reshape(-1)[::_SAMPLE_STRIDE].clone() for w in weights]
+def _sample_index(weight: torch.Tensor) -> torch.Tensor:
+    return torch.arange(0, weight.numel(), _SAMPLE_STRIDE)
+
+
+def _samples(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: w.reshape(-1)[_sample_index(w)].clone() for name, w in weights.items()}
 
 
 def weights_key(model: nn.Module) -> str:
     """A hash of the base weights and config: the cache key of the traced model."""
     digest = hashlib.sha256(f"openvino-engine-{FORMAT_VERSION};".encode())
     digest.update(_base(model).config.to_json_string(use_diff=False).encode())
-    for weight in _weights(model):
+    for weight in _weights(model).values():
         digest.update(str(tuple(weight.shape)).encode())
         digest.update(weight.float().contiguous().numpy().data)
     return digest.hexdigest()[:32]
@@ -101,12 +107,22 @@ class OpenVINOEngine:
             return self._compiled[threads, lora]
 
     def check_fresh(self, model: nn.Module) -> None:
-        """Raise EngineUnavailable if the base weights differ from those traced (sampled, so it is cheap)."""
-        current = _samples(_weights(model))
-        if len(current) != len(self._samples) or not all(
-            a.shape == b.shape and torch.equal(a, b) for a, b in zip(current, self._samples, strict=False)
-        ):
-            raise EngineUnavailable("the base weights changed since the model was traced (an adapter merged in?)")
+        """Raise EngineUnavailable if the base weights differ from those traced (sampled, so it is cheap), once the
+        LoRAs recorded as merged into them (loracle.model.overlay) are taken out."""
+        weights = _weights(model)
+        current = _samples(weights)
+        merged = _merged_samples(model, weights)
+        if current.keys() != self._samples.keys():
+            raise EngineUnavailable("the model's parameters differ from those traced")
+        for name, sample in current.items():
+            traced = self._samples[name]
+            fresh = (
+                torch.allclose(sample, traced + merged[name], rtol=1e-5, atol=1e-6)
+                if name in merged
+                else torch.equal(sample, traced)
+            )
+            if not fresh:
+                raise EngineUnavailable(f"{name} changed since the model was traced")
 
     def step_function(self, model: nn.Module, threads: int) -> Step:
         """A fresh generation's step: feeds ids at the next positions, returns the last position's logits."""
@@ -134,18 +150,41 @@ class OpenVINOEngine:
         return step
 
 
+def _merged_samples(model: nn.Module, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """What the LoRAs recorded as merged into `model` add to each sampled weight, by weight name."""
+    added: dict[str, torch.Tensor] = {}
+    for overlay in overlays(model):
+        if not overlay.merged:
+            continue
+        for path, (a, b) in overlay.factors.items():
+            name = f"{path}.weight"
+            index = _sample_index(weights[name])
+            rows, cols = index // weights[name].shape[1], index % weights[name].shape[1]
+            delta = (b[rows].float() * a[:, cols].t().float()).sum(-1) * overlay.scale
+            added[name] = added.get(name, 0) + delta
+    return added
+
+
 def adapter_factors(model: nn.Module, slots: set[str]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """(A^T [in, r], (B scaling)^T [r, out]) per adapted projection: every active PEFT LoRA stacked by rank.
+    """(A^T [in, r], (B scaling)^T [r, out]) per adapted projection: every active PEFT LoRA and every LoRA recorded
+    in loracle.model.overlay, stacked by rank.
 
     Raises EngineUnavailable for what the traced model has no slot for.
     """
-    factors = {}
+    stacked: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+    hooked: dict[str, int] = {}
+    for overlay in overlays(model):
+        for path, (a, b) in overlay.factors.items():
+            if path not in slots:
+                raise EngineUnavailable(f"{path}: the engine applies LoRA to attention and MLP projections only")
+            stacked.setdefault(path, []).append((a.detach().t(), (b.detach() * overlay.scale).t()))
+            hooked[path] = hooked.get(path, 0) + (not overlay.merged)
     for name, module in model.named_modules():
-        if module._forward_hooks or module._forward_pre_hooks:
+        path = name.removeprefix(_PEFT_PREFIX)
+        if module._forward_pre_hooks or len(module._forward_hooks) > hooked.get(path, 0):
             raise EngineUnavailable(f"{name or 'the model'} has forward hooks, which the engine cannot run")
         if not hasattr(module, "lora_A") or not hasattr(module, "base_layer"):
             continue
-        path = name.removeprefix(_PEFT_PREFIX)
         delta = LowRankDelta.of(module)
         if delta is None:
             if getattr(module, "merged", False) or getattr(module, "disable_adapters", False):
@@ -155,8 +194,11 @@ def adapter_factors(model: nn.Module, slots: set[str]) -> dict[str, tuple[torch.
             raise EngineUnavailable(f"{path}: a LoRA variant (DoRA, bias, ...) the engine cannot apply")
         if path not in slots:
             raise EngineUnavailable(f"{path}: the engine applies LoRA to attention and MLP projections only")
-        factors[path] = (delta.a_t, delta.bs_t)
-    return factors
+        stacked.setdefault(path, []).append((delta.a_t, delta.bs_t))
+    return {
+        path: (torch.cat([a for a, _ in parts], dim=1), torch.cat([b for _, b in parts], dim=0))
+        for path, parts in stacked.items()
+    }
 
 
 def set_lora_states(request, factors: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
@@ -219,5 +261,6 @@ def engine_for(model: nn.Module) -> OpenVINOEngine:
     with _ENGINES_LOCK:
         engine = _ENGINES.get(base)
         if engine is None:
-            engine = _ENGINES[base] = OpenVINOEngine(model)
+            with unmerged(model):  # traced from the base weights, not a learner's adapter merged into them
+                engine = _ENGINES[base] = OpenVINOEngine(model)
         return engine
