@@ -34,7 +34,7 @@ from loracle.eval.qa import load_qa
 from loracle.model import GenerationConfig, LoadedModel, apply_adapters, encode_chat, load_model, question_messages
 from loracle.model.cache import CACHE_ENV
 from loracle.model.chat import stop_token_ids
-from loracle.model.engine import select_engine
+from loracle.model.engine import THREADS_ENV, select_engine
 from loracle.model.generate import stream_ids
 from loracle.sources import read_document
 
@@ -132,6 +132,7 @@ def main() -> None:
     for trial in range(args.trials):
         for threads in THREADS:
             torch.set_num_threads(threads)
+            os.environ[THREADS_ENV] = str(threads)
             for adapter, lm in models.items():
                 for side in SIDES:
                     result = timed(lm, side, prompt, args.tokens)
@@ -142,6 +143,7 @@ def main() -> None:
                         flush=True,
                     )
     torch.set_num_threads(1)
+    os.environ[THREADS_ENV] = "1"
 
     switch_ms = []
     for index in range(args.switches):

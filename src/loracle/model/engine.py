@@ -20,6 +20,7 @@ from loracle.errors import LoracleError
 
 ENGINES = ("torch", "openvino")
 ENGINE_ENV = "LORACLE_ENGINE"
+THREADS_ENV = "LORACLE_ENGINE_THREADS"
 #: the pinned OpenVINO release (the dev and engine extras of pyproject.toml install it)
 OPENVINO_PIN = "openvino==2026.4.1"
 
@@ -63,6 +64,20 @@ def selected_engine() -> str:
     return check_engine(os.environ.get(ENGINE_ENV) or "torch")
 
 
+def engine_threads() -> int:
+    """Threads for the OpenVINO engine: LORACLE_ENGINE_THREADS if set; one on a machine of two cores or fewer, else
+    torch's thread count.
+
+    On the 2-core VM under load (load average 9), benchmarks/engine.py measured the engine's decode on two threads
+    at about half its speed on one (lean-fp16 on two threads did not collapse like that), so one is the default
+    there; docs/experiments/engine.md has the numbers.
+    """
+    env = os.environ.get(THREADS_ENV, "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return 1 if (os.cpu_count() or 1) <= 2 else torch.get_num_threads()
+
+
 def engine_step(model: torch.nn.Module) -> Step | None:
     """A step function from the selected engine for a fresh generation, or None to decode with torch."""
     if selected_engine() == "torch":
@@ -70,7 +85,7 @@ def engine_step(model: torch.nn.Module) -> Step | None:
     from loracle.model.ov_engine import EngineUnavailable, engine_for
 
     try:
-        return engine_for(model).step_function(model, torch.get_num_threads())
+        return engine_for(model).step_function(model, engine_threads())
     except EngineUnavailable as exc:
         reason = str(exc)
         if reason not in _warned:
