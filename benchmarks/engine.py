@@ -21,14 +21,13 @@ import argparse
 import copy
 import json
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from benchmarks.common import machine_info, row, write_result
-from benchmarks.generate import make_adapter, prompt_ids
+from benchmarks.generate import make_adapter, median, prompt_ids
 from loracle.demo import sample_dir
 from loracle.eval.qa import load_qa
 from loracle.model import GenerationConfig, LoadedModel, apply_adapters, encode_chat, load_model, question_messages
@@ -93,10 +92,6 @@ def timed(lm: LoadedModel, side: str, prompt: list[int], tokens: int) -> dict[st
     }
 
 
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=3)
@@ -137,11 +132,7 @@ def main() -> None:
                 for side in SIDES:
                     result = timed(lm, side, prompt, args.tokens)
                     runs.append({"trial": trial, "threads": threads, "adapter": adapter, "side": side, **result})
-                    print(
-                        f"trial {trial} threads {threads} {adapter:7} {side:9} prefill {result['prefill_tok_s']:6.1f} "
-                        f"decode {result['decode_tok_s']:5.1f} tok/s  load {result['load_1m']:.1f}",
-                        flush=True,
-                    )
+                    print(json.dumps(runs[-1]), flush=True)
     torch.set_num_threads(1)
     os.environ[THREADS_ENV] = "1"
 
@@ -251,24 +242,13 @@ def summarise(
                 note="tokens per CPU-second of this process, same trial",
             ),
         ]
-    rows.append(
-        row(
-            "engine threads: 2 / 1 decode speed",
-            median(
-                [
-                    two["decode_tok_s"] / one["decode_tok_s"]
-                    for one in runs
-                    for two in runs
-                    if (one["threads"], two["threads"]) == (1, 2)
-                    and one["trial"] == two["trial"]
-                    and one["side"] == two["side"] == "engine"
-                    and one["adapter"] == two["adapter"] == "none"
-                ]
-            ),
-            "x",
-            note=f"same trial; best thread count here: {best}",
-        )
-    )
+    by_threads = {
+        threads: {r["trial"]: r["decode_tok_s"] for r in runs if (r["threads"], r["side"], r["adapter"]) == key}
+        for threads in THREADS
+        for key in [(threads, "engine", "none")]
+    }
+    two_over_one = median([by_threads[2][t] / by_threads[1][t] for t in by_threads[1] if t in by_threads[2]])
+    rows.append(row("engine threads: 2 / 1 decode speed", two_over_one, "x", note=f"same trial; best here: {best}"))
     switch = median(switch_ms)
     rows.append(
         row(
