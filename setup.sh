@@ -18,7 +18,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   "${pip[@]}" torch==2.13.0
 fi
 
-extras="wiki,serve,eval"
+extras="wiki,serve,eval,engine"
 [ $dev = 1 ] && extras="$extras,dev"
 echo "setup: installing loracle[$extras]"
 "${pip[@]}" -e ".[$extras]"

@@ -79,16 +79,18 @@ def prompt_ids(lm: LoadedModel) -> list[int]:
     return encode_chat(lm.tokenizer, question_messages(item.question, document))
 
 
-def make_adapter(lm: LoadedModel, folder: Path) -> Path:
+def make_adapter(lm: LoadedModel, folder: Path, seed: int = 0) -> Path:
     """A real PEFT LoRA adapter for the embedded model, with non-zero B so that it changes the output."""
     import torch
     from peft import LoraConfig, get_peft_model
 
     peft_model = get_peft_model(copy.deepcopy(lm.model), LoraConfig(r=8, lora_alpha=16, target_modules=LORA_TARGETS))
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     for name, param in peft_model.named_parameters():
         if "lora_B" in name:
             torch.nn.init.normal_(param, std=0.01)
+    # named for the model it was made for, not the converted-model cache folder it was loaded from
+    peft_model.peft_config["default"].base_model_name_or_path = lm.name
     peft_model.save_pretrained(folder)
     return folder
 

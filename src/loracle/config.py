@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -19,6 +20,8 @@ class ModelConfig(BaseModel):
     #: torch threads; 0 means "choose" (see loracle.runtime).
     threads: int = Field(0, ge=0, le=1024)
     max_new_tokens: int = Field(200, ge=1, le=32_768)
+    #: the decoding engine: "torch" (the reference) or "openvino" (faster on a CPU; loracle.model.engine)
+    engine: Literal["torch", "openvino"] = "torch"
 
 
 class EndpointConfig(BaseModel):

@@ -61,7 +61,9 @@ def pick_device(requested: str | None = None) -> torch.device:
 def load_kb_model(kb: KBPaths) -> LoadedModel:
     """The base model the knowledge base's loracle.toml names, with its thread setting applied first."""
     from loracle.model import load_model
+    from loracle.model.engine import prefer_engine
 
     config = kb.config()
     configure_threads(config.model.threads)
+    prefer_engine(config.model.engine)
     return load_model(config.model.base)

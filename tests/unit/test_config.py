@@ -20,3 +20,12 @@ def test_reads_values_and_rejects_bad_toml(tmp_path: Path) -> None:
     (tmp_path / "loracle.toml").write_text('[model]\nthreads = "many"\n')
     with pytest.raises(LoracleError, match=r"model.threads"):
         load_config(tmp_path)
+
+
+def test_the_engine_is_torch_unless_set_and_only_a_known_one(tmp_path: Path) -> None:
+    assert load_config(tmp_path).model.engine == "torch"
+    (tmp_path / "loracle.toml").write_text('[model]\nengine = "openvino"\n')
+    assert load_config(tmp_path).model.engine == "openvino"
+    (tmp_path / "loracle.toml").write_text('[model]\nengine = "fast"\n')
+    with pytest.raises(LoracleError, match=r"loracle.toml: model.engine: Input should be 'torch' or 'openvino'"):
+        load_config(tmp_path)

@@ -65,7 +65,20 @@ ModelOption = typer.Option(
 ThreadsOption = typer.Option(
     0, "--threads", min=0, max=MAX_THREADS, help="Torch threads (0 = choose; see `loracle doctor`)."
 )
+EngineOption = typer.Option(
+    "",
+    "--engine",
+    help="Decoding engine: torch or openvino (default: [model] engine in loracle.toml, else torch).",
+)
 TemperatureOption = typer.Option(0.0, "--temperature", min=0.0, max=5.0, callback=finite, help="0 = greedy.")
+
+
+def use_engine(engine: str) -> None:
+    """Decode with `engine` in this command ('' leaves the choice to loracle.toml or LORACLE_ENGINE)."""
+    if engine:
+        from loracle.model.engine import select_engine
+
+        select_engine(engine)
 
 
 def max_tokens_option(default: int, help: str) -> typer.models.OptionInfo:

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from loracle.cli.adapter_commands import parse_options as parse_pairs
-from loracle.cli.app import ModelOption, ThreadsOption, app, console, err_console, load_base
+from loracle.cli.app import EngineOption, ModelOption, ThreadsOption, app, console, err_console, load_base, use_engine
 from loracle.errors import LoracleError
 
 playbook_app = typer.Typer(help="The strategy playbook the `playbook` learner grows.", no_args_is_help=True)
@@ -54,12 +54,14 @@ def eval_command(
     kb: Path | None = typer.Option(None, "--kb", help="Knowledge base whose .loracle/eval/latest.* to update."),
     model: str = ModelOption,
     threads: int = ThreadsOption,
+    engine: str = EngineOption,
 ) -> None:
     """Measure learners on documents and questions, against the base model with no document (floor) and
     with the right document in context (ceiling).
 
     Example: loracle eval --docs docs/ --qa docs/qa.jsonl --learners context,ttt,kstore --json out.json --plot out.png
     """
+    use_engine(engine)
     from loracle.eval.harness import EvalSettings
     from loracle.eval.inputs import load_inputs
     from loracle.eval.report import results_table

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from loracle.cli.adapter_commands import LearnerOptions, parse_options
-from loracle.cli.app import ModelOption, ThreadsOption, app, console, err_console, load_base
+from loracle.cli.app import EngineOption, ModelOption, ThreadsOption, app, console, err_console, load_base, use_engine
 
 
 @app.command()
@@ -22,11 +22,13 @@ def learn(
     option: list[str] = LearnerOptions,
     model: str = ModelOption,
     threads: int = ThreadsOption,
+    engine: str = EngineOption,
 ) -> None:
     """Learn documents with one learner and save what it learned (with its options, which `ask --load` uses).
 
     Example: loracle learn notes/ --learner ttt --save my-notes -o steps_per_doc=40   (options: loracle learners)
     """
+    use_engine(engine)
     from loracle.kb import find_kb
     from loracle.learners import learner_config
     from loracle.learners.session import learn_sources, save_target

@@ -8,6 +8,7 @@ import typer
 
 from loracle.cli.app import (
     MAX_NEW_TOKENS,
+    EngineOption,
     ModelOption,
     TemperatureOption,
     ThreadsOption,
@@ -15,6 +16,7 @@ from loracle.cli.app import (
     console,
     load_with_adapters,
     max_tokens_option,
+    use_engine,
 )
 from loracle.errors import LoracleError
 from loracle.model.embedded import EMBEDDED_SPEC as EMBEDDED
@@ -41,6 +43,7 @@ def ask(
     ),
     temperature: float = TemperatureOption,
     threads: int = ThreadsOption,
+    engine: str = EngineOption,
     learner: str | None = typer.Option(None, "--learner", help="With --load: the learner (default: the checkpoint's)."),
     load: str | None = typer.Option(None, "--load", help="Answer with this learner checkpoint (see `loracle learn`)."),
     kb: Path | None = typer.Option(
@@ -55,6 +58,7 @@ def ask(
 
     Example: loracle ask --kb my-kb "Who founded the observatory?"
     """
+    use_engine(engine)
     if load:
         from loracle.cli.learn_commands import ask_checkpoint
 
@@ -83,6 +87,7 @@ def chat(
     adapter: list[Path] = typer.Option([], "--adapter", help="A PEFT adapter folder to apply (repeatable)."),
     model: str | None = KBModelOption,
     threads: int = ThreadsOption,
+    engine: str = EngineOption,
     kb: Path | None = typer.Option(
         None, "--kb", help="Answer each turn from this knowledge base's compiled adapters, routed to the question."
     ),
@@ -92,6 +97,7 @@ def chat(
 
     Example: loracle chat --doc notes/observatory.md      or: loracle chat --kb my-kb
     """
+    use_engine(engine)
     from loracle.chat_session import ChatSession
 
     if kb is not None:
@@ -119,6 +125,7 @@ def doctor(model: str = ModelOption) -> None:
 def demo(
     model: str = ModelOption,
     threads: int = ThreadsOption,
+    engine: str = EngineOption,
     max_tokens: int = max_tokens_option(40, "Most new tokens per answer."),
     kb: Path | None = typer.Option(
         None, "--kb", help="Build the demo knowledge base here and keep it (default: a temp folder)."
@@ -132,6 +139,7 @@ def demo(
 
     Example: loracle demo --kb ./demo-kb
     """
+    use_engine(engine)
     from loracle.demo import run_demo
 
     run_demo(console, model, threads, max_tokens, kb, learner)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.markup import escape
 
-from loracle.cli.app import ThreadsOption, app, console, err_console
+from loracle.cli.app import EngineOption, ThreadsOption, app, console, err_console, use_engine
 
 if TYPE_CHECKING:
     from loracle.kb import KBPaths
@@ -45,6 +45,7 @@ def ingest(
     paths: list[Path] = typer.Argument(..., help="Files or folders (markdown, text, HTML, PDF)."),
     kb: Path | None = KBOption,
     threads: int = ThreadsOption,
+    engine: str = EngineOption,
 ) -> None:
     """Copy sources into raw/ and let the writer model summarise them into linked wiki pages.
 
@@ -52,6 +53,7 @@ def ingest(
 
     Example: loracle ingest notes/ paper.pdf --kb my-kb
     """
+    use_engine(engine)
     from loracle.kb import find_kb
     from loracle.wiki import ingest as run_ingest
 
@@ -83,11 +85,13 @@ def query(
     save: bool = typer.Option(False, "--save", help="File the answer as a wiki page, linked from the index."),
     n: int = typer.Option(4, "-n", help="How many pages to read."),
     threads: int = ThreadsOption,
+    engine: str = EngineOption,
 ) -> None:
     """Answer from the wiki, citing the pages and the raw source lines behind them.
 
     Example: loracle query "Who founded the observatory?" --kb my-kb --save
     """
+    use_engine(engine)
     from loracle.kb import find_kb
     from loracle.wiki import query as run_query
 
@@ -113,6 +117,7 @@ def lint(
     max_pairs: int = typer.Option(12, "--max-pairs", help="Most candidate contradictions the LLM judges."),
     exit_zero: bool = typer.Option(False, "--exit-zero", help="Exit 0 even when errors are found."),
     threads: int = ThreadsOption,
+    engine: str = EngineOption,
 ) -> None:
     """Check the wiki: broken links, orphans, the index, missing pages, duplicates, contradictions, stale claims.
 
@@ -122,6 +127,7 @@ def lint(
 
     Example: loracle lint --kb my-kb --fix
     """
+    use_engine(engine)
     from loracle.kb import find_kb
     from loracle.wiki import lint as run_lint
 

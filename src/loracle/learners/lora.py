@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from loracle.adapters.peft_format import peft_key, write_lora_adapter
+from loracle.model.overlay import Overlay, recorded
 
 Factors = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
 #: a LoRA held as plain tensors (what the hypernetwork writes), at scale 1
@@ -45,7 +46,8 @@ def hooked(model: nn.Module, factors: Factors, scale: float = 1.0) -> Iterator[N
     try:
         for path in factors:
             handles.append(model.get_submodule(path).register_forward_hook(_adding(factors, path, scale)))
-        yield
+        with recorded(model, Overlay(factors, scale, merged=False)):  # for the decode engine, which runs no hooks
+            yield
     finally:
         for handle in handles:
             handle.remove()
@@ -57,12 +59,15 @@ def merged(model: nn.Module, factors: Factors, scale: float = 1.0) -> Iterator[N
     Merged, a long decode pays nothing per token for the adapter and may use packed copies of the weights."""
     weights = {path: model.get_submodule(path).weight for path in factors}
     saved = {path: weight.detach().clone() for path, weight in weights.items()}
+    fixed = {path: (a.detach(), b.detach()) for path, (a, b) in factors.items()}
     with torch.no_grad():
         for path, weight in weights.items():
-            a, b = factors[path]
+            a, b = fixed[path]
             weight += (b @ a * scale).to(weight.dtype)
     try:
-        yield
+        # recorded for the decode engine, which adds it to the weights it traced
+        with recorded(model, Overlay(fixed, scale, merged=True, originals=saved)):
+            yield
     finally:
         with torch.no_grad():
             for path, weight in weights.items():

@@ -96,10 +96,14 @@ def apply_adapters(
     """Return `lm` with the adapters active together, each scaled by its weight.
 
     merge=True folds them into the base weights: no per-token cost, but they can't be removed again
-    (right for a one-shot `loracle ask`; the server keeps them unmerged to swap per request).
+    (right for a one-shot `loracle ask`; the server keeps them unmerged to swap per request). With the
+    OpenVINO engine selected they stay unmerged: it applies them at run time to the weights it traced.
     """
     if not folders:
         return lm
+    from loracle.model.engine import selected_engine
+
+    merge = merge and selected_engine() == "torch"
     weights = list(weights) if weights is not None else [1.0] * len(folders)
     if len(weights) != len(folders):
         raise AdapterError(f"{len(weights)} adapter weights given for {len(folders)} adapters")

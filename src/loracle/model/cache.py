@@ -35,10 +35,10 @@ def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
 
 
 class ConvertedModelCache:
-    """Folders under <cache>/models/<sha256[:32]>/ holding a converted model and tokenizer."""
+    """Folders under <cache>/<kind>/<sha256[:32]>/ holding a converted model (and its tokenizer)."""
 
-    def __init__(self, root: Path | None = None) -> None:
-        self.root = (root or cache_root()) / "models"
+    def __init__(self, root: Path | None = None, kind: str = "models") -> None:
+        self.root = (root or cache_root()) / kind
 
     def entry_for(self, gguf: Path) -> Path:
         # The hash of a 100 MB file costs ~0.2 s; a stat-keyed memo spares it on repeated loads.

@@ -10,6 +10,7 @@ Decoders (`GenerationConfig.decoder`), measured by the generate benchmark:
   traffic per token; packing costs ~2 CPU-s once per model, so "auto" uses it only for longer generations
   or once fresh packs exist (not after a weight changed in place: that would mean repacking).
 - "auto" (default): the fastest that applies.
+With the OpenVINO engine selected (loracle.model.engine), "auto" decodes with it wherever it applies ("openvino").
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from loracle.errors import LoracleError
 from loracle.model import half
 from loracle.model.chat import Message, encode_chat, stop_token_ids
 from loracle.model.detok import IncrementalDetokenizer
+from loracle.model.engine import engine_step
 from loracle.model.lean import LeanDecoder, packable_linears, supports_lean
 from loracle.model.loader import LoadedModel
 
@@ -150,8 +152,18 @@ def choose_decoder(lm: LoadedModel, config: GenerationConfig, budget: int) -> st
 Step = Callable[[list[int]], torch.Tensor]
 
 
-def _step_function(lm: LoadedModel, decoder: str, capacity: int) -> Step:
-    """A function that feeds the next ids to the model and returns the last position's logits."""
+def _step_function(lm: LoadedModel, config: GenerationConfig, budget: int, capacity: int) -> tuple[Step, str]:
+    """A function that feeds the next ids to the model and returns the last position's logits, and its decoder.
+
+    With decoder "auto", the selected engine's step where it can run this model; else torch's decoder.
+    """
+    decoder = choose_decoder(lm, config, budget)
+    if config.decoder == "auto" and (engine := engine_step(lm.model)) is not None:
+        return engine, "openvino"
+    return _torch_step(lm, decoder, capacity), decoder
+
+
+def _torch_step(lm: LoadedModel, decoder: str, capacity: int) -> Step:
     device = lm.device
     if decoder in ("lean", "lean-fp16"):
         lean = LeanDecoder(lm.model, capacity, fp16_weights=decoder == "lean-fp16")
@@ -173,12 +185,11 @@ def _decode(lm: LoadedModel, prompt: list[int], config: GenerationConfig, stats:
     budget = max(0, min(config.max_new_tokens, max_positions - len(prompt)))
     if budget == 0:
         return
-    stats.decoder = choose_decoder(lm, config, budget)
     detok = IncrementalDetokenizer(lm.tokenizer)
     constraint = _json_constraint(lm, config.json_schema) if config.json_schema is not None else None
     with torch.inference_mode():
         start = time.perf_counter()
-        step = _step_function(lm, stats.decoder, len(prompt) + budget)
+        step, stats.decoder = _step_function(lm, config, budget, len(prompt) + budget)
         stats.setup_s = time.perf_counter() - start
         start += stats.setup_s
         cpu_start = time.process_time()
