@@ -6,7 +6,8 @@ that opens RESULTS.md and the rows with their targets go to results/learners.jso
 Corpus `squad-all-questions` learns the same SQuAD paragraphs as `squad` and asks every answerable question
 of them (about 4 per paragraph instead of 1): a closer measurement for the learners cheap enough to answer
 that many, on paragraphs no dev script reads.
-Corpora and learners can be run separately (--corpora fictional --learners ttt --tag ttt): the rows are
+Corpora and learners can be run separately (--corpora fictional --learners ttt --tag ttt, options with
+-o ttt.variant=dual_mlp): the rows are
 rebuilt from every result on disk, each with its own time stamp and its own floor and ceiling; a learner
 run again on a corpus is reported from its newest run only.
 
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import RESULTS_DIR, discordant, machine_info, row, write_result
+from loracle.cli.eval_commands import parse_options
 
 DATA = Path(__file__).parent / "data" / "fictional"
 from benchmarks.devdata import SQUAD  # noqa: E402
@@ -78,6 +80,8 @@ def run_corpus(corpus: str, learners: list[str], args: argparse.Namespace, lm: A
     options: dict[str, dict[str, Any]] = {name: {"max_new_tokens": args.max_new_tokens} for name in learners}
     if "playbook" in options:
         options["playbook"].update(questions_per_doc=2, writer_max_tokens=200)
+    for name, chosen in args.options.items():
+        options.setdefault(name, {}).update(chosen)
     reference_before = reference_pass_seconds(lm)
     result = evaluate(lm, inputs, learners, options, settings, progress=lambda m: print(f"[{corpus}] {m}", flush=True))
     reference = (reference_before + reference_pass_seconds(lm)) / 2
@@ -92,6 +96,7 @@ def run_corpus(corpus: str, learners: list[str], args: argparse.Namespace, lm: A
     }
     record["when"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     record["commit"] = commit
+    record["learner_options"] = args.options
     record["machine"] = {**machine_info(), "reference_pass_s": reference}
     OUT.mkdir(parents=True, exist_ok=True)
     write_text_atomic(OUT / f"{label}.eval.json", json.dumps(record, indent=2, default=str) + "\n")
@@ -122,22 +127,27 @@ def every_question(squad: Path, learned: dict[str, Any]) -> list:
 
 
 def newest_learners(records: list[dict]) -> list[set[str]]:
-    """For each record, the learners it holds the newest run of on its corpus (older runs of a learner that was
-    run again are superseded, not reported beside the new one)."""
+    """For each record, the learners it holds the newest run of on its corpus with the same -o options (older runs
+    of a learner that was run again are superseded, not reported beside the new one)."""
     newest: dict[tuple[str, str], str] = {}
     for record in records:
         for run in record["runs"]:
             if run["kind"] == "learner":
-                key = (record["corpus"]["corpus"], run["name"])
+                key = learner_key(record, run["name"])
                 newest[key] = max(newest.get(key, ""), record["when"])
     return [
         {
             run["name"]
             for run in record["runs"]
-            if run["kind"] == "learner" and newest[(record["corpus"]["corpus"], run["name"])] == record["when"]
+            if run["kind"] == "learner" and newest[learner_key(record, run["name"])] == record["when"]
         }
         for record in records
     ]
+
+
+def learner_key(record: dict, name: str) -> tuple[str, str]:
+    """A learner's run on a corpus, told apart by the -o options it was given (none before they were kept)."""
+    return record["corpus"]["corpus"], shown(record, name)
 
 
 def rows_for(record: dict, learners: set[str]) -> list[dict]:
@@ -149,6 +159,8 @@ def rows_for(record: dict, learners: set[str]) -> list[dict]:
     note = f"{record['questions']} questions, {record['corpus']['documents']} documents, run {record['when']}"
     if record.get("commit"):
         note += f", commit {record['commit']}"
+    if record.get("learner_options"):
+        note += f", options {json.dumps(record['learner_options'], sort_keys=True)}"
     reference = record.get("machine", {}).get("reference_pass_s")  # absent in runs made before it was measured
     if reference:
         note += f"; reference pass (one forward over 300 tokens) {reference:.3f} s"
@@ -218,15 +230,16 @@ def table_entries(records: list[dict], newest: list[set[str]], learners: tuple[s
             run_id = f"{record.get('commit') or 'no commit'}, {record['when']}"
             if reference := record.get("machine", {}).get("reference_pass_s"):  # how busy the machine was
                 run_id += f"; reference pass {reference:.2f} s"
-            entry = {"learner": name, "corpus": corpus, "run": run_id}
+            label = shown(record, name)
+            entry = {"learner": label, "corpus": corpus, "run": run_id}
             if run["accuracy"] is None:
-                found[(name, corpus)] = {**entry, "accuracy": f"failed: {str(run['error'])[:80]}"}
+                found[(label, corpus)] = {**entry, "accuracy": f"failed: {str(run['error'])[:80]}"}
                 continue
             right = [q["correct"] for q in run["questions"]]
             interval = ratio_interval(right, [q["correct"] for q in ceiling["questions"]])
             ratio = run["accuracy"] / ceiling["accuracy"] if ceiling["accuracy"] else float("nan")
             forgetting = run["forgetting_ratio"]
-            found[(name, corpus)] = {
+            found[(label, corpus)] = {
                 **entry,
                 "accuracy": f"{run['accuracy']:.3f} / {ceiling['accuracy']:.3f} = {ratio:.3f}",
                 "interval": f"{interval[0]:.2f}-{interval[1]:.2f}" if interval else "",
@@ -235,11 +248,18 @@ def table_entries(records: list[dict], newest: list[set[str]], learners: tuple[s
                 "answer_s": f"{run['answer_seconds_per_question']:.2f}",
                 "bytes": f"{run['bytes_on_disk']:,}",
             }
-    return [
+    table = [
         found.get((name, corpus), {"learner": name, "corpus": corpus, "accuracy": "not yet measured"})
         for name in learners
         for corpus in CORPORA
     ]
+    return table + [entry for (label, _), entry in sorted(found.items()) if label not in learners]
+
+
+def shown(record: dict, name: str) -> str:
+    """A learner as the table names it: with the -o options of its run, if any (`ttt variant=dual_mlp`)."""
+    chosen = record.get("learner_options", {}).get(name, {})
+    return " ".join([name, *(f"{key}={value}" for key, value in sorted(chosen.items()))])
 
 
 def against_ceiling(run: dict, ceiling: dict) -> str:
@@ -273,9 +293,13 @@ def main() -> None:
     )
     parser.add_argument("--tag", default="", help="name this run's result files <corpus>-<tag> (keeps others)")
     parser.add_argument(
+        "-o", "--option", action="append", default=[], help="a learner option learner.key=value (repeatable)"
+    )
+    parser.add_argument(
         "--report-only", action="store_true", help="run nothing: rebuild the rows from the results on disk"
     )
     args = parser.parse_args()
+    args.options = parse_options(args.option)  # a bad option stops the run before the model loads
     commit = head_commit()  # the code this process runs; HEAD may move while a run of an hour goes on
 
     from loracle.model import load_model

@@ -141,3 +141,15 @@ def test_head_commit_marks_changed_code_but_not_results(tmp_path: Path) -> None:
     assert head_commit(tmp_path) == commit
     (tmp_path / "src/code.py").write_text("two\n")
     assert head_commit(tmp_path) == f"{commit}+changes"
+
+
+def test_a_run_with_learner_options_is_reported_beside_the_default_run_not_instead_of_it() -> None:
+    default = record("fictional-ttt", "fictional", "2026-12-02 06:00:00 UTC", {"ttt": 0.5})
+    dual = record("fictional-dual", "fictional", "2026-12-07 06:00:00 UTC", {"ttt": 0.25})
+    dual["learner_options"] = {"ttt": {"variant": "dual_mlp"}}
+    records = [default, dual]
+    assert newest_learners(records) == [{"ttt"}, {"ttt"}]
+    cells = {(e["learner"], e["corpus"]): e for e in table_entries(records, newest_learners(records), ("ttt",))}
+    assert cells[("ttt", "fictional")]["accuracy"].startswith("0.500")
+    assert cells[("ttt variant=dual_mlp", "fictional")]["accuracy"].startswith("0.250")
+    assert "variant" in rows_for(dual, {"ttt"})[0]["note"]

@@ -149,3 +149,21 @@ def test_a_schema_xgrammar_refuses_is_one_schema_error_line(tiny_lm: LoadedModel
     with pytest.raises(SchemaError) as caught:
         check_json_schema(tiny_lm, schema)
     assert str(caught.value).startswith(says) and "\n" not in str(caught.value) and ".cc:" not in str(caught.value)
+
+
+@pytest.mark.parametrize("budget", [24, 60, 150])
+def test_a_model_that_repeats_itself_still_closes_its_json_within_the_budget(
+    tiny_lm: LoadedModel, one_thread, budget: int
+) -> None:
+    # the curator's bounds (8 operations of 200 characters) hold far more than the budget: a model that
+    # loops on one letter would be cut off inside a string unless the decoder closes the document in time
+    schema = decoding_schema(Patch, max_items=8, max_chars=200)
+    letter = tiny_lm.tokenizer.encode("a", add_special_tokens=False)[0]
+    config = GenerationConfig(max_new_tokens=budget, json_schema=schema, logit_bias={letter: 100.0})
+    stream = stream_chat(_random_model(tiny_lm, 0), [{"role": "user", "content": "Edit."}], config)
+    text = stream.text()
+    assert stream.stats.stopped and stream.stats.new_tokens <= budget, text
+    patch = Patch.model_validate_json(text)
+    assert all(len(op.text) <= 200 for op in patch.operations)
+    if budget >= 150:  # room for one operation of the tiny tokenizer's one-letter tokens: the loop was written
+        assert "aaaa" in text

@@ -360,7 +360,7 @@ def test_general_states_kept_across_documents_leave_training_unchanged(
     memo = training.GeneralMemo()
     runs = [train(tiny_lm, learner.fresh_lora(), examples, learner.config, memo) for _ in range(2)]
     assert computed[1] == computed[0] - 4  # the second document's training computed no general row again
-    assert {row[1] for row in memo.states} == {tuple(e.prompt + e.answer) for e in examples[-4:]}  # only those
+    assert {key[-1] for key in memo.states} == {tuple(e.prompt + e.answer) for e in examples[-4:]}  # only those
     assert memo.candidates and runs[1] == pytest.approx(runs[0], rel=1e-5)
     assert train(tiny_lm, learner.fresh_lora(), examples, learner.config) == pytest.approx(runs[0], rel=1e-5)
 

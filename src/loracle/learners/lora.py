@@ -9,7 +9,7 @@ into A), so hooks read it at every forward and gradients reach whatever the fact
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,27 +30,39 @@ def lora_delta(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scale: float =
     return F.linear(F.linear(x, a.to(x.dtype)), b.to(x.dtype)) * scale
 
 
-def _adding(factors: Factors, path: str, scale: float):
+def _adding(delta: Callable[[str, torch.Tensor], torch.Tensor], path: str):
     def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
-        a, b = factors[path]
-        return output + lora_delta(inputs[0], a, b, scale).to(output.dtype)
+        return output + delta(path, inputs[0]).to(output.dtype)
 
     return hook
 
 
 @contextlib.contextmanager
-def hooked(model: nn.Module, factors: Factors, scale: float = 1.0) -> Iterator[None]:
-    """The LoRA added to its modules' outputs by forward hooks while the context is open (the weights are never
-    touched, so gradients flow to the factors and other users of the model see it only inside)."""
+def hooked_deltas(
+    model: nn.Module, paths: Iterable[str], delta: Callable[[str, torch.Tensor], torch.Tensor]
+) -> Iterator[None]:
+    """`delta(path, x)` added to the output of each module in `paths` (x its input) by forward hooks while the
+    context is open; the weights are never touched, so gradients flow to whatever the delta is made from."""
     handles = []
     try:
-        for path in factors:
-            handles.append(model.get_submodule(path).register_forward_hook(_adding(factors, path, scale)))
-        with recorded(model, Overlay(factors, scale, merged=False)):  # for the decode engine, which runs no hooks
-            yield
+        for path in paths:
+            handles.append(model.get_submodule(path).register_forward_hook(_adding(delta, path)))
+        yield
     finally:
         for handle in handles:
             handle.remove()
+
+
+@contextlib.contextmanager
+def hooked(model: nn.Module, factors: Factors, scale: float = 1.0) -> Iterator[None]:
+    """The LoRA added to its modules' outputs by forward hooks while the context is open (the weights are never
+    touched, so gradients flow to the factors and other users of the model see it only inside). It is recorded
+    as an overlay for the decode engine, which runs no hooks and applies the factors itself."""
+    with (
+        hooked_deltas(model, list(factors), lambda path, x: lora_delta(x, *factors[path], scale)),
+        recorded(model, Overlay(factors, scale, merged=False)),
+    ):
+        yield
 
 
 @contextlib.contextmanager

@@ -125,8 +125,9 @@ class LLM:
         """An instance of `schema` from the model's answer, its lists and strings at most `max_items` and
         `max_chars` long (loracle.llm.schema).
 
-        The local model is decoded under the schema, so its answer is valid JSON of that shape unless the
-        token budget ran out first. Other backends (an endpoint) get the schema as a hint, their answer is
+        The local model is decoded under the schema, its document closed in time as the budget nears its end
+        (loracle.model.constrain), so its answer is valid JSON of that shape unless the budget cannot hold even
+        its shortest form. Other backends (an endpoint) get the schema as a hint, their answer is
         repaired, and a broken one gets one retry that shows the model its error. Raises LoracleError when
         no valid answer came, so a caller never writes a page from a malformed answer.
         """

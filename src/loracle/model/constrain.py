@@ -3,8 +3,15 @@
 xgrammar compiles the schema into a grammar over the tokenizer's vocabulary (once per tokenizer and
 schema, cached); a matcher then walks the tokens the decoder picks. The reply can only be a prefix of a
 document that fits the schema, and the model's stop token is allowed only once the document is whole, so
-a reply that ended by itself always parses and validates. Only a token budget that runs out first can
-leave it unfinished (`finished` says which).
+a reply that ended by itself always parses and validates.
+
+A reply's token budget is kept too, when the caller passes the tokens left: near its end (the last
+`CLOSING_WINDOW` tokens), after each token the decoder picks, the shortest way to close the document is
+found on a copy of the matcher (closing quotes and brackets first, else the stop token, else the longest
+token allowed). While it fits the tokens left, the pick stands; when it would not, the pick is taken back
+and the closing found one step earlier (which fitted) is forced instead. So a model that loops inside a long
+string or list still ends with a whole document, its last string cut short, as long as the budget holds it
+when the window opens.
 
 Strings with a length bound are first rewritten as patterns (loracle.model.json_strings): xgrammar's own rule
 for them lets raw control characters through, which is not JSON.
@@ -25,6 +32,10 @@ from loracle.errors import SchemaError
 from loracle.model.chat import stop_token_ids
 from loracle.model.json_strings import json_safe_strings
 
+#: the last tokens of a budget within which each pick is checked to leave the document closable
+CLOSING_WINDOW = 64
+_CLOSERS = frozenset(b'"]}')
+
 #: the "[hh:mm:ss] /path/file.cc:123: " xgrammar puts before its messages
 _LOG_PREFIX = re.compile(r"^\[[\d:]+\]\s+\S+:\d+:\s*(Check failed: .*? is false: )?")
 
@@ -40,17 +51,56 @@ class JSONConstraint:
             raise SchemaError(f"JSON schema: {schema_problem(exc)}") from exc
         self._matcher = xgr.GrammarMatcher(compiled)
         self._bitmask = xgr.allocate_token_bitmask(1, vocab_size)
+        self._tokens = _token_table(tokenizer, vocab_size)
+        self._scratch = xgr.allocate_token_bitmask(1, vocab_size)
+        self._fallback: list[int] = []  # a closing from the state before the last token, that fitted the budget
+        self._forced: list[int] = []  # the rest of the reply, once the closing is forced
 
     def mask(self, logits: torch.Tensor) -> torch.Tensor:
-        """`logits` (one step, on the CPU) with every token the grammar forbids at -inf, in place."""
+        """`logits` (one step, on the CPU) with every token the grammar forbids at -inf, in place; while the
+        closing is forced (see the module docstring), every token but its next one."""
+        if self._forced:
+            logits.fill_(float("-inf"))
+            logits[..., self._forced[0]] = 0.0
+            return logits
         self._matcher.fill_next_token_bitmask(self._bitmask)
         xgr.apply_token_bitmask_inplace(logits, self._bitmask)
         return logits
 
-    def accept(self, token: int) -> None:
-        """Advance past `token`; a token `mask` did not allow is a bug in the caller, so it raises."""
+    def accept(self, token: int, remaining: int | None = None) -> int:
+        """Advance past `token` and return it; with `remaining` (the budget's tokens left, this one included),
+        near the budget's end, past the forced closing's next token instead when the document could no longer
+        be closed after `token` (returned then). A token `mask` did not allow is a bug in the caller: raises."""
+        if self._forced:
+            token = self._forced.pop(0)
         if not self._matcher.accept_token(token):
             raise ValueError(f"token {token} is not allowed by the JSON schema here")
+        if remaining is None or remaining > CLOSING_WINDOW or self._forced or self._matcher.is_terminated():
+            return token
+        path = self.closing(remaining - 1)
+        if path is not None:
+            self._fallback = path
+        elif self._fallback:  # the closing found before this token fitted: take the token back, close instead
+            self._matcher.rollback(1)
+            token, self._forced = self._fallback[0], self._fallback[1:]
+            self._matcher.accept_token(token)
+        return token
+
+    def closing(self, limit: int) -> list[int] | None:
+        """The tokens that close the document from here, the stop token last, if they are at most `limit`: at
+        each step the longest allowed token made only of closing quotes and brackets, else the stop token, else
+        the longest allowed token (a required key, an enum value, a digit)."""
+        matcher = self._matcher.fork()
+        path: list[int] = []
+        while not matcher.is_terminated():
+            if len(path) >= limit:
+                return None
+            matcher.fill_next_token_bitmask(self._scratch)
+            token = self._tokens.pick(_unpack(self._scratch[0]), matcher.stop_token_ids)
+            if token is None or not matcher.accept_token(token):
+                return None
+            path.append(token)
+        return path
 
     @property
     def finished(self) -> bool:
@@ -58,13 +108,48 @@ class JSONConstraint:
         return self._matcher.is_terminated()
 
 
+def _unpack(bits: torch.Tensor) -> torch.Tensor:
+    """A packed xgrammar bitmask row (int32 words, bit i of word w = token 32w + i) as a bool per token."""
+    return ((bits[:, None] >> torch.arange(32, dtype=torch.int32)) & 1).flatten().bool()
+
+
+class _TokenTable:
+    """Per token: its length in bytes and whether it is made only of closing quotes and brackets."""
+
+    def __init__(self, vocab: list[bytes]) -> None:
+        self.length = torch.tensor([len(piece) for piece in vocab], dtype=torch.long)
+        self.closer = torch.tensor([bool(piece) and set(piece) <= _CLOSERS for piece in vocab])
+
+    def pick(self, allowed: torch.Tensor, stops: list[int]) -> int | None:
+        """The closing step's token among `allowed` (see `JSONConstraint.closing`)."""
+        allowed = allowed[: len(self.length)]
+        for group in (allowed & self.closer, None, allowed):
+            if group is None:
+                stop = next((t for t in stops if t < len(allowed) and allowed[t]), None)
+                if stop is not None:
+                    return stop
+                continue
+            if group.any():
+                return int(torch.where(group, self.length, -1).argmax())
+        return None
+
+
 @lru_cache(maxsize=4)
-def _compiler(tokenizer: PreTrainedTokenizerBase, vocab_size: int) -> xgr.GrammarCompiler:
+def _info(tokenizer: PreTrainedTokenizerBase, vocab_size: int) -> xgr.TokenizerInfo:
     """The tokenizer's vocabulary as xgrammar sees it, with loracle's stop tokens ending a finished reply."""
-    info = xgr.TokenizerInfo.from_huggingface(
+    return xgr.TokenizerInfo.from_huggingface(
         tokenizer, vocab_size=vocab_size, stop_token_ids=sorted(stop_token_ids(tokenizer))
     )
-    return xgr.GrammarCompiler(info, max_threads=1)
+
+
+@lru_cache(maxsize=4)
+def _token_table(tokenizer: PreTrainedTokenizerBase, vocab_size: int) -> _TokenTable:
+    return _TokenTable(list(_info(tokenizer, vocab_size).decoded_vocab))
+
+
+@lru_cache(maxsize=4)
+def _compiler(tokenizer: PreTrainedTokenizerBase, vocab_size: int) -> xgr.GrammarCompiler:
+    return xgr.GrammarCompiler(_info(tokenizer, vocab_size), max_threads=1)
 
 
 @lru_cache(maxsize=64)

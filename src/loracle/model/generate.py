@@ -205,7 +205,7 @@ def _decode(lm: LoadedModel, prompt: list[int], config: GenerationConfig, stats:
                 logits = constraint.mask(logits.cpu())
             token = _pick(logits, config, generator)
             if constraint is not None:
-                constraint.accept(token)
+                token = constraint.accept(token, budget - index)  # near the budget's end: maybe the closing
             now, cpu = time.perf_counter(), time.process_time()
             if index == 0:
                 stats.prefill_s, stats.prefill_cpu_s = now - start, cpu - cpu_start

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from loracle.learners.base import LearnerConfig
@@ -11,6 +13,11 @@ class TTTConfig(LearnerConfig):
     """Adapter shape, what it reads, training, self-study and answering; the defaults were chosen on dev data
     (docs/experiments/ttt.md)."""
 
+    variant: Literal["gated_lora", "dual_mlp"] = Field(
+        "gated_lora",
+        description="what each document trains: a whitened LoRA on the down projections, or a gated trainable copy "
+        "of the MLPs blended with the frozen ones (saved as a rank-16 LoRA; learners/ttt/dual.py)",
+    )
     rank: int = Field(32, ge=1, description="LoRA rank of each document's adapter")
     alpha: float = Field(32.0, gt=0, description="LoRA alpha (the delta is scaled by alpha / rank)")
     layer_fraction: float = Field(0.25, gt=0, le=1, description="share of the upper layers whose MLP is adapted")

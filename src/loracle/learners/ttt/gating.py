@@ -19,7 +19,8 @@ from collections.abc import Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
-from loracle.learners.lora import lora_delta
+from loracle.learners.lora import hooked, lora_delta
+from loracle.learners.ttt.config import TTTConfig
 from loracle.learners.ttt.general import bundled_lines, general_prompts
 from loracle.model import LoadedModel
 from loracle.stored import stored
@@ -153,7 +154,24 @@ def broad_neuron_mask(lm: LoadedModel, layers: Sequence[int], fraction: float) -
 STORAGE_DTYPE = torch.float16
 
 
-class GatedLoRA(nn.Module):
+class BroadGate:
+    """An adapter's gate on the broad neurons of its `layers`: `keep` [layers, neurons] is 0 on those never used."""
+
+    layers: list[int]
+    keep: torch.Tensor
+    gated: bool
+
+    def set_broad(self, broad: torch.Tensor) -> None:
+        self.keep = (~broad).float().to(self.keep.device)
+        self.gated = True
+
+    def find_gate(self, lm: LoadedModel, fraction: float) -> None:
+        """Gate the `fraction` of neurons firing most broadly (one calibration forward pass), unless gated."""
+        if not self.gated and fraction > 0:
+            self.set_broad(broad_neuron_mask(lm, self.layers, fraction))
+
+
+class GatedLoRA(BroadGate, nn.Module):
     """LoRA factors for the down projections of `layers`; `keep` [layers, neurons] is 0 on inputs never read;
     `whitener` [layers, neurons, neurons], while set, multiplies the inputs A reads (see `fold_whitener`)."""
 
@@ -177,9 +195,30 @@ class GatedLoRA(nn.Module):
             for factor in (self.A, self.B):
                 factor.copy_(factor.to(STORAGE_DTYPE))
 
-    def set_broad(self, broad: torch.Tensor) -> None:
-        self.keep = (~broad).float().to(self.keep.device)
-        self.gated = True
+    def prepare(self, lm: LoadedModel, config: TTTConfig) -> None:
+        """Find the gate and the whitener the config asks for (each once: they are the same for every document)."""
+        self.find_gate(lm, config.mask_fraction)
+        if self.whitener is None and config.whiten_ridge is not None:
+            self.set_whitener(whiteners(lm, self.layers, config.whiten_ridge))
+
+    #: training steps take lr as it is; the first adapted layer's output changes only by `first_delta` of what its
+    #: down projection reads, so it can be folded into the cached states (training.layer_inputs)
+    lr_scale = 1.0
+    folds_first = True
+
+    def hooked(self, lm: LoadedModel) -> contextlib.AbstractContextManager[None]:
+        """The adapter added to the model's forward passes while the context is open."""
+        return hooked(lm.model, self.factors(), self.scale)
+
+    def first_delta(self, x: torch.Tensor) -> torch.Tensor:
+        """What the adapter adds to the first adapted layer's output for what its down projection reads, `x`."""
+        return self.delta(0, x)
+
+    def finished(self) -> GatedLoRA:
+        """The trained adapter as the learner keeps it: the whitener folded into A, rounded as it is stored."""
+        self.fold_whitener()
+        self.round_to_storage()
+        return self
 
     def set_whitener(self, whitener: torch.Tensor) -> None:
         self.whitener = whitener.to(self.A.device)

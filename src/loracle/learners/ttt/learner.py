@@ -34,6 +34,7 @@ from loracle.learners.base import Answer, Citation, LearnReport
 from loracle.learners.checkpoint import load_checkpoint, save_checkpoint, stored_config
 from loracle.learners.lora import concat_ranks, merged, write_peft
 from loracle.learners.ttt.config import TTTConfig
+from loracle.learners.ttt.dual import DualMLP, ExportedDual, blend_alpha
 from loracle.learners.ttt.gating import STORAGE_DTYPE, GatedLoRA, down_projections
 from loracle.learners.ttt.general import general_examples
 from loracle.learners.ttt.selfstudy import StudyExample, StudyPlan, study_examples
@@ -41,6 +42,9 @@ from loracle.learners.ttt.training import GeneralMemo, train
 from loracle.model import GenerationConfig, LoadedModel, generate_chat, question_messages
 from loracle.routing import KeyRouter, words
 from loracle.search.embedder import default_embedder
+
+#: a trained adapter as the learner keeps it: a LoRA with `factors()` and `scale`
+Kept = GatedLoRA | ExportedDual
 
 
 class TTTLearner:
@@ -59,7 +63,7 @@ class TTTLearner:
         self.reset()
 
     def reset(self) -> None:
-        self.adapters: dict[str, GatedLoRA] = {}  # document id -> its adapter, in learning order
+        self.adapters: dict[str, Kept] = {}  # document id -> its adapter, in learning order
         self.keys: dict[str, list[str]] = {}  # document id -> what routes a question to its adapter
         self.router = KeyRouter([])
 
@@ -71,6 +75,12 @@ class TTTLearner:
         """A new adapter for this model's adapted layers, initialised from the config's seed."""
         torch.manual_seed(self.config.seed)
         return GatedLoRA(self.layers, *self._shape, self.config.rank, self.config.alpha).to(self.lm.device)
+
+    def fresh_adapter(self) -> GatedLoRA | DualMLP:
+        """A new adapter of the config's variant; a dual MLP's alpha decays with the documents held already."""
+        if self.config.variant == "dual_mlp":
+            return DualMLP(self.lm, self.layers, blend_alpha(len(self.adapters)))
+        return self.fresh_lora()
 
     def study_plan(self) -> StudyPlan:
         """How many questions of each kind the config asks for."""
@@ -86,29 +96,29 @@ class TTTLearner:
         """The self-study pairs about `doc` its adapter trains on."""
         return study_examples(self.lm, doc, self.study_plan())
 
-    def trained(self, doc: Document) -> tuple[GatedLoRA, list[StudyExample], list[float]]:
-        """`doc` learned into a fresh adapter (whitener folded, rounded as it is stored): the adapter, the
-        document's self-study pairs, and each training step's loss."""
+    def trained(self, doc: Document) -> tuple[Kept, list[StudyExample], list[float]]:
+        """`doc` learned into a fresh adapter, as the learner keeps it (`finished`: a LoRA, rounded as it is
+        stored): the adapter, the document's self-study pairs, and each training step's loss."""
         studied = self.study(doc)
-        lora = self.fresh_lora()
+        adapter = self.fresh_adapter()
         general = general_examples(self.lm, self.config.general_examples)
-        losses = train(self.lm, lora, studied + general, self.config, self.memo)
-        lora.fold_whitener()
-        lora.round_to_storage()
-        return lora, studied, losses
+        losses = train(self.lm, adapter, studied + general, self.config, self.memo)
+        return adapter.finished(), studied, losses
 
     # -- learning -------------------------------------------------------------------------------------------
     def learn(self, docs: Sequence[Document]) -> LearnReport:
         """Each document into a fresh adapter of its own (re-learning a document replaces its adapter)."""
         start = time.perf_counter()
         new = [d for d in docs if d.text.strip()]
-        examples, first_losses, last_losses = 0, [], []
+        examples, first_losses, last_losses, cut_errors = 0, [], [], []
         for doc in new:
             lora, studied, losses = self.trained(doc)
             self.adapters.pop(doc.id, None)
             self.adapters[doc.id] = lora
             self.keys[doc.id] = routing_keys(doc, [e.cue for e in studied])
             examples += len(studied)
+            if isinstance(lora, ExportedDual):
+                cut_errors.append(lora.error)
             if losses:
                 first_losses.append(losses[0])
                 last_losses.append(losses[-1])
@@ -124,6 +134,7 @@ class TTTLearner:
                 "adapters": len(self.adapters),
                 "loss_first": sum(first_losses) / len(first_losses) if first_losses else None,
                 "loss_last": sum(last_losses) / len(last_losses) if last_losses else None,
+                **({"rank_cut_error_max": max(cut_errors)} if cut_errors else {}),
             },
         )
 
@@ -173,7 +184,7 @@ class TTTLearner:
             {"examples": len(studied), "loss_first": losses[0], "loss_last": losses[-1]} if losses else {},
         )
 
-    def export(self, lora: GatedLoRA, folder: Path, manifest: dict[str, Any]) -> int:
+    def export(self, lora: Kept, folder: Path, manifest: dict[str, Any]) -> int:
         """Write `lora` as a PEFT adapter folder, in the half precision it was rounded to (no loss); returns the
         weight file's bytes."""
         return write_peft(
@@ -194,39 +205,37 @@ class TTTLearner:
     def _bytes(self) -> int:
         """What `save` writes for the adapters: their factors, gates (a byte per neuron) and routing keys."""
         width = torch.finfo(STORAGE_DTYPE).bits // 8
-        tensors = sum((lora.A.numel() + lora.B.numel()) * width + lora.keep.numel() for lora in self.adapters.values())
-        return tensors + sum(len(key.encode()) for keys in self.keys.values() for key in keys)
+        factors = sum(a.numel() + b.numel() for lora in self.adapters.values() for a, b in lora.factors().values())
+        gates = sum(lora.keep.numel() for lora in self.adapters.values() if isinstance(lora, GatedLoRA))
+        return factors * width + gates + sum(len(key.encode()) for keys in self.keys.values() for key in keys)
 
     def save(self, path: Path) -> None:
-        """Every document's adapter (tensors `<i>.A`, `<i>.B` in STORAGE_DTYPE, `<i>.keep` as bool) and its routing
-        keys, in one checkpoint."""
+        """Every document's adapter and its routing keys, in one checkpoint: a gated LoRA as tensors `<i>.A`, `<i>.B`
+        in STORAGE_DTYPE and `<i>.keep` as bool; a dual MLP's LoRA as `<i>.<module path>.A` / `.B`."""
         tensors: dict[str, torch.Tensor] = {}
         records = []
         for i, (doc_id, lora) in enumerate(self.adapters.items()):
-            tensors.update(
-                {
-                    f"{i}.A": lora.A.to(STORAGE_DTYPE),
-                    f"{i}.B": lora.B.to(STORAGE_DTYPE),
-                    f"{i}.keep": lora.keep.bool(),
-                }
-            )
-            records.append({"doc_id": doc_id, "gated": lora.gated, "keys": self.keys[doc_id]})
+            record: dict[str, Any] = {"doc_id": doc_id, "keys": self.keys[doc_id]}
+            if isinstance(lora, GatedLoRA):
+                tensors |= {f"{i}.A": lora.A.to(STORAGE_DTYPE), f"{i}.B": lora.B.to(STORAGE_DTYPE)}
+                tensors[f"{i}.keep"] = lora.keep.bool()
+                record["gated"] = lora.gated
+            else:
+                for module, (a, b) in lora.factors().items():
+                    tensors |= {f"{i}.{module}.A": a.to(STORAGE_DTYPE), f"{i}.{module}.B": b.to(STORAGE_DTYPE)}
+                record |= {"dual": list(lora.factors()), "error": lora.error, "alpha": lora.alpha}
+            records.append(record)
         meta = {"layers": self.layers, "adapters": records}
         save_checkpoint(path, self.name, self.lm.fingerprint, tensors, meta, self.config)
 
     def load(self, path: Path) -> None:
         tensors, meta = load_checkpoint(path, self.name, self.lm.fingerprint)
         config = stored_config(path, self.name, meta)
-        adapters: dict[str, GatedLoRA] = {}
+        adapters: dict[str, Kept] = {}
         keys: dict[str, list[str]] = {}
         try:
             for i, record in enumerate(meta["adapters"]):
-                lora = GatedLoRA(meta["layers"], *self._shape, config.rank, config.alpha)
-                lora.A.data.copy_(tensors[f"{i}.A"])
-                lora.B.data.copy_(tensors[f"{i}.B"])
-                lora.keep.copy_(tensors[f"{i}.keep"])  # bool (or float32 in older checkpoints) -> float32
-                lora.gated = bool(record["gated"])
-                adapters[str(record["doc_id"])] = lora.to(self.lm.device)
+                adapters[str(record["doc_id"])] = self._loaded(tensors, i, record, meta["layers"], config)
                 keys[str(record["doc_id"])] = [str(k) for k in record["keys"]]
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise LoracleError(f"{path}: not a usable ttt checkpoint ({exc!r}; saved by an older loracle?)") from exc
@@ -234,6 +243,24 @@ class TTTLearner:
         self.layers = list(meta["layers"])
         self.adapters, self.keys = adapters, keys
         self._route_all()
+
+    def _loaded(
+        self, tensors: dict[str, torch.Tensor], i: int, record: dict[str, Any], layers: list[int], config: TTTConfig
+    ) -> Kept:
+        """Adapter `i` of a checkpoint's tensors, as `save` wrote it."""
+        if "dual" in record:
+            device = self.lm.device
+            lora = {
+                m: (tensors[f"{i}.{m}.A"].float().to(device), tensors[f"{i}.{m}.B"].float().to(device))
+                for m in record["dual"]
+            }
+            return ExportedDual(list(layers), lora, float(record["error"]), float(record["alpha"]))
+        gated = GatedLoRA(layers, *self._shape, config.rank, config.alpha)
+        gated.A.data.copy_(tensors[f"{i}.A"])
+        gated.B.data.copy_(tensors[f"{i}.B"])
+        gated.keep.copy_(tensors[f"{i}.keep"])  # bool (or float32 in older checkpoints) -> float32
+        gated.gated = bool(record["gated"])
+        return gated.to(self.lm.device)
 
 
 def routing_keys(doc: Document, questions: Sequence[str]) -> list[str]:

@@ -17,12 +17,11 @@ import random
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 
-from loracle.learners.lora import hooked
 from loracle.learners.ttt.config import TTTConfig
-from loracle.learners.ttt.gating import GatedLoRA, broad_neuron_mask, whiteners
 from loracle.learners.ttt.general import GENERAL_DOC
 from loracle.learners.ttt.selfstudy import StudyExample
 from loracle.learners.ttt.upper import adds_mlp_to_residual, folded_states, lower_states, upper_hidden
@@ -36,52 +35,67 @@ class GeneralMemo:
     learner across documents: their cached states (the lower layers are the base model's) and the base
     model's top-k over their replies."""
 
-    #: (layer, row of ids) -> the row's input states of that layer, and what the first adapter reads there
-    states: dict[tuple[int, tuple[int, ...]], tuple[torch.Tensor, torch.Tensor | None]] = field(default_factory=dict)
+    #: (layer, folded, row of ids) -> the row's input states of that layer (of the next one when folded past
+    #: it: layer_inputs), and what the first adapter reads there
+    states: dict[tuple[int, bool, tuple[int, ...]], tuple[torch.Tensor, torch.Tensor | None]] = field(
+        default_factory=dict
+    )
     #: (layer, k, row of ids) -> the base model's top-k tokens over the row's answer
     candidates: dict[tuple[int, int, tuple[int, ...]], list[int]] = field(default_factory=dict)
 
 
+class Trainable(Protocol):
+    """What `train` needs of an adapter (gating.GatedLoRA, dual.DualMLP)."""
+
+    layers: list[int]
+    lr_scale: float  # its steps take this share of `lr`
+    folds_first: bool  # whether the first adapted layer may be folded into the cached states (`first_delta`)
+
+    def prepare(self, lm: LoadedModel, config: TTTConfig) -> None: ...
+    def parameters(self) -> Iterator[torch.nn.Parameter]: ...
+    def hooked(self, lm: LoadedModel) -> AbstractContextManager[None]: ...
+    def one_step(self) -> AbstractContextManager[None]: ...
+    def first_delta(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
 def train(
     lm: LoadedModel,
-    lora: GatedLoRA,
+    adapter: Trainable,
     examples: Sequence[StudyExample],
     config: TTTConfig,
     memo: GeneralMemo | None = None,
 ) -> list[float]:
-    """`config.steps_per_doc` steps of `lora` on `examples` (its gate and whitener found first); returns each
-    step's loss. The whitener stays set: fold it (`GatedLoRA.fold_whitener`) once training is done. `memo`
-    (kept by the caller across documents) holds what the general examples' training computes alike."""
+    """`config.steps_per_doc` steps of `adapter` on `examples` (what it reads prepared first: its gate, its
+    whitener); returns each step's loss. The adapter is left as trained: its `finished()` is what the learner
+    keeps. `memo` (kept by the caller across documents) holds what the general examples' training computes
+    alike."""
     if not examples or config.steps_per_doc <= 0:
         return []
     memo = GeneralMemo() if memo is None else memo
-    if not lora.gated and config.mask_fraction > 0:
-        lora.set_broad(broad_neuron_mask(lm, lora.layers, config.mask_fraction))
-    if lora.whitener is None and config.whiten_ridge is not None:
-        lora.set_whitener(whiteners(lm, lora.layers, config.whiten_ridge))
+    adapter.prepare(lm, config)
     size = min(config.batch_size, len(examples))
     batches = balanced_batches(len(examples), size, config.steps_per_doc, config.seed)
     used = sorted({i for batch in batches for i in batch})  # states only for examples some batch draws
     with frozen_base(lm):
-        start, computed, inner = layer_inputs(lm, [examples[i] for i in used], lora.layers[0], memo)
+        picked = [examples[i] for i in used]
+        start, computed, inner = layer_inputs(lm, picked, adapter.layers[0], memo, adapter.folds_first)
         states = dict(zip(used, computed, strict=True))
         read = {i: x for i, x in zip(used, inner, strict=True) if x is not None}  # what the first adapter reads
         head = None
         if config.candidate_top_k > 0:
-            picked = [examples[i] for i in used]
             head = candidate_head(lm, picked, computed, start, config.candidate_top_k, memo.candidates)
-        with hooked(lm.model, lora.factors(), lora.scale):
+        with adapter.hooked(lm):
             return descend(
                 lm,
-                [lora.A, lora.B],
+                list(adapter.parameters()),
                 examples,
                 batches,
-                lambda i: states[i] + lora.delta(0, read[i]) if read else states[i],
+                lambda i: states[i] + adapter.first_delta(read[i]) if read else states[i],
                 start,
                 head,
-                lr=config.lr,
+                lr=config.lr * adapter.lr_scale,
                 distill_weight=config.distill_weight,
-                step=lora.one_step,
+                step=adapter.one_step,
             )
 
 
@@ -117,23 +131,23 @@ def descend(
 
 
 def layer_inputs(
-    lm: LoadedModel, examples: Sequence[StudyExample], first: int, memo: GeneralMemo
+    lm: LoadedModel, examples: Sequence[StudyExample], first: int, memo: GeneralMemo, may_fold: bool = True
 ) -> tuple[int, list[torch.Tensor], list[torch.Tensor | None]]:
     """The first layer training runs and, per example, the cached states entering it and what the adapter of
-    layer `first` reads (None unless that layer is folded into the cache: `folded_states`). States in
-    `memo.states` are reused; general examples' new ones are added to it."""
-    fold = adds_mlp_to_residual(lm, first)
+    layer `first` reads (None unless that layer is folded into the cache: `folded_states`, only if `may_fold`).
+    States in `memo.states` are reused; general examples' new ones are added to it."""
+    fold = may_fold and adds_mlp_to_residual(lm, first)
     known = memo.states
     rows = [tuple(e.prompt + e.answer) for e in examples]
-    todo = list(dict.fromkeys(row for row in rows if (first, row) not in known))
+    todo = list(dict.fromkeys(row for row in rows if (first, fold, row) not in known))
     if fold:
         computed, inner = folded_states(lm, [list(row) for row in todo], first)
     else:
         computed, inner = lower_states(lm, [list(row) for row in todo], first), [None] * len(todo)
     fresh = dict(zip(todo, zip(computed, inner, strict=True), strict=True))
     general = {row for row, e in zip(rows, examples, strict=True) if e.doc_id == GENERAL_DOC}
-    known.update({(first, row): fresh[row] for row in todo if row in general})
-    found = [fresh[row] if row in fresh else known[(first, row)] for row in rows]
+    known.update({(first, fold, row): fresh[row] for row in todo if row in general})
+    found = [fresh[row] if row in fresh else known[(first, fold, row)] for row in rows]
     return (first + 1 if fold else first), [s for s, _ in found], [x for _, x in found]
 
 
