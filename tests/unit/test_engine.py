@@ -255,3 +255,19 @@ def test_a_learners_lora_reaches_the_engine(grid_lm: LoadedModel, openvino_selec
     assert torch.allclose(ours, theirs, atol=2e-2 * float(theirs.abs().max()))
     after = _engine_logits(lm.model, ids)  # and once the LoRA is gone, the engine runs the base model again
     assert torch.allclose(after, base_logits, atol=2e-2 * float(base_logits.abs().max()))
+
+
+def test_engine_threads_use_both_cores_only_when_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    from loracle.model import engine
+
+    monkeypatch.delenv(engine.THREADS_ENV, raising=False)
+    monkeypatch.setattr(engine.os, "cpu_count", lambda: 2)
+    for load, expected in ((0.3, 2), (1.5, 1), (8.0, 1)):
+        engine._chosen_threads.cache_clear()
+        monkeypatch.setattr(engine.os, "getloadavg", lambda load=load: (load, load, load))
+        assert engine.engine_threads() == expected
+    monkeypatch.setattr(engine.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+    assert engine.engine_threads() == 1  # decided once per process: no recompiling for another count
+    monkeypatch.setenv(engine.THREADS_ENV, "3")
+    assert engine.engine_threads() == 3
+    engine._chosen_threads.cache_clear()

@@ -9,6 +9,7 @@ logs one warning line per reason. Training always runs in torch.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import os
@@ -65,17 +66,25 @@ def selected_engine() -> str:
 
 
 def engine_threads() -> int:
-    """Threads for the OpenVINO engine: LORACLE_ENGINE_THREADS if set; one on a machine of two cores or fewer, else
-    torch's thread count.
+    """Threads for the OpenVINO engine: LORACLE_ENGINE_THREADS if set; on a machine of more than two cores, torch's
+    thread count; on two cores or fewer, every core while the machine is idle (1-minute load average under one),
+    else one. Decided at the first generation and kept, so a process never recompiles for another count.
 
-    On the 2-core VM under load (load average 9), benchmarks/engine.py measured the engine's decode on two threads
-    at about half its speed on one (lean-fp16 on two threads did not collapse like that), so one is the default
-    there; docs/experiments/engine.md has the numbers.
+    benchmarks/engine.py on the 2-core VM: idle, two threads decoded 1.4x faster than one (84 vs 60 tokens/s); at
+    load 8-9, two decoded at about half the speed of one (docs/experiments/engine.md).
     """
     env = os.environ.get(THREADS_ENV, "")
     if env.isdigit() and int(env) > 0:
         return int(env)
-    return 1 if (os.cpu_count() or 1) <= 2 else torch.get_num_threads()
+    return _chosen_threads()
+
+
+@functools.cache
+def _chosen_threads() -> int:
+    cores = os.cpu_count() or 1
+    if cores > 2:
+        return torch.get_num_threads()
+    return cores if os.getloadavg()[0] < 1.0 else 1
 
 
 def engine_step(model: torch.nn.Module) -> Step | None:
