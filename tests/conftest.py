@@ -31,8 +31,8 @@ TRAINING_TEXT = [
 ]
 
 
-def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer trained in memory on a few sentences, with a ChatML template."""
+def build_tiny_tokenizer(extra_text: tuple[str, ...] = ()) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer trained in memory on a few sentences (and `extra_text`), with a ChatML template."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -41,7 +41,7 @@ def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
         special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
-    tok.train_from_iterator(TRAINING_TEXT, trainer)
+    tok.train_from_iterator([*TRAINING_TEXT, *extra_text], trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, eos_token="<|im_end|>", bos_token="<|endoftext|>", pad_token="<|endoftext|>"
     )

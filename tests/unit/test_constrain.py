@@ -16,7 +16,7 @@ from loracle.model import GenerationConfig, stream_chat
 from loracle.model.constrain import JSONConstraint
 from loracle.model.json_strings import json_safe_strings, string_pattern
 from loracle.model.loader import LoadedModel
-from tests.conftest import build_tiny_model
+from tests.conftest import build_tiny_model, build_tiny_tokenizer
 
 
 class Item(BaseModel):
@@ -149,6 +149,21 @@ def test_a_schema_xgrammar_refuses_is_one_schema_error_line(tiny_lm: LoadedModel
     with pytest.raises(SchemaError) as caught:
         check_json_schema(tiny_lm, schema)
     assert str(caught.value).startswith(says) and "\n" not in str(caught.value) and ".cc:" not in str(caught.value)
+
+
+def test_the_closing_ends_a_string_even_where_brackets_are_tokens(tiny_lm: LoadedModel, one_thread) -> None:
+    # a vocabulary with "]]" and "}}" tokens (the embedded model's has them): inside a string they are only
+    # more text, so a closing that took the longest bracket token looped there until the budget ran out
+    tokenizer = build_tiny_tokenizer((']] }} ]} ]]] }}} "]} "}]} [[x]] {{y}}',) * 50)
+    assert {"]]", "}}"} <= set(tokenizer.get_vocab())
+    lm = LoadedModel(build_tiny_model(len(tokenizer)), tokenizer, "random", "memory", tiny_lm.fingerprint)
+    schema = decoding_schema(Patch, max_items=8, max_chars=200)
+    letter = tokenizer.encode("a", add_special_tokens=False)[0]
+    config = GenerationConfig(max_new_tokens=100, json_schema=schema, logit_bias={letter: 100.0})
+    stream = stream_chat(lm, [{"role": "user", "content": "Edit."}], config)
+    text = stream.text()
+    assert stream.stats.stopped and stream.stats.new_tokens <= 100, text
+    assert Patch.model_validate_json(text).operations
 
 
 @pytest.mark.parametrize("budget", [24, 60, 150])

@@ -88,7 +88,8 @@ class JSONConstraint:
 
     def closing(self, limit: int) -> list[int] | None:
         """The tokens that close the document from here, the stop token last, if they are at most `limit`: at
-        each step the longest allowed token made only of closing quotes and brackets, else the stop token, else
+        each step the longest allowed token made only of closing quotes and brackets (one that ends a string
+        first), else the stop token, else
         the longest allowed token (a required key, an enum value, a digit)."""
         matcher = self._matcher.fork()
         path: list[int] = []
@@ -119,11 +120,13 @@ class _TokenTable:
     def __init__(self, vocab: list[bytes]) -> None:
         self.length = torch.tensor([len(piece) for piece in vocab], dtype=torch.long)
         self.closer = torch.tensor([bool(piece) and set(piece) <= _CLOSERS for piece in vocab])
+        self.quoted = self.closer & torch.tensor([piece[:1] == b'"' for piece in vocab])
 
     def pick(self, allowed: torch.Tensor, stops: list[int]) -> int | None:
-        """The closing step's token among `allowed` (see `JSONConstraint.closing`)."""
+        """The closing step's token among `allowed` (see `JSONConstraint.closing`). Closers that begin with a
+        quote come first: inside a string, any other closer (`]]`, `}`) is only more text of the string."""
         allowed = allowed[: len(self.length)]
-        for group in (allowed & self.closer, None, allowed):
+        for group in (allowed & self.quoted, allowed & self.closer, None, allowed):
             if group is None:
                 stop = next((t for t in stops if t < len(allowed) and allowed[t]), None)
                 if stop is not None:
