@@ -88,9 +88,10 @@ class DualMLP(BroadGate, nn.Module):
             found[down] = self.down[slot] * keep[None, :] * self.alpha
         return found
 
-    #: training steps take LR_SCALE x lr; the first adapted layer's whole MLP changes, so it is not cached
+    #: training steps take LR_SCALE x lr; the first adapted layer's whole MLP changes, so it is not folded into
+    #: the cached states (training.Trainable.first_delta)
     lr_scale = LR_SCALE
-    folds_first = False
+    first_delta = None
 
     def hooked(self, lm: LoadedModel) -> contextlib.AbstractContextManager[None]:
         """The blend in the model's forward passes while the context is open (the weights untouched)."""
@@ -107,9 +108,6 @@ class DualMLP(BroadGate, nn.Module):
             yield
         finally:
             self._fixed = None
-
-    def first_delta(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError("the dual MLP's first layer is never folded into the cached states")
 
     def finished(self) -> ExportedDual:
         """The trained blend as the LoRA the learner keeps (see `export`)."""

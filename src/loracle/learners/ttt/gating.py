@@ -204,7 +204,6 @@ class GatedLoRA(BroadGate, nn.Module):
     #: training steps take lr as it is; the first adapted layer's output changes only by `first_delta` of what its
     #: down projection reads, so it can be folded into the cached states (training.layer_inputs)
     lr_scale = 1.0
-    folds_first = True
 
     def hooked(self, lm: LoadedModel) -> contextlib.AbstractContextManager[None]:
         """The adapter added to the model's forward passes while the context is open."""

@@ -49,13 +49,14 @@ class Trainable(Protocol):
 
     layers: list[int]
     lr_scale: float  # its steps take this share of `lr`
-    folds_first: bool  # whether the first adapted layer may be folded into the cached states (`first_delta`)
+    #: what the first adapted layer adds to its output for what its down projection reads, when that is all it
+    #: changes there (so the layer can be folded into the cached states: `layer_inputs`); else None
+    first_delta: Callable[[torch.Tensor], torch.Tensor] | None
 
     def prepare(self, lm: LoadedModel, config: TTTConfig) -> None: ...
     def parameters(self) -> Iterator[torch.nn.Parameter]: ...
     def hooked(self, lm: LoadedModel) -> AbstractContextManager[None]: ...
     def one_step(self) -> AbstractContextManager[None]: ...
-    def first_delta(self, x: torch.Tensor) -> torch.Tensor: ...
 
 
 def train(
@@ -78,7 +79,8 @@ def train(
     used = sorted({i for batch in batches for i in batch})  # states only for examples some batch draws
     with frozen_base(lm):
         picked = [examples[i] for i in used]
-        start, computed, inner = layer_inputs(lm, picked, adapter.layers[0], memo, adapter.folds_first)
+        first_delta = adapter.first_delta
+        start, computed, inner = layer_inputs(lm, picked, adapter.layers[0], memo, first_delta is not None)
         states = dict(zip(used, computed, strict=True))
         read = {i: x for i, x in zip(used, inner, strict=True) if x is not None}  # what the first adapter reads
         head = None
@@ -90,7 +92,7 @@ def train(
                 list(adapter.parameters()),
                 examples,
                 batches,
-                lambda i: states[i] + adapter.first_delta(read[i]) if read else states[i],
+                lambda i: states[i] + first_delta(read[i]) if first_delta and read else states[i],
                 start,
                 head,
                 lr=config.lr * adapter.lr_scale,
