@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import machine_info, row, write_result
-from benchmarks.generate import make_adapter, median, prompt_ids
+from benchmarks.generate import make_adapter, median, prompt_ids, same_trial_ratio
 from loracle.demo import sample_dir
 from loracle.eval.qa import load_qa
 from loracle.model import GenerationConfig, LoadedModel, apply_adapters, encode_chat, load_model, question_messages
@@ -182,12 +182,7 @@ def summarise(
 ) -> list[dict]:
     def ratio(threads: int, a: tuple[str, str], b: tuple[str, str], key: str) -> float:
         """Median over trials of a/b, (adapter, side) pairs from the same trial and thread count."""
-        values = []
-        for trial in sorted({r["trial"] for r in runs}):
-            here = {(r["adapter"], r["side"]): r[key] for r in runs if (r["trial"], r["threads"]) == (trial, threads)}
-            if a in here and b in here:
-                values.append(here[a] / here[b])
-        return median(values)
+        return same_trial_ratio(runs, ("adapter", "side"), threads, a, b, key)
 
     def speed(threads: int, adapter: str, side: str, key: str) -> float:
         return median([r[key] for r in runs if (r["threads"], r["adapter"], r["side"]) == (threads, adapter, side)])

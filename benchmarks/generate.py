@@ -136,6 +136,19 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def same_trial_ratio(
+    runs: list[dict[str, Any]], by: tuple[str, str], threads: int, a: tuple[str, str], b: tuple[str, str], key: str
+) -> float:
+    """Median over trials of run a's `key` / run b's, both from the same trial and thread count, a run named by its
+    values of the two fields `by` (trials measuring only one of them are skipped)."""
+    values = []
+    for trial in sorted({r["trial"] for r in runs}):
+        here = {(r[by[0]], r[by[1]]): r[key] for r in runs if (r["trial"], r["threads"]) == (trial, threads)}
+        if a in here and b in here:
+            values.append(here[a] / here[b])
+    return median(values)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=3)
@@ -206,13 +219,8 @@ def summarise(
         return [r[key] for r in runs if r["threads"] == threads and r["path"] == path and r["adapter"] == adapter]
 
     def ratio(threads: int, a: tuple[str, str], b: tuple[str, str], key: str = "decode_tok_s") -> float:
-        """Median over trials of a/b, both from the same trial (trials measuring only one of them are skipped)."""
-        values = []
-        for trial in sorted({r["trial"] for r in runs}):
-            here = {(r["path"], r["adapter"]): r[key] for r in runs if (r["trial"], r["threads"]) == (trial, threads)}
-            if a in here and b in here:
-                values.append(here[a] / here[b])
-        return median(values)
+        """Median over trials of a/b, (path, adapter) pairs from the same trial."""
+        return same_trial_ratio(runs, ("path", "adapter"), threads, a, b, key)
 
     def adapter_cost_row(metric: str, threads: int, path: str, adapter: str, key: str) -> dict:
         """1 - decode speed with the adapter / without it, same trial; the target applies to lean-fp16 only."""
