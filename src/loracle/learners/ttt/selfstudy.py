@@ -179,14 +179,17 @@ def clean_question(text: str) -> str:
 
 def written_questions(lm: LoadedModel, title: str, found: Sequence[str], spans: int) -> list[tuple[str, str]]:
     """(sentence, question) pairs the model wrote: one open question per sentence, and one per answer span
-    that does not give its answer away (one batch: the few-shot blocks are prefilled once)."""
+    that does not give its answer away (one batch per prompt, so each few-shot block is prefilled once)."""
     jobs: list[tuple[str, str]] = [(s, QUESTION_PROMPT.format(title=title, sentence=s)) for s in found]
     answers: list[str] = [""] * len(jobs)
     for sentence in found:
         for span in answer_spans(sentence, title)[:spans]:
             jobs.append((sentence, ANSWER_AWARE_PROMPT.format(title=title, sentence=sentence, answer=span)))
             answers.append(span)
-    written = greedy_batch(lm, [lm.tokenizer.encode(prompt) for _, prompt in jobs], 24, one_line=True)
+    open_count = len(found)
+    encoded = [lm.tokenizer.encode(prompt) for _, prompt in jobs]
+    written = greedy_batch(lm, encoded[:open_count], 24, one_line=True)
+    written += greedy_batch(lm, encoded[open_count:], 24, one_line=True)
     pairs = []
     for (sentence, _), span, text in zip(jobs, answers, written, strict=True):
         question = clean_question(text)
@@ -255,7 +258,7 @@ def replied_examples(
 
 
 def add_teacher(
-    lm: LoadedModel, examples: Sequence[StudyExample], contexts: Sequence[list[int]], top_k: int, batch: int = 16
+    lm: LoadedModel, examples: Sequence[StudyExample], contexts: Sequence[list[int]], top_k: int, batch: int = 64
 ) -> None:
     """The model's top-k next-token distribution over each answer after its context. Rows are batched in
     sorted order, so those reading the same passage share a batch and run it once (upper.final_hidden), and
