@@ -23,6 +23,7 @@ from loracle.eval.general import READING_FILE, GeneralItem, data_file, load_gene
 from loracle.eval.scoring import is_correct
 from loracle.eval.squad import SquadParagraph, load_squad, sample_questions
 from loracle.learners.hypernet.data import Sample, fictional_sample
+from loracle.model.chat import DOC_PROMPT
 
 SQUAD = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad2-dev-normans-rhine.json"
 #: the SQuAD questions the learners benchmark asks (its --max-questions default); their paragraphs are not dev
@@ -72,10 +73,12 @@ def generated(
     pairs: int = 0,
     unrelated_documents: int = 0,
     unrelated_per_doc: int = 3,
+    reading: int = 0,
 ) -> DevSet:
     """`documents` generated documents, `per_doc` questions about each, `pairs` questions that ask about two of
-    them at once ("...? And ...?"), and `unrelated_per_doc` questions about each of `unrelated_documents`
-    documents that are not learned."""
+    them at once ("...? And ...?"), `unrelated_per_doc` questions about each of `unrelated_documents`
+    documents that are not learned, and `reading` questions each with an unlearned paragraph in the prompt (as
+    loracle puts a document in context: what an applied adapter must not break)."""
     pick = random.Random(f"{seed}/questions")
     learned = dev_samples(seed, "learned", documents, parts)
     docs = [Document.from_text(s.text, title_of(s.text), doc_id=f"dev-{i}") for i, s in enumerate(learned)]
@@ -86,6 +89,9 @@ def generated(
         questions.append(DevQuestion(f"{q1} And {q2[0].lower()}{q2[1:]}", (tuple(a1), tuple(a2))))
     for sample in dev_samples(seed, "unlearned", unrelated_documents, parts):
         questions += [DevQuestion(q, unchanged=True) for q, _ in pick.sample(sample.qa, unrelated_per_doc)]
+    for sample in dev_samples(seed, "reading", reading, 1):
+        question, accepted = pick.choice(sample.qa)
+        questions.append(DevQuestion(DOC_PROMPT.format(doc=sample.text, question=question), (tuple(accepted),)))
     return DevSet(name, docs, questions)
 
 

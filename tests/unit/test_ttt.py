@@ -20,7 +20,7 @@ from loracle.learners.ttt.gating import (
     input_moments,
     inverse_root,
 )
-from loracle.learners.ttt.general import general_examples
+from loracle.learners.ttt.general import REPLY_TOKENS, general_examples, reading_examples
 from loracle.learners.ttt.learner import TTTLearner
 from loracle.learners.ttt.selfstudy import (
     StudyExample,
@@ -37,6 +37,7 @@ from loracle.learners.ttt.training import balanced_batches, frozen_base, train
 from loracle.learners.ttt.upper import adds_mlp_to_residual, lower_states, shared_states, upper_hidden
 from loracle.learners.ttt.vocab import candidate_head
 from loracle.model import encode_chat, question_messages
+from loracle.model.batch import greedy_batch
 from loracle.model.loader import LoadedModel
 from tests.conftest import TINY_SHAPE
 
@@ -58,6 +59,7 @@ def small_learner(lm: LoadedModel, **options) -> TTTLearner:
         "max_new_tokens": 6,
         "mask_fraction": 0.25,
         "general_examples": 4,
+        "precision": "float32",  # the reference: tests that compare two trainings need it on every machine
     }
     return TTTLearner(lm, TTTConfig(**{**defaults, **options}))
 
@@ -329,6 +331,32 @@ def test_training_with_the_first_adapted_layer_folded_takes_the_same_steps(
     torch.testing.assert_close(lora_folded.B, lora_unfolded.B, rtol=1e-3, atol=1e-5)
 
 
+def test_bfloat16_steps_follow_the_float32_ones(tiny_lm: LoadedModel) -> None:
+    examples = study_examples(tiny_lm, DOC)
+    runs = {}
+    for precision in ("float32", "bfloat16"):
+        learner = small_learner(tiny_lm, steps_per_doc=6, precision=precision)
+        lora = learner.fresh_lora()
+        runs[precision] = (train(tiny_lm, lora, examples, learner.config), lora.B.detach().clone())
+    (full, full_b), (half, half_b) = runs["float32"], runs["bfloat16"]
+    assert full != half  # the products did run in bfloat16
+    assert half == pytest.approx(full, rel=0.02) and half[-1] < half[0]
+    assert float((half_b - full_b).norm()) < 0.05 * float(full_b.norm())
+    assert half_b.dtype == torch.float32  # the factors and their optimiser stay in float32
+
+
+def test_the_training_precision_is_chosen_by_timing_the_product(monkeypatch: pytest.MonkeyPatch) -> None:
+    from loracle.model import precision
+
+    assert not precision.autocast_bf16(torch.device("cpu"), "float32")._enabled
+    assert precision.autocast_bf16(torch.device("cpu"), "bfloat16")._enabled
+    precision.bf16_is_faster.cache_clear()
+    chosen = precision.bf16_is_faster("cpu")
+    assert precision.autocast_bf16(torch.device("cpu"), "auto")._enabled == chosen
+    assert precision.bf16_is_faster("cpu") is chosen  # measured once per device type
+    assert precision.bf16_is_faster("meta") is False
+
+
 def test_a_step_reads_each_effective_a_once_with_the_same_gradient() -> None:
     lora = GatedLoRA([0, 1], 6, 4, rank=2, alpha=2.0)
     lora.set_whitener(torch.eye(6).expand(2, 6, 6) * 2.0)
@@ -385,6 +413,34 @@ def test_each_sentence_gets_a_question_and_each_question_is_trained_once(
     ]
     assert asked == [tiny_lm.tokenizer.encode(prompt) for prompt in prompts]
     assert [e.cue for e in examples].count("Who founded it?") == 1  # the same question is trained on once
+
+
+def test_reading_examples_put_a_generated_paragraph_in_the_prompt_and_keep_the_base_reply(
+    tiny_lm: LoadedModel,
+) -> None:
+    examples = reading_examples(tiny_lm, 3)
+    assert len(examples) == 3 and len({tuple(e.prompt) for e in examples}) == 3
+    for example in examples:
+        prompt = tiny_lm.tokenizer.decode(example.prompt)
+        assert "Document:" in prompt and f"Question: {example.cue}" in prompt  # as a document is put in context
+        replied = greedy_batch(tiny_lm, [example.prompt], REPLY_TOKENS)[0]  # the base model's own reply
+        assert example.answer == answer_ids(tiny_lm, replied)[:REPLY_TOKENS]
+        assert example.teacher_logp is not None and len(example.teacher_logp) == len(example.answer)
+    assert [e.prompt for e in reading_examples(tiny_lm, 2)] == [e.prompt for e in examples[:2]]  # seeded
+
+
+def test_rows_of_very_different_lengths_run_apart_with_the_loss_each_gets_alone(tiny_lm: LoadedModel) -> None:
+    assert training.length_groups([10, 40, 12, 14, 90, 16]) == [[0, 2, 3], [5], [1], [4]]
+    learner = small_learner(tiny_lm)
+    batch = study_examples(tiny_lm, DOC)[:2] + reading_examples(tiny_lm, 1)  # a paragraph in the prompt: long
+    assert len(training.length_groups([len(e.prompt) + len(e.answer) for e in batch])) == 2
+    lora = learner.fresh_lora()
+    torch.nn.init.normal_(lora.B, std=0.1)
+    first = learner.layers[0]
+    with torch.no_grad(), frozen_base(tiny_lm), active(learner, lora):
+        together = training.loss(tiny_lm, batch, first) * len(batch)
+        alone = sum(training.loss(tiny_lm, [e], first) for e in batch)
+    torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-4)
 
 
 def test_merged_adapter_gives_the_hooked_logits_and_restores_the_weights(tiny_lm: LoadedModel) -> None:

@@ -27,7 +27,14 @@ OTHER = Document.from_text("Port Alder ships amber to Velm every spring.", "Port
 
 
 def dual_learner(lm: LoadedModel, **options) -> TTTLearner:
-    defaults = {"variant": "dual_mlp", "steps_per_doc": 10, "lr": 5e-2, "max_sentences": 2, "max_new_tokens": 6}
+    defaults = {
+        "variant": "dual_mlp",
+        "steps_per_doc": 10,
+        "lr": 5e-2,
+        "max_sentences": 2,
+        "max_new_tokens": 6,
+        "precision": "float32",  # the reference, on every machine
+    }
     return TTTLearner(lm, TTTConfig(**{"mask_fraction": 0.25, "general_examples": 4, **defaults, **options}))
 
 

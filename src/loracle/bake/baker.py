@@ -89,6 +89,7 @@ def distil(
             return descend(
                 lm, params, examples, batches, states.__getitem__, first, head,
                 lr=config.lr, distill_weight=config.distill_weight, answer_weight=config.answer_weight,
+                precision=config.precision,
             )  # fmt: skip
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from loracle.errors import LoracleError, validation_problem
+from loracle.model.precision import PRECISION_HELP, Precision
 
 #: bundled general prompts never trained on: the held-out set behaviour is measured on (benchmarks/bake.py)
 HELD_OUT_PROMPTS = 50
@@ -31,6 +32,7 @@ class BakeConfig(BaseModel):
     steps: int = Field(48, ge=1, le=100_000, description="AdamW steps")
     batch_size: int = Field(8, ge=1, le=256, description="prompts per step")
     lr: float = Field(6e-3, gt=0, le=1, description="learning rate")
+    precision: Precision = Field("auto", description=PRECISION_HELP)
     distill_weight: float = Field(1.0, ge=0, description="weight of the KL term against the teacher's top-k")
     answer_weight: float = Field(0.0, ge=0, description="weight of cross-entropy on the teacher's greedy reply")
     written_prompts: int = Field(16, ge=0, le=200, description="prompts the model writes from the instruction")

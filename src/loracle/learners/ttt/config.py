@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from loracle.learners.base import LearnerConfig
+from loracle.model.precision import PRECISION_HELP, Precision
 
 
 class TTTConfig(LearnerConfig):
@@ -30,6 +31,7 @@ class TTTConfig(LearnerConfig):
     steps_per_doc: int = Field(96, ge=0, description="Adam steps per document")
     batch_size: int = Field(8, ge=1, description="training pairs per step")
     lr: float = Field(3e-3, gt=0, description="learning rate")
+    precision: Precision = Field("auto", description=PRECISION_HELP)
     distill_weight: float = Field(
         1.0, ge=0, description="weight of the distillation term toward the teacher (passage in the prompt)"
     )
@@ -38,6 +40,9 @@ class TTTConfig(LearnerConfig):
     )
     general_examples: int = Field(
         119, ge=0, description="general prompts trained to keep the base model's reply (at most 119)"
+    )
+    general_reading: int = Field(
+        0, ge=0, le=1000, description="generated reading prompts (a paragraph in the prompt) trained likewise"
     )
     max_sentences: int = Field(16, ge=1, description="most sentences studied per passage")
     answer_spans: int = Field(2, ge=0, description="names, numbers or dates per sentence asked about")

@@ -36,7 +36,7 @@ from loracle.learners.lora import concat_ranks, merged, write_peft
 from loracle.learners.ttt.config import TTTConfig
 from loracle.learners.ttt.dual import DualMLP, ExportedDual, blend_alpha
 from loracle.learners.ttt.gating import STORAGE_DTYPE, GatedLoRA, down_projections
-from loracle.learners.ttt.general import general_examples
+from loracle.learners.ttt.general import general_examples, reading_examples
 from loracle.learners.ttt.selfstudy import StudyExample, StudyPlan, study_examples
 from loracle.learners.ttt.training import GeneralMemo, train
 from loracle.model import GenerationConfig, LoadedModel, generate_chat, question_messages
@@ -102,6 +102,7 @@ class TTTLearner:
         studied = self.study(doc)
         adapter = self.fresh_adapter()
         general = general_examples(self.lm, self.config.general_examples)
+        general += reading_examples(self.lm, self.config.general_reading)
         losses = train(self.lm, adapter, studied + general, self.config, self.memo)
         return adapter.finished(), studied, losses
 

@@ -27,6 +27,7 @@ from loracle.learners.ttt.selfstudy import StudyExample
 from loracle.learners.ttt.upper import adds_mlp_to_residual, folded_states, lower_states, upper_hidden
 from loracle.learners.ttt.vocab import CandidateHead, candidate_head, output_head
 from loracle.model import LoadedModel
+from loracle.model.precision import autocast_bf16
 
 
 @dataclass
@@ -98,6 +99,7 @@ def train(
                 lr=config.lr * adapter.lr_scale,
                 distill_weight=config.distill_weight,
                 step=adapter.one_step,
+                precision=config.precision,
             )
 
 
@@ -114,16 +116,19 @@ def descend(
     distill_weight: float,
     answer_weight: float = 1.0,
     step: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
+    precision: str = "float32",
 ) -> list[float]:
     """One AdamW step on `params` per batch of `examples` (gradients clipped to norm 1), the loss run from layer
     `first` over `inputs(i)`, example i's input there; the adapter must be hooked in. The forward and backward
-    pass of each step run inside `step()` (ttt holds its effective A's there). Returns each step's loss."""
+    pass of each step run inside `step()` (ttt holds its effective A's there); the forward pass's matrix
+    products in `precision` (model/precision.py). Returns each step's loss."""
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     losses = []
     for picked in batches:
         batch = [examples[i] for i in picked]
         with step():
-            value = loss(lm, batch, first, [inputs(i) for i in picked], head, distill_weight, answer_weight)
+            with autocast_bf16(lm.device, precision):
+                value = loss(lm, batch, first, [inputs(i) for i in picked], head, distill_weight, answer_weight)
             optimizer.zero_grad()
             value.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -168,11 +173,15 @@ def loss(
     adapter is hooked into the model takes part."""
     if states is None:
         states = lower_states(lm, [e.prompt + e.answer for e in batch], first)
-    hidden = upper_hidden(lm, states, first)
     total = torch.zeros((), device=lm.device)
+    answers = {}
+    for group in length_groups([len(s) for s in states]):  # padding a short row to a long one is wasted work
+        hidden = upper_hidden(lm, [states[i] for i in group], first)
+        for row, i in enumerate(group):
+            start = len(batch[i].prompt) - 1
+            answers[i] = hidden[row, start : start + len(batch[i].answer)]
     for i, example in enumerate(batch):
-        start = len(example.prompt) - 1
-        answer = hidden[i, start : start + len(example.answer)]
+        answer = answers[i]
         logits = (head.logits(answer) if head else output_head(lm)(answer)).float()
         logp = torch.log_softmax(logits, dim=-1)
         target = torch.tensor(example.answer, device=lm.device)
@@ -183,6 +192,20 @@ def loss(
             student = logp.gather(1, head.columns(ids) if head else ids)
             total = total - distill_weight * (teacher * student).sum(-1).mean()
     return total / len(batch)
+
+
+def length_groups(lengths: Sequence[int], ratio: float = 1.5) -> list[list[int]]:
+    """The indices of `lengths`, shortest first, in groups whose longest is at most `ratio` times their shortest:
+    rows run together are padded to the longest, so a reading prompt among short questions would make every
+    row of its batch as long as itself."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and lengths[i] <= ratio * lengths[groups[-1][0]]:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
 
 
 @contextlib.contextmanager
