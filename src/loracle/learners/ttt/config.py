@@ -42,7 +42,7 @@ class TTTConfig(LearnerConfig):
         119, ge=0, description="general prompts trained to keep the base model's reply (at most 119)"
     )
     general_reading: int = Field(
-        0, ge=0, le=1000, description="generated reading prompts (a paragraph in the prompt) trained likewise"
+        16, ge=0, le=1000, description="generated reading prompts (a paragraph in the prompt) trained likewise"
     )
     max_sentences: int = Field(16, ge=1, description="most sentences studied per passage")
     answer_spans: int = Field(2, ge=0, description="names, numbers or dates per sentence asked about")
