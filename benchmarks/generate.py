@@ -79,12 +79,21 @@ def prompt_ids(lm: LoadedModel) -> list[int]:
     return encode_chat(lm.tokenizer, question_messages(item.question, document))
 
 
-def make_adapter(lm: LoadedModel, folder: Path, seed: int = 0) -> Path:
-    """A real PEFT LoRA adapter for the embedded model, with non-zero B so that it changes the output."""
+def make_adapter(
+    lm: LoadedModel,
+    folder: Path,
+    seed: int = 0,
+    r: int = 8,
+    targets: list[str] | None = None,
+    layers: list[int] | None = None,
+) -> Path:
+    """A real PEFT LoRA adapter for the embedded model, with non-zero B so that it changes the output: rank `r`
+    (alpha 2r) on `targets` (default: all seven projections) of `layers` (default: all)."""
     import torch
     from peft import LoraConfig, get_peft_model
 
-    peft_model = get_peft_model(copy.deepcopy(lm.model), LoraConfig(r=8, lora_alpha=16, target_modules=LORA_TARGETS))
+    config = LoraConfig(r=r, lora_alpha=2 * r, target_modules=targets or LORA_TARGETS, layers_to_transform=layers)
+    peft_model = get_peft_model(copy.deepcopy(lm.model), config)
     torch.manual_seed(seed)
     for name, param in peft_model.named_parameters():
         if "lora_B" in name:

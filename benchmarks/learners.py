@@ -6,6 +6,9 @@ that opens RESULTS.md and the rows with their targets go to results/learners.jso
 Corpus `squad-all-questions` learns the same SQuAD paragraphs as `squad` and asks every answerable question
 of them (about 4 per paragraph instead of 1): a closer measurement for the learners cheap enough to answer
 that many, on paragraphs no dev script reads.
+With --engines torch,openvino every corpus is run once per decode engine, in that order (learning is torch's
+either way), into files tagged with the engine, and each learner's answer time under one engine over the
+other's from the same invocation becomes a row.
 Corpora and learners can be run separately (--corpora fictional --learners ttt --tag ttt, options with
 -o ttt.variant=dual_mlp): the rows are
 rebuilt from every result on disk, each with its own time stamp and its own floor and ceiling; a learner
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import statistics
 import subprocess
 import time
@@ -59,7 +63,9 @@ def head_commit(root: Path = Path(__file__).parents[1]) -> str:
     return commit.stdout.strip() + ("+changes" if changed else "")
 
 
-def run_corpus(corpus: str, learners: list[str], args: argparse.Namespace, lm: Any, commit: str) -> dict:
+def run_corpus(
+    corpus: str, learners: list[str], args: argparse.Namespace, lm: Any, commit: str, engine: str = ""
+) -> dict:
     from loracle.atomic import write_text_atomic
     from loracle.eval.harness import EvalSettings
     from loracle.eval.inputs import load_inputs
@@ -87,7 +93,7 @@ def run_corpus(corpus: str, learners: list[str], args: argparse.Namespace, lm: A
     reference = (reference_before + reference_pass_seconds(lm)) / 2
     record = result.to_dict()
     tokens = [len(lm.tokenizer.encode(d.text)) for d in inputs.docs.values()]
-    label = f"{corpus}-{args.tag}" if args.tag else corpus
+    label = "-".join(part for part in (corpus, args.tag, engine) if part)
     record["corpus"] = {
         "name": label,
         "corpus": corpus,
@@ -97,6 +103,8 @@ def run_corpus(corpus: str, learners: list[str], args: argparse.Namespace, lm: A
     record["when"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     record["commit"] = commit
     record["learner_options"] = args.options
+    if engine:
+        record["engine"] = {"name": engine, "session": args.session, "load_1m_end": os.getloadavg()[0]}
     record["machine"] = {**machine_info(), "reference_pass_s": reference}
     OUT.mkdir(parents=True, exist_ok=True)
     write_text_atomic(OUT / f"{label}.eval.json", json.dumps(record, indent=2, default=str) + "\n")
@@ -117,6 +125,43 @@ def reference_pass_seconds(lm: Any, tokens: int = 300, repeats: int = 5) -> floa
             lm.model(input_ids=ids.to(lm.device))
             times.append(time.perf_counter() - start)
     return statistics.median(times[1:])
+
+
+def warm_up(lm: Any) -> None:
+    """One short generation with the selected engine, so that preparing it (tracing, compiling) is not timed."""
+    from loracle.model import GenerationConfig, stream_ids
+
+    stream_ids(lm, lm.tokenizer.encode("Hello"), GenerationConfig(max_new_tokens=2)).text()
+
+
+def engine_rows(records: list[dict]) -> list[dict]:
+    """Each learner's answer time with one engine over the other's, from corpus runs of one --engines invocation."""
+    sessions: dict[tuple[str, str], dict[str, dict]] = {}
+    for record in records:
+        if engine := record.get("engine"):
+            sessions.setdefault((record["corpus"]["corpus"], engine["session"]), {})[engine["name"]] = record
+    rows = []
+    for (corpus, session), pair in sorted(sessions.items()):
+        if set(pair) != {"torch", "openvino"}:
+            continue
+        runs = {name: {r["name"]: r for r in record["runs"] if r["kind"] == "learner"} for name, record in pair.items()}
+        loads = ", ".join(
+            f"{name} {record['machine'].get('load_avg_1m_at_start', 0):.1f}-{record['engine']['load_1m_end']:.1f}"
+            for name, record in sorted(pair.items(), reverse=True)
+        )
+        for learner in sorted(set(runs["torch"]) & set(runs["openvino"])):
+            torch_s = runs["torch"][learner]["answer_seconds_per_question"]
+            engine_s = runs["openvino"][learner]["answer_seconds_per_question"]
+            rows.append(
+                row(
+                    f"{corpus}: {learner} answer time, openvino / torch",
+                    round(engine_s / torch_s, 3) if torch_s else "n/a",
+                    "ratio",
+                    note=f"{engine_s:.2f} vs {torch_s:.2f} s/question; {pair['torch']['questions']} questions, "
+                    f"{pair['torch']['corpus']['documents']} documents; run {session}, torch first; load {loads}",
+                )
+            )
+    return rows
 
 
 def every_question(squad: Path, learned: dict[str, Any]) -> list:
@@ -293,6 +338,9 @@ def main() -> None:
     )
     parser.add_argument("--tag", default="", help="name this run's result files <corpus>-<tag> (keeps others)")
     parser.add_argument(
+        "--engines", default="", help="decode engines to run each corpus with, in order (torch,openvino)"
+    )
+    parser.add_argument(
         "-o", "--option", action="append", default=[], help="a learner option learner.key=value (repeatable)"
     )
     parser.add_argument(
@@ -300,9 +348,14 @@ def main() -> None:
     )
     args = parser.parse_args()
     args.options = parse_options(args.option)  # a bad option stops the run before the model loads
+    args.session = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    engines = [e for e in args.engines.split(",") if e]
+    if unknown := sorted(set(engines) - {"torch", "openvino"}):
+        parser.error(f"unknown engine {', '.join(unknown)} (known: torch, openvino)")
     commit = head_commit()  # the code this process runs; HEAD may move while a run of an hour goes on
 
     from loracle.model import load_model
+    from loracle.model.engine import select_engine
     from loracle.runtime import configure_threads
 
     corpora = [] if args.report_only else [c for c in args.corpora.split(",") if c]
@@ -313,11 +366,16 @@ def main() -> None:
     if corpora:
         lm = load_model("embedded")
         for corpus in corpora:
-            run_corpus(corpus, learners, args, lm, commit)
+            for engine in engines or [""]:
+                if engine:
+                    select_engine(engine)
+                    warm_up(lm)
+                run_corpus(corpus, learners, args, lm, commit, engine)
     records = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(OUT.glob("*.eval.json"))]
     newest = newest_learners(records)
     rows = [r for record, names in zip(records, newest, strict=True) if names
             for r in rows_for(record, names)]  # fmt: skip
+    rows += engine_rows(records)
     for name in missing:
         rows.append(row(f"{name}", "not run", "", "", False, "learner not present in this tree when the benchmark ran"))
     from loracle.learners import LEARNER_NAMES

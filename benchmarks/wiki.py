@@ -14,6 +14,10 @@ label (benchmarks/wikidocs.py), and openings of Wikipedia articles. Measured on 
   data/wiki_support/labels.jsonl.
 
     .venv/bin/python -m benchmarks.wiki [--wikipedia 6] [--baseline f895a30]
+
+With --engines torch,openvino it measures instead today's code decoding with each engine, on the same sources
+(order torch, openvino on the generated corpus, openvino, torch on Wikipedia; --generated N keeps the first N
+generated documents), into results/wiki_engine.json: seconds per source and their ratio, source by source.
 """
 
 from __future__ import annotations
@@ -213,7 +217,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--wikipedia", type=int, default=6, help="Wikipedia openings in the real-text corpus")
     parser.add_argument("--baseline", default=BASELINE, help="the commit whose wiki code is the baseline")
+    parser.add_argument("--engines", default="", help="torch,openvino: compare the decode engines instead")
+    parser.add_argument("--generated", type=int, default=None, help="with --engines: generated documents kept")
     args = parser.parse_args()
+    if args.engines:
+        if sorted(args.engines.split(",")) != ["openvino", "torch"]:
+            parser.error("--engines takes torch,openvino")
+        compare_engines(args)
+        return
     machine = machine_info()
     quality = checker_quality()
     with tempfile.TemporaryDirectory() as tmp:
@@ -253,6 +264,70 @@ def main() -> None:
     print(write_result("wiki", rows, data, machine))
     for r in rows:
         print(f"{r['metric']}: {r['value']} {r['unit']} {r['note']}")
+
+
+def compare_engines(args: argparse.Namespace) -> None:
+    """Today's wiki code on the same sources, decoding with torch and with the OpenVINO engine (same process)."""
+    from loracle.model.engine import select_engine
+
+    machine = machine_info()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        folders = {"generated": tmp_path / "generated", "wikipedia": tmp_path / "wikipedia"}
+        generated = sorted(generated_sources(folders["generated"]))
+        for extra in generated[args.generated :] if args.generated is not None else []:
+            extra.unlink()
+        wikipedia_sources(folders["wikipedia"], args.wikipedia)
+        llm = make_llm(Config(), "writer")
+        for engine in ("torch", "openvino"):  # load the model and prepare each engine outside the timings
+            select_engine(engine)
+            llm.complete([{"role": "user", "content": "Hi"}], max_tokens=2)
+        runs: dict[str, dict[str, list[dict]]] = {}
+        loads = [os.getloadavg()[0]]
+        order = (("generated", "torch"), ("generated", "openvino"), ("wikipedia", "openvino"), ("wikipedia", "torch"))
+        for corpus, engine in order:
+            select_engine(engine)
+            runs.setdefault(corpus, {})[engine] = ingest_new(tmp_path / f"{corpus}-{engine}", folders[corpus], llm)
+            loads.append(os.getloadavg()[0])
+            print(f"{corpus} {engine}: {[round(r['seconds'], 1) for r in runs[corpus][engine]]}", flush=True)
+        select_engine("torch")
+    rows = engine_timing_rows(runs, loads)
+    data = {"runs": runs, "order": order, "load_avg_1m": loads, "generated": args.generated}
+    print(write_result("wiki_engine", rows, data, machine))
+    for r in rows:
+        print(f"{r['metric']}: {r['value']} {r['unit']} {r['note']}")
+
+
+def engine_timing_rows(runs: dict[str, dict[str, list[dict]]], loads: list[float]) -> list[dict]:
+    """Seconds per source with each engine, and openvino / torch source by source (sources added by both)."""
+    seconds = {
+        engine: [r["seconds"] for c in runs.values() for r in c[engine] if r["status"] == "added"]
+        for engine in ("torch", "openvino")
+    }
+    pairs = [
+        a["seconds"] / b["seconds"]
+        for corpus in runs.values()
+        for a, b in zip(corpus["openvino"], corpus["torch"], strict=True)
+        if a["status"] == b["status"] == "added"
+    ]
+    calls = {engine: [r["llm_calls"] for c in runs.values() for r in c[engine]] for engine in ("torch", "openvino")}
+    note = f"{len(pairs)} sources added by both; load {min(loads):.1f}-{max(loads):.1f} (1-minute average)"
+    rows = [
+        row(f"ingest seconds per source (median), {engine}", statistics.median(seconds[engine]), "s", note=note)
+        for engine in ("torch", "openvino")
+        if seconds[engine]
+    ]
+    if pairs:
+        rows.append(
+            row(
+                "ingest seconds per source, openvino / torch",
+                statistics.median(pairs),
+                "ratio",
+                note=f"median of the per-source ratios; {note}; LLM calls per source "
+                f"{statistics.mean(calls['openvino']):.1f} vs {statistics.mean(calls['torch']):.1f}",
+            )
+        )
+    return rows
 
 
 def timing_rows(results: dict[str, dict]) -> list[dict]:

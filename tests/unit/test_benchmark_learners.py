@@ -153,3 +153,18 @@ def test_a_run_with_learner_options_is_reported_beside_the_default_run_not_inste
     assert cells[("ttt", "fictional")]["accuracy"].startswith("0.500")
     assert cells[("ttt variant=dual_mlp", "fictional")]["accuracy"].startswith("0.250")
     assert "variant" in rows_for(dual, {"ttt"})[0]["note"]
+
+
+def test_engine_rows_pair_the_engines_of_one_invocation() -> None:
+    from benchmarks.learners import engine_rows
+
+    records = []
+    for engine, session, seconds in (("torch", "s1", 4.0), ("openvino", "s1", 1.0), ("openvino", "s0", 9.0)):
+        entry = record(f"squad-{engine}", "squad", session, {"ttt": 0.5})
+        entry["runs"][-1]["answer_seconds_per_question"] = seconds
+        entry["machine"] = {"load_avg_1m_at_start": 1.0}
+        entry["engine"] = {"name": engine, "session": session, "load_1m_end": 2.0}
+        records.append(entry)
+    (only,) = engine_rows(records)  # the openvino run of session s0 has no torch run to compare with
+    assert only["metric"] == "squad: ttt answer time, openvino / torch" and only["value"] == 0.25
+    assert "1.00 vs 4.00 s/question" in only["note"] and "torch 1.0-2.0, openvino 1.0-2.0" in only["note"]

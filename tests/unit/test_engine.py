@@ -23,7 +23,8 @@ from loracle.model.loader import LoadedModel
 
 pytest.importorskip("openvino", reason="the openvino package (the engine and dev extras) is not installed")
 
-from loracle.model.ov_engine import EngineUnavailable, engine_for
+from loracle.model.ov_engine import EngineUnavailable, engine_for, slot_values
+from loracle.model.ov_graph import LORA_PARTS, lora_state_name, slot_parts
 from loracle.model.ov_weights import best_grid, fit_grid
 
 PROMPTS = ["The Kestrel Valley Observatory", "Question: Who founded it?", "Paris is the capital", "安全 日本語"]
@@ -150,6 +151,54 @@ def test_switching_adapters_between_requests_follows_the_active_one(grid_lm: Loa
         assert torch.allclose(ours, theirs, atol=2e-2 * float(theirs.abs().max())), name
 
 
+def _lora_states(compiled) -> set[str]:
+    return {s.name for s in compiled.create_infer_request().query_state() if s.name.startswith("lora.")}
+
+
+def test_only_the_slots_an_adapter_uses_are_compiled(grid_lm: LoadedModel, tmp_path: Path, one_thread: None) -> None:
+    adapted = apply_adapters(_copy(grid_lm), [_adapter(grid_lm, tmp_path / "d", seed=5, targets=["down_proj"])])
+    ids = grid_lm.tokenizer.encode(PROMPTS[3])
+    ours, theirs = _engine_logits(adapted.model, ids), _torch_logits(adapted.model, ids)
+    assert torch.allclose(ours, theirs, atol=2e-2 * float(theirs.abs().max()))
+    engine = engine_for(adapted.model)
+    down = frozenset(part.slot for path, part in engine.parts.items() if path.endswith("down_proj"))
+    assert list(engine._compiled) == [(1, down)]  # the step above ran the model with the down slots only
+    assert _lora_states(engine.compiled(1, down)) == {lora_state_name(s, p) for s in down for p in LORA_PARTS}
+    assert _lora_states(engine.compiled(1, frozenset())) == set()  # no adapter: no LoRA nodes at all
+
+
+def test_projections_sharing_a_slot_get_block_diagonal_factors(grid_lm: LoadedModel) -> None:
+    parts = slot_parts(grid_lm.model)
+    q, v = "model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.v_proj"
+    width = parts[v].stop - parts[v].start
+    factors = {
+        q: (torch.ones(32, 2), torch.full((2, parts[q].stop), 2.0)),
+        v: (torch.ones(32, 3), torch.full((3, width), 3.0)),
+    }
+    ((slot, (a, b)),) = slot_values(factors, parts).items()
+    assert slot == parts[q].slot == parts[v].slot and a.shape == (32, 5)
+    assert (b[:2, : parts[q].stop] == 2).all() and (b[2:, parts[v].start :] == 3).all()
+    b[:2, : parts[q].stop] = 0
+    b[2:, parts[v].start :] = 0
+    assert not b.any()  # k's columns, and each projection's rows outside its own columns, are zero
+
+
+def test_switching_back_reuses_the_request_that_holds_the_adapter(grid_lm: LoadedModel) -> None:
+    engine = engine_for(grid_lm.model)
+    parts = slot_parts(grid_lm.model)
+    path = "model.layers.1.mlp.down_proj"
+    first, second = ({path: (torch.randn(64, 2), torch.randn(2, 32))} for _ in range(2))
+    values = {name: slot_values(factors, parts) for name, factors in (("first", first), ("second", second))}
+    key = (1, frozenset([parts[path].slot]))
+    used = {}
+    for name in ("first", "second", "first", "second"):
+        pooled = engine._acquire(key, values[name])
+        assert pooled.holds(values[name])
+        assert used.setdefault(name, pooled) is pooled  # the same request again: no state written on switching back
+        engine._release(key, pooled)
+    assert used["first"] is not used["second"]
+
+
 def test_merge_keeps_adapters_unmerged_for_the_engine(
     grid_lm: LoadedModel, tmp_path: Path, openvino_selected: None
 ) -> None:
@@ -188,9 +237,9 @@ def test_an_adapter_on_the_output_head_is_refused_by_the_engine(grid_lm: LoadedM
 
 def test_the_trace_is_cached_on_disk(grid_lm: LoadedModel, engine_cache: Path) -> None:
     first = engine_for(grid_lm.model).folder
-    stamp = (first / "base.xml").stat().st_mtime_ns
+    stamp = (first / "model.xml").stat().st_mtime_ns
     again = engine_for(_copy(grid_lm).model).folder  # another module with the same weights: same cache entry
-    assert again == first and (again / "base.xml").stat().st_mtime_ns == stamp
+    assert again == first and (again / "model.xml").stat().st_mtime_ns == stamp
 
 
 def test_unknown_or_missing_engine_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,12 +2,15 @@
 
 The traced model (loracle.model.ov_graph, weights compressed by loracle.model.ov_weights) is cached under
 <cache>/engines/openvino/<key>/, the key a hash of the base weights, the model config and the format version.
-Each generation gets its own infer request, whose LoRA states are set from the adapters active on the torch
-model at that moment (PEFT LoRA layers, stacked by rank, scaling folded in), so switching adapters costs only
-copying their factors. LoRAs the weight learners apply by hooks or in-place merges are read from
-loracle.model.overlay and applied the same way. What the traced model cannot reproduce raises EngineUnavailable
-with the reason, and the caller decodes with torch instead: a module adapted other than by a plain LoRA on a
-projection, other forward hooks, or base weights that changed since the trace in any other way.
+It is compiled once per thread count and set of LoRA slots in use (the slots no active adapter touches are
+removed first: each costs decode time even when empty). Each generation takes an infer request from a pool
+kept per compiled model, whose LoRA states are set from the adapters active on the torch model at that moment
+(PEFT LoRA layers, stacked by rank, scaling folded in); a request that already holds those values is preferred,
+so switching back and forth between adapters writes no state. LoRAs the weight learners apply by hooks or
+in-place merges are read from loracle.model.overlay and applied the same way. What the traced model cannot
+reproduce raises EngineUnavailable with the reason, and the caller decodes with torch instead: a module adapted
+other than by a plain LoRA on a projection, other forward hooks, or base weights that changed since the trace in
+any other way.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import json
 import logging
 import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,13 +30,12 @@ from torch import nn
 
 from loracle.model.cache import ConvertedModelCache, cache_root
 from loracle.model.lean import LowRankDelta, _decoder_stack, supports_lean
-from loracle.model.ov_graph import LORA_PARTS, lora_state_name, slot_paths
+from loracle.model.ov_graph import LORA_PARTS, SlotPart, keep_slots, lora_state_name, slot_parts
 from loracle.model.overlay import overlays, unmerged
 
 #: bump when the traced graph or the weight format changes, so older cache entries are not reused
-FORMAT_VERSION = "2"
-#: the traced model with LoRA slots, and without (for generations without adapters: ~10% faster)
-XML = {True: "lora.xml", False: "base.xml"}
+FORMAT_VERSION = "3"
+XML = "model.xml"
 _SAMPLE_STRIDE = 4099
 #: the CPU plugin's settings: one stream, latency first, float32 arithmetic, keys and values cached as float16, and
 #: no int8 rounding of activations (on by default for compressed weights: greedy agreement with torch fell from
@@ -44,9 +47,14 @@ COMPILE_CONFIG = {
     "KV_CACHE_PRECISION": "f16",
     "DYNAMIC_QUANTIZATION_GROUP_SIZE": 0,
 }
+#: compiled models kept per engine (each holds its own copy of the weights), and idle requests per compiled model
+MAX_COMPILED = 4
+MAX_IDLE = 4
 _PEFT_PREFIX = "base_model.model."
 
 Step = Callable[[list[int]], torch.Tensor]
+#: slot -> (A [in, rank], B [rank, out]) as float32 arrays, scaling folded into B
+SlotValues = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
 class EngineUnavailable(Exception):
@@ -70,8 +78,10 @@ def _sample_index(weight: torch.Tensor) -> torch.Tensor:
     return torch.arange(0, weight.numel(), _SAMPLE_STRIDE)
 
 
-def _samples(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {name: w.reshape(-1)[_sample_index(w)].clone() for name, w in weights.items()}
+def _samples(weights: dict[str, torch.Tensor], index: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """Every `_SAMPLE_STRIDE`th value of each weight (`index`: the positions, by name, if known already)."""
+    index = index or {}
+    return {name: w.reshape(-1)[index.get(name, _sample_index(w))].clone() for name, w in weights.items()}
 
 
 def weights_key(model: nn.Module) -> str:
@@ -84,35 +94,76 @@ def weights_key(model: nn.Module) -> str:
     return digest.hexdigest()[:32]
 
 
+class _Pooled:
+    """An infer request with handles on its states, and the LoRA values they hold now."""
+
+    def __init__(self, request) -> None:
+        self.request = request
+        states = request.query_state()
+        self.cache = [state for state in states if not state.name.startswith("lora.")]
+        self.lora = {state.name: state for state in states if state.name.startswith("lora.")}
+        self.values: SlotValues = {}
+
+    def holds(self, values: SlotValues) -> bool:
+        return self.values.keys() == values.keys() and all(
+            _same(self.values[slot], pair) for slot, pair in values.items()
+        )
+
+    def load(self, values: SlotValues) -> None:
+        """Set the LoRA states to `values` (those already holding them are left alone) and empty the KV cache."""
+        import openvino as ov
+
+        for slot, (a, b) in values.items():
+            if slot in self.values and _same(self.values[slot], (a, b)):
+                continue
+            parts = {"A": a, "alpha": np.ones((1, a.shape[1]), dtype=np.float32), "B": b}
+            for part in LORA_PARTS:
+                self.lora[lora_state_name(slot, part)].state = ov.Tensor(parts[part])
+        self.values = values
+        for state in self.cache:
+            state.reset()
+
+
+def _same(ours: tuple[np.ndarray, np.ndarray], theirs: tuple[np.ndarray, np.ndarray]) -> bool:
+    return all(x.shape == y.shape and np.array_equal(x, y) for x, y in zip(ours, theirs, strict=True))
+
+
 class OpenVINOEngine:
-    """The traced base model, compiled per thread count, and a step function per generation."""
+    """The traced base model, compiled per thread count and slot set, and a step function per generation."""
 
     def __init__(self, model: nn.Module, root: Path | None = None) -> None:
         import openvino as ov
 
         base = _base(model)
-        self._samples = _samples(_weights(model))
-        self.slots = set(slot_paths(base))
+        weights = _weights(model)
+        self._index = {name: _sample_index(w) for name, w in weights.items()}
+        self._samples = _samples(weights, self._index)
+        self.parts = slot_parts(base)
+        self.slots = set(self.parts)
         self.folder = _traced(model, root or cache_root())
         self.core = ov.Core()
-        self.core.set_property({"CACHE_DIR": str(self.folder.parent / "compiled")})
-        self._compiled: dict[tuple[int, bool], object] = {}
+        self._compiled: OrderedDict[tuple[int, frozenset[str]], object] = OrderedDict()
+        self._idle: dict[tuple[int, frozenset[str]], list[_Pooled]] = {}
         self._lock = threading.Lock()
 
-    def compiled(self, threads: int, lora: bool):
-        """The model (with LoRA slots or without) compiled for `threads` threads, compiled on first use."""
+    def compiled(self, threads: int, slots: frozenset[str]):
+        """The model with the LoRA slots `slots` only, compiled for `threads` threads on first use."""
+        key = (threads, slots)
         with self._lock:
-            if (threads, lora) not in self._compiled:
-                self._compiled[threads, lora] = self.core.compile_model(
-                    str(self.folder / XML[lora]), "CPU", {**COMPILE_CONFIG, "INFERENCE_NUM_THREADS": threads}
-                )
-            return self._compiled[threads, lora]
+            if key not in self._compiled:
+                traced = keep_slots(self.core.read_model(str(self.folder / XML)), set(slots))
+                config = {**COMPILE_CONFIG, "INFERENCE_NUM_THREADS": threads}
+                self._compiled[key] = self.core.compile_model(traced, "CPU", config)
+                while len(self._compiled) > MAX_COMPILED:
+                    self._idle.pop(self._compiled.popitem(last=False)[0], None)
+            self._compiled.move_to_end(key)
+            return self._compiled[key]
 
     def check_fresh(self, model: nn.Module) -> None:
         """Raise EngineUnavailable if the base weights differ from those traced (sampled, so it is cheap), once the
         LoRAs recorded as merged into them (loracle.model.overlay) are taken out."""
         weights = _weights(model)
-        current = _samples(weights)
+        current = _samples(weights, self._index)
         merged = _merged_samples(model, weights)
         if current.keys() != self._samples.keys():
             raise EngineUnavailable("the model's parameters differ from those traced")
@@ -128,10 +179,11 @@ class OpenVINOEngine:
 
     def step_function(self, model: nn.Module, threads: int) -> Step:
         """A fresh generation's step: feeds ids at the next positions, returns the last position's logits."""
-        deltas = adapter_factors(model, self.slots)
+        values = slot_values(adapter_factors(model, self.slots), self.parts)
         self.check_fresh(model)
-        request = self.compiled(threads, bool(deltas)).create_infer_request()
-        set_lora_states(request, deltas)
+        key = (threads, frozenset(values))
+        pooled = self._acquire(key, values)
+        request = pooled.request
         position = 0
         beam = np.zeros(1, dtype=np.int32)
 
@@ -149,7 +201,28 @@ class OpenVINOEngine:
             position = end
             return torch.from_numpy(request.get_tensor("logits").data[0, -1].copy())
 
+        weakref.finalize(step, self._release, key, pooled)  # back to the pool once the generation is done with it
         return step
+
+    def _acquire(self, key: tuple[int, frozenset[str]], values: SlotValues) -> _Pooled:
+        """A request of `key`'s compiled model loaded with `values`: an idle one that holds them already, else a new
+        one while the pool is not full (so that alternating adapters each keep theirs), else the oldest idle one."""
+        compiled = self.compiled(*key)
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            chosen = next((p for p in idle if p.holds(values)), idle[0] if len(idle) >= MAX_IDLE else None)
+            if chosen is not None:
+                idle.remove(chosen)
+        chosen = chosen or _Pooled(compiled.create_infer_request())
+        chosen.load(values)
+        return chosen
+
+    def _release(self, key: tuple[int, frozenset[str]], pooled: _Pooled) -> None:
+        with self._lock:
+            if key in self._compiled:
+                idle = self._idle.setdefault(key, [])
+                idle.append(pooled)
+                del idle[:-MAX_IDLE]
 
 
 def _merged_samples(model: nn.Module, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -185,7 +258,7 @@ def adapter_factors(model: nn.Module, slots: set[str]) -> dict[str, tuple[torch.
         path = name.removeprefix(_PEFT_PREFIX)
         if module._forward_pre_hooks or len(module._forward_hooks) > hooked.get(path, 0):
             raise EngineUnavailable(f"{name or 'the model'} has forward hooks, which the engine cannot run")
-        if not hasattr(module, "lora_A") or not hasattr(module, "base_layer"):
+        if "lora_A" not in module._modules or "base_layer" not in module._modules:  # (hasattr is slow on modules)
             continue
         delta = LowRankDelta.of(module)
         if delta is None:
@@ -203,26 +276,29 @@ def adapter_factors(model: nn.Module, slots: set[str]) -> dict[str, tuple[torch.
     }
 
 
-def set_lora_states(request, factors: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
-    """Write each slot's A, alpha (ones: scaling is folded into B) and B into the request's states."""
-    import openvino as ov
-
-    if not factors:
-        return
-    states = {state.name: state for state in request.query_state()}
-    for path, (a_t, bs_t) in factors.items():
-        rank = a_t.shape[1]
-        values = {
-            "A": a_t.detach().float().contiguous().numpy(),
-            "alpha": np.ones((1, rank), dtype=np.float32),
-            "B": bs_t.detach().float().contiguous().numpy(),
-        }
-        for part in LORA_PARTS:
-            states[lora_state_name(path, part)].state = ov.Tensor(values[part])
+def slot_values(factors: dict[str, tuple[torch.Tensor, torch.Tensor]], parts: dict[str, SlotPart]) -> SlotValues:
+    """The LoRA states of each slot in use: its projections' A side by side, their B in block-diagonal form (each
+    projection's rows of B fill its own columns of the slot's output, zeros elsewhere)."""
+    members: dict[str, list[tuple[SlotPart, torch.Tensor, torch.Tensor]]] = {}
+    widths: dict[str, int] = {}
+    for path, part in parts.items():
+        widths[part.slot] = max(widths.get(part.slot, 0), part.stop)
+        if path in factors:
+            members.setdefault(part.slot, []).append((part, *factors[path]))
+    values: SlotValues = {}
+    for slot, found in members.items():
+        a = torch.cat([a_t for _, a_t, _ in found], dim=1).detach().float()
+        b = torch.zeros(a.shape[1], widths[slot])
+        row = 0
+        for part, _, bs_t in found:
+            b[row : row + bs_t.shape[0], part.start : part.stop] = bs_t.detach().float()
+            row += bs_t.shape[0]
+        values[slot] = (a.contiguous().numpy(), b.numpy())
+    return values
 
 
 def _traced(model: nn.Module, root: Path) -> Path:
-    """The cache folder of the traced models for these weights, tracing and compressing them first on a miss."""
+    """The cache folder of the traced model for these weights, tracing and compressing it first on a miss."""
     cache = ConvertedModelCache(root, kind="engines/openvino")
     entry = cache.root / weights_key(model)
     if cache.is_complete(entry) and cache.sizes_match(entry):
@@ -235,13 +311,12 @@ def _traced(model: nn.Module, root: Path) -> Path:
 
     logging.getLogger(__name__).warning("preparing the OpenVINO engine for this base model (once; about a minute)")
     staging = cache.staging_dir()
-    for lora, name in XML.items():
-        with torch.no_grad():
-            traced = trace(_base(model), lora=lora)
-        counts = compress(traced)
-        ov.save_model(traced, str(staging / name), compress_to_fp16=False)
+    with torch.no_grad():
+        traced = trace(_base(model))
+    counts = compress(traced)
+    ov.save_model(traced, str(staging / XML), compress_to_fp16=False)
     (staging / "weights.json").write_text(json.dumps({"weights_by_grid": counts}))
-    cache.publish(staging, entry, Path(XML[True]))
+    cache.publish(staging, entry, Path(XML))
     return entry
 
 
@@ -259,10 +334,10 @@ def engine_for(model: nn.Module) -> OpenVINOEngine:
         raise EngineUnavailable(f"{type(base).__name__} is not a Llama-family model")
     if next(base.parameters()).device.type != "cpu":
         raise EngineUnavailable("the model is not on the CPU")
-    adapter_factors(model, set(slot_paths(base)))
     with _ENGINES_LOCK:
         engine = _ENGINES.get(base)
         if engine is None:
+            adapter_factors(model, set(slot_parts(base)))  # refused before anything is traced
             with unmerged(model):  # traced from the base weights, not a learner's adapter merged into them
                 engine = _ENGINES[base] = OpenVINOEngine(model)
         return engine

@@ -2,14 +2,18 @@
 
 The torch module below computes exactly what loracle's lean step computes (same modules, same rotary tables),
 written so that OpenVINO's CPU plugin recognises its fused patterns: a stateful KV cache (ReadValue -> Concat
--> ScaledDotProductAttention -> Assign) and, on every projection, a LoRA subgraph whose A, alpha and B are
-state variables (fused into one "LoRA" node). Adapters are set as state values per request, so switching
-adapters needs no recompilation; an empty (rank 0) slot adds nothing to the result, but its nodes still cost
-~10% of decode speed, so the model is also traced without slots for generations without adapters. Only the
-logits of the last position are computed.
+-> ScaledDotProductAttention -> Assign) and LoRA subgraphs whose A, alpha and B are state variables (each fused
+into one "LoRA" node). Projections that read the same input (q/k/v, gate/up) are one matrix product, so a layer
+has four LoRA slots, not seven: each LoRA node costs about the same whatever its rank. Adapters are set as state
+values per request, so switching adapters needs no recompilation. Slots an adapter set does not use still cost
+decode time, so the model is traced once with every slot and `keep_slots` removes the unused ones before it is
+compiled. Only the logits of the last position are computed.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,37 +22,90 @@ from torch import nn
 
 from loracle.model.lean import _decoder_stack, _rotate
 
-#: the projections of each decoder layer that get a LoRA slot, by the attribute holding them
+#: the projections of each decoder layer that can carry a LoRA, by the attribute holding them
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP = ("gate_proj", "up_proj", "down_proj")
+#: LoRA slots per layer: (slot, the projections traced as one matrix product in it, in output order)
+GROUPS = (
+    ("self_attn.qkv", ("q_proj", "k_proj", "v_proj")),
+    ("self_attn.o", ("o_proj",)),
+    ("mlp.gate_up", ("gate_proj", "up_proj")),
+    ("mlp.down", ("down_proj",)),
+)
 INPUTS = ("input_ids", "attention_mask", "position_ids", "beam_idx")
 LORA_PARTS = ("A", "alpha", "B")
+_PREFIX = "lora."
+
+
+@dataclass(frozen=True)
+class SlotPart:
+    """Where one projection's output lies in its slot's fused output: columns [start, stop)."""
+
+    slot: str
+    start: int
+    stop: int
 
 
 def slot_paths(model: nn.Module) -> list[str]:
-    """Module paths (as in the model's named_modules, PEFT wrapper looked through) that have a LoRA slot."""
+    """Module paths (as in the model's named_modules, PEFT wrapper looked through) that can carry a LoRA."""
+    return list(slot_parts(model))
+
+
+def slot_parts(model: nn.Module) -> dict[str, SlotPart]:
+    """Each projection that can carry a LoRA (module path) -> its slot and columns in the slot's output."""
     stack = _decoder_stack(model)
-    layers = len(stack.layers) if stack is not None else 0
-    return [
-        f"model.layers.{i}.{'self_attn' if name in ATTENTION else 'mlp'}.{name}"
-        for i in range(layers)
-        for name in (*ATTENTION, *MLP)
-    ]
+    parts = {}
+    for index, layer in enumerate(stack.layers if stack is not None else []):
+        for slot, names in GROUPS:
+            block, _ = slot.split(".")
+            start = 0
+            for name in names:
+                width = _plain(getattr(getattr(layer, block), name)).out_features
+                parts[f"model.layers.{index}.{block}.{name}"] = SlotPart(
+                    f"model.layers.{index}.{slot}", start, start + width
+                )
+                start += width
+    return parts
 
 
-def lora_state_name(path: str, part: str) -> str:
-    return f"lora.{path}.{part}"
+def slot_names(model: nn.Module) -> list[str]:
+    """Every LoRA slot of the traced model, in graph order."""
+    return list(dict.fromkeys(part.slot for part in slot_parts(model).values()))
+
+
+def lora_state_name(slot: str, part: str) -> str:
+    return f"{_PREFIX}{slot}.{part}"
+
+
+def _plain(module: nn.Module) -> nn.Module:
+    return getattr(module, "base_layer", module)
+
+
+def _fused(modules: Iterable[nn.Module]) -> nn.Linear:
+    """One linear computing the outputs of `modules` (plain linears, same input) side by side."""
+    linears = [_plain(m) for m in modules]
+    if len(linears) == 1:
+        return linears[0]
+    weight = torch.cat([m.weight for m in linears], dim=0)
+    fused = nn.Linear(weight.shape[1], weight.shape[0], bias=any(m.bias is not None for m in linears))
+    fused = fused.to(weight.dtype)
+    with torch.no_grad():
+        fused.weight.copy_(weight)
+        if fused.bias is not None:
+            fused.bias.copy_(
+                torch.cat([m.bias if m.bias is not None else weight.new_zeros(m.out_features) for m in linears])
+            )
+    return fused
 
 
 class _DecoderGraph(nn.Module):
     """forward(input_ids, attention_mask, position_ids, beam_idx, *past, *lora) -> (logits, *present).
 
-    Without `lora`, there are no LoRA inputs and the projections are plain.
+    `lora` holds (A, alpha, B) per slot, layer by layer in GROUPS order.
     """
 
-    def __init__(self, model: nn.Module, lora: bool) -> None:
+    def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.lora = lora
         config = model.config
         self.stack = _decoder_stack(model)
         self.lm_head = model.get_output_embeddings()
@@ -58,6 +115,16 @@ class _DecoderGraph(nn.Module):
         self.scale = getattr(self.stack.layers[0].self_attn, "scaling", self.head_dim**-0.5)
         self.layers = len(self.stack.layers)
         self.qk_norm = hasattr(self.stack.layers[0].self_attn, "q_norm")
+        self.fused = nn.ModuleList(
+            nn.ModuleDict(
+                {
+                    slot.replace(".", "_"): _fused(getattr(getattr(layer, slot.split(".")[0]), n) for n in names)
+                    for slot, names in GROUPS
+                }
+            )
+            for layer in self.stack.layers
+        )
+        self.widths = (self.heads * self.head_dim, self.kv_heads * self.head_dim, self.kv_heads * self.head_dim)
 
     def forward(self, input_ids, attention_mask, position_ids, beam_idx, *rest):
         past, lora = rest[: 2 * self.layers], iter(rest[2 * self.layers :])
@@ -69,27 +136,30 @@ class _DecoderGraph(nn.Module):
         mask = torch.where(visible.unsqueeze(1), 0.0, torch.finfo(hidden.dtype).min).to(hidden.dtype)
         presents = []
         for index, layer in enumerate(self.stack.layers):
-            attn, mlp = layer.self_attn, layer.mlp
-            slots = {name: (next(lora), next(lora), next(lora)) for name in (*ATTENTION, *MLP)} if self.lora else {}
+            attn = layer.self_attn
+
+            def project(slot: str, x: torch.Tensor, index: int = index) -> torch.Tensor:
+                a, alpha, b = next(lora), next(lora), next(lora)
+                return self.fused[index][slot.replace(".", "_")](x) + ((x @ a) * alpha) @ b  # as OpenVINO fuses it
+
             x = layer.input_layernorm(hidden)
-            q, k, v = (_lora_linear(getattr(attn, n), x, slots.get(n)) for n in ("q_proj", "k_proj", "v_proj"))
-            q = q.view(1, -1, self.heads, self.head_dim)
-            k = k.view(1, -1, self.kv_heads, self.head_dim)
+            q, k, v = project("self_attn.qkv", x).split(self.widths, dim=-1)
+            q = q.reshape(1, -1, self.heads, self.head_dim)
+            k = k.reshape(1, -1, self.kv_heads, self.head_dim)
             if self.qk_norm:
                 q, k = attn.q_norm(q), attn.k_norm(k)
             q = _rotate(q.transpose(1, 2), cos, sin)
             k = _rotate(k.transpose(1, 2), cos, sin)
-            v = v.view(1, -1, self.kv_heads, self.head_dim).transpose(1, 2)
+            v = v.reshape(1, -1, self.kv_heads, self.head_dim).transpose(1, 2)
             k = torch.cat([past[2 * index].index_select(0, beam_idx), k], dim=2)
             v = torch.cat([past[2 * index + 1].index_select(0, beam_idx), v], dim=2)
             presents += [k, v]
             out = F.scaled_dot_product_attention(q, self._repeat(k), self._repeat(v), attn_mask=mask, scale=self.scale)
             out = out.transpose(1, 2).reshape(1, -1, self.heads * self.head_dim)
-            hidden = hidden + _lora_linear(attn.o_proj, out, slots.get("o_proj"))
+            hidden = hidden + project("self_attn.o", out)
             x = layer.post_attention_layernorm(hidden)
-            gate = _lora_linear(mlp.gate_proj, x, slots.get("gate_proj"))
-            up = _lora_linear(mlp.up_proj, x, slots.get("up_proj"))
-            hidden = hidden + _lora_linear(mlp.down_proj, F.silu(gate) * up, slots.get("down_proj"))
+            gate, up = project("mlp.gate_up", x).chunk(2, dim=-1)
+            hidden = hidden + project("mlp.down", F.silu(gate) * up)
         last = self.stack.norm(hidden[:, -1:, :])
         return (self.lm_head(last), *presents)
 
@@ -102,24 +172,12 @@ class _DecoderGraph(nn.Module):
         return x[:, :, None].expand(batch, kv_heads, groups, length, dim).reshape(batch, kv_heads * groups, length, dim)
 
 
-def _lora_linear(module: nn.Module, x: torch.Tensor, slot: tuple[torch.Tensor, ...] | None) -> torch.Tensor:
-    """module(x) (its base layer, if PEFT wrapped it) plus the slot's ((x A) * alpha) B.
-
-    Written in the order OpenVINO's LoRA fusion expects.
-    """
-    out = getattr(module, "base_layer", module)(x)
-    if slot is None:
-        return out
-    a, alpha, b = slot
-    return out + ((x @ a) * alpha) @ b
-
-
-def trace(model: nn.Module, *, lora: bool = True):
-    """The model as a stateful OpenVINO model: inputs INPUTS, output "logits", KV cache (and LoRA slots) as states."""
+def trace(model: nn.Module):
+    """The model as a stateful OpenVINO model: inputs INPUTS, output "logits", KV cache and LoRA slots as states."""
     import openvino as ov
     from openvino._offline_transformations import apply_make_stateful_transformation
 
-    graph = _DecoderGraph(model, lora).eval()
+    graph = _DecoderGraph(model).eval()
     stack = graph.stack
     names, examples, shapes, types = list(INPUTS), [], [[1, -1], [1, -1], [1, -1], [-1]], [ov.Type.i64] * 3
     types.append(ov.Type.i32)
@@ -134,16 +192,16 @@ def trace(model: nn.Module, *, lora: bool = True):
             shapes.append([1, graph.kv_heads, -1, graph.head_dim])
             types.append(ov.Type.f32)
     names += kv_names
-    modules = dict(model.named_modules())
     lora_names = []
-    for path in slot_paths(model) if lora else []:
-        linear = _linear_at(modules, path)
-        dims = {"A": [linear.in_features, 1], "alpha": [1, 1], "B": [1, linear.out_features]}
-        for part in LORA_PARTS:
-            lora_names.append(lora_state_name(path, part))
-            examples.append(torch.zeros(*dims[part], dtype=dtype))
-            shapes.append([-1 if d == 1 else d for d in dims[part]])
-            types.append(ov.Type.f32)
+    for index, fused in enumerate(graph.fused):
+        for slot, _ in GROUPS:
+            linear = fused[slot.replace(".", "_")]
+            dims = {"A": [linear.in_features, 1], "alpha": [1, 1], "B": [1, linear.out_features]}
+            for part in LORA_PARTS:
+                lora_names.append(lora_state_name(f"model.layers.{index}.{slot}", part))
+                examples.append(torch.zeros(*dims[part], dtype=dtype))
+                shapes.append([-1 if d == 1 else d for d in dims[part]])
+                types.append(ov.Type.f32)
     names += lora_names
     with torch.no_grad():
         converted = ov.convert_model(
@@ -162,9 +220,39 @@ def trace(model: nn.Module, *, lora: bool = True):
     return converted
 
 
-def _linear_at(modules: dict[str, nn.Module], path: str) -> nn.Module:
-    module = modules.get(path) or modules.get(f"base_model.model.{path}")
-    return getattr(module, "base_layer", module)
+def keep_slots(model, keep: set[str]):
+    """`model` (traced with every slot) without the LoRA slots not in `keep`, in place; returns it.
+
+    A slot's A, alpha and B states, its LoRA product and the Add that joins it to the projection go: what is
+    left is the projection alone, as if traced without the slot.
+    """
+    removed = set()
+    for op in model.get_ops():
+        if op.get_type_name() != "ReadValue":
+            continue
+        name = op.get_attributes()["variable_id"]
+        if not name.startswith(_PREFIX) or not name.endswith(".B") or name[len(_PREFIX) : -2] in keep:
+            continue
+        (product,) = _consumers(op, "MatMul")
+        (joined,) = _consumers(product, "Add")
+        base = next(value for value in joined.input_values() if value.get_node() is not product)
+        for target in list(joined.output(0).get_target_inputs()):
+            target.replace_source_output(base)
+        removed.update(lora_state_name(name[len(_PREFIX) : -2], part) for part in LORA_PARTS)
+    for sink in list(model.get_sinks()):
+        if sink.get_attributes()["variable_id"] in removed:
+            model.remove_sink(sink)
+    for variable in list(model.get_variables()):
+        if variable.info.variable_id in removed:
+            model.remove_variable(variable)
+    model.validate_nodes_and_infer_types()
+    return model
+
+
+def _consumers(node, kind: str) -> list:
+    """The nodes of type `kind` that read `node`'s output."""
+    targets = (target.get_node() for target in node.output(0).get_target_inputs())
+    return [target for target in targets if target.get_type_name() == kind]
 
 
 def _zero_initial_cache(model) -> None:
