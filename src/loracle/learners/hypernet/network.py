@@ -38,7 +38,7 @@ class NetworkConfig:
     @classmethod
     def for_model(cls, model: nn.Module, targets: tuple[str, ...] = DEFAULT_TARGETS, **kwargs: Any) -> NetworkConfig:
         """Read the sizes from the base model itself (hidden size, layers, each target's in/out features)."""
-        layers, prefix = _decoder_layers(model)
+        layers, prefix = decoder_layers(model)
         shapes: dict[str, tuple[int, int]] = {}
         for target in targets:
             module = layers[0].get_submodule(target)
@@ -70,7 +70,7 @@ class NetworkConfig:
         return sum(self.rank * (i + o) for i, o in self.targets.values()) * self.num_layers * bytes_per_value
 
 
-def _decoder_layers(model: nn.Module) -> tuple[nn.ModuleList, str]:
+def decoder_layers(model: nn.Module) -> tuple[nn.ModuleList, str]:
     for name, module in model.named_modules():
         if name.endswith("layers") and isinstance(module, nn.ModuleList) and len(module) > 0:
             return module, name
