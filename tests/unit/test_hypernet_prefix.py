@@ -5,7 +5,6 @@ adapter exactly as loracle does, training moves the loss and resumes exactly, he
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
@@ -16,14 +15,14 @@ from transformers import DynamicCache
 from loracle.errors import DocumentError, LoracleError
 from loracle.learners.hypernet.checkpoint import load_hypernet, save_hypernet
 from loracle.learners.hypernet.curve import read_heldout, read_log
-from loracle.learners.hypernet.data import Sample
-from loracle.learners.hypernet.dataset import DataSettings, TrainingSet, cache_samples, make_data
+from loracle.learners.hypernet.dataset import DataSettings, TrainingSet, make_data
 from loracle.learners.hypernet.engine import DocToLora
 from loracle.learners.hypernet.prefix import MemoryCompressor, PrefixConfig, prefixed_states
 from loracle.learners.hypernet.prefix_engine import DocToPrefix
 from loracle.learners.hypernet.reading import DocPrompt, doc_ids, student_prompt
-from loracle.learners.hypernet.train import LOG, TrainConfig, Trainer, distillation_loss
+from loracle.learners.hypernet.train import LOG, TrainConfig, Trainer
 from loracle.model.chat import stop_token_ids
+from tests.unit.test_hypernet import train_on_one_fact
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -131,18 +130,7 @@ def test_peft_generate_replies_with_the_prefix(tiny_lm, tmp_path: Path):
 def test_a_few_steps_move_the_loss(tiny_lm):
     tiny_lm.model.requires_grad_(False)
     net = make_compressor(tiny_lm, trained=False).train()
-    prompt = DocPrompt.for_tokenizer(tiny_lm.tokenizer)
-    sample = Sample("Ilse Marrow founded Kestrel in 1987.", [("Who founded Kestrel?", ["Ilse Marrow"])])
-    doc = cache_samples(tiny_lm, prompt, [sample], DataSettings({}, top_k=8))[0]
-    config = TrainConfig(design="prefix", top_k=8)
-    optimizer = torch.optim.Adam(net.parameters(), lr=3e-2)
-    losses = []
-    for _ in range(6):
-        loss, _ = distillation_loss(tiny_lm, net, prompt, doc, [], config, random.Random(0))
-        losses.append(loss.item())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    losses = train_on_one_fact(tiny_lm, net, TrainConfig(design="prefix", top_k=8), lr=3e-2, steps=6)
     assert losses[-1] < losses[0]
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
 

@@ -22,8 +22,24 @@ from loracle.learners.lora import Lora
 DEFAULT_TARGETS = ("mlp.down_proj",)
 
 
+class TargetsJson:
+    """JSON of a dataclass config whose `targets` maps a module (relative to a decoder layer) to its (in, out)
+    features: tuples become lists and back."""
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)  # type: ignore[call-overload]
+        data["targets"] = {k: list(v) for k, v in data["targets"].items()}
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Any:
+        data = dict(data)
+        data["targets"] = {k: (int(v[0]), int(v[1])) for k, v in data["targets"].items()}
+        return cls(**data)
+
+
 @dataclass
-class NetworkConfig:
+class NetworkConfig(TargetsJson):
     hidden_size: int
     num_layers: int
     #: target module (relative to a decoder layer) -> (in_features, out_features)
@@ -50,17 +66,6 @@ class NetworkConfig:
             layer_prefix=prefix,
             **kwargs,
         )
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["targets"] = {k: list(v) for k, v in self.targets.items()}
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> NetworkConfig:
-        data = dict(data)
-        data["targets"] = {k: (int(v[0]), int(v[1])) for k, v in data["targets"].items()}
-        return cls(**data)
 
     def module_path(self, layer: int, target: str) -> str:
         return f"{self.layer_prefix}.{layer}.{target}"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from torch import nn
 from transformers import DynamicCache
 
 from loracle.adapters.peft_format import prefix_config_dict, write_adapter_folder
+from loracle.learners.hypernet.network import TargetsJson, decoder_layers
 from loracle.learners.lora import Lora, hooked
 from loracle.model.chat import stop_token_ids
 from loracle.model.loader import LoadedModel
@@ -36,7 +37,7 @@ PEFT_PREFIX_KEY = "prompt_embeddings"
 
 
 @dataclass
-class PrefixConfig:
+class PrefixConfig(TargetsJson):
     hidden_size: int
     num_layers: int
     kv_heads: int
@@ -58,8 +59,6 @@ class PrefixConfig:
         targets: Sequence[str] = COMPRESS_TARGETS,
     ) -> PrefixConfig:
         """Read the sizes from the base model (layers, key/value heads and head size, each target's features)."""
-        from loracle.learners.hypernet.network import decoder_layers
-
         config = model.config
         layers, prefix = decoder_layers(model)
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
@@ -77,17 +76,6 @@ class PrefixConfig:
             compress_rank=compress_rank,
             layer_prefix=prefix,
         )
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["targets"] = {k: list(v) for k, v in self.targets.items()}
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> PrefixConfig:
-        data = dict(data)
-        data["targets"] = {k: (int(v[0]), int(v[1])) for k, v in data["targets"].items()}
-        return cls(**data)
 
     def adapter_bytes(self, bytes_per_value: int = 4) -> int:
         """Size of one document's adapter (its prefix cache) on disk."""
