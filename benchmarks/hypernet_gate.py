@@ -217,9 +217,10 @@ def main() -> None:
             note=f"{lower['gained']} lower, {lower['lost']} higher (a diagnostic, not the gate)"),
     ]  # fmt: skip
     seconds = sum(r["seconds"] for r in log)
+    cpu = sum(r.get("cpu_seconds", 0.0) for r in log)  # logs before it was recorded have none
     rows = [
         row("training steps / wall time (CPU, shared, niced, 1 thread)", len(log), "steps",
-            note=f"{seconds / 3600:.2f} h of step time"),
+            note=f"{seconds / 3600:.2f} h of step time" + (f", {cpu / 3600:.2f} CPU-h" if cpu else "")),
         *(row(f"held-back single facts: accuracy, {arm}", value, "", note=f"{len(docs)} documents")
           for arm, value in accuracy.items()),
         *(row(f"own-document adapter vs {arm}: sign test p (gained/lost)", t["p"], "", f"< {ALPHA}", t["p"] < ALPHA,

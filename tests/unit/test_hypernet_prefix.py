@@ -162,7 +162,7 @@ def test_a_resumed_run_logs_and_trains_exactly_as_a_straight_run(tiny_lm, data, 
     for name, value in straight.net.state_dict().items():
         assert torch.equal(value, resumed.net.state_dict()[name]), name
     logs = [read_log(tmp_path / run / LOG) for run in ("straight", "halves")]
-    assert [r["step"] for r in logs[1]] == [1, 2, 3, 4, 5]
+    assert [r["step"] for r in logs[1]] == [1, 2, 3, 4, 5] and all(r["cpu_seconds"] > 0 for r in logs[1])
     assert [(r["kl"], r["interference"]) for r in logs[0]] == [(r["kl"], r["interference"]) for r in logs[1]]
     held = [read_heldout(tmp_path / run / LOG) for run in ("straight", "halves")]
     assert [r["step"] for r in held[1]] == [0, 2, 4] and held[0][0]["heldout_docs"] == 2

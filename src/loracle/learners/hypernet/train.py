@@ -99,6 +99,7 @@ class StepResult:
     seconds: float
     kind: str
     doc: int | None = None  # the document's index in the cached set
+    cpu_seconds: float = 0.0  # this process's CPU time for the step (on a shared machine, less than `seconds`)
 
 
 def sample_rng(seed: int, step: int) -> random.Random:
@@ -297,7 +298,7 @@ class Trainer:
         return cache_samples(self.lm, self.prompt, [sample], settings)[0], None
 
     def train_step(self) -> StepResult:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         rng = sample_rng(self.config.seed, self.step)
         doc, position = self._doc(rng)
         for group in self.optimizer.param_groups:
@@ -317,6 +318,7 @@ class Trainer:
             time.perf_counter() - start,
             doc.kind,
             position,
+            time.process_time() - cpu,
         )
         record = {"step": self.step, **asdict(result)}
         self.history.append(record)
