@@ -106,19 +106,24 @@ def test_a_training_step_reduces_the_loss(tiny_lm):
     tiny_lm.model.requires_grad_(False)
     net = make_net(tiny_lm, rank=4)
     net.train()
-    prompt = DocPrompt.for_tokenizer(tiny_lm.tokenizer)
+    losses = train_on_one_fact(tiny_lm, net, TrainConfig(top_k=8, l1=0.0), lr=1e-3, steps=4)
+    assert losses[-1] < losses[0]
+
+
+def train_on_one_fact(lm, net, config: TrainConfig, lr: float, steps: int) -> list[float]:
+    """The loss of each of `steps` Adam steps of `net` on one single-fact document."""
+    prompt = DocPrompt.for_tokenizer(lm.tokenizer)
     sample = Sample("Ilse Marrow founded Kestrel in 1987.", [("Who founded Kestrel?", ["Ilse Marrow"])])
-    config = TrainConfig(top_k=8, l1=0.0)
-    doc = cache_samples(tiny_lm, prompt, [sample], DataSettings({}, top_k=8))[0]
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    doc = cache_samples(lm, prompt, [sample], DataSettings({}, top_k=config.top_k))[0]
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     losses = []
-    for _ in range(4):
-        loss, _ = distillation_loss(tiny_lm, net, prompt, doc, [], config, random.Random(0))
+    for _ in range(steps):
+        loss, _ = distillation_loss(lm, net, prompt, doc, [], config, random.Random(0))
         losses.append(loss.item())
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    assert losses[-1] < losses[0]
+    return losses
 
 
 def test_checkpoint_round_trip_and_wrong_model_refused(tiny_lm, tmp_path: Path):

@@ -1,7 +1,9 @@
-"""Write LoRA weights as a plain PEFT adapter folder (+ loracle's manifest.json), atomically.
+"""Write LoRA weights (or a prefix-tuning cache) as a plain PEFT adapter folder (+ loracle's manifest.json),
+atomically.
 
-`PeftModel.from_pretrained(base, folder)` loads what this writes. Tensor names follow PEFT's saved
-form: base_model.model.<module path>.lora_A.weight ([r, in]) and .lora_B.weight ([out, r]).
+`PeftModel.from_pretrained(base, folder)` loads what this writes. LoRA tensor names follow PEFT's saved
+form: base_model.model.<module path>.lora_A.weight ([r, in]) and .lora_B.weight ([out, r]); a prefix adapter
+is one tensor, prompt_embeddings ([virtual tokens, layers * 2 * key/value width]).
 """
 
 from __future__ import annotations
@@ -47,14 +49,47 @@ def write_lora_adapter(
     manifest: dict[str, Any],
     dtype: torch.dtype = torch.float32,
 ) -> int:
-    """Write the adapter folder in one atomic step, the weights in `dtype`; returns the bytes of its weights
+    """Write the LoRA adapter folder in one atomic step, the weights in `dtype`; returns the bytes of its weights
     file."""
+    config = lora_config_dict(r, alpha, target_modules, base_model)
+    return write_adapter_folder(folder, tensors, config, manifest, dtype)
+
+
+def prefix_config_dict(
+    virtual_tokens: int, layers: int, kv_heads: int, head_dim: int, base_model: str
+) -> dict[str, Any]:
+    """A PEFT prefix-tuning config whose weights are the keys and values themselves (no projection), sized by
+    the key/value heads, as PEFT sizes a prefix for grouped-query attention."""
+    from peft import PrefixTuningConfig
+
+    config = PrefixTuningConfig(
+        task_type="CAUSAL_LM",
+        num_virtual_tokens=virtual_tokens,
+        num_layers=layers,
+        token_dim=kv_heads * head_dim,
+        num_attention_heads=kv_heads,
+        encoder_hidden_size=kv_heads * head_dim,
+        prefix_projection=False,
+        inference_mode=True,
+    )
+    config.base_model_name_or_path = base_model
+    return config.to_dict()
+
+
+def write_adapter_folder(
+    folder: Path,
+    tensors: dict[str, torch.Tensor],
+    config: dict[str, Any],
+    manifest: dict[str, Any],
+    dtype: torch.dtype = torch.float32,
+) -> int:
+    """Write a PEFT adapter folder (weights, config, loracle's manifest) in one atomic step, the weights in
+    `dtype`; returns the bytes of its weights file."""
     with atomic_folder(folder) as staging:
         save_file(
             {k: v.detach().to(dtype).contiguous().cpu() for k, v in tensors.items()},
             str(staging / ADAPTER_WEIGHTS),
         )
-        config = lora_config_dict(r, alpha, target_modules, base_model)
         (staging / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2, default=str), encoding="utf-8")
         size = (staging / ADAPTER_WEIGHTS).stat().st_size
         record = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "size_bytes": size, **manifest}

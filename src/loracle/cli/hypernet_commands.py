@@ -82,6 +82,18 @@ def train_hypernet(
     checkpoint_every: int = typer.Option(25, "--checkpoint-every", help="Steps between checkpoints."),
     checkpoint_minutes: float = typer.Option(5.0, "--checkpoint-minutes", help="Minutes between checkpoints."),
     seed: int = typer.Option(0, "--seed", help="Seed of the network's init and of the data order."),
+    design: str = typer.Option(
+        "lora", "--design", help="lora: the Perceiver writes LoRA; prefix: memory tokens write a prefix cache."
+    ),
+    memory_tokens: int = typer.Option(16, "--memory-tokens", min=1, help="Prefix length (--design prefix)."),
+    compress_rank: int = typer.Option(
+        4, "--compress-rank", min=0, help="Rank of the LoRA on the memory positions (--design prefix; 0: none)."
+    ),
+    heldout: Path | None = typer.Option(
+        None, "--heldout", help="A held-out set (`loracle hypernet-data`, another seed) for the held-out KL."
+    ),
+    eval_every: int = typer.Option(0, "--eval-every", min=0, help="Steps between held-out KL lines in the log."),
+    eval_docs: int = typer.Option(32, "--eval-docs", min=1, help="Held-out documents each such line averages."),
     ship: bool = typer.Option(
         False, "--ship", help="Afterwards, export the weights (fp16) as the packaged checkpoint."
     ),
@@ -91,8 +103,10 @@ def train_hypernet(
     """Train the hypernetwork that writes documents into LoRA adapters.
 
     Example: nice -n 10 loracle train-hypernet --data data/hn --out runs/small --hours 1 --resume --threads 1
+
+    Memory tokens: nice -n 19 loracle train-hypernet --design prefix --data data/hn --heldout data/val --eval-every 100
     """
-    from loracle.learners.hypernet.curve import plot_curve, read_log
+    from loracle.learners.hypernet.curve import plot_curve, read_heldout, read_log
     from loracle.learners.hypernet.dataset import TrainingSet
     from loracle.learners.hypernet.train import LOG, TrainConfig, default_train_dir, train_with_progress
 
@@ -102,9 +116,14 @@ def train_hypernet(
     config = TrainConfig(steps=steps if steps is not None else (10**9 if limit else 300), **chosen)
     lm = load_base(model, threads)
     training_set = TrainingSet.load(data, lm.fingerprint) if data else None
+    heldout_set = TrainingSet.load(heldout, lm.fingerprint) if heldout else None
+    if eval_every and heldout_set is None:
+        raise LoracleError("--eval-every: needs a held-out set (--heldout DIR)")
     out = out or default_train_dir(lm.name)
-    report = train_with_progress(lm, config, out, max_minutes=limit, ship=ship, data=training_set, resume=resume)
+    report = train_with_progress(
+        lm, config, out, max_minutes=limit, ship=ship, data=training_set, resume=resume, heldout=heldout_set
+    )
     console.print(report)
     if plot:
-        plot_curve(read_log(out / LOG), plot)
+        plot_curve(read_log(out / LOG), plot, heldout=read_heldout(out / LOG))
         console.print(f"learning curve: {plot}")

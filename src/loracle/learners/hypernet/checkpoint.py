@@ -1,7 +1,9 @@
 """Hypernetwork checkpoints: weights (and, while training, optimizer state) as safetensors, the rest as JSON.
 
 Training checkpoints hold everything needed to resume; the shipped checkpoint holds only the network's
-weights in float16 (half the size; they are cast back to float32 on load).
+weights in float16 (half the size; they are cast back to float32 on load). A checkpoint holds one of two
+designs, named by its network config: the Perceiver that writes LoRA (`Hypernet`) or the memory-token
+compressor that writes a prefix cache (`MemoryCompressor`).
 """
 
 from __future__ import annotations
@@ -11,8 +13,14 @@ from typing import Any
 
 import torch
 
+from loracle.errors import LoracleError
 from loracle.learners.checkpoint import load_checkpoint, save_checkpoint
 from loracle.learners.hypernet.network import Hypernet, NetworkConfig
+from loracle.learners.hypernet.prefix import DESIGN as PREFIX_DESIGN
+from loracle.learners.hypernet.prefix import MemoryCompressor, PrefixConfig
+
+#: either design's network
+Network = Hypernet | MemoryCompressor
 
 LEARNER = "hypernet"
 NET = "net."
@@ -27,9 +35,20 @@ def shipped_path(model_name: str) -> Path:
     return SHIPPED_DIR / model_name
 
 
+def checkpoint_folder(path: Path, model_name: str) -> Path:
+    """The checkpoint in `path` (a checkpoint, or a `loracle train-hypernet --out` folder holding one)."""
+    if (path / "checkpoint" / "meta.json").is_file():
+        path = path / "checkpoint"
+    if not path.is_dir():
+        raise LoracleError(
+            f"{path}: no hypernetwork checkpoint for model {model_name} (train one: loracle train-hypernet)"
+        )
+    return path
+
+
 def save_hypernet(
     path: Path,
-    net: Hypernet,
+    net: Network,
     fingerprint: str,
     meta: dict[str, Any],
     optimizer: torch.optim.Optimizer | None = None,
@@ -47,11 +66,16 @@ def save_hypernet(
     save_checkpoint(path, LEARNER, fingerprint, tensors, record)
 
 
-def load_hypernet(path: Path, fingerprint: str) -> tuple[Hypernet, dict[str, Any], dict[str, torch.Tensor]]:
-    """The network (float32, eval mode), the checkpoint's meta, and its training state (optimizer tensors and
-    RNG state; empty for a shipped checkpoint)."""
+def load_hypernet(path: Path, fingerprint: str) -> tuple[Network, dict[str, Any], dict[str, torch.Tensor]]:
+    """The network (float32, eval mode; either design), the checkpoint's meta, and its training state (optimizer
+    tensors and RNG state; empty for a shipped checkpoint)."""
     tensors, meta = load_checkpoint(path, LEARNER, fingerprint)
-    net = Hypernet(NetworkConfig.from_json(meta["hypernet"]))
+    config = meta["hypernet"]
+    net: Network
+    if config.get("design") == PREFIX_DESIGN:
+        net = MemoryCompressor(PrefixConfig.from_json(config))
+    else:
+        net = Hypernet(NetworkConfig.from_json(config))
     weights = {k[len(NET) :]: v.to(torch.float32) for k, v in tensors.items() if k.startswith(NET)}
     net.load_state_dict(weights)
     net.eval()

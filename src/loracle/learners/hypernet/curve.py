@@ -1,4 +1,7 @@
-"""The learning curve of a hypernetwork training run, read from its JSONL log and drawn with matplotlib."""
+"""The learning curve of a hypernetwork training run, read from its JSONL log and drawn with matplotlib.
+
+The log holds a line per training step and, when a held-out set was given, a line every few steps with the KL
+on held-out documents (key `heldout_kl`); they are read apart."""
 
 from __future__ import annotations
 
@@ -9,9 +12,21 @@ from typing import Any
 
 from loracle.errors import LoracleError
 
+#: the key of a held-out evaluation's line in the log
+HELDOUT = "heldout_kl"
+
 
 def read_log(path: Path) -> list[dict[str, Any]]:
-    """The step records of a train.jsonl, in order (a line a kill cut short is skipped)."""
+    """The training steps' records of a train.jsonl, in order (a line a kill cut short is skipped)."""
+    return [r for r in _records(path) if HELDOUT not in r]
+
+
+def read_heldout(path: Path) -> list[dict[str, Any]]:
+    """The held-out evaluations' records of a train.jsonl, in order."""
+    return [r for r in _records(path) if HELDOUT in r]
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise LoracleError(f"{path}: no training log here (train first: loracle train-hypernet)")
     records = []
@@ -29,8 +44,14 @@ def moving_average(values: list[float], window: int) -> list[float]:
     return [statistics.fmean(values[max(0, i - window + 1) : i + 1]) for i in range(len(values))]
 
 
-def plot_curve(records: list[dict[str, Any]], png: Path, title: str = "Doc-to-LoRA hypernetwork training") -> None:
-    """KL on the documents' answers and on the interference prompts per step, with moving averages."""
+def plot_curve(
+    records: list[dict[str, Any]],
+    png: Path,
+    title: str = "Doc-to-LoRA hypernetwork training",
+    heldout: list[dict[str, Any]] | None = None,
+) -> None:
+    """KL on the documents' answers and on the interference prompts per step, with moving averages, and the KL
+    on held-out documents where it was measured."""
     try:
         import matplotlib
     except ImportError as exc:
@@ -49,6 +70,9 @@ def plot_curve(records: list[dict[str, Any]], png: Path, title: str = "Doc-to-Lo
             continue
         (line,) = ax.plot(steps, values, alpha=0.25)
         ax.plot(steps, moving_average(values, window), color=line.get_color(), label=f"{label}, {window}-step mean")
+    if heldout:
+        label = f"KL on held-out document answers ({heldout[-1].get('heldout_docs', '?')} documents)"
+        ax.plot([r["step"] for r in heldout], [r[HELDOUT] for r in heldout], "o-", color="black", label=label)
     ax.set_xlabel("step")
     ax.set_ylabel("KL(teacher top-k || student), nats/token")
     ax.set_title(title)

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from loracle.errors import DocumentError, LoracleError
-from loracle.learners.hypernet.checkpoint import load_hypernet, shipped_path
+from loracle.learners.hypernet.checkpoint import checkpoint_folder, load_hypernet, shipped_path
 from loracle.learners.hypernet.config import DEFAULT_CHUNK_TOKENS
 from loracle.learners.hypernet.network import Hypernet
 from loracle.learners.hypernet.reading import DocPrompt, chunk_ids, doc_ids, read_chunks
@@ -50,14 +50,10 @@ class DocToLora:
     @classmethod
     def from_checkpoint(cls, lm: LoadedModel, path: Path | None = None, **kwargs) -> DocToLora:
         """Load `path` (a checkpoint, or a training run folder holding one), or the one shipped for the base model."""
-        path = path or shipped_path(lm.name)
-        if (path / "checkpoint" / "meta.json").is_file():  # a `loracle train-hypernet --out` folder
-            path = path / "checkpoint"
-        if not path.is_dir():
-            raise LoracleError(
-                f"{path}: no hypernetwork checkpoint for model {lm.name} (train one: loracle train-hypernet)"
-            )
-        net, _meta, _ = load_hypernet(path, lm.fingerprint)
+        folder = checkpoint_folder(path or shipped_path(lm.name), lm.name)
+        net, _meta, _ = load_hypernet(folder, lm.fingerprint)
+        if not isinstance(net, Hypernet):
+            raise LoracleError(f"{folder}: a memory-token (prefix) checkpoint, not a LoRA-writing hypernetwork")
         return cls(lm, net, **kwargs)
 
     def internalise(self, text: str, doc_id: str = "text", title: str = "") -> list[ChunkAdapter]:

@@ -22,8 +22,24 @@ from loracle.learners.lora import Lora
 DEFAULT_TARGETS = ("mlp.down_proj",)
 
 
+class TargetsJson:
+    """JSON of a dataclass config whose `targets` maps a module (relative to a decoder layer) to its (in, out)
+    features: tuples become lists and back."""
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)  # type: ignore[call-overload]
+        data["targets"] = {k: list(v) for k, v in data["targets"].items()}
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Any:
+        data = dict(data)
+        data["targets"] = {k: (int(v[0]), int(v[1])) for k, v in data["targets"].items()}
+        return cls(**data)
+
+
 @dataclass
-class NetworkConfig:
+class NetworkConfig(TargetsJson):
     hidden_size: int
     num_layers: int
     #: target module (relative to a decoder layer) -> (in_features, out_features)
@@ -38,7 +54,7 @@ class NetworkConfig:
     @classmethod
     def for_model(cls, model: nn.Module, targets: tuple[str, ...] = DEFAULT_TARGETS, **kwargs: Any) -> NetworkConfig:
         """Read the sizes from the base model itself (hidden size, layers, each target's in/out features)."""
-        layers, prefix = _decoder_layers(model)
+        layers, prefix = decoder_layers(model)
         shapes: dict[str, tuple[int, int]] = {}
         for target in targets:
             module = layers[0].get_submodule(target)
@@ -51,17 +67,6 @@ class NetworkConfig:
             **kwargs,
         )
 
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["targets"] = {k: list(v) for k, v in self.targets.items()}
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> NetworkConfig:
-        data = dict(data)
-        data["targets"] = {k: (int(v[0]), int(v[1])) for k, v in data["targets"].items()}
-        return cls(**data)
-
     def module_path(self, layer: int, target: str) -> str:
         return f"{self.layer_prefix}.{layer}.{target}"
 
@@ -70,7 +75,7 @@ class NetworkConfig:
         return sum(self.rank * (i + o) for i, o in self.targets.values()) * self.num_layers * bytes_per_value
 
 
-def _decoder_layers(model: nn.Module) -> tuple[nn.ModuleList, str]:
+def decoder_layers(model: nn.Module) -> tuple[nn.ModuleList, str]:
     for name, module in model.named_modules():
         if name.endswith("layers") and isinstance(module, nn.ModuleList) and len(module) > 0:
             return module, name

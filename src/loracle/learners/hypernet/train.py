@@ -1,13 +1,15 @@
 """Train the hypernetwork by context distillation, from a cached training set or generating as it goes.
 
 Teacher: the base model with the document in its prompt (its top-k over each answer, cached by
-`loracle hypernet-data`, or computed each step without one). Student: the base model with the generated LoRA and
-only the question. Loss: KL from the teacher's top-k to the student over the answer tokens, plus the same KL on
-a few general prompts whose target is the base model's own reply (interference: an adapter must leave other
-questions alone), plus a small L1 on the generated weights. Every step's data is a function of (seed, step), and
-checkpoints hold the optimizer and RNG state, so a run killed at any point and resumed trains exactly as a
-straight run would. A run's folder holds checkpoint/ (loadable as the hypernet learner's `checkpoint`) and
-train.jsonl, one line a step.
+`loracle hypernet-data`, or computed each step without one). Student: the base model with only the question and
+what the network made of the document: a generated LoRA (design `lora`, the Perceiver) or a prefix cache of
+memory tokens (design `prefix`, run exactly as PEFT runs a prefix-tuning adapter). Loss: KL from the teacher's
+top-k to the student over the answer tokens, plus the same KL on a few general prompts whose target is the base
+model's own reply (interference: an adapter must leave other questions alone), plus a small L1 on generated LoRA
+weights. Every step's data is a function of (seed, step), and checkpoints hold the optimizer and RNG state, so a
+run killed at any point and resumed trains exactly as a straight run would. A run's folder holds checkpoint/
+(loadable as the hypernet learner's `checkpoint`) and train.jsonl, one line a step, plus one line (`heldout_kl`)
+every `eval_every` steps when a held-out set is given.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ import torch.nn.functional as F
 
 from loracle.atomic import holds_other_data, write_text_atomic
 from loracle.errors import LoracleError
-from loracle.learners.hypernet.checkpoint import load_hypernet, restore_training, save_hypernet
+from loracle.learners.hypernet.checkpoint import Network, load_hypernet, restore_training, save_hypernet
 from loracle.learners.hypernet.data import training_sample
 from loracle.learners.hypernet.dataset import CachedDoc, DataSettings, Target, TrainingSet, cache_samples
 from loracle.learners.hypernet.network import DEFAULT_TARGETS, Hypernet, NetworkConfig
+from loracle.learners.hypernet.prefix import DESIGN as PREFIX_DESIGN
+from loracle.learners.hypernet.prefix import MemoryCompressor, PrefixConfig, prefixed_states
 from loracle.learners.hypernet.reading import DocPrompt, read_chunks
 from loracle.learners.lora import Lora, concat_ranks, hooked
 from loracle.model.loader import LoadedModel
@@ -37,6 +41,8 @@ from loracle.model.loader import LoadedModel
 #: a run's folder holds the checkpoint (replaced whole at each save) and, beside it, the log: one JSON line a step
 CHECKPOINT = "checkpoint"
 LOG = "train.jsonl"
+#: what the network makes of a document: a LoRA (the Perceiver) or a prefix cache of memory tokens
+DESIGNS = ("lora", PREFIX_DESIGN)
 
 
 @dataclass
@@ -60,12 +66,27 @@ class TrainConfig:
     heads: int = 4
     bias_rank: int = 4
     targets: tuple[str, ...] = DEFAULT_TARGETS
+    design: str = "lora"
+    memory_tokens: int = 16  # design prefix: the prefix's length
+    compress_rank: int = 4  # design prefix: rank of the LoRA on the memory positions (0: memory embeddings alone)
+    eval_every: int = 0  # steps between held-out KL lines in the log (0: none)
+    eval_docs: int = 32  # held-out documents each such line averages over
     extra: dict[str, Any] = field(default_factory=dict)
 
     def network(self, model: torch.nn.Module) -> NetworkConfig:
         return NetworkConfig.for_model(
             model, self.targets, rank=self.rank, width=self.width, heads=self.heads, bias_rank=self.bias_rank
         )
+
+    def build(self, model: torch.nn.Module) -> Network:
+        """A fresh network of this config's design, initialised from `seed`."""
+        if self.design not in DESIGNS:
+            raise LoracleError(f"--design {self.design}: not a design (one of {', '.join(DESIGNS)})")
+        torch.manual_seed(self.seed)
+        if self.design == PREFIX_DESIGN:
+            config = PrefixConfig.for_model(model, self.memory_tokens, self.compress_rank)
+            return MemoryCompressor.for_model(model, config)
+        return Hypernet(self.network(model))
 
 
 @dataclass
@@ -78,6 +99,7 @@ class StepResult:
     seconds: float
     kind: str
     doc: int | None = None  # the document's index in the cached set
+    cpu_seconds: float = 0.0  # this process's CPU time for the step (on a shared machine, less than `seconds`)
 
 
 def sample_rng(seed: int, step: int) -> random.Random:
@@ -99,22 +121,49 @@ def _shortened(target: Target, tokens: int) -> Target:
 
 def distillation_loss(
     lm: LoadedModel,
-    net: Hypernet,
+    net: Network,
     prompt: DocPrompt,
     doc: CachedDoc,
     general: Sequence[Target],
     config: TrainConfig,
     rng: random.Random,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The step's loss for one document: its questions and `config.interference` general prompts in one batch."""
-    model, tokenizer, device = lm.model, lm.tokenizer, lm.device
+    """The step's loss for one document: its questions and `config.interference` general prompts in one batch,
+    the student carrying what the network made of the document (a LoRA or a prefix cache)."""
+    model, device = lm.model, lm.device
     questions = rng.sample(doc.targets, min(config.questions_per_doc, len(doc.targets)))
     others = [
         _shortened(t, config.interference_tokens) for t in rng.sample(general, min(config.interference, len(general)))
     ]
-    rows = [*questions, *others]
-    generated = net(read_chunks(model, prompt, [doc.ids]))[0]
-    lora: Lora = concat_ranks([net.bias_lora(), generated])
+    zero = torch.zeros((), device=device)
+    if isinstance(net, MemoryCompressor):
+        kv = net(model, prompt.prefix + doc.ids)
+        terms = kl_terms(lm, [*questions, *others], lambda ids, mask: prefixed_states(model, kv, ids, mask))
+        l1 = zero
+    else:
+        generated = net(read_chunks(model, prompt, [doc.ids]))[0]
+        lora: Lora = concat_ranks([net.bias_lora(), generated])
+        decoder = getattr(model, model.base_model_prefix)
+
+        def hooked_states(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            with hooked(model, lora):
+                return decoder(input_ids=ids, attention_mask=mask).last_hidden_state
+
+        terms = kl_terms(lm, [*questions, *others], hooked_states)
+        l1 = torch.stack([a.abs().mean() + b.abs().mean() for a, b in generated.values()]).mean()
+    kl = torch.cat(terms[: len(questions)]).mean() if questions else zero
+    interference = torch.cat(terms[len(questions) :]).mean() if others else zero
+    loss = kl + config.interference_weight * interference + config.l1 * l1
+    tokens = sum(len(t.answer) for t in questions)
+    return loss, {"kl": kl.item(), "interference": interference.item(), "l1": l1.item(), "answer_tokens": tokens}
+
+
+def kl_terms(
+    lm: LoadedModel, rows: Sequence[Target], states_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+) -> list[torch.Tensor]:
+    """Per row, KL(teacher top-k || student) at each answer token; `states_of(ids, mask)` runs the student's
+    decoder over the right-padded batch of prompt + answer."""
+    tokenizer, device, model = lm.tokenizer, lm.device, lm.model
     width = max(len(t.prompt) + len(t.answer) for t in rows)
     batch = torch.full((len(rows), width), tokenizer.pad_token_id or 0, dtype=torch.long, device=device)
     attention = torch.zeros_like(batch)
@@ -122,9 +171,7 @@ def distillation_loss(
         seq = target.prompt + target.answer
         batch[row, : len(seq)] = torch.tensor(seq, device=device)
         attention[row, : len(seq)] = 1
-    decoder = getattr(model, model.base_model_prefix)
-    with hooked(model, lora):
-        states = decoder(input_ids=batch, attention_mask=attention).last_hidden_state
+    states = states_of(batch, attention)
     terms = []
     for row, target in enumerate(rows):
         first = len(target.prompt) - 1
@@ -132,13 +179,27 @@ def distillation_loss(
         student_logp = F.log_softmax(logits.float(), dim=-1).gather(-1, target.top_ids.to(device))
         teacher_p = F.softmax(target.top_logp.to(device).float(), dim=-1)  # renormalised over the top k
         terms.append((teacher_p * (teacher_p.clamp_min(1e-12).log() - student_logp)).sum(-1))
-    zero = torch.zeros((), device=device)
-    kl = torch.cat(terms[: len(questions)]).mean() if questions else zero
-    interference = torch.cat(terms[len(questions) :]).mean() if others else zero
-    l1 = torch.stack([a.abs().mean() + b.abs().mean() for a, b in generated.values()]).mean()
-    loss = kl + config.interference_weight * interference + config.l1 * l1
-    tokens = sum(len(t.answer) for t in questions)
-    return loss, {"kl": kl.item(), "interference": interference.item(), "l1": l1.item(), "answer_tokens": tokens}
+    return terms
+
+
+def heldout_kl(
+    lm: LoadedModel,
+    net: Network,
+    prompt: DocPrompt,
+    docs: Sequence[CachedDoc],
+    general: Sequence[Target],
+    config: TrainConfig,
+) -> dict[str, float]:
+    """Mean KL over held-out documents' questions, and over general prompts with their adapters (each document
+    with a fixed one of them), without grad and drawing on no shared RNG (a resumed run logs the same)."""
+    kls, interference = [], []
+    with torch.no_grad():
+        for number, doc in enumerate(docs):
+            rng = random.Random(f"heldout|{number}")
+            _, parts = distillation_loss(lm, net, prompt, doc, general, config, rng)
+            kls.append(parts["kl"])
+            interference.append(parts["interference"])
+    return {"heldout_kl": sum(kls) / len(kls), "heldout_interference": sum(interference) / len(interference)}
 
 
 def data_id(data: TrainingSet | None) -> str | None:
@@ -158,8 +219,10 @@ class Trainer:
         out_dir: Path,
         meta: dict[str, Any] | None = None,
         data: TrainingSet | None = None,
+        heldout: TrainingSet | None = None,
     ) -> None:
         self.lm = lm
+        self.heldout = heldout
         self.config = config
         self.out_dir = out_dir
         self.meta = dict(meta or {})
@@ -176,6 +239,9 @@ class Trainer:
                     f"{out_dir}: a run trained on other data ({saved.get('data_path') or 'generated as it went'}); "
                     "resume it with the same --data, or choose another --out"
                 )
+            design = saved.get("train_config", {}).get("design", "lora")
+            if design != config.design:
+                raise LoracleError(f"{out_dir}: a run of --design {design}; resume it with the same --design")
             self.net = net.to(lm.device)
             self.optimizer = self._optimizer()
             restore_training(self.optimizer, saved, state)
@@ -183,8 +249,7 @@ class Trainer:
             self.history = list(saved.get("history", []))
             self.meta = {**{k: saved[k] for k in ("base_model", "commands") if k in saved}, **self.meta}
         else:
-            torch.manual_seed(config.seed)
-            self.net = Hypernet(config.network(lm.model)).to(lm.device)
+            self.net = config.build(lm.model).to(lm.device)
             self.optimizer = self._optimizer()
         self.net.train()
         self._trim_log()
@@ -194,7 +259,8 @@ class Trainer:
         return self.out_dir / LOG
 
     def _trim_log(self) -> None:
-        """Drop log lines of steps after the checkpoint (a run killed between checkpoints trains them again)."""
+        """Drop log lines of steps after the checkpoint (a run killed between checkpoints trains them again), all
+        of them without a checkpoint."""
         if not self.log_path.is_file():
             return
         kept = []
@@ -203,7 +269,7 @@ class Trainer:
                 record = json.loads(line)
             except ValueError:  # the line a kill cut short
                 continue
-            if isinstance(record, dict) and record.get("step", 0) <= self.step:
+            if isinstance(record, dict) and self.step and record.get("step", 0) <= self.step:
                 kept.append(line)
         write_text_atomic(self.log_path, "".join(f"{line}\n" for line in kept))
 
@@ -232,7 +298,7 @@ class Trainer:
         return cache_samples(self.lm, self.prompt, [sample], settings)[0], None
 
     def train_step(self) -> StepResult:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         rng = sample_rng(self.config.seed, self.step)
         doc, position = self._doc(rng)
         for group in self.optimizer.param_groups:
@@ -252,12 +318,28 @@ class Trainer:
             time.perf_counter() - start,
             doc.kind,
             position,
+            time.process_time() - cpu,
         )
         record = {"step": self.step, **asdict(result)}
         self.history.append(record)
         with self.log_path.open("a", encoding="utf-8") as log:
             log.write(json.dumps(record) + "\n")
         return result
+
+    def evaluate(self) -> dict[str, Any] | None:
+        """At every `eval_every`-th step (and step 0), the KL on the first `eval_docs` held-out documents, as a
+        line of the log (its key `heldout_kl` tells it from a step's line)."""
+        c = self.config
+        if self.heldout is None or not c.eval_every or self.step % c.eval_every:
+            return None
+        start = time.perf_counter()
+        docs = self.heldout.docs[: c.eval_docs]
+        record = {"step": self.step, **heldout_kl(self.lm, self.net, self.prompt, docs, self.heldout.general, c)}
+        record |= {"heldout_docs": len(docs), "seconds": time.perf_counter() - start}
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("a", encoding="utf-8") as log:
+            log.write(json.dumps(record) + "\n")
+        return record
 
     def save(self) -> None:
         meta = {**self.meta, "step": self.step, "train_config": asdict(self.config), "history": self.history}
@@ -270,9 +352,12 @@ class Trainer:
         if holds_other_data(self.out_dir, CHECKPOINT) and not self.log_path.is_file():
             raise LoracleError(f"{self.out_dir}: exists and holds no training run; choose another --out")
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.step == 0:
+            self.evaluate()  # where the curve starts
         start = saved = time.perf_counter()
         while self.step < until:
             result = self.train_step()
+            self.evaluate()
             if on_step:
                 on_step(result)
             now = time.perf_counter()
@@ -305,6 +390,7 @@ def train_with_progress(
     ship: bool = False,
     data: TrainingSet | None = None,
     resume: bool = True,
+    heldout: TrainingSet | None = None,
 ) -> str:
     """Train with a rich progress bar; returns a one-line summary. Without `resume`, an existing run in `out` is
     refused rather than continued."""
@@ -318,7 +404,7 @@ def train_with_progress(
     if not resume and (out / CHECKPOINT / "meta.json").is_file():
         raise LoracleError(f"{out}: holds a training run already; pass --resume to continue it, or another --out")
     command = " ".join(["loracle", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("loracle") else None
-    trainer = Trainer(lm, config, out, meta={"base_model": lm.name}, data=data)
+    trainer = Trainer(lm, config, out, meta={"base_model": lm.name}, data=data, heldout=heldout)
     if trainer.step < config.steps:  # otherwise there is nothing to train (e.g. --ship of a finished run)
         if command:
             trainer.meta["commands"] = [*trainer.meta.get("commands", []), command]
