@@ -182,7 +182,8 @@ def test_smoke_compile_then_plain_peft_and_routed_answer_alike_on_the_tiny_model
     general = [GeneralItem("knowledge", "What is the capital of France?", ("Paris",))]
     ids = fill_raw(tmp_path / "kb", docs)
     # enough training that the tiny model's replies change (the bare tiny model replies nothing)
-    options = {"steps_per_doc": 20, "lr": 1e-1, "max_sentences": 2, "general_examples": 0, "whiten_ridge": None}
+    options = {"steps_per_doc": 20, "lr": 1e-1, "max_sentences": 2, "whiten_ridge": None}
+    options |= {"general_examples": 0, "general_reading": 0}  # nothing to keep: the tiny model replies nothing
     compiled = compile_kb(lm, tmp_path / "kb", ids, "ttt", options, lambda _m: None)
     assert set(compiled.seconds) == set(docs) and all(b > 0 for b in compiled.bytes.values())
     plain, plain_general = plain_peft(lm, tmp_path / "kb" / "adapters", ids, items, general, 6, lambda _m: None)
