@@ -46,7 +46,7 @@ def bf16_is_faster(device_type: str) -> bool:
     return timings[torch.bfloat16] <= FASTER * timings[torch.float32]
 
 
-def autocast_bf16(device: torch.device, precision: str) -> torch.autocast:
+def autocast_bf16(device: torch.device, precision: Precision) -> torch.autocast:
     """The autocast context for `precision` ("float32", "bfloat16", or "auto": bfloat16 where it is faster)."""
     import torch
 

@@ -27,7 +27,7 @@ from loracle.learners.ttt.selfstudy import StudyExample
 from loracle.learners.ttt.upper import adds_mlp_to_residual, folded_states, lower_states, upper_hidden
 from loracle.learners.ttt.vocab import CandidateHead, candidate_head, output_head
 from loracle.model import LoadedModel
-from loracle.model.precision import autocast_bf16
+from loracle.model.precision import Precision, autocast_bf16
 
 
 @dataclass
@@ -116,7 +116,7 @@ def descend(
     distill_weight: float,
     answer_weight: float = 1.0,
     step: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
-    precision: str = "float32",
+    precision: Precision = "float32",
 ) -> list[float]:
     """One AdamW step on `params` per batch of `examples` (gradients clipped to norm 1), the loss run from layer
     `first` over `inputs(i)`, example i's input there; the adapter must be hooked in. The forward and backward
