@@ -35,10 +35,10 @@ from loracle.bake.baker import BakeReport, bake
 from loracle.bake.config import BakeConfig, bake_config
 from loracle.bake.measure import kl_per_token, teacher_targets
 from loracle.bake.prompts import held_out_prompts
+from loracle.bundled import general_prompts
 from loracle.eval.batch import generate_batch
 from loracle.eval.general import KNOWLEDGE_FILE, data_file, load_general
 from loracle.eval.harness import forgetting_ratio, general_accuracy
-from loracle.learners.ttt.general import general_prompts
 from loracle.model import LoadedModel, apply_adapters, load_model, question_messages
 from loracle.sources.sentences import split_sentences
 

@@ -3,7 +3,8 @@
 Two sources. Generated: fictional documents from the hypernetwork's data generator (learners.hypernet.data),
 seeded by strings no evaluation uses, with questions about them, questions that need two of them (right only
 if every part is answered) and, optionally, questions about documents that are not learned (right only if the
-reply is the base model's own: a learner should leave them alone). SQuAD: paragraphs of the shared SQuAD file
+reply is the base model's own: a learner should leave them alone), and general-knowledge questions written for
+dev (data/dev_general.jsonl; right when the reply holds an answer). SQuAD: paragraphs of the shared SQuAD file
 that the learners benchmark does not learn and the forgetting set does not paste (`dev_paragraphs`).
 Each kind is built from a data file's `[[data]]` table (`dev_set`); the same table gives the same set on
 every run.
@@ -11,6 +12,7 @@ every run.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from collections.abc import Mapping
@@ -26,6 +28,9 @@ from loracle.learners.hypernet.data import Sample, fictional_sample
 from loracle.model.chat import DOC_PROMPT
 
 SQUAD = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad2-dev-normans-rhine.json"
+#: general-knowledge questions written for choosing settings, disjoint from the eval harness's general sets and
+#: from the bundled general prompts adapters train on
+DEV_GENERAL = Path(__file__).parent / "data" / "dev_general.jsonl"
 #: the SQuAD questions the learners benchmark asks (its --max-questions default); their paragraphs are not dev
 BENCHMARK_SQUAD_QUESTIONS = 24
 
@@ -54,6 +59,12 @@ class DevSet:
     questions: list[DevQuestion] = field(default_factory=list)
 
 
+def dev_general(count: int | None = None) -> list[DevQuestion]:
+    """The first `count` (all when None) dev general-knowledge questions, right when the reply holds an answer."""
+    lines = [json.loads(line) for line in DEV_GENERAL.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [DevQuestion(item["q"], (tuple(item["a"]),)) for item in lines[:count]]
+
+
 def title_of(text: str) -> str:
     """The entity a generated document is about (its first words up to "is"/"was")."""
     return re.split(r" (?:is|was) ", text, maxsplit=1)[0].removeprefix("The ")
@@ -74,11 +85,13 @@ def generated(
     unrelated_documents: int = 0,
     unrelated_per_doc: int = 3,
     reading: int = 0,
+    general: int = 0,
 ) -> DevSet:
     """`documents` generated documents, `per_doc` questions about each, `pairs` questions that ask about two of
     them at once ("...? And ...?"), `unrelated_per_doc` questions about each of `unrelated_documents`
     documents that are not learned, and `reading` questions each with an unlearned paragraph in the prompt (as
-    loracle puts a document in context: what an applied adapter must not break)."""
+    loracle puts a document in context: what an applied adapter must not break) and `general` dev
+    general-knowledge questions (`dev_general`)."""
     pick = random.Random(f"{seed}/questions")
     learned = dev_samples(seed, "learned", documents, parts)
     docs = [Document.from_text(s.text, title_of(s.text), doc_id=f"dev-{i}") for i, s in enumerate(learned)]
@@ -92,7 +105,7 @@ def generated(
     for sample in dev_samples(seed, "reading", reading, 1):
         question, accepted = pick.choice(sample.qa)
         questions.append(DevQuestion(DOC_PROMPT.format(doc=sample.text, question=question), (tuple(accepted),)))
-    return DevSet(name, docs, questions)
+    return DevSet(name, docs, questions + dev_general(general))
 
 
 def read_elsewhere(paragraphs: list[SquadParagraph], *, spare_reading: bool) -> set[str]:

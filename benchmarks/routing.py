@@ -1,13 +1,15 @@
-"""Routing ablation: which document's adapter a question goes to, by words alone or by words and meaning.
+"""Routing ablation: which document's adapter a question goes to, by words, by meaning, and with general questions
+left to the base model.
 
-Dev data only: the fictional corpus and the first 8 paragraphs of the SQuAD article (../shared/data), with
-the routing keys the ttt learner writes into each adapter's manifest (its self-study questions and its
-document's words; no training needed to make them), and the bundled general questions, which should go
-nowhere. Each arm routes every question with routing.KeyRouter at the ask defaults (top 1, coverage 0.5):
-words only, then words or a trained question at least `min_similarity` close (cosine of the shipped MiniLM),
-ranked by both orders fused. Reported: the share of questions routed to their own document, and the share of
-general questions routed anywhere (an adapter applied to them can change their answer). Writes
-results/ablations/routing.json and ABLATIONS.md.
+Dev data only (benchmarks/devdata.py): generated fictional documents and SQuAD dev paragraphs (documents of one
+article, which share their words), each with the routing keys the ttt learner writes into its adapter's
+manifest (its self-study questions and its document's words; no training needed to make them), and the dev
+general-knowledge questions, which should go nowhere. Each arm routes every question with routing.KeyRouter at
+the ask defaults (top 1, coverage 0.5): words only; words or a trained question at least `min_similarity` close
+(cosine of the shipped MiniLM), ranked by both orders fused; and the same with the bundled general prompts as a
+background (a question nearer to them than to an adapter's trained questions goes nowhere). Reported: the share
+of questions routed to their own document, and the share of general questions routed anywhere (an adapter
+applied to them can change their answer). Writes results/ablations/routing.json and ABLATIONS.md.
 
     nice -n 10 .venv/bin/python -m benchmarks.routing
 """
@@ -16,13 +18,14 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from benchmarks.adapters import load_corpus
 from benchmarks.common import row, write_ablation
+from benchmarks.devdata import DevSet, dev_general, generated, squad_dev
 from benchmarks.learners import head_commit
+from loracle.bundled import general_prompts
 from loracle.config import AskConfig
-from loracle.eval.general import bundled_general
 from loracle.learners.ttt.learner import routing_keys
 from loracle.learners.ttt.selfstudy import study_questions
 from loracle.model import load_model
@@ -30,45 +33,77 @@ from loracle.routing import KeyRouter
 from loracle.runtime import configure_threads
 from loracle.search.embedder import default_embedder
 
-SIMILARITIES = (None, 0.6, 0.65, 0.7, 0.75)
+
+@dataclass(frozen=True)
+class Arm:
+    """One way of routing: words and meaning (`similarity`: none for words only), with or without the background."""
+
+    similarity: float | None
+    background: bool = False
+
+    @property
+    def name(self) -> str:
+        name = "words only" if self.similarity is None else f"words or similarity >= {self.similarity}"
+        return name + (", general prompts as background" if self.background else "")
+
+
+ARMS = (Arm(None), Arm(0.7), Arm(0.7, background=True), Arm(0.6, background=True))
+
+
+def owners(dev: DevSet, per_doc: int) -> list[str]:
+    """The id of each question's document (the dev sets list `per_doc` questions per document, in order)."""
+    return [dev.docs[i // per_doc].id for i in range(len(dev.questions))]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--squad-docs", type=int, default=8, help="the first N SQuAD paragraphs")
-    parser.add_argument("--general", type=int, default=200, help="general questions that should go nowhere")
+    parser.add_argument("--documents", type=int, default=8, help="generated documents and SQuAD dev paragraphs each")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     configure_threads(args.threads)
     started = time.perf_counter()
     lm = load_model()
-    corpora = {"fictional": load_corpus("fictional", None, None), "squad": load_corpus("squad", args.squad_docs, None)}
-    keys = {
-        name: {doc_id: routing_keys(doc, list(study_questions(lm, doc))) for doc_id, doc in inputs.docs.items()}
-        for name, inputs in corpora.items()
+    corpora = {
+        "generated dev": (generated("generated", "routing-dev", documents=args.documents, parts=2, per_doc=4), 4),
+        "squad dev": (squad_dev("squad", documents=args.documents, per_doc=2), 2),
     }
-    general = [item.question for item in bundled_general(exclude_contexts=set())][: args.general]
+    keys = {
+        name: {doc.id: routing_keys(doc, list(study_questions(lm, doc))) for doc in dev.docs}
+        for name, (dev, _) in corpora.items()
+    }
+    general = [q.question for q in dev_general()]
     embedder, ask = default_embedder(), AskConfig()
     arms: dict[str, Any] = {}
-    for similarity in SIMILARITIES:
-        arm: dict[str, Any] = {}
-        for name, inputs in corpora.items():
+    for arm in ARMS:
+        result: dict[str, Any] = {}
+        for name, (dev, per_doc) in corpora.items():
             ids = list(keys[name])
-            router = KeyRouter([keys[name][i] for i in ids], embedder if similarity is not None else None)
+            router = KeyRouter(
+                [keys[name][i] for i in ids],
+                embedder if arm.similarity is not None else None,
+                general_prompts() if arm.background else (),
+            )
 
-            def routed(question: str, router: KeyRouter = router, ids: list[str] = ids, at: Any = similarity) -> list:
+            def routed(
+                question: str, router: KeyRouter = router, ids: list[str] = ids, at: Any = arm.similarity
+            ) -> list:
                 return [ids[m.index] for m in router.route(question, ask.route_top_k, ask.min_coverage, at)]
 
-            own = [bool(set(routed(item.question)) & set(item.docs)) for item in inputs.items]
-            stray = [bool(routed(question)) for question in general]
-            arm[name] = {"own": sum(own) / len(own), "questions": len(own), "general_routed": sum(stray) / len(stray)}
-        arms["words only" if similarity is None else f"words or similarity >= {similarity}"] = arm
+            own = [owner in routed(q.question) for q, owner in zip(dev.questions, owners(dev, per_doc), strict=True)]
+            stray = [q for q in general if routed(q)]
+            result[name] = {
+                "own": sum(own) / len(own),
+                "questions": len(own),
+                "general_routed": len(stray) / len(general),
+                "general_routed_questions": stray,
+            }
+        arms[arm.name] = result
     rows = [
         row(
             f"{arm}: {name} own document routed",
             round(result["own"], 3),
             "share",
-            note=f"{result['questions']} questions; general questions routed {result['general_routed']:.2f}",
+            note=f"{result['questions']} questions; dev general questions routed {result['general_routed']:.2f}",
         )
         for arm, by_corpus in arms.items()
         for name, result in by_corpus.items()

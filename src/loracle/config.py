@@ -70,6 +70,9 @@ class AskConfig(BaseModel):
     #: ... or if one of its trained questions is this close to the question in meaning (cosine of the shipped
     #: MiniLM embeddings; none: words only)
     min_similarity: float | None = Field(0.7, ge=-1.0, le=1.0)
+    #: a question nearer in meaning to the bundled general prompts (those every ttt adapter is trained to leave
+    #: alone) than to every adapter's trained questions goes to the base model (needs min_similarity)
+    leave_general: bool = True
     #: the longest answer, in tokens
     max_new_tokens: int = Field(64, ge=1, le=32_768)
     #: the weight each applied adapter gets (1.0 = as compiled)

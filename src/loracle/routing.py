@@ -11,7 +11,11 @@ its answer.
 `KeyRouter` adds meaning to the words: with an embedder, an adapter is also a candidate when one of its
 trained questions is close to the question (cosine >= `min_similarity`), and candidates are ranked by both
 orders fused (reciprocal rank). Documents of one article share their words, so word overlap alone often
-picks a sibling; the nearest trained question tells them apart (docs/experiments/routing.md).
+picks a sibling; the nearest trained question tells them apart (docs/experiments/routing.md). With a
+`background` (questions no item answers: the general prompts every ttt adapter was trained to leave alone),
+an item is routed to only when its nearest key is closer to the question than the nearest background
+question: "What is the capital of France?" shares words with a document that names a capital, but it is
+nearer to "What is the capital of Portugal?" than to anything that document was trained to answer.
 """
 
 from __future__ import annotations
@@ -119,29 +123,49 @@ class KeyRouter:
     """Routes questions over items each known by a list of keys (see the module docstring): word overlap
     always, and the nearest key by meaning when an embedder is given."""
 
-    def __init__(self, keys: Sequence[Sequence[str]], embedder: Embedder | None = None) -> None:
+    def __init__(
+        self, keys: Sequence[Sequence[str]], embedder: Embedder | None = None, background: Sequence[str] = ()
+    ) -> None:
         self.lexical = ChunkRouter([" ".join(k) for k in keys])
         self.embedder = embedder
         self.vectors = [key_vectors(embedder, k) for k in keys] if embedder is not None else []
+        self.background = key_vectors(embedder, background) if embedder is not None and background else None
+        self._last: tuple[str, np.ndarray] | None = None
+
+    def _asked(self, question: str) -> np.ndarray:
+        """The question's unit vector (the last one is kept: routing asks for it twice)."""
+        assert self.embedder is not None
+        if self._last is None or self._last[0] != question:
+            self._last = (question, self.embedder.encode([question])[0])
+        return self._last[1]
 
     def similarity(self, question: str) -> list[float]:
         """For each item, the cosine of the question with its nearest embedded key (0 without an embedder)."""
         if self.embedder is None:
             return [0.0] * len(self.lexical.bags)
-        asked = self.embedder.encode([question])[0]
+        asked = self._asked(question)
         return [float((v @ asked).max()) if len(v) else 0.0 for v in self.vectors]
+
+    def background_similarity(self, question: str) -> float:
+        """The cosine of the question with its nearest background question (-1 without a background)."""
+        if self.background is None or not len(self.background):
+            return -1.0
+        return float((self.background @ self._asked(question)).max())
 
     def route(self, question: str, k: int, min_coverage: float, min_similarity: float | None = None) -> list[KeyMatch]:
         """The k best items for `question`, best first: those holding `min_coverage` of its words (and one at
-        least), or, with an embedder and `min_similarity`, whose nearest key is that close; ranked by the
-        word score, fused with the nearest key's rank when embedded (meaning decides a tie)."""
+        least), or, with an embedder and `min_similarity`, whose nearest key is that close; with a background,
+        only those whose nearest key is closer than the nearest background question. Ranked by the word score,
+        fused with the nearest key's rank when embedded (meaning decides a tie)."""
         scores, coverage = self.lexical.scores(question), self.lexical.coverage(question)
         dense = self.embedder is not None and min_similarity is not None
         similarity = self.similarity(question) if dense else [0.0] * len(scores)
+        general = self.background_similarity(question) if dense else -1.0
         chosen = [
             i
             for i in range(len(scores))
-            if (scores[i] > 0 and coverage[i] >= min_coverage) or (dense and similarity[i] >= min_similarity)
+            if ((scores[i] > 0 and coverage[i] >= min_coverage) or (dense and similarity[i] >= min_similarity))
+            and (not dense or similarity[i] > general)
         ]
         if dense:
             fused = [0.0] * len(scores)

@@ -54,3 +54,15 @@ def test_key_vectors_embed_questions_not_word_lists_and_are_kept(
     assert first.shape == (1, embedder.dim)
     calls = embedder.calls
     assert (key_vectors(embedder, keys) == first).all() and embedder.calls == calls  # kept, not embedded again
+
+
+def test_a_question_nearer_the_background_than_any_key_goes_nowhere() -> None:
+    keys = [["What is the capital of the Sorrel Islands?", "sorrel islands capital harbour port"]]
+    background = ["What is the capital of Portugal?", "How many legs does a spider have?"]
+    guarded = KeyRouter(keys, ConceptEmbedder(), background)
+    general = "What is the capital of France?"  # shares "capital" with the document: words alone route it
+    assert [m.index for m in KeyRouter(keys, ConceptEmbedder()).route(general, 1, 0.5, 0.7)] == [0]
+    assert guarded.route(general, 1, 0.5, 0.7) == []
+    own = guarded.route("What is the capital of the Sorrel Islands?", 1, 0.5, 0.7)
+    assert [m.index for m in own] == [0]  # a question about the document still goes to it
+    assert guarded.route(general, 1, 0.5, None)[0].index == 0  # the background needs meaning: off with words only

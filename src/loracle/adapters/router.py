@@ -5,7 +5,8 @@ its document's distinct words); an adapter without them (older ones, merges) by 
 `fallback_keys` gives (its document's words, while the knowledge base holds it). A question goes to the
 adapters whose keys hold at least `min_coverage` of its content words or hold a question at least
 `min_similarity` close to it in meaning, best first (loracle.routing.KeyRouter), at most `route_top_k`; to
-none when nothing matches, and then the base model answers.
+none when nothing matches or (`leave_general`) when the question is nearer in meaning to the bundled general
+prompts every adapter was trained to leave alone, and then the base model answers.
 
 The manifests are read again only when the store changes (one directory listing and a stat per adapter per
 question). Adapters whose files lead out of the store, whose manifest or weights are unreadable, or that were
@@ -23,6 +24,7 @@ from pathlib import Path
 from loracle.adapters.manifest import AdapterManifest
 from loracle.adapters.pool import AdapterSpec
 from loracle.adapters.store import LocalAdapterStore, weights_problem
+from loracle.bundled import general_prompts
 from loracle.config import AskConfig
 from loracle.confine import real_inside
 from loracle.errors import AdapterError
@@ -175,7 +177,8 @@ class AdapterRouter:
             table.manifests.append(manifest)
         fallback = self.fallback_keys([m for m in table.manifests if not m.routing_keys])
         keys = [m.routing_keys or [m.title, *fallback.get(m.id, [])] for m in table.manifests]
-        table.router = KeyRouter(keys, self._embedder())
+        background = general_prompts() if self.config.leave_general else []
+        table.router = KeyRouter(keys, self._embedder(), background)
         return table
 
     def _embedder(self) -> Embedder | None:

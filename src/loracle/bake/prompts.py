@@ -9,7 +9,7 @@ last `HELD_OUT_PROMPTS` are never trained on, so behaviour can be measured on pr
 from __future__ import annotations
 
 from loracle.bake.config import HELD_OUT_PROMPTS, BakeConfig
-from loracle.learners.ttt.general import general_prompts
+from loracle.bundled import general_prompts
 from loracle.learners.ttt.selfstudy import clean_question
 from loracle.model import LoadedModel
 from loracle.model.batch import greedy_batch

@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # configs import this module's option type without paying for
 
 #: what a training config's `precision` option takes
 Precision = Literal["auto", "float32", "bfloat16"]
-PRECISION_HELP = "the training steps' matrix products (auto: bfloat16 where this machine multiplies it faster)"
+PRECISION_HELP = "matrix products while learning (auto: bfloat16 where this machine multiplies it faster)"
 
 #: bfloat16 is used when it takes at most this share of float32's time
 FASTER = 0.8

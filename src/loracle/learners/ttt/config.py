@@ -55,5 +55,9 @@ class TTTConfig(LearnerConfig):
     min_similarity: float | None = Field(
         0.7, ge=-1, le=1, description="also route to adapters whose nearest trained question is this close (none: off)"
     )
+    leave_general: bool = Field(
+        True,
+        description="route a question nearer the general prompts than every adapter's trained questions to none",
+    )
     max_new_tokens: int = Field(48, ge=1, description="longest reply, in tokens")
     seed: int = Field(0, ge=0, description="seed of the adapters' initialisation and batch order")

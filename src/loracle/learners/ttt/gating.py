@@ -19,9 +19,9 @@ from collections.abc import Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
+from loracle.bundled import bundled_lines, general_prompts
 from loracle.learners.lora import hooked, lora_delta
 from loracle.learners.ttt.config import TTTConfig
-from loracle.learners.ttt.general import bundled_lines, general_prompts
 from loracle.model import LoadedModel
 from loracle.stored import stored
 

@@ -10,33 +10,21 @@ forgetting on); the reading prompts (a paragraph and a question about it, in the
 from __future__ import annotations
 
 import random
-from importlib import resources
 
 import torch
 
+from loracle.bundled import general_prompts
 from loracle.learners.hypernet.data import fictional_sample
 from loracle.learners.ttt.selfstudy import StudyExample, replied_examples
 from loracle.model import LoadedModel, Message, encode_chat, question_messages
 from loracle.stored import Tensors, stored
 
-GENERAL_PROMPTS_FILE = "general_prompts.txt"
 #: the doc_id of every general example (training keeps their cached states across documents)
 GENERAL_DOC = "general"
 #: the longest base reply kept as a target, in tokens
 REPLY_TOKENS = 48
 #: the seed of the generated passages the reading examples read
 READING_SEED = "ttt-general-reading"
-
-
-def bundled_lines(name: str) -> list[str]:
-    """The non-empty, non-comment lines of a bundled data file."""
-    text = resources.files("loracle").joinpath("data", name).read_text(encoding="utf-8")
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
-
-
-def general_prompts() -> list[str]:
-    """The bundled general questions and requests."""
-    return bundled_lines(GENERAL_PROMPTS_FILE)
 
 
 def general_examples(lm: LoadedModel, count: int, top_k: int = 16) -> list[StudyExample]:

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from loracle.adapters.compiler import CompileReport
+from loracle.bundled import general_prompts
 from loracle.documents import Document
 from loracle.errors import LoracleError
 from loracle.learners.base import Answer, Citation, LearnReport
@@ -40,6 +41,7 @@ from loracle.learners.ttt.general import general_examples, reading_examples
 from loracle.learners.ttt.selfstudy import StudyExample, StudyPlan, study_examples
 from loracle.learners.ttt.training import GeneralMemo, train
 from loracle.model import GenerationConfig, LoadedModel, generate_chat, question_messages
+from loracle.model.precision import autocast_bf16
 from loracle.routing import KeyRouter, words
 from loracle.search.embedder import default_embedder
 
@@ -93,8 +95,10 @@ class TTTLearner:
         )
 
     def study(self, doc: Document) -> list[StudyExample]:
-        """The self-study pairs about `doc` its adapter trains on."""
-        return study_examples(self.lm, doc, self.study_plan())
+        """The self-study pairs about `doc` its adapter trains on, written and distilled in the training steps'
+        `precision` (where bfloat16 is faster it also writes nearly the same questions and teacher: ttt.md)."""
+        with autocast_bf16(self.lm.device, self.config.precision):
+            return study_examples(self.lm, doc, self.study_plan())
 
     def trained(self, doc: Document) -> tuple[Kept, list[StudyExample], list[float]]:
         """`doc` learned into a fresh adapter, as the learner keeps it (`finished`: a LoRA, rounded as it is
@@ -141,7 +145,8 @@ class TTTLearner:
 
     def _route_all(self) -> None:
         embedder = default_embedder() if self.config.min_similarity is not None else None
-        self.router = KeyRouter([self.keys[doc_id] for doc_id in self.adapters], embedder)
+        background = general_prompts() if self.config.leave_general else []
+        self.router = KeyRouter([self.keys[doc_id] for doc_id in self.adapters], embedder, background)
 
     def route(self, question: str) -> list[str]:
         """The documents whose keys cover at least `min_coverage` of the question's words or hold a question
