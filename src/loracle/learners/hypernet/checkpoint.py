@@ -9,7 +9,7 @@ compressor that writes a prefix cache (`MemoryCompressor`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -21,6 +21,7 @@ from loracle.learners.hypernet.prefix import MemoryCompressor, PrefixConfig
 
 #: either design's network
 Network = Hypernet | MemoryCompressor
+N = TypeVar("N", Hypernet, MemoryCompressor)
 
 LEARNER = "hypernet"
 NET = "net."
@@ -80,6 +81,22 @@ def load_hypernet(path: Path, fingerprint: str) -> tuple[Network, dict[str, Any]
     net.load_state_dict(weights)
     net.eval()
     return net, meta, {k: v for k, v in tensors.items() if not k.startswith(NET)}
+
+
+DESIGN_NAMES: dict[type, str] = {
+    Hypernet: "a LoRA-writing hypernetwork",
+    MemoryCompressor: "a memory-token (prefix) network",
+}
+
+
+def load_design(path: Path, model_name: str, fingerprint: str, design: type[N]) -> N:
+    """The network of the checkpoint at `path` (or in the run folder `path`), refused by name unless it is of
+    `design` (a Hypernet or a MemoryCompressor: each engine runs one)."""
+    folder = checkpoint_folder(path, model_name)
+    net, _meta, _ = load_hypernet(folder, fingerprint)
+    if not isinstance(net, design):
+        raise LoracleError(f"{folder}: {DESIGN_NAMES[type(net)]} checkpoint, not {DESIGN_NAMES[design]}")
+    return net
 
 
 def restore_training(optimizer: torch.optim.Optimizer, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from loracle.errors import DocumentError, LoracleError
-from loracle.learners.hypernet.checkpoint import checkpoint_folder, load_hypernet, shipped_path
+from loracle.errors import DocumentError
+from loracle.learners.hypernet.checkpoint import load_design, shipped_path
 from loracle.learners.hypernet.config import DEFAULT_CHUNK_TOKENS
 from loracle.learners.hypernet.network import Hypernet
 from loracle.learners.hypernet.reading import DocPrompt, chunk_ids, doc_ids, read_chunks
@@ -50,11 +50,7 @@ class DocToLora:
     @classmethod
     def from_checkpoint(cls, lm: LoadedModel, path: Path | None = None, **kwargs) -> DocToLora:
         """Load `path` (a checkpoint, or a training run folder holding one), or the one shipped for the base model."""
-        folder = checkpoint_folder(path or shipped_path(lm.name), lm.name)
-        net, _meta, _ = load_hypernet(folder, lm.fingerprint)
-        if not isinstance(net, Hypernet):
-            raise LoracleError(f"{folder}: a memory-token (prefix) checkpoint, not a LoRA-writing hypernetwork")
-        return cls(lm, net, **kwargs)
+        return cls(lm, load_design(path or shipped_path(lm.name), lm.name, lm.fingerprint, Hypernet), **kwargs)
 
     def internalise(self, text: str, doc_id: str = "text", title: str = "") -> list[ChunkAdapter]:
         """One adapter per chunk of `text` (batch 1 per chunk, the document read once)."""

@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from loracle.errors import DocumentError, LoracleError
-from loracle.learners.hypernet.checkpoint import checkpoint_folder, load_hypernet
+from loracle.errors import DocumentError
+from loracle.learners.hypernet.checkpoint import load_design
 from loracle.learners.hypernet.prefix import MemoryCompressor, greedy_with_prefix, write_prefix_adapter
 from loracle.learners.hypernet.reading import DocPrompt, doc_ids, student_prompt
 from loracle.model.loader import LoadedModel
@@ -26,11 +26,7 @@ class DocToPrefix:
     @classmethod
     def from_checkpoint(cls, lm: LoadedModel, path: Path, **kwargs: Any) -> DocToPrefix:
         """Load `path` (a checkpoint, or a training run folder holding one) of a memory-token compressor."""
-        folder = checkpoint_folder(path, lm.name)
-        net, _meta, _ = load_hypernet(folder, lm.fingerprint)
-        if not isinstance(net, MemoryCompressor):
-            raise LoracleError(f"{folder}: a LoRA-writing hypernetwork, not a memory-token (prefix) checkpoint")
-        return cls(lm, net, **kwargs)
+        return cls(lm, load_design(path, lm.name, lm.fingerprint, MemoryCompressor), **kwargs)
 
     def internalise(self, text: str, doc_id: str = "text") -> torch.Tensor:
         """The document's prefix cache, [layers, 2, kv_heads, m, head_dim]."""
