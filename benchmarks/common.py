@@ -1,9 +1,10 @@
 """What every benchmark shares: machine facts, and writing results then regenerating RESULTS.md and ABLATIONS.md.
 
-A result file holds {"name", "machine", "when", "rows": [{"metric", "value", "unit", "target", "met", "note"}],
-"data": {...raw measurements...}}. Suites write results/<name>.json; ablations (benchmarks/ablate.py) write
-results/ablations/<name>.json. RESULTS.md opens with the learner x corpus table (results/learners.json) and
-then every suite; ABLATIONS.md holds every ablation. Both are rebuilt from the result files, never edited by hand.
+A result file holds {"name", "machine", "when" (the run's start), "rows": [{"metric", "value", "unit", "target",
+"met", "note"}], "data": {...raw measurements...}}. Suites write results/<name>.json; ablations
+(benchmarks/ablate.py) write results/ablations/<name>.json. RESULTS.md opens with the learner x corpus table
+(results/learners.json) and then every suite; ABLATIONS.md holds every ablation. Both are rebuilt from the
+result files, never edited by hand.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ TABLE_COLUMNS = (
 )
 
 
+def _now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+
+
 def machine_info() -> dict[str, Any]:
     import torch
 
@@ -50,6 +55,7 @@ def machine_info() -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "load_avg_1m_at_start": load,
+        "started": _now(),
     }
 
 
@@ -69,10 +75,11 @@ def discordant(challenger: list[bool], incumbent: list[bool]) -> tuple[int, int]
 def _write(folder: Path, name: str, rows: list[dict], data: dict[str, Any], machine: dict[str, Any] | None) -> Path:
     """Write <folder>/<name>.json as a result file (see the module docstring)."""
     folder.mkdir(parents=True, exist_ok=True)
+    machine = machine or machine_info()
     record = {
         "name": name,
-        "when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-        "machine": machine or machine_info(),
+        "when": machine.get("started") or _now(),  # when the run began, as its load is from then
+        "machine": machine,
         "rows": rows,
         "data": data,
     }
