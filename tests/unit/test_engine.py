@@ -23,7 +23,8 @@ from loracle.model.loader import LoadedModel
 
 pytest.importorskip("openvino", reason="the openvino package (the engine and dev extras) is not installed")
 
-from loracle.model.ov_engine import EngineUnavailable, engine_for, slot_values
+from loracle.model.ov_adapters import slot_values
+from loracle.model.ov_engine import EngineUnavailable, engine_for
 from loracle.model.ov_graph import LORA_PARTS, lora_state_name, slot_parts
 from loracle.model.ov_weights import best_grid, fit_grid
 
@@ -320,3 +321,61 @@ def test_engine_threads_use_both_cores_only_when_idle(monkeypatch: pytest.Monkey
     monkeypatch.setenv(engine.THREADS_ENV, "3")
     assert engine.engine_threads() == 3
     engine._chosen_threads.cache_clear()
+
+
+def _down_lora(model: torch.nn.Module, layer: int = 1) -> torch.nn.Module:
+    return model.get_submodule(f"base_model.model.model.layers.{layer}.mlp.down_proj")
+
+
+def test_an_adapter_changed_after_use_is_picked_up_however_it_changed(grid_lm: LoadedModel, tmp_path: Path) -> None:
+    adapted = apply_adapters(_copy(grid_lm), [_adapter(grid_lm, tmp_path / "a", seed=1)])
+    ids = grid_lm.tokenizer.encode(PROMPTS[0])
+    before = _engine_logits(adapted.model, ids)
+    lora = _down_lora(adapted.model)
+    changes = [
+        lambda: lora.lora_B["a0"].weight.data[5, 3].add_(2.0),  # one value, through .data: no version bump
+        lambda: setattr(lora.lora_A["a0"].weight, "data", lora.lora_A["a0"].weight.data * 3),  # replaced
+        lambda: lora.scaling.update(a0=lora.scaling["a0"] * -1),
+    ]
+    for change in changes:
+        change()
+        ours, theirs = _engine_logits(adapted.model, ids), _torch_logits(adapted.model, ids)
+        assert not torch.allclose(ours, before, atol=1e-3)  # the change reached the engine ...
+        assert torch.allclose(ours, theirs, atol=2e-2 * float(theirs.abs().max()))  # ... as it reached torch
+        before = ours
+
+
+def test_switching_between_unchanged_adapters_reuses_their_slot_values(
+    grid_lm: LoadedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loracle.model import ov_adapters
+
+    adapted = apply_adapters(_copy(grid_lm), [_adapter(grid_lm, tmp_path / "a", seed=1)])
+    adapted.model.load_adapter(str(_adapter(grid_lm, tmp_path / "b", seed=2)), adapter_name="other")
+    made = []
+    monkeypatch.setattr(ov_adapters, "slot_values", lambda *args: made.append(1) or slot_values(*args))
+    ids = grid_lm.tokenizer.encode(PROMPTS[1])
+    for name in ("a0", "other", "a0", "other"):
+        adapted.model.set_adapter(name)
+        _engine_logits(adapted.model, ids)
+    assert len(made) == 2  # once per adapter
+    with torch.no_grad():
+        _down_lora(adapted.model).lora_B["other"].weight.data[0, 0] += 1.0
+    _engine_logits(adapted.model, ids)
+    assert len(made) == 3
+
+
+def test_one_walk_finds_the_weights_named_parameters_names(grid_lm: LoadedModel, tmp_path: Path) -> None:
+    from loracle.model.ov_adapters import scan
+
+    adapted = apply_adapters(_copy(grid_lm), [_adapter(grid_lm, tmp_path / "a", seed=1)])
+    for model in (grid_lm.model, adapted.model):
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        expected = {
+            name.replace(".base_layer.", "."): param
+            for name, param in base.named_parameters()
+            if "lora_" not in name and ".modules_to_save." not in name
+        }
+        found = scan(model).weights
+        assert list(found) == list(expected)
+        assert all(found[name] is not None and torch.equal(found[name], expected[name]) for name in expected)

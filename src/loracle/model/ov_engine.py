@@ -29,9 +29,12 @@ import torch
 from torch import nn
 
 from loracle.model.cache import ConvertedModelCache, cache_root
-from loracle.model.lean import LowRankDelta, _decoder_stack, supports_lean
-from loracle.model.ov_graph import LORA_PARTS, SlotPart, keep_slots, lora_state_name, slot_parts
+from loracle.model.lean import _decoder_stack, supports_lean
+from loracle.model.ov_adapters import EngineUnavailable, Factors, SlotValues, ValuesCache, scan, stacked
+from loracle.model.ov_graph import LORA_PARTS, keep_slots, lora_state_name, slot_parts
 from loracle.model.overlay import overlays, unmerged
+
+__all__ = ["EngineUnavailable", "OpenVINOEngine", "adapter_factors", "engine_for", "weights_key"]
 
 #: bump when the traced graph or the weight format changes, so older cache entries are not reused
 FORMAT_VERSION = "3"
@@ -47,18 +50,13 @@ COMPILE_CONFIG = {
     "KV_CACHE_PRECISION": "f16",
     "DYNAMIC_QUANTIZATION_GROUP_SIZE": 0,
 }
-#: compiled models kept per engine (each holds its own copy of the weights), and idle requests per compiled model
+#: compiled models kept per engine (each holds its own copy of the weights), idle requests per compiled model, and
+#: adapter sets whose slot values are kept
 MAX_COMPILED = 4
 MAX_IDLE = 4
-_PEFT_PREFIX = "base_model.model."
+MAX_VALUES = 8
 
 Step = Callable[[list[int]], torch.Tensor]
-#: slot -> (A [in, rank], B [rank, out]) as float32 arrays, scaling folded into B
-SlotValues = dict[str, tuple[np.ndarray, np.ndarray]]
-
-
-class EngineUnavailable(Exception):
-    """The engine cannot decode this model as it stands; the message says why in one line."""
 
 
 def _base(model: nn.Module) -> nn.Module:
@@ -67,21 +65,16 @@ def _base(model: nn.Module) -> nn.Module:
 
 def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
     """Every base weight the traced model holds, by its name in the unwrapped model (PEFT layers looked through)."""
-    found = {}
-    for name, param in _base(model).named_parameters():
-        if "lora_" not in name and ".modules_to_save." not in name:
-            found[name.replace(".base_layer.", ".")] = param.detach()
-    return found
+    return scan(model).weights
 
 
 def _sample_index(weight: torch.Tensor) -> torch.Tensor:
     return torch.arange(0, weight.numel(), _SAMPLE_STRIDE)
 
 
-def _samples(weights: dict[str, torch.Tensor], index: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-    """Every `_SAMPLE_STRIDE`th value of each weight (`index`: the positions, by name, if known already)."""
-    index = index or {}
-    return {name: w.reshape(-1)[index.get(name, _sample_index(w))].clone() for name, w in weights.items()}
+def _samples(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Every `_SAMPLE_STRIDE`th value of each weight (views: clone them to keep them)."""
+    return {name: w.reshape(-1)[::_SAMPLE_STRIDE] for name, w in weights.items()}
 
 
 def weights_key(model: nn.Module) -> str:
@@ -105,8 +98,8 @@ class _Pooled:
         self.values: SlotValues = {}
 
     def holds(self, values: SlotValues) -> bool:
-        return self.values.keys() == values.keys() and all(
-            _same(self.values[slot], pair) for slot, pair in values.items()
+        return self.values is values or (
+            self.values.keys() == values.keys() and all(_same(self.values[slot], pair) for slot, pair in values.items())
         )
 
     def load(self, values: SlotValues) -> None:
@@ -114,7 +107,7 @@ class _Pooled:
         import openvino as ov
 
         for slot, (a, b) in values.items():
-            if slot in self.values and _same(self.values[slot], (a, b)):
+            if slot in self.values and (self.values[slot] is values[slot] or _same(self.values[slot], (a, b))):
                 continue
             parts = {"A": a, "alpha": np.ones((1, a.shape[1]), dtype=np.float32), "B": b}
             for part in LORA_PARTS:
@@ -135,11 +128,10 @@ class OpenVINOEngine:
         import openvino as ov
 
         base = _base(model)
-        weights = _weights(model)
-        self._index = {name: _sample_index(w) for name, w in weights.items()}
-        self._samples = _samples(weights, self._index)
+        self._samples = {name: sample.clone() for name, sample in _samples(_weights(model)).items()}
         self.parts = slot_parts(base)
         self.slots = set(self.parts)
+        self._values = ValuesCache(self.parts, MAX_VALUES)
         self.folder = _traced(model, root or cache_root())
         self.core = ov.Core()
         self._compiled: OrderedDict[tuple[int, frozenset[str]], object] = OrderedDict()
@@ -159,11 +151,11 @@ class OpenVINOEngine:
             self._compiled.move_to_end(key)
             return self._compiled[key]
 
-    def check_fresh(self, model: nn.Module) -> None:
-        """Raise EngineUnavailable if the base weights differ from those traced (sampled, so it is cheap), once the
-        LoRAs recorded as merged into them (loracle.model.overlay) are taken out."""
-        weights = _weights(model)
-        current = _samples(weights, self._index)
+    def check_fresh(self, model: nn.Module, weights: dict[str, torch.Tensor] | None = None) -> None:
+        """Raise EngineUnavailable if the base weights (`weights`, if found already) differ from those traced
+        (sampled, so it is cheap), once the LoRAs recorded as merged into them (loracle.model.overlay) are taken out."""
+        weights = _weights(model) if weights is None else weights
+        current = _samples(weights)
         merged = _merged_samples(model, weights)
         if current.keys() != self._samples.keys():
             raise EngineUnavailable("the model's parameters differ from those traced")
@@ -179,8 +171,9 @@ class OpenVINOEngine:
 
     def step_function(self, model: nn.Module, threads: int) -> Step:
         """A fresh generation's step: feeds ids at the next positions, returns the last position's logits."""
-        values = slot_values(adapter_factors(model, self.slots), self.parts)
-        self.check_fresh(model)
+        found = scan(model, self.slots)
+        self.check_fresh(model, found.weights)
+        values = self._values.values(found.terms)
         key = (threads, frozenset(values))
         pooled = self._acquire(key, values)
         request = pooled.request
@@ -240,61 +233,13 @@ def _merged_samples(model: nn.Module, weights: dict[str, torch.Tensor]) -> dict[
     return added
 
 
-def adapter_factors(model: nn.Module, slots: set[str]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def adapter_factors(model: nn.Module, slots: set[str]) -> Factors:
     """(A^T [in, r], (B scaling)^T [r, out]) per adapted projection: every active PEFT LoRA and every LoRA recorded
     in loracle.model.overlay, stacked by rank.
 
     Raises EngineUnavailable for what the traced model has no slot for.
     """
-    stacked: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
-    hooked: dict[str, int] = {}
-    for overlay in overlays(model):
-        for path, (a, b) in overlay.factors.items():
-            if path not in slots:
-                raise EngineUnavailable(f"{path}: the engine applies LoRA to attention and MLP projections only")
-            stacked.setdefault(path, []).append((a.detach().t(), (b.detach() * overlay.scale).t()))
-            hooked[path] = hooked.get(path, 0) + (not overlay.merged)
-    for name, module in model.named_modules():
-        path = name.removeprefix(_PEFT_PREFIX)
-        if module._forward_pre_hooks or len(module._forward_hooks) > hooked.get(path, 0):
-            raise EngineUnavailable(f"{name or 'the model'} has forward hooks, which the engine cannot run")
-        if "lora_A" not in module._modules or "base_layer" not in module._modules:  # (hasattr is slow on modules)
-            continue
-        delta = LowRankDelta.of(module)
-        if delta is None:
-            if getattr(module, "merged", False) or getattr(module, "disable_adapters", False):
-                continue  # merged: caught by the weights check; disabled: nothing to add
-            if not any(n in module.lora_A for n in module.active_adapters):
-                continue
-            raise EngineUnavailable(f"{path}: a LoRA variant (DoRA, bias, ...) the engine cannot apply")
-        if path not in slots:
-            raise EngineUnavailable(f"{path}: the engine applies LoRA to attention and MLP projections only")
-        stacked.setdefault(path, []).append((delta.a_t, delta.bs_t))
-    return {
-        path: (torch.cat([a for a, _ in parts], dim=1), torch.cat([b for _, b in parts], dim=0))
-        for path, parts in stacked.items()
-    }
-
-
-def slot_values(factors: dict[str, tuple[torch.Tensor, torch.Tensor]], parts: dict[str, SlotPart]) -> SlotValues:
-    """The LoRA states of each slot in use: its projections' A side by side, their B in block-diagonal form (each
-    projection's rows of B fill its own columns of the slot's output, zeros elsewhere)."""
-    members: dict[str, list[tuple[SlotPart, torch.Tensor, torch.Tensor]]] = {}
-    widths: dict[str, int] = {}
-    for path, part in parts.items():
-        widths[part.slot] = max(widths.get(part.slot, 0), part.stop)
-        if path in factors:
-            members.setdefault(part.slot, []).append((part, *factors[path]))
-    values: SlotValues = {}
-    for slot, found in members.items():
-        a = torch.cat([a_t for _, a_t, _ in found], dim=1).detach().float()
-        b = torch.zeros(a.shape[1], widths[slot])
-        row = 0
-        for part, _, bs_t in found:
-            b[row : row + bs_t.shape[0], part.start : part.stop] = bs_t.detach().float()
-            row += bs_t.shape[0]
-        values[slot] = (a.contiguous().numpy(), b.numpy())
-    return values
+    return stacked(scan(model, slots).terms)
 
 
 def _traced(model: nn.Module, root: Path) -> Path:
