@@ -176,6 +176,14 @@ def write_results_md() -> None:
             *learner_table(record["data"].get("table", []) + extra),
             "",
         ]
+        if engine_rows := record["data"].get("engine_rows"):
+            lines += [
+                "Answer time with the OpenVINO engine against torch, from one `--engines torch,openvino` run (learning",
+                "is torch's either way; these runs are often cut short and stay out of the table above):",
+                "",
+                *_rows_table(engine_rows),
+                "",
+            ]
     for path, record in records.items():
         if path == learners:
             continue

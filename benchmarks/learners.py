@@ -173,18 +173,21 @@ def every_question(squad: Path, learned: dict[str, Any]) -> list:
 
 def newest_learners(records: list[dict]) -> list[set[str]]:
     """For each record, the learners it holds the newest run of on its corpus with the same -o options (older runs
-    of a learner that was run again are superseded, not reported beside the new one)."""
+    of a learner that was run again are superseded, not reported beside the new one). Runs of an --engines
+    comparison are reported by `engine_rows` only: often cut short, they never replace a learner's row."""
     newest: dict[tuple[str, str], str] = {}
     for record in records:
         for run in record["runs"]:
-            if run["kind"] == "learner":
+            if run["kind"] == "learner" and not record.get("engine"):
                 key = learner_key(record, run["name"])
                 newest[key] = max(newest.get(key, ""), record["when"])
     return [
         {
             run["name"]
             for run in record["runs"]
-            if run["kind"] == "learner" and newest[learner_key(record, run["name"])] == record["when"]
+            if run["kind"] == "learner"
+            and not record.get("engine")
+            and newest[learner_key(record, run["name"])] == record["when"]
         }
         for record in records
     ]
@@ -375,13 +378,15 @@ def main() -> None:
     newest = newest_learners(records)
     rows = [r for record, names in zip(records, newest, strict=True) if names
             for r in rows_for(record, names)]  # fmt: skip
-    rows += engine_rows(records)
+    engines_compared = engine_rows(records)
+    rows += engines_compared
     for name in missing:
         rows.append(row(f"{name}", "not run", "", "", False, "learner not present in this tree when the benchmark ran"))
     from loracle.learners import LEARNER_NAMES
 
     data = {
         "table": table_entries(records, newest, LEARNER_NAMES),
+        "engine_rows": engines_compared,
         "learners_requested": args.learners,
         "learners_missing": missing,
         "settings": vars(args),

@@ -168,3 +168,13 @@ def test_engine_rows_pair_the_engines_of_one_invocation() -> None:
     (only,) = engine_rows(records)  # the openvino run of session s0 has no torch run to compare with
     assert only["metric"] == "squad: ttt answer time, openvino / torch" and only["value"] == 0.25
     assert "1.00 vs 4.00 s/question" in only["note"] and "torch 1.0-2.0, openvino 1.0-2.0" in only["note"]
+
+
+def test_an_engine_comparison_run_never_replaces_a_learners_row() -> None:
+    full = record("squad-ttt", "squad", "2026-12-02 06:52:11 UTC", {"ttt": 0.25})
+    engine = record("squad-engine-openvino", "squad", "2026-12-07 12:00:51 UTC", {"ttt": 1.0})
+    engine["engine"] = {"name": "openvino", "session": "2026-12-07 12:00:51 UTC", "load_1m_end": 1.0}
+    records = [full, engine]
+    assert newest_learners(records) == [{"ttt"}, set()]
+    cells = {(e["learner"], e["corpus"]): e for e in table_entries(records, newest_learners(records), ("ttt",))}
+    assert cells[("ttt", "squad")]["accuracy"].startswith("0.250")
