@@ -21,7 +21,6 @@ Run: nice -n 10 .venv/bin/python -m benchmarks.bake [--instructions "Answer in F
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import re
 import tempfile
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import ABLATIONS_DIR, machine_info, row, write_ablation, write_result
+from benchmarks.generate import copied
 from loracle.bake.baker import BakeReport, bake
 from loracle.bake.config import BakeConfig, bake_config
 from loracle.bake.measure import kl_per_token, teacher_targets
@@ -82,9 +82,7 @@ def replies(lm: LoadedModel, prompts: Sequence[str], system: str | None = None, 
 
 def with_adapter(lm: LoadedModel, folder: Path) -> LoadedModel:
     """A copy of the base model with the adapter merged in, loaded as any PEFT user loads it."""
-    return apply_adapters(
-        LoadedModel(copy.deepcopy(lm.model), lm.tokenizer, lm.name, lm.source, lm.fingerprint), [folder], merge=True
-    )
+    return apply_adapters(copied(lm), [folder], merge=True)
 
 
 def timed_bake(lm: LoadedModel, config: BakeConfig, folder: Path) -> tuple[float, float, BakeReport]:

@@ -20,7 +20,6 @@ Run: .venv/bin/python -m benchmarks.engine [--trials 3] [--tokens 64] [--prompts
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import tempfile
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import machine_info, row, write_result
-from benchmarks.generate import make_adapter, median, prompt_ids, same_trial_ratio
+from benchmarks.generate import copied, make_adapter, median, prompt_ids, same_trial_ratio
 from loracle.demo import sample_dir
 from loracle.eval.qa import load_qa
 from loracle.model import GenerationConfig, LoadedModel, apply_adapters, encode_chat, load_model, question_messages
@@ -112,16 +111,12 @@ def main() -> None:
     scratch = tempfile.TemporaryDirectory()
     os.environ[CACHE_ENV] = scratch.name  # the engine traces into a fresh cache: its time is measured below
     folders = [make_adapter(base, Path(scratch.name) / f"adapter{i}", seed=i) for i in range(2)]
-    adapted = apply_adapters(
-        LoadedModel(copy.deepcopy(base.model), base.tokenizer, base.name, base.source, base.fingerprint), folders[:1]
-    )
+    adapted = apply_adapters(copied(base), folders[:1])
     adapted.model.load_adapter(str(folders[1]), adapter_name="other")
     layers = base.model.config.num_hidden_layers
     upper = list(range(layers - layers // 4, layers))
     ttt_folder = make_adapter(base, Path(scratch.name) / "ttt", seed=2, r=32, targets=["down_proj"], layers=upper)
-    ttt_shaped = apply_adapters(
-        LoadedModel(copy.deepcopy(base.model), base.tokenizer, base.name, base.source, base.fingerprint), [ttt_folder]
-    )
+    ttt_shaped = apply_adapters(copied(base), [ttt_folder])
     models = {"none": base, "adapter": adapted, "ttt-shape": ttt_shaped}
     prompt = prompt_ids(base)
 

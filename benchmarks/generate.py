@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import os
 import statistics
 import tempfile
@@ -77,6 +78,11 @@ def prompt_ids(lm: LoadedModel) -> list[int]:
     item = load_qa(folder / "questions.jsonl")[0]
     document = read_document(folder / item.docs[0]).text
     return encode_chat(lm.tokenizer, question_messages(item.question, document))
+
+
+def copied(lm: LoadedModel) -> LoadedModel:
+    """The same loaded model with its own copy of the weights (adapters applied to it leave `lm` alone)."""
+    return dataclasses.replace(lm, model=copy.deepcopy(lm.model))
 
 
 def make_adapter(
@@ -172,15 +178,12 @@ def main() -> None:
     torch.set_num_threads(1)
     base = load_model("embedded")
 
-    def fresh() -> LoadedModel:
-        return LoadedModel(copy.deepcopy(base.model), base.tokenizer, base.name, base.source, base.fingerprint)
-
     with tempfile.TemporaryDirectory() as tmp:
         adapter = make_adapter(base, Path(tmp) / "adapter")
         models = {
             "none": base,
-            "unmerged": apply_adapters(fresh(), [adapter]),
-            "merged": apply_adapters(fresh(), [adapter], merge=True),
+            "unmerged": apply_adapters(copied(base), [adapter]),
+            "merged": apply_adapters(copied(base), [adapter], merge=True),
         }
     prompt = prompt_ids(base)
     run_once(base, "reference", prompt, 2)  # warm-up: first-call initialisation of the kernels

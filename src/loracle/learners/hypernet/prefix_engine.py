@@ -9,7 +9,7 @@ import torch
 
 from loracle.errors import DocumentError
 from loracle.learners.hypernet.checkpoint import load_design
-from loracle.learners.hypernet.prefix import MemoryCompressor, greedy_with_prefix, write_prefix_adapter
+from loracle.learners.hypernet.prefix import DESIGN, MemoryCompressor, greedy_with_prefix, write_prefix_adapter
 from loracle.learners.hypernet.reading import DocPrompt, doc_ids, student_prompt
 from loracle.model.loader import LoadedModel
 
@@ -42,5 +42,5 @@ class DocToPrefix:
 
     def export(self, kv: torch.Tensor, folder: Path, manifest: dict[str, Any]) -> int:
         """Write the prefix as a plain PEFT prefix-tuning adapter folder; returns the bytes of its weights."""
-        record = {"design": "prefix", "base_fingerprint": self.lm.fingerprint, **manifest}
+        record = {"design": DESIGN, "base_fingerprint": self.lm.fingerprint, **manifest}
         return write_prefix_adapter(folder, kv, base_model=self.lm.name, manifest=record)
