@@ -40,13 +40,21 @@ def _now() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
 
 
+def _load() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+#: when this process began and the load then: a record written without its own machine facts was started then
+PROCESS_START = {"started": _now(), "load_avg_1m_at_start": _load()}
+
+
 def machine_info() -> dict[str, Any]:
+    """The machine's facts, with the time and load now (call it where a run starts)."""
     import torch
 
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        load = None
     return {
         "host": platform.node(),
         "cpu": platform.processor() or platform.machine(),
@@ -54,7 +62,7 @@ def machine_info() -> dict[str, Any]:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "load_avg_1m_at_start": load,
+        "load_avg_1m_at_start": _load(),
         "started": _now(),
     }
 
@@ -75,7 +83,7 @@ def discordant(challenger: list[bool], incumbent: list[bool]) -> tuple[int, int]
 def _write(folder: Path, name: str, rows: list[dict], data: dict[str, Any], machine: dict[str, Any] | None) -> Path:
     """Write <folder>/<name>.json as a result file (see the module docstring)."""
     folder.mkdir(parents=True, exist_ok=True)
-    machine = machine or machine_info()
+    machine = machine or {**machine_info(), **PROCESS_START}
     record = {
         "name": name,
         "when": machine.get("started") or _now(),  # when the run began, as its load is from then

@@ -26,6 +26,7 @@ from loracle.learners.ttt.upper import lower_states
 from loracle.learners.ttt.vocab import candidate_head
 from loracle.model import LoadedModel, encode_chat, question_messages
 from loracle.model.adapter_files import ADAPTER_CONFIG
+from loracle.model.precision import autocast_bf16
 
 #: what a baked adapter's manifest says made it
 LEARNER = "bake"
@@ -100,11 +101,12 @@ def bake(lm: LoadedModel, config: BakeConfig, out: Path, progress: Callable[[str
     start = time.perf_counter()
     check_out(out)
     paths = adapted_paths(lm, config)  # a bad module name fails before any decoding
-    say("writing training prompts")
-    prompts = training_prompts(lm, config)
-    after_prompts = time.perf_counter()
-    say(f"answering {len(prompts)} prompts as the prompted model")
-    examples = teacher_examples(lm, config, prompts)
+    with autocast_bf16(lm.device, config.precision):  # as ttt's self-study: nearly the same text, faster
+        say("writing training prompts")
+        prompts = training_prompts(lm, config)
+        after_prompts = time.perf_counter()
+        say(f"answering {len(prompts)} prompts as the prompted model")
+        examples = teacher_examples(lm, config, prompts)
     if not examples:
         raise LoracleError(f"bake: the model replied nothing to any of {len(prompts)} training prompts")
     after_teacher = time.perf_counter()
