@@ -143,6 +143,21 @@ def test_playbook_show_command(tmp_path: Path) -> None:
     assert shown.exit_code == 0 and "Quote names exactly." in shown.output and "b1" in shown.output
 
 
+def test_playbook_show_reads_a_saved_checkpoint_and_refuses_another_learners(tiny_lm, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from loracle.cli import app
+
+    pb = learner(tiny_lm, [])
+    pb.playbook.apply(Patch(operations=[PatchOp(op="add", section="strategy", text="Quote names exactly.")]))
+    pb.save(tmp_path / "grown")
+    shown = CliRunner().invoke(app, ["playbook", "show", "--load", str(tmp_path / "grown")])
+    assert shown.exit_code == 0 and "Quote names exactly." in shown.output and "1/30 bullets" in shown.output
+    create_learner("context", tiny_lm).save(tmp_path / "other")
+    refused = CliRunner().invoke(app, ["playbook", "show", "--load", str(tmp_path / "other")])
+    assert isinstance(refused.exception, LoracleError) and "not of 'playbook'" in str(refused.exception)
+
+
 def test_a_silent_reflector_leaves_the_missed_practice_facts_as_lessons(tiny_lm) -> None:
     replies = [
         practice(("Which river does the Vellmar Bridge cross?", "Dunmere")),

@@ -124,14 +124,25 @@ def eval_report(
 @playbook_app.command("show")
 def playbook_show(
     kb: Path | None = typer.Option(None, "--kb", help="Knowledge base (default: found from the working folder)."),
+    load: str | None = typer.Option(
+        None, "--load", help="A checkpoint `loracle learn --learner playbook --save NAME` wrote (a name or a path)."
+    ),
     path: Path | None = typer.Option(None, "--path", help="A playbook JSON file to show instead."),
 ) -> None:
-    """Show the playbook of strategies the `playbook` learner grew for a knowledge base.
+    """Show the playbook of strategies the `playbook` learner grew: a saved checkpoint's, a file's, or the one a
+    knowledge base keeps (<kb>/.loracle/playbook.json).
 
-    Example: loracle playbook show --kb my-kb
+    Example: loracle learn notes/ --learner playbook --save notes-pb && loracle playbook show --load notes-pb
     """
     from loracle.kb import find_kb
     from loracle.learners.playbook.book import Playbook, playbook_path, playbook_table
 
+    if load is not None:
+        from loracle.learners.playbook.learner import saved_playbook
+        from loracle.learners.session import checkpoint_path
+
+        folder = checkpoint_path(load, find_kb(kb).root if kb else None)
+        console.print(playbook_table(saved_playbook(folder), str(folder)))
+        return
     target = path if path is not None else playbook_path(find_kb(kb).state)
     console.print(playbook_table(Playbook.read(target), str(target)))

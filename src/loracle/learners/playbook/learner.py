@@ -22,7 +22,7 @@ from loracle.documents import Document
 from loracle.errors import LoracleError
 from loracle.eval.scoring import is_correct
 from loracle.learners.base import Answer, LearnReport
-from loracle.learners.checkpoint import load_checkpoint, save_checkpoint, stored_config
+from loracle.learners.checkpoint import load_checkpoint, read_meta, save_checkpoint, stored_config
 from loracle.learners.playbook.book import Patch, PatchOp, Playbook, playbook_path
 from loracle.learners.playbook.config import PlaybookConfig
 from loracle.llm import LLM, JSONRequest, make_llm
@@ -218,10 +218,18 @@ class PlaybookLearner:
         save_checkpoint(path, self.name, self.lm.fingerprint, {}, meta, self.config)
 
     def load(self, path: Path) -> None:
-        _, meta = load_checkpoint(path, self.name, self.lm.fingerprint)
+        _, meta = load_checkpoint(path, self.name, self.lm.fingerprint)  # refuses another learner's or model's
         config = stored_config(path, self.name, meta)
-        try:
-            self.playbook = Playbook.model_validate(meta.get("playbook"))
-            self.config = config
-        except ValidationError as exc:
-            raise LoracleError(f"{path}: the checkpoint's playbook is malformed ({exc.errors()[0]['msg']})") from exc
+        self.playbook = saved_playbook(path)
+        self.config = config
+
+
+def saved_playbook(folder: Path) -> Playbook:
+    """The playbook a `playbook` checkpoint holds, read without a model; anything else is refused in one line."""
+    meta = read_meta(folder)
+    if meta.get("learner") != "playbook":
+        raise LoracleError(f"{folder}: a checkpoint of the {meta.get('learner')!r} learner, not of 'playbook'")
+    try:
+        return Playbook.model_validate(meta.get("playbook"))
+    except ValidationError as exc:
+        raise LoracleError(f"{folder}: the checkpoint's playbook is malformed ({exc.errors()[0]['msg']})") from exc
