@@ -19,7 +19,7 @@ from loracle.learners.hypernet.engine import DocToLora
 from loracle.learners.hypernet.learner import HypernetLearner
 from loracle.learners.hypernet.network import Hypernet, NetworkConfig
 from loracle.learners.hypernet.reading import DocPrompt, chunk_ids, doc_ids, read_chunks
-from loracle.learners.hypernet.train import TrainConfig, Trainer, distillation_loss
+from loracle.learners.hypernet.train import TrainConfig, Trainer, distillation_loss, learning_rate
 from loracle.learners.lora import concat_ranks, hooked
 from loracle.routing import ChunkRouter
 
@@ -248,3 +248,14 @@ def test_batched_compile_writes_what_one_at_a_time_writes(tiny_lm, tmp_path: Pat
         assert all(torch.allclose(batched[k], alone[k], atol=1e-5) for k in alone)  # padding changes nothing
     with pytest.raises(DocumentError, match="empty"):
         learner.compile_documents([DOC, Document.from_text(" ", title="blank")], [tmp_path / "e0", tmp_path / "e1"])
+
+
+def test_the_lr_warms_up_then_decays_by_a_cosine_to_a_tenth_and_stays_there() -> None:
+    constant = TrainConfig(lr=1e-3, warmup=10)
+    assert learning_rate(constant, 0) == pytest.approx(1e-4) and learning_rate(constant, 5000) == 1e-3
+    decayed = TrainConfig(lr=1e-3, warmup=10, decay_steps=110)
+    assert learning_rate(decayed, 9) == pytest.approx(1e-3)  # warmed up, not yet decayed
+    assert learning_rate(decayed, 60) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))  # half way down the cosine
+    assert learning_rate(decayed, 110) == pytest.approx(1e-4) == learning_rate(decayed, 5000)
+    steps = [learning_rate(decayed, s) for s in range(9, 111)]
+    assert all(a >= b for a, b in zip(steps, steps[1:], strict=False))

@@ -68,6 +68,9 @@ def train_hypernet(
     plot: Path | None = typer.Option(None, "--plot", help="Afterwards, draw the run's learning curve to this PNG."),
     max_minutes: float = typer.Option(0, "--max-minutes", help="Stop (and checkpoint) after this many minutes."),
     lr: float = typer.Option(1e-3, "--lr", help="AdamW learning rate."),
+    decay_steps: int = typer.Option(
+        0, "--decay-steps", min=0, help="Cosine-decay the lr to a tenth of --lr by this step (0: constant)."
+    ),
     rank: int = typer.Option(8, "--rank", help="LoRA rank per chunk (new runs only)."),
     width: int = typer.Option(256, "--width", help="The Perceiver's width (new runs only)."),
     heads: int = typer.Option(4, "--heads", help="The Perceiver's attention heads (new runs only)."),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -50,6 +51,7 @@ class TrainConfig:
     steps: int = 300
     lr: float = 1e-3
     warmup: int = 20
+    decay_steps: int = 0  # the lr falls by a cosine to a tenth of `lr` at this step, and stays there (0: constant)
     questions_per_doc: int = 4
     top_k: int = 16
     l1: float = 1e-4
@@ -113,6 +115,17 @@ def data_position(seed: int, step: int, size: int) -> int:
     order = list(range(size))
     random.Random(f"{seed}|epoch|{epoch}").shuffle(order)
     return order[index]
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """The lr at `step`: a linear warm-up over `config.warmup` steps, then constant, or with `config.decay_steps`
+    a cosine from `config.lr` down to a tenth of it at that step (a function of the step alone, so a resumed run
+    follows the same schedule)."""
+    warm = min(1.0, (step + 1) / max(1, config.warmup))
+    if config.decay_steps <= config.warmup:
+        return config.lr * warm
+    done = min(1.0, max(0.0, (step - config.warmup) / (config.decay_steps - config.warmup)))
+    return config.lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * done)))
 
 
 def _shortened(target: Target, tokens: int) -> Target:
@@ -277,7 +290,7 @@ class Trainer:
         return torch.optim.AdamW(self.net.parameters(), lr=self.config.lr, weight_decay=0.0)
 
     def _lr(self, step: int) -> float:
-        return self.config.lr * min(1.0, (step + 1) / max(1, self.config.warmup))
+        return learning_rate(self.config, step)
 
     def general(self) -> list[Target]:
         """The interference targets: the cached set's, or (generating as it goes) made once from the base model."""
