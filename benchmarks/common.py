@@ -218,7 +218,10 @@ def write_ablations_md() -> None:
         data = record.get("data", {})
         lines += [f"## {record['name']}", ""]
         if data.get("question"):
-            lines += [f"{data['learner']}: {data['question']} Data file: `{data.get('source', '')}`.", ""]
+            source = data.get("source", "")
+            kept = (Path(__file__).parent.parent / source).is_file()
+            gone = "" if kept else " (deleted with the options it tried; this record holds its arms)"
+            lines += [f"{data['learner']}: {data['question']} Data file: `{source}`{gone}.", ""]
         if data.get("record_of"):
             lines += [f"Record of {data['record_of']}.", ""]
         lines += [_machine_line(record), "", *_rows_table(record["rows"]), ""]

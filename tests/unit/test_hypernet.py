@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from pathlib import Path
 
@@ -258,4 +259,4 @@ def test_the_lr_warms_up_then_decays_by_a_cosine_to_a_tenth_and_stays_there() ->
     assert learning_rate(decayed, 60) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))  # half way down the cosine
     assert learning_rate(decayed, 110) == pytest.approx(1e-4) == learning_rate(decayed, 5000)
     steps = [learning_rate(decayed, s) for s in range(9, 111)]
-    assert all(a >= b for a, b in zip(steps, steps[1:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(steps))

@@ -109,11 +109,6 @@ def test_loracle_replies_with_the_prefix_as_greedy_decoding_of_peft_forward(tiny
     assert tiny_lm.tokenizer.decode(base[0, len(prompt) :], skip_special_tokens=True).strip() != ours
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="peft 0.21 + transformers 5.25: PeftModel.generate passes the prefix as past_key_values beside "
-    "generate's own (empty) `cache`, and the model keeps `cache`: the prefix is ignored (base model's reply)",
-)
 def test_peft_generate_replies_with_the_prefix(tiny_lm, tmp_path: Path):
     from peft import PeftModel
 
