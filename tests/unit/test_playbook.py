@@ -143,7 +143,7 @@ def test_playbook_show_command(tmp_path: Path) -> None:
     assert shown.exit_code == 0 and "Quote names exactly." in shown.output and "b1" in shown.output
 
 
-def test_playbook_show_reads_a_saved_checkpoint_and_refuses_another_learners(tiny_lm, tmp_path: Path) -> None:
+def test_playbook_show_reads_a_saved_checkpoint_says_where_none_is_and_refuses_others(tiny_lm, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from loracle.cli import app
@@ -153,6 +153,10 @@ def test_playbook_show_reads_a_saved_checkpoint_and_refuses_another_learners(tin
     pb.save(tmp_path / "grown")
     shown = CliRunner().invoke(app, ["playbook", "show", "--load", str(tmp_path / "grown")])
     assert shown.exit_code == 0 and "Quote names exactly." in shown.output and "1/30 bullets" in shown.output
+    (tmp_path / "kb").mkdir()
+    (tmp_path / "kb" / "loracle.toml").write_text("", encoding="utf-8")
+    nothing = CliRunner().invoke(app, ["playbook", "show", "--kb", str(tmp_path / "kb")])
+    assert isinstance(nothing.exception, LoracleError) and "--load NAME" in str(nothing.exception)
     create_learner("context", tiny_lm).save(tmp_path / "other")
     refused = CliRunner().invoke(app, ["playbook", "show", "--load", str(tmp_path / "other")])
     assert isinstance(refused.exception, LoracleError) and "not of 'playbook'" in str(refused.exception)

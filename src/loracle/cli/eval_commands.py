@@ -145,4 +145,9 @@ def playbook_show(
         console.print(playbook_table(saved_playbook(folder), str(folder)))
         return
     target = path if path is not None else playbook_path(find_kb(kb).state)
+    if not target.exists():
+        raise LoracleError(
+            f"{target}: no playbook there; grow one with `loracle learn DOCS --learner playbook --save NAME` "
+            "and show it with `loracle playbook show --load NAME`"
+        )
     console.print(playbook_table(Playbook.read(target), str(target)))
