@@ -65,10 +65,16 @@ def read_meta(path: Path) -> dict[str, Any]:
     return meta
 
 
-def load_checkpoint(path: Path, learner: str, fingerprint: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def learner_meta(path: Path, learner: str) -> dict[str, Any]:
+    """The record of the checkpoint at `path`, refused in one line unless `learner` wrote it (no model needed)."""
     meta = read_meta(path)
     if meta.get("learner") != learner:
-        raise LoracleError(f"{path}: a checkpoint of learner {meta.get('learner')!r}, not {learner!r}")
+        raise LoracleError(f"{path}: a checkpoint of learner {meta.get('learner')!r}, not of {learner!r}")
+    return meta
+
+
+def load_checkpoint(path: Path, learner: str, fingerprint: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    meta = learner_meta(path, learner)
     if meta.get("base_fingerprint") != fingerprint:
         raise LoracleError(
             f"{path}: made for another base model "

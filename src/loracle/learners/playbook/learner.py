@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -22,7 +22,7 @@ from loracle.documents import Document
 from loracle.errors import LoracleError
 from loracle.eval.scoring import is_correct
 from loracle.learners.base import Answer, LearnReport
-from loracle.learners.checkpoint import load_checkpoint, read_meta, save_checkpoint, stored_config
+from loracle.learners.checkpoint import learner_meta, load_checkpoint, save_checkpoint, stored_config
 from loracle.learners.playbook.book import Patch, PatchOp, Playbook, playbook_path
 from loracle.learners.playbook.config import PlaybookConfig
 from loracle.llm import LLM, JSONRequest, make_llm
@@ -220,15 +220,17 @@ class PlaybookLearner:
     def load(self, path: Path) -> None:
         _, meta = load_checkpoint(path, self.name, self.lm.fingerprint)  # refuses another learner's or model's
         config = stored_config(path, self.name, meta)
-        self.playbook = saved_playbook(path)
+        self.playbook = recorded_playbook(path, meta)
         self.config = config
 
 
 def saved_playbook(folder: Path) -> Playbook:
     """The playbook a `playbook` checkpoint holds, read without a model; anything else is refused in one line."""
-    meta = read_meta(folder)
-    if meta.get("learner") != "playbook":
-        raise LoracleError(f"{folder}: a checkpoint of the {meta.get('learner')!r} learner, not of 'playbook'")
+    return recorded_playbook(folder, learner_meta(folder, "playbook"))
+
+
+def recorded_playbook(folder: Path, meta: dict[str, Any]) -> Playbook:
+    """The playbook in the record `meta` of the checkpoint at `folder`, refused in one line if malformed."""
     try:
         return Playbook.model_validate(meta.get("playbook"))
     except ValidationError as exc:
