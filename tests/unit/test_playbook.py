@@ -159,7 +159,7 @@ def test_playbook_show_reads_a_saved_checkpoint_says_where_none_is_and_refuses_o
     assert isinstance(nothing.exception, LoracleError) and "--load NAME" in str(nothing.exception)
     create_learner("context", tiny_lm).save(tmp_path / "other")
     refused = CliRunner().invoke(app, ["playbook", "show", "--load", str(tmp_path / "other")])
-    assert isinstance(refused.exception, LoracleError) and "not of 'playbook'" in str(refused.exception)
+    assert isinstance(refused.exception, LoracleError) and "learner 'context', not 'playbook'" in str(refused.exception)
 
 
 def test_a_silent_reflector_leaves_the_missed_practice_facts_as_lessons(tiny_lm) -> None:

@@ -69,7 +69,7 @@ def learner_meta(path: Path, learner: str) -> dict[str, Any]:
     """The record of the checkpoint at `path`, refused in one line unless `learner` wrote it (no model needed)."""
     meta = read_meta(path)
     if meta.get("learner") != learner:
-        raise LoracleError(f"{path}: a checkpoint of learner {meta.get('learner')!r}, not of {learner!r}")
+        raise LoracleError(f"{path}: a checkpoint of learner {meta.get('learner')!r}, not {learner!r}")
     return meta
 
 
