@@ -7,8 +7,9 @@ For each instruction (each one the 135M model follows, at least partly, when pro
   model and of the base model with the baked adapter (a plain PEFT load, merged);
 - a task check a rule scores (share of replies in French or Spanish by stopwords; share that are one
   finished sentence) for the unprompted base, the prompted base and the baked model;
-- forgetting: general-knowledge questions (loracle/data/general_knowledge.jsonl, 40) answered by the prompted
-  base and by the baked model; forgetting = (prompted accuracy - baked accuracy) / prompted accuracy;
+- forgetting: general-knowledge questions (loracle/data/general_knowledge.jsonl, 211) answered by the prompted
+  base and by the baked model; forgetting = (prompted accuracy - baked accuracy) / prompted accuracy, with the
+  answers lost and gained and a one-sided sign test of the losses;
 - the bake's wall and CPU time.
 Held-out prompts: the last 50 of the bundled general prompts (`loracle.bake.prompts.held_out_prompts`), which
 no bake trains on (`training_prompts` drops them even if the model writes one); the script checks the two
@@ -29,6 +30,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks.ablate import sign_test
 from benchmarks.common import ABLATIONS_DIR, machine_info, row, write_ablation, write_result
 from benchmarks.generate import copied
 from loracle.bake.baker import BakeReport, bake
@@ -105,8 +107,9 @@ def measure(lm: LoadedModel, instruction: str, options: dict[str, Any], bare: li
     baked = replies(baked_lm, prompts)
     knowledge = load_general(data_file(KNOWLEDGE_FILE), "knowledge")
     questions = [item.question for item in knowledge]
-    acc_prompted, _ = general_accuracy(knowledge, replies(lm, questions, instruction, 32))
-    acc_baked, _ = general_accuracy(knowledge, replies(baked_lm, questions, None, 32))
+    acc_prompted, right_prompted = general_accuracy(knowledge, replies(lm, questions, instruction, 32))
+    acc_baked, right_baked = general_accuracy(knowledge, replies(baked_lm, questions, None, 32))
+    paired = sign_test(right_prompted, right_baked)  # "gained" by the prompted base: answers the baked model lost
     share = {
         name: sum(map(rule, texts)) / len(texts)
         for name, texts in (("base", bare), ("prompted", prompted), ("baked", baked))
@@ -127,10 +130,23 @@ def measure(lm: LoadedModel, instruction: str, options: dict[str, Any], bare: li
         "knowledge_prompted": acc_prompted,
         "knowledge_baked": acc_baked,
         "forgetting": forgetting_ratio(acc_prompted, acc_baked),
+        "knowledge_questions": len(knowledge),
+        "knowledge_lost_gained_p": [paired["gained"], paired["lost"], paired["p"]],
         "examples": [
             {"prompt": p, "prompted": t, "baked": b} for p, t, b in list(zip(prompts, prompted, baked, strict=True))[:6]
         ],
     }
+
+
+def forgetting_note(result: dict[str, Any]) -> str:
+    """The paired counts behind a forgetting figure: answers the prompted base got right that the baked model
+    lost, those it gained, and how likely so many losses are if neither side were better (one-sided sign test)."""
+    if "knowledge_lost_gained_p" not in result:
+        return ""
+    lost, gained, p = result["knowledge_lost_gained_p"]
+    asked = result["knowledge_questions"]
+    right = round(result["knowledge_prompted"] * asked)
+    return f"{lost} of {right} prompted-right answers lost, {gained} gained (of {asked} asked); p = {p:.2f}"
 
 
 def suite(lm: LoadedModel, instructions: list[str], options: dict[str, Any]) -> None:
@@ -166,6 +182,7 @@ def suite(lm: LoadedModel, instructions: list[str], options: dict[str, Any]) -> 
                 "",
                 "<= 0.05",
                 r["forgetting"] is not None and r["forgetting"] <= 0.05,
+                forgetting_note(r),
             ),
             row(
                 f"{tag} bake time",

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 import torch
 
+from loracle.bundled import general_prompts
 from loracle.documents import Document
 from loracle.eval.general import GeneralItem, bundled_general
 from loracle.eval.harness import (
@@ -232,6 +234,21 @@ def test_bundled_general_leaves_out_learned_paragraphs() -> None:
     assert len([g for g in everything if g.kind == "knowledge"]) >= 30 and len(reading) >= 8
     fewer = bundled_general({reading[0].context})
     assert len(fewer) == len(everything) - 1
+
+
+def test_general_knowledge_shares_no_question_with_training_or_dev_sets() -> None:
+    """Forgetting is measured on questions no adapter trains on (the bundled general prompts) and no setting
+    was chosen on (benchmarks/data/dev_general.jsonl)."""
+
+    def words(text: str) -> str:
+        return " ".join(re.findall(r"\w+", text.lower()))
+
+    knowledge = [words(g.question) for g in bundled_general() if g.kind == "knowledge"]
+    assert len(knowledge) == len(set(knowledge)) >= 200
+    trained = {words(line) for line in general_prompts()}
+    dev_file = Path(__file__).parents[2] / "benchmarks" / "data" / "dev_general.jsonl"
+    dev = {words(json.loads(line)["q"]) for line in dev_file.read_text(encoding="utf-8").splitlines()}
+    assert not set(knowledge) & trained and not set(knowledge) & dev
 
 
 def test_two_document_prompt_has_both_documents() -> None:
