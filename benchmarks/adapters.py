@@ -550,7 +550,7 @@ def run(args: argparse.Namespace, options: dict[str, Any], commit: str) -> None:
     own = [r["own_routed"] for r in records["routed"]]
     own_routed = sum(own) / len(own) if own else None
     label = f"{args.corpus}-{args.tag}" if args.tag else args.corpus
-    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    when = machine["started"]  # the run's start, as in its section of RESULTS.md
     table = summary_table(summaries, lost, learning, base_seconds)
     rows = target_rows(label, summaries, lost, learning, base_seconds, own_routed)
     data = {

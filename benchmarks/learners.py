@@ -88,6 +88,7 @@ def run_corpus(
         options["playbook"].update(questions_per_doc=2, writer_max_tokens=200)
     for name, chosen in args.options.items():
         options.setdefault(name, {}).update(chosen)
+    started = machine_info()  # the record's time and load are the run's start
     reference_before = reference_pass_seconds(lm)
     result = evaluate(lm, inputs, learners, options, settings, progress=lambda m: print(f"[{corpus}] {m}", flush=True))
     reference = (reference_before + reference_pass_seconds(lm)) / 2
@@ -100,12 +101,12 @@ def run_corpus(
         "documents": len(tokens),
         "mean_doc_tokens": sum(tokens) / len(tokens),
     }
-    record["when"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    record["when"] = started["started"]
     record["commit"] = commit
     record["learner_options"] = args.options
     if engine:
         record["engine"] = {"name": engine, "session": args.session, "load_1m_end": os.getloadavg()[0]}
-    record["machine"] = {**machine_info(), "reference_pass_s": reference}
+    record["machine"] = {**started, "load_avg_1m_at_end": os.getloadavg()[0], "reference_pass_s": reference}
     OUT.mkdir(parents=True, exist_ok=True)
     write_text_atomic(OUT / f"{label}.eval.json", json.dumps(record, indent=2, default=str) + "\n")
     return record

@@ -110,7 +110,7 @@ def test_all_questions_corpus_asks_every_answerable_question_of_the_learned_para
 
 def test_learning_times_are_also_read_as_multiples_of_the_runs_reference_pass(tiny_lm: LoadedModel) -> None:
     reference = reference_pass_seconds(tiny_lm, tokens=16, repeats=2)
-    assert 0 < reference < 5
+    assert reference > 0  # wall seconds: no upper bound, as a loaded machine may take any time
     timed = record("squad-ttt", "squad", "2026-12-03 16:00:00 UTC", {"ttt": 0.25})
     timed["machine"] = {"reference_pass_s": 0.25}
     rows = {r["metric"]: r for r in rows_for(timed, {"ttt"})}
