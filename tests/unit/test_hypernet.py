@@ -111,6 +111,29 @@ def test_a_training_step_reduces_the_loss(tiny_lm):
     assert losses[-1] < losses[0]
 
 
+def test_the_answer_cross_entropy_is_added_at_its_weight_and_is_that_of_the_exact_answer(tiny_lm):
+    net = make_net(tiny_lm, nonzero_b=True)
+    prompt = DocPrompt.for_tokenizer(tiny_lm.tokenizer)
+    sample = Sample("Ilse Marrow founded Kestrel in 1987.", [("Who founded Kestrel?", ["Ilse Marrow"])])
+    doc = cache_samples(tiny_lm, prompt, [sample], DataSettings({}, top_k=8))[0]
+    plain, parts = distillation_loss(tiny_lm, net, prompt, doc, [], TrainConfig(top_k=8), random.Random(0))
+    weighted, same = distillation_loss(
+        tiny_lm, net, prompt, doc, [], TrainConfig(top_k=8, answer_ce=0.5), random.Random(0)
+    )
+    assert parts["answer_ce"] == same["answer_ce"] > 0
+    assert weighted.item() == pytest.approx(plain.item() + 0.5 * parts["answer_ce"], rel=1e-5)
+    target = doc.targets[0]
+    ids = torch.tensor([target.prompt + target.answer])
+    with (
+        torch.no_grad(),
+        hooked(tiny_lm.model, concat_ranks([net.bias_lora(), net(read_chunks(tiny_lm.model, prompt, [doc.ids]))[0]])),
+    ):
+        logp = torch.log_softmax(tiny_lm.model(input_ids=ids).logits[0].float(), dim=-1)
+    first = len(target.prompt) - 1
+    expected = -logp[first : first + len(target.answer)].gather(-1, torch.tensor(target.answer)[:, None]).mean()
+    assert parts["answer_ce"] == pytest.approx(expected.item(), rel=1e-4)
+
+
 def train_on_one_fact(lm, net, config: TrainConfig, lr: float, steps: int) -> list[float]:
     """The loss of each of `steps` Adam steps of `net` on one single-fact document."""
     prompt = DocPrompt.for_tokenizer(lm.tokenizer)

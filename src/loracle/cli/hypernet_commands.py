@@ -79,6 +79,9 @@ def train_hypernet(
     questions_per_doc: int = typer.Option(4, "--questions-per-doc", help="Questions trained on per step."),
     interference: int = typer.Option(1, "--interference", help="General prompts per step (0: no interference loss)."),
     interference_weight: float = typer.Option(1.0, "--interference-weight", help="Weight of the interference KL."),
+    answer_ce: float = typer.Option(
+        0.0, "--answer-ce", min=0, help="Weight of cross-entropy on the exact answer beside the KL (0: KL alone)."
+    ),
     wiki_fraction: float = typer.Option(
         0.25, "--wiki-fraction", help="Share of Wikipedia paragraphs (without --data)."
     ),

@@ -62,6 +62,7 @@ class TrainConfig:
     interference: int = 1  # general prompts per step (0: none)
     interference_weight: float = 1.0
     interference_tokens: int = 16  # the first tokens of the base model's reply that are trained on
+    answer_ce: float = 0.0  # weight of cross-entropy on the exact answer's tokens, beside the KL (0: KL alone)
     seed: int = 0
     rank: int = 8
     width: int = 256
@@ -102,6 +103,7 @@ class StepResult:
     kind: str
     doc: int | None = None  # the document's index in the cached set
     cpu_seconds: float = 0.0  # this process's CPU time for the step (on a shared machine, less than `seconds`)
+    answer_ce: float = 0.0  # cross-entropy of the exact answers, nats/token (logged whatever its weight)
 
 
 def sample_rng(seed: int, step: int) -> random.Random:
@@ -151,7 +153,7 @@ def distillation_loss(
     zero = torch.zeros((), device=device)
     if isinstance(net, MemoryCompressor):
         kv = net(model, prompt.prefix + doc.ids)
-        terms = kl_terms(lm, [*questions, *others], lambda ids, mask: prefixed_states(model, kv, ids, mask))
+        terms, ces = answer_terms(lm, [*questions, *others], lambda ids, mask: prefixed_states(model, kv, ids, mask))
         l1 = zero
     else:
         generated = net(read_chunks(model, prompt, [doc.ids]))[0]
@@ -162,20 +164,36 @@ def distillation_loss(
             with hooked(model, lora):
                 return decoder(input_ids=ids, attention_mask=mask).last_hidden_state
 
-        terms = kl_terms(lm, [*questions, *others], hooked_states)
+        terms, ces = answer_terms(lm, [*questions, *others], hooked_states)
         l1 = torch.stack([a.abs().mean() + b.abs().mean() for a, b in generated.values()]).mean()
     kl = torch.cat(terms[: len(questions)]).mean() if questions else zero
+    answer_ce = torch.cat(ces[: len(questions)]).mean() if questions else zero
     interference = torch.cat(terms[len(questions) :]).mean() if others else zero
-    loss = kl + config.interference_weight * interference + config.l1 * l1
+    loss = kl + config.answer_ce * answer_ce + config.interference_weight * interference + config.l1 * l1
     tokens = sum(len(t.answer) for t in questions)
-    return loss, {"kl": kl.item(), "interference": interference.item(), "l1": l1.item(), "answer_tokens": tokens}
+    return loss, {
+        "kl": kl.item(),
+        "answer_ce": answer_ce.item(),
+        "interference": interference.item(),
+        "l1": l1.item(),
+        "answer_tokens": tokens,
+    }
 
 
 def kl_terms(
     lm: LoadedModel, rows: Sequence[Target], states_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 ) -> list[torch.Tensor]:
-    """Per row, KL(teacher top-k || student) at each answer token; `states_of(ids, mask)` runs the student's
-    decoder over the right-padded batch of prompt + answer."""
+    """Per row, KL(teacher top-k || student) at each answer token (answer_terms' first half)."""
+    return answer_terms(lm, rows, states_of)[0]
+
+
+def answer_terms(
+    lm: LoadedModel, rows: Sequence[Target], states_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Per row, KL(teacher top-k || student) and the student's cross-entropy of the exact answer, at each answer
+    token; `states_of(ids, mask)` runs the student's decoder over the right-padded batch of prompt + answer.
+    The KL moves the whole answer distribution; exact recall of an invented name turns on its first tokens'
+    argmax, which the cross-entropy aims at directly."""
     tokenizer, device, model = lm.tokenizer, lm.device, lm.model
     width = max(len(t.prompt) + len(t.answer) for t in rows)
     batch = torch.full((len(rows), width), tokenizer.pad_token_id or 0, dtype=torch.long, device=device)
@@ -185,14 +203,17 @@ def kl_terms(
         batch[row, : len(seq)] = torch.tensor(seq, device=device)
         attention[row, : len(seq)] = 1
     states = states_of(batch, attention)
-    terms = []
+    kls, ces = [], []
     for row, target in enumerate(rows):
         first = len(target.prompt) - 1
         logits = model.get_output_embeddings()(states[row, first : first + len(target.answer)])  # answers only
-        student_logp = F.log_softmax(logits.float(), dim=-1).gather(-1, target.top_ids.to(device))
+        logp = F.log_softmax(logits.float(), dim=-1)
+        student_logp = logp.gather(-1, target.top_ids.to(device))
         teacher_p = F.softmax(target.top_logp.to(device).float(), dim=-1)  # renormalised over the top k
-        terms.append((teacher_p * (teacher_p.clamp_min(1e-12).log() - student_logp)).sum(-1))
-    return terms
+        kls.append((teacher_p * (teacher_p.clamp_min(1e-12).log() - student_logp)).sum(-1))
+        answer = torch.as_tensor(target.answer, device=device).unsqueeze(-1)
+        ces.append(-logp.gather(-1, answer).squeeze(-1))
+    return kls, ces
 
 
 def heldout_kl(
@@ -332,6 +353,7 @@ class Trainer:
             doc.kind,
             position,
             time.process_time() - cpu,
+            parts["answer_ce"],
         )
         record = {"step": self.step, **asdict(result)}
         self.history.append(record)
