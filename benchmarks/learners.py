@@ -176,21 +176,17 @@ def newest_learners(records: list[dict]) -> list[set[str]]:
     """For each record, the learners it holds the newest run of on its corpus with the same -o options (older runs
     of a learner that was run again are superseded, not reported beside the new one). Runs of an --engines
     comparison are reported by `engine_rows` only: often cut short, they never replace a learner's row."""
+
+    def tabled(record: dict) -> list[str]:  # the learners of a record that may stand in the table
+        return [] if record.get("engine") else [run["name"] for run in record["runs"] if run["kind"] == "learner"]
+
     newest: dict[tuple[str, str], str] = {}
     for record in records:
-        for run in record["runs"]:
-            if run["kind"] == "learner" and not record.get("engine"):
-                key = learner_key(record, run["name"])
-                newest[key] = max(newest.get(key, ""), record["when"])
+        for name in tabled(record):
+            key = learner_key(record, name)
+            newest[key] = max(newest.get(key, ""), record["when"])
     return [
-        {
-            run["name"]
-            for run in record["runs"]
-            if run["kind"] == "learner"
-            and not record.get("engine")
-            and newest[learner_key(record, run["name"])] == record["when"]
-        }
-        for record in records
+        {name for name in tabled(record) if newest[learner_key(record, name)] == record["when"]} for record in records
     ]
 
 
