@@ -141,8 +141,6 @@ def measure(lm: LoadedModel, instruction: str, options: dict[str, Any], bare: li
 def forgetting_note(result: dict[str, Any]) -> str:
     """The paired counts behind a forgetting figure: answers the prompted base got right that the baked model
     lost, those it gained, and how likely so many losses are if neither side were better (one-sided sign test)."""
-    if "knowledge_lost_gained_p" not in result:
-        return ""
     lost, gained, p = result["knowledge_lost_gained_p"]
     asked = result["knowledge_questions"]
     right = round(result["knowledge_prompted"] * asked)

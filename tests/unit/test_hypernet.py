@@ -15,7 +15,7 @@ from loracle.errors import DocumentError, LoracleError
 from loracle.learners.hypernet.checkpoint import load_hypernet, save_hypernet
 from loracle.learners.hypernet.config import HypernetConfig
 from loracle.learners.hypernet.data import Sample, fictional_sample
-from loracle.learners.hypernet.dataset import DataSettings, cache_samples
+from loracle.learners.hypernet.dataset import CachedDoc, DataSettings, cache_samples
 from loracle.learners.hypernet.engine import DocToLora
 from loracle.learners.hypernet.learner import HypernetLearner
 from loracle.learners.hypernet.network import Hypernet, NetworkConfig
@@ -111,11 +111,16 @@ def test_a_training_step_reduces_the_loss(tiny_lm):
     assert losses[-1] < losses[0]
 
 
+def one_fact(lm, top_k: int) -> tuple[DocPrompt, CachedDoc]:
+    """The document prompt and one single-fact document cached with the teacher's top-`top_k`."""
+    prompt = DocPrompt.for_tokenizer(lm.tokenizer)
+    sample = Sample("Ilse Marrow founded Kestrel in 1987.", [("Who founded Kestrel?", ["Ilse Marrow"])])
+    return prompt, cache_samples(lm, prompt, [sample], DataSettings({}, top_k=top_k))[0]
+
+
 def test_the_answer_cross_entropy_is_added_at_its_weight_and_is_that_of_the_exact_answer(tiny_lm):
     net = make_net(tiny_lm, nonzero_b=True)
-    prompt = DocPrompt.for_tokenizer(tiny_lm.tokenizer)
-    sample = Sample("Ilse Marrow founded Kestrel in 1987.", [("Who founded Kestrel?", ["Ilse Marrow"])])
-    doc = cache_samples(tiny_lm, prompt, [sample], DataSettings({}, top_k=8))[0]
+    prompt, doc = one_fact(tiny_lm, top_k=8)
     plain, parts = distillation_loss(tiny_lm, net, prompt, doc, [], TrainConfig(top_k=8), random.Random(0))
     weighted, same = distillation_loss(
         tiny_lm, net, prompt, doc, [], TrainConfig(top_k=8, answer_ce=0.5), random.Random(0)
@@ -136,9 +141,7 @@ def test_the_answer_cross_entropy_is_added_at_its_weight_and_is_that_of_the_exac
 
 def train_on_one_fact(lm, net, config: TrainConfig, lr: float, steps: int) -> list[float]:
     """The loss of each of `steps` Adam steps of `net` on one single-fact document."""
-    prompt = DocPrompt.for_tokenizer(lm.tokenizer)
-    sample = Sample("Ilse Marrow founded Kestrel in 1987.", [("Who founded Kestrel?", ["Ilse Marrow"])])
-    doc = cache_samples(lm, prompt, [sample], DataSettings({}, top_k=config.top_k))[0]
+    prompt, doc = one_fact(lm, config.top_k)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     losses = []
     for _ in range(steps):
