@@ -86,6 +86,15 @@ def load_engine(lm: LoadedModel, run: Path) -> DocToLora | DocToPrefix:
     return DocToPrefix(lm, net) if isinstance(net, MemoryCompressor) else DocToLora(lm, net)
 
 
+def checkpoint_log(run: Path, step: int | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The run's training and held-out records up to `step`, the step of the checkpoint the gate reads: steps
+    logged after the last checkpoint (a run stopped between checkpoints) are not in the network."""
+    log, heldout = read_log(run / "train.jsonl"), read_heldout(run / "train.jsonl")
+    if step is None:
+        return log, heldout
+    return [r for r in log if r["step"] <= step], [r for r in heldout if r["step"] <= step]
+
+
 def peft_greedy(model: torch.nn.Module, prompt: Sequence[int], max_new_tokens: int, stops: set[int]) -> list[int]:
     """Greedy decoding by the model's own forward over the growing sequence, no cache: how a PEFT prefix adapter
     is run here, since `PeftModel.generate` drops the prefix with transformers 5 (see test_hypernet_prefix.py)."""
@@ -188,7 +197,8 @@ def main() -> None:
     replies = answer_all(engine, docs, args.max_new_tokens)
     correct = verdicts(docs, replies)
     result = gate(correct)
-    log, heldout_log = read_log(args.run / "train.jsonl"), read_heldout(args.run / "train.jsonl")
+    _, meta, _ = load_hypernet(checkpoint_folder(args.run, lm.name), lm.fingerprint)
+    log, heldout_log = checkpoint_log(args.run, meta.get("step"))
     name = args.name.replace("-", "_")
     png = Path(__file__).parent / f"hypernet_gate_{name}.png"
     plot_curve(log, png, title=f"Hypernetwork pilot '{args.name}': context distillation on CPU", heldout=heldout_log)
