@@ -80,19 +80,10 @@ def answer_all(engine: DocToLora | DocToPrefix, docs: Sequence[CachedDoc], max_n
     return {"floor": floor, "ceiling": ceiling, "own document": own, "shuffled document": shuffled}
 
 
-def load_engine(lm: LoadedModel, run: Path) -> DocToLora | DocToPrefix:
-    """The run's network at use time, whichever design it is."""
-    net, _meta, _ = load_hypernet(checkpoint_folder(run, lm.name), lm.fingerprint)
-    return DocToPrefix(lm, net) if isinstance(net, MemoryCompressor) else DocToLora(lm, net)
-
-
-def checkpoint_log(run: Path, step: int | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The run's training and held-out records up to `step`, the step of the checkpoint the gate reads: steps
-    logged after the last checkpoint (a run stopped between checkpoints) are not in the network."""
-    log, heldout = read_log(run / "train.jsonl"), read_heldout(run / "train.jsonl")
-    if step is None:
-        return log, heldout
-    return [r for r in log if r["step"] <= step], [r for r in heldout if r["step"] <= step]
+def load_engine(lm: LoadedModel, run: Path) -> tuple[DocToLora | DocToPrefix, dict[str, Any]]:
+    """The run's network at use time, whichever design it is, and its checkpoint's record (its `step`)."""
+    net, meta, _ = load_hypernet(checkpoint_folder(run, lm.name), lm.fingerprint)
+    return (DocToPrefix(lm, net) if isinstance(net, MemoryCompressor) else DocToLora(lm, net)), meta
 
 
 def peft_greedy(model: torch.nn.Module, prompt: Sequence[int], max_new_tokens: int, stops: set[int]) -> list[int]:
@@ -193,12 +184,13 @@ def main() -> None:
     lm = load_model("embedded")
     heldout = TrainingSet.load(args.heldout, lm.fingerprint)
     docs = [d for d in heldout.docs if d.kind == "single"][: args.limit or None]
-    engine = load_engine(lm, args.run)
+    engine, meta = load_engine(lm, args.run)
     replies = answer_all(engine, docs, args.max_new_tokens)
     correct = verdicts(docs, replies)
     result = gate(correct)
-    _, meta, _ = load_hypernet(checkpoint_folder(args.run, lm.name), lm.fingerprint)
-    log, heldout_log = checkpoint_log(args.run, meta.get("step"))
+    # only the steps the gated network took: a run stopped between checkpoints logged more
+    trained, step = args.run / "train.jsonl", meta.get("step")
+    log, heldout_log = read_log(trained, step), read_heldout(trained, step)
     name = args.name.replace("-", "_")
     png = Path(__file__).parent / f"hypernet_gate_{name}.png"
     plot_curve(log, png, title=f"Hypernetwork pilot '{args.name}': context distillation on CPU", heldout=heldout_log)

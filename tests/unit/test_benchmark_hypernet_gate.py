@@ -3,21 +3,11 @@ the verdict is the sign tests' (tiny model; the figures come from benchmarks/hyp
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
-from benchmarks.hypernet_gate import (
-    answer_all,
-    answer_kl,
-    checkpoint_log,
-    derangement,
-    gate,
-    load_engine,
-    peft_replies,
-    verdicts,
-)
+from benchmarks.hypernet_gate import answer_all, answer_kl, derangement, gate, load_engine, peft_replies, verdicts
 
 from loracle.learners.hypernet.checkpoint import save_hypernet
 from loracle.learners.hypernet.dataset import DataSettings, TrainingSet, make_data
@@ -45,15 +35,6 @@ def test_the_gate_passes_only_when_both_sign_tests_do():
     assert not gate({"own document": own[:6], "floor": [False] * 6, "shuffled document": [False] * 6})["passed"]
 
 
-def test_the_gate_reports_only_the_steps_its_checkpoint_holds(tmp_path: Path):
-    lines = [{"step": n, "kl": 1.0, "seconds": 1.0} for n in range(1, 6)]
-    lines += [{"step": n, "heldout_kl": 2.0} for n in (0, 3, 5)]
-    (tmp_path / "train.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
-    log, heldout = checkpoint_log(tmp_path, 3)
-    assert [r["step"] for r in log] == [1, 2, 3] and [r["step"] for r in heldout] == [0, 3]
-    assert len(checkpoint_log(tmp_path, None)[0]) == 5  # no step recorded: the whole log
-
-
 def test_every_document_is_answered_four_ways(tiny_lm, tmp_path: Path):
     make_data(tiny_lm, tmp_path / "held", DataSettings({"single": 3}, general=1))
     docs = TrainingSet.load(tmp_path / "held", tiny_lm.fingerprint).docs
@@ -77,7 +58,7 @@ def test_a_prefix_run_is_answered_four_ways_and_peft_gives_its_own_answers(tiny_
     torch.manual_seed(0)
     net = MemoryCompressor.for_model(tiny_lm.model, PrefixConfig.for_model(tiny_lm.model, 4, 2))
     save_hypernet(tmp_path / "run" / "checkpoint", net, tiny_lm.fingerprint, {})
-    engine = load_engine(tiny_lm, tmp_path / "run")
+    engine, _ = load_engine(tiny_lm, tmp_path / "run")
     assert isinstance(engine, DocToPrefix)
     replies = answer_all(engine, docs, max_new_tokens=4)
     assert set(replies) == {"floor", "ceiling", "own document", "shuffled document"}

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from loracle.cli.hypernet_commands import parse_kinds
 from loracle.errors import LoracleError
-from loracle.learners.hypernet.curve import plot_curve, read_log
+from loracle.learners.hypernet.curve import plot_curve, read_heldout, read_log
 from loracle.learners.hypernet.data import single_fact_sample
 from loracle.learners.hypernet.dataset import DataSettings, TrainingSet, make_data, read_docs, shard_path
 from loracle.learners.hypernet.engine import DocToLora
@@ -157,6 +157,15 @@ def test_the_curve_is_drawn_from_the_log(tmp_path: Path):
     assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(LoracleError, match="nothing to plot"):
         plot_curve([], tmp_path / "empty.png")
+
+
+def test_the_log_is_read_up_to_a_checkpoints_step(tmp_path: Path):
+    lines = [{"step": n, "kl": 1.0, "seconds": 1.0} for n in range(1, 6)]
+    lines += [{"step": n, "heldout_kl": 2.0} for n in (0, 3, 5)]
+    (tmp_path / LOG).write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    assert [r["step"] for r in read_log(tmp_path / LOG, until=3)] == [1, 2, 3]
+    assert [r["step"] for r in read_heldout(tmp_path / LOG, until=3)] == [0, 3]
+    assert len(read_log(tmp_path / LOG)) == 5  # no step given: the whole log
 
 
 def test_kinds_are_parsed_with_their_counts():

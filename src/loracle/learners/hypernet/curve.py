@@ -16,17 +16,18 @@ from loracle.errors import LoracleError
 HELDOUT = "heldout_kl"
 
 
-def read_log(path: Path) -> list[dict[str, Any]]:
-    """The training steps' records of a train.jsonl, in order (a line a kill cut short is skipped)."""
-    return [r for r in _records(path) if HELDOUT not in r]
+def read_log(path: Path, until: int | None = None) -> list[dict[str, Any]]:
+    """The training steps' records of a train.jsonl, in order (a line a kill cut short is skipped); with `until`,
+    only those of steps up to it (a checkpoint's step: a run stopped after it logged steps its network lacks)."""
+    return [r for r in _records(path, until) if HELDOUT not in r]
 
 
-def read_heldout(path: Path) -> list[dict[str, Any]]:
-    """The held-out evaluations' records of a train.jsonl, in order."""
-    return [r for r in _records(path) if HELDOUT in r]
+def read_heldout(path: Path, until: int | None = None) -> list[dict[str, Any]]:
+    """The held-out evaluations' records of a train.jsonl, in order; with `until`, those up to that step."""
+    return [r for r in _records(path, until) if HELDOUT in r]
 
 
-def _records(path: Path) -> list[dict[str, Any]]:
+def _records(path: Path, until: int | None) -> list[dict[str, Any]]:
     if not path.is_file():
         raise LoracleError(f"{path}: no training log here (train first: loracle train-hypernet)")
     records = []
@@ -35,7 +36,7 @@ def _records(path: Path) -> list[dict[str, Any]]:
             record = json.loads(line)
         except ValueError:
             continue
-        if isinstance(record, dict) and "step" in record:
+        if isinstance(record, dict) and "step" in record and (until is None or record["step"] <= until):
             records.append(record)
     return records
 
