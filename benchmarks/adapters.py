@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -197,12 +198,39 @@ def general_record(item: GeneralItem, reply: str, seconds: float, cited: Sequenc
     }
 
 
+def peft_decode(peft_model: Any, lm: LoadedModel, messages: list[Message], max_new_tokens: int) -> tuple[str, float]:
+    """One greedy reply by PEFT's own `generate` (how a prefix adapter loaded by plain PEFT answers), and its
+    seconds."""
+    import torch
+
+    from loracle.model.chat import encode_chat, stop_token_ids
+
+    start = time.perf_counter()
+    ids = torch.tensor([encode_chat(lm.tokenizer, messages)])
+    with torch.inference_mode():
+        out = peft_model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            eos_token_id=sorted(stop_token_ids(lm.tokenizer)),
+            pad_token_id=lm.tokenizer.pad_token_id or 0,
+        )
+    reply = lm.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
+    return reply, time.perf_counter() - start
+
+
 def with_own_adapters(base: Any, folders: Sequence[Path], lm: LoadedModel) -> tuple[Any, LoadedModel]:
     """`base` with the adapters in `folders` loaded by plain PEFT (`PeftModel.from_pretrained`, then
     `load_adapter` for a two-hop question's second document) and all active: the PeftModel, and the same
-    as a LoadedModel to decode with."""
+    as a LoadedModel to decode with. PEFT activates one prefix adapter at a time: of prefix adapters, the
+    first document's alone."""
     from peft import PeftModel
 
+    from loracle.model.prefix import is_prefix_adapter
+
+    if is_prefix_adapter(folders[0]):
+        folders = folders[:1]
     names = [f"doc{i}" for i in range(len(folders))]
     peft_model = PeftModel.from_pretrained(base, str(folders[0]), adapter_name=names[0])
     for name, folder in zip(names[1:], folders[1:], strict=True):
@@ -226,6 +254,7 @@ def plain_peft(
     model, and each document's adapter applied alone to every `general` item. Returns the question records
     (in `items` order) and the general records per document."""
     from loracle.model.chat import question_messages
+    from loracle.model.prefix import is_prefix_adapter
 
     base = copy.deepcopy(lm.model)  # the user's own base model: the routed path's pool never touches it
     groups: dict[tuple[str, ...], list[int]] = {}
@@ -239,14 +268,21 @@ def plain_peft(
         alone = general if len(names) == 1 else []
         say(f"plain PEFT {' + '.join(names)}: {len(asked)} questions, {len(alone)} general items")
         peft_model, peft_lm = with_own_adapters(base, [adapters / ids[name] for name in names], lm)
+        prefix = is_prefix_adapter(adapters / ids[names[0]])
+        answer: Callable[[list[Message]], tuple[str, float]] = (
+            partial(peft_decode, peft_model, lm, max_new_tokens=max_new_tokens)  # loracle runs no PEFT prefix
+            if prefix
+            else partial(decode, peft_lm, max_new_tokens=max_new_tokens)
+        )
         try:
             for index in asked:
                 item = items[index]
-                answers[index] = record(item, *decode(peft_lm, question_messages(item.question), max_new_tokens))
+                answers[index] = record(item, *answer(question_messages(item.question)))
             if alone:
-                general_by_doc[names[0]] = general_records(peft_lm, alone, max_new_tokens)
+                general_by_doc[names[0]] = [general_record(g, *answer(question_messages(g.prompt))) for g in alone]
         finally:
-            base = peft_model.unload()  # the LoRA layers out again: the next load starts from the bare base
+            # the LoRA layers out again (a prefix adds none): the next load starts from the bare base
+            base = peft_model.get_base_model() if prefix else peft_model.unload()
     return [answers[i] for i in range(len(items))], general_by_doc
 
 

@@ -1,9 +1,11 @@
 """A tiny compiled knowledge base for tests of the routed answer path: wiki pages, and for each an adapter
 written directly (random LoRA factors on the tiny model's MLP down projections, via the PEFT writer) with the
-manifest `loracle compile` would write, routing keys included. No learner runs, so it takes milliseconds."""
+manifest `loracle compile` would write, routing keys included. No learner runs, so it takes milliseconds.
+`write_memory_kb` compiles the pages with the memory learner instead (an untrained network: prefix adapters)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +13,11 @@ import torch
 
 from loracle.adapters.manifest import AdapterManifest
 from loracle.adapters.peft_format import peft_key, write_lora_adapter
+from loracle.knowledge_base import KnowledgeBase
+from loracle.learners.hypernet.prefix import MemoryCompressor, PrefixConfig
+from loracle.learners.hypernet.prefix_engine import DocToPrefix
+from loracle.learners.memory.config import MemoryConfig
+from loracle.learners.memory.learner import MemoryLearner
 from loracle.model.loader import LoadedModel, model_fingerprint
 from loracle.pipeline import wiki_source
 from tests.conftest import build_tiny_model, build_tiny_tokenizer
@@ -104,3 +111,34 @@ def write_compiled_kb(root: Path, lm: LoadedModel, pages: tuple[Page, ...] = (KE
         write_page(root, page)
         write_adapter(root, lm, page, seed)
     return root
+
+
+class LoudPrefix(DocToPrefix):
+    """Prefixes five times as large: enough to change the tiny model's greedy replies (most are empty)."""
+
+    def chunk_prefix(self, chunk: Sequence[int]) -> torch.Tensor:
+        return super().chunk_prefix(chunk) * 5
+
+
+def strong_learner(lm: LoadedModel, chunk_tokens: int = 8, max_new_tokens: int = 6) -> MemoryLearner:
+    """A learner whose (untrained, enlarged) memory network visibly changes the tiny model's replies."""
+    torch.manual_seed(0)
+    config = PrefixConfig.for_model(lm.model, memory_tokens=3, compress_rank=2, chunk_tokens=chunk_tokens)
+    net = MemoryCompressor.for_model(lm.model, config)
+    with torch.no_grad():
+        net.memory.mul_(20)
+        for b in net.lora_b.values():
+            b.normal_(0, 3)
+    return MemoryLearner(lm, MemoryConfig(max_new_tokens=max_new_tokens), engine=LoudPrefix(lm, net.eval()))
+
+
+def write_memory_kb(root: Path, lm: LoadedModel) -> KnowledgeBase:
+    """A knowledge base of the two pages compiled by the memory learner (`strong_learner`): prefix adapters."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "loracle.toml").write_text("", encoding="utf-8")
+    for page in (KESTREL, CORRA):
+        write_page(root, page)
+    kb = KnowledgeBase(root, learner="memory", compiler=strong_learner(lm), lm=lm)
+    summary = kb.compile_all()
+    assert not summary.failed
+    return kb

@@ -27,6 +27,7 @@ import torch
 from loracle.adapter_sources import AdapterSources
 from loracle.adapters.manifest import AdapterManifest
 from loracle.adapters.pool import AdapterPool, AdapterSpec
+from loracle.adapters.prefixes import PrefixAdapters
 from loracle.adapters.router import AdapterRouter, Route, Routed, foreign_problem
 from loracle.adapters.store import LocalAdapterStore
 from loracle.config import AskConfig
@@ -64,10 +65,13 @@ class AskPlan:
     messages: list[Message]
     documents: list[AnsweringDocument] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: the routed adapters that are prefixes (placed before the prompt), in route order
+    prefixes: tuple[str, ...] = ()
 
     @property
     def spec(self) -> AdapterSpec:
-        return self.route.spec
+        """The routed LoRA adapters, for the pool (prefixes are not PEFT layers)."""
+        return tuple((adapter_id, weight) for adapter_id, weight in self.route.spec if adapter_id not in self.prefixes)
 
     def sources_line(self) -> str:
         """`from: Title (adapter-id)`, or that the base model answered alone."""
@@ -148,6 +152,7 @@ class KnowledgeBaseAnswerer:
         )
         self._own_pool = pool is None
         self.pool = pool if pool is not None else AdapterPool(lm, self.router.folder)
+        self.prefixes = PrefixAdapters(lm, self.router.folder)
 
     def close(self) -> None:
         """Take PEFT's layers out of the model again (when the pool is this answerer's own)."""
@@ -194,7 +199,8 @@ class KnowledgeBaseAnswerer:
             if self.sources.stale(manifest, paths.get(manifest.id)):
                 warnings.append(stale_warning(manifest, path))
         unused = unused_warning(self.router.unusable())
-        return AskPlan(route, messages, documents, warnings + ([unused] if unused else []))  # type: ignore[arg-type]
+        prefixes = tuple(a.adapter_id for a in route.adapters if self.prefixes.is_prefix(a.adapter_id))
+        return AskPlan(route, messages, documents, warnings + ([unused] if unused else []), prefixes)  # type: ignore[arg-type]
 
     # -- answering ------------------------------------------------------------------------------------------
     def stream(self, asked: str | Sequence[Message], config: GenerationConfig | None = None) -> AnswerStream:
@@ -204,8 +210,13 @@ class KnowledgeBaseAnswerer:
         config = config or GenerationConfig(max_new_tokens=self.config.max_new_tokens)
         for adapter_id, _ in plan.spec:
             self.pool.ensure_loaded(adapter_id)
-        stream = stream_ids(self.lm, encode_chat(self.lm.tokenizer, plan.messages), config)
+        prefix = self.prefix(plan)
+        stream = stream_ids(self.lm, encode_chat(self.lm.tokenizer, plan.messages), config, prefix)
         return AnswerStream(plan, self._steps(plan.spec, iter(stream)), stream.stats)
+
+    def prefix(self, plan: AskPlan) -> torch.Tensor | None:
+        """The plan's prefix adapters joined, to decode after (None when it routed to none)."""
+        return self.prefixes.joined(plan.prefixes)
 
     def ask(self, asked: str | Sequence[Message], config: GenerationConfig | None = None) -> RoutedAnswer:
         """The whole answer."""

@@ -13,7 +13,7 @@ import pytest
 from loracle.model import GenerationConfig, apply_adapters, generate_chat, question_messages
 from loracle.serve.app import create_app
 from loracle.serve.launch import background_server
-from tests.compiled_kb import CORRA, KESTREL, seeded_lm, write_compiled_kb
+from tests.compiled_kb import CORRA, KESTREL, seeded_lm, write_compiled_kb, write_memory_kb
 
 pytestmark = pytest.mark.e2e
 TOKEN = "s3cret-token"
@@ -94,3 +94,19 @@ def test_kb_refuses_what_it_cannot_do(client: openai.OpenAI, tmp_path: Path) -> 
         ).json()
     message = body["error"]["message"]
     assert "no compiled adapters" in message and "loracle compile" in message and str(tmp_path) not in message
+
+
+def test_a_kb_of_prefix_adapters_answers_as_its_python_api_does(tmp_path: Path) -> None:
+    """The memory learner's prefix adapters, over HTTP: whole and streamed replies are the routed answer."""
+    kb = write_memory_kb(tmp_path / "kb", seeded_lm())
+    expected = kb.ask(FOUNDER, max_new_tokens=8).text
+    kb.close()
+    assert expected != direct([], FOUNDER)
+    with background_server(create_app(seeded_lm(), tmp_path / "kb", token=TOKEN)) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key=TOKEN, max_retries=0)
+        reply = ask(client, FOUNDER)
+        assert reply.choices[0].message.content.strip() == expected
+        assert [d["id"] for d in reply.model_extra["loracle"]["documents"]] == [KESTREL.id]
+        chunks = list(ask(client, FOUNDER, stream=True))
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip() == expected
+        assert ask(client, ELSEWHERE).choices[0].message.content.strip() == direct([], ELSEWHERE)

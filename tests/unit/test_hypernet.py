@@ -166,7 +166,7 @@ def test_checkpoint_round_trip_and_wrong_model_refused(tiny_lm, tmp_path: Path):
 
 def test_training_resumes_from_its_checkpoint(tiny_lm, tmp_path: Path):
     config = TrainConfig(
-        steps=2, wiki_fraction=0.0, max_doc_tokens=48, questions_per_doc=1, rank=2, width=16, interference=0
+        steps=2, mix="multi", max_doc_tokens=48, questions_per_doc=1, rank=2, width=16, interference=0
     )  # data generated as training goes, without a cached set
     first = Trainer(tiny_lm, config, tmp_path / "run")
     first.run(2)
@@ -232,8 +232,12 @@ def test_peft_export_gives_the_same_logits_as_loracle(tiny_lm, tmp_path: Path):
         theirs = peft_model(input_ids=ids).logits
     assert torch.allclose(ours, theirs, atol=1e-5)
     assert report.details["rank"] == 2 + 4 * report.details["chunks"]
-    keys = AdapterManifest.read(tmp_path / "adapter").routing_keys  # `ask --kb` routes by its chunks, as answer()
-    assert keys == [chunk.text for chunk in engine.internalise(DOC.text)] and len(keys) == report.details["chunks"]
+    keys = AdapterManifest.read(tmp_path / "adapter").routing_keys  # `ask --kb` routes by its sentences
+    assert keys[:2] == [
+        "The Kestrel Valley Observatory was founded by Ilse Marrow in 1987.",
+        "Kestrel Corra powers the station.",  # a "The river"-like reference: the title
+    ]
+    assert keys[-1] == "1987 corra founded ilse kestrel marrow observatory powers river station valley"
 
 
 def test_fictional_data_is_fresh_and_answerable():

@@ -11,11 +11,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from loracle.cli.hypernet_commands import parse_kinds
 from loracle.errors import LoracleError
 from loracle.learners.hypernet.curve import plot_curve, read_heldout, read_log
 from loracle.learners.hypernet.data import single_fact_sample
-from loracle.learners.hypernet.dataset import DataSettings, TrainingSet, make_data, read_docs, shard_path
+from loracle.learners.hypernet.dataset import (
+    DataSettings,
+    TrainingSet,
+    make_data,
+    mixed_sample,
+    parse_kinds,
+    read_docs,
+    shard_path,
+)
 from loracle.learners.hypernet.engine import DocToLora
 from loracle.learners.hypernet.reading import DocPrompt
 from loracle.learners.hypernet.train import CHECKPOINT, LOG, TrainConfig, Trainer, data_position
@@ -170,9 +177,15 @@ def test_the_log_is_read_up_to_a_checkpoints_step(tmp_path: Path):
 
 def test_kinds_are_parsed_with_their_counts():
     assert parse_kinds("single, multi:500", 100) == {"single": 100, "multi": 500}
-    for bad in ("single:many", "", "single:0"):
+    for bad in ("single:many", "", "single:0", "poems:3"):
         with pytest.raises(LoracleError):
             parse_kinds(bad, 100)
+
+
+def test_a_generated_mix_draws_kinds_by_weight():
+    rng = random.Random(0)
+    kinds = [mixed_sample(rng, {"single": 3, "multi": 1}).kind for _ in range(200)]
+    assert 120 < kinds.count("single") < 180 and kinds.count("multi") == 200 - kinds.count("single")
 
 
 def test_without_interference_no_general_replies_are_made(tiny_lm, tmp_path: Path, monkeypatch):
@@ -180,6 +193,6 @@ def test_without_interference_no_general_replies_are_made(tiny_lm, tmp_path: Pat
         raise AssertionError("general targets made for a run that does not use them")
 
     monkeypatch.setattr("loracle.learners.hypernet.dataset.general_targets", refuse)
-    config = TrainConfig(**{**SMALL.__dict__, "interference": 0, "max_doc_tokens": 48, "wiki_fraction": 0.0})
+    config = TrainConfig(**{**SMALL.__dict__, "interference": 0, "max_doc_tokens": 48, "mix": "multi"})
     Trainer(tiny_lm, config, tmp_path / "run").run(1)  # generating its data: the teacher runs, general replies don't
     assert read_log(tmp_path / "run" / LOG)[0]["interference"] == 0

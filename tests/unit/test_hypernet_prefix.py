@@ -5,6 +5,7 @@ adapter exactly as loracle does, training moves the loss and resumes exactly, he
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -17,12 +18,14 @@ from loracle.learners.hypernet.checkpoint import load_hypernet, save_hypernet
 from loracle.learners.hypernet.curve import read_heldout, read_log
 from loracle.learners.hypernet.dataset import DataSettings, TrainingSet, make_data
 from loracle.learners.hypernet.engine import DocToLora
-from loracle.learners.hypernet.prefix import MemoryCompressor, PrefixConfig, prefixed_states
+from loracle.learners.hypernet.prefix import MemoryCompressor, PrefixConfig, document_prefix, prefixed_states
 from loracle.learners.hypernet.prefix_engine import DocToPrefix
 from loracle.learners.hypernet.reading import DocPrompt, doc_ids, student_prompt
-from loracle.learners.hypernet.train import LOG, TrainConfig, Trainer
+from loracle.learners.hypernet.train import LOG, TrainConfig, Trainer, distillation_loss
 from loracle.model.chat import stop_token_ids
-from tests.unit.test_hypernet import train_on_one_fact
+from loracle.model.generate import GenerationConfig, stream_ids
+from loracle.model.prefix import shift_keys
+from tests.unit.test_hypernet import one_fact, train_on_one_fact
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -93,33 +96,40 @@ def strong_prefix(lm) -> tuple[DocToPrefix, torch.Tensor]:
     return engine, engine.internalise(TEXT) * 5
 
 
+def reply_tokens(lm, prompt: list[int], kv: torch.Tensor, max_new_tokens: int) -> list[int]:
+    """loracle's greedy reply with the prefix, as token ids (the tiny model's text may end mid-character)."""
+    stream = stream_ids(lm, prompt, GenerationConfig(max_new_tokens, logprobs=0), prefix=kv)
+    stream.text()
+    return [t.token for t in stream.stats.token_logprobs]
+
+
 def test_loracle_replies_with_the_prefix_as_greedy_decoding_of_peft_forward(tiny_lm, tmp_path: Path):
     """loracle's reply with the prefix (cached decoding) is the greedy decoding of PEFT's own forward over the
     growing sequence (no cache), and not the base model's reply."""
     from peft import PeftModel
 
     engine, kv = strong_prefix(tiny_lm)
-    ours = engine.answer(QUESTION, kv, max_new_tokens=6)
+    prompt = student_prompt(tiny_lm.tokenizer, QUESTION)
+    ours = reply_tokens(tiny_lm, prompt, kv, 6)
     engine.export(kv, tmp_path / "adapter", {})
     peft_model = PeftModel.from_pretrained(tiny_lm.model, str(tmp_path / "adapter"))
-    prompt = student_prompt(tiny_lm.tokenizer, QUESTION)
     base = tiny_lm.model.generate(input_ids=torch.tensor([prompt]), max_new_tokens=6, do_sample=False)
-    tokens = peft_greedy(peft_model, prompt, 6, stop_token_ids(tiny_lm.tokenizer))
-    assert tiny_lm.tokenizer.decode(tokens, skip_special_tokens=True).strip() == ours
-    assert tiny_lm.tokenizer.decode(base[0, len(prompt) :], skip_special_tokens=True).strip() != ours
+    assert peft_greedy(peft_model, prompt, 6, stop_token_ids(tiny_lm.tokenizer)) == ours
+    assert base[0, len(prompt) :].tolist()[: len(ours)] != ours
 
 
 def test_peft_generate_replies_with_the_prefix(tiny_lm, tmp_path: Path):
     from peft import PeftModel
 
     engine, kv = strong_prefix(tiny_lm)
-    ours = engine.answer(QUESTION, kv, max_new_tokens=6)
+    prompt = student_prompt(tiny_lm.tokenizer, QUESTION)
+    ours = reply_tokens(tiny_lm, prompt, kv, 6)
     engine.export(kv, tmp_path / "adapter", {})
     peft_model = PeftModel.from_pretrained(tiny_lm.model, str(tmp_path / "adapter"))
-    ids = torch.tensor([student_prompt(tiny_lm.tokenizer, QUESTION)])
+    ids = torch.tensor([prompt])
     with torch.no_grad():
         out = peft_model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False)
-    assert tiny_lm.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip() == ours
+    assert out[0, ids.shape[1] :].tolist()[: len(ours)] == ours
 
 
 def test_a_few_steps_move_the_loss(tiny_lm):
@@ -128,6 +138,39 @@ def test_a_few_steps_move_the_loss(tiny_lm):
     losses = train_on_one_fact(tiny_lm, net, TrainConfig(design="prefix", top_k=8), lr=3e-2, steps=6)
     assert losses[-1] < losses[0]
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+
+
+def test_a_long_document_is_read_in_chunks_whose_prefixes_are_joined(tiny_lm):
+    net = make_compressor(tiny_lm)
+    net.config.chunk_tokens = 5
+    prompt = DocPrompt.for_tokenizer(tiny_lm.tokenizer).prefix
+    ids = doc_ids(tiny_lm.tokenizer, TEXT)
+    assert len(ids) > 10
+    with torch.no_grad():
+        kv = document_prefix(tiny_lm.model, net, prompt, ids)
+        first = net(tiny_lm.model, [*prompt, *ids[:5]])
+        second = net(tiny_lm.model, [*prompt, *ids[5:10]])
+    chunks = -(-len(ids) // 5)
+    assert kv.shape[3] == 3 * chunks and torch.equal(kv[:, :, :, :3], first)
+    assert torch.allclose(kv[:, :, :, 3:6], shift_keys(tiny_lm.model, second, 3), atol=1e-6)
+    assert torch.equal(DocToPrefix(tiny_lm, net).internalise(TEXT), kv)
+
+
+def test_a_distractor_prefix_joins_the_students_and_changes_its_loss(tiny_lm):
+    net = make_compressor(tiny_lm)
+    prompt, doc = one_fact(tiny_lm, top_k=8)
+    config = TrainConfig(design="prefix", top_k=8)
+    with torch.no_grad():
+        alone, _ = distillation_loss(tiny_lm, net, prompt, doc, [], config, random.Random(0))
+        beside, _ = distillation_loss(tiny_lm, net, prompt, doc, [], config, random.Random(0), [7, 8, 9, 10])
+    assert alone.item() != beside.item()
+
+
+def test_a_run_with_distractors_trains_and_resumes(tiny_lm, data, tmp_path: Path):
+    config = TrainConfig(**{**PREFIX.__dict__, "distractor": 1.0, "chunk_tokens": 8})
+    Trainer(tiny_lm, config, tmp_path / "run", data=data).run(2)
+    resumed = Trainer(tiny_lm, config, tmp_path / "run", data=data)
+    assert resumed.step == 2 and resumed.net.config.chunk_tokens == 8
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from loracle.learners.checkpoint import META
 from loracle.learners.hypernet.engine import DocToLora
 from loracle.llm import LLM
 from loracle.model.loader import LoadedModel, model_fingerprint
+from tests.compiled_kb import strong_learner
 from tests.conftest import build_tiny_model
 from tests.unit.test_hypernet import make_net
 from tests.unit.test_learner_context import WordHashEmbedder
@@ -47,6 +48,7 @@ SMALL: dict[str, dict[str, Any]] = {
     "context": {"max_new_tokens": 6},
     "ttt": {"steps_per_doc": 2, "max_sentences": 1, "mask_fraction": 0.25, "general_examples": 2, "max_new_tokens": 6},
     "hypernet": {"max_new_tokens": 6},
+    "memory": {"max_new_tokens": 6},
     "kstore": {"max_new_tokens": 6, "min_question_match": -1.0},
     "playbook": {"max_new_tokens": 6, "questions_per_doc": 1},
 }
@@ -54,12 +56,15 @@ SMALL: dict[str, dict[str, Any]] = {
 
 def collaborators(name: str, lm: LoadedModel) -> Callable[[], dict[str, Any]]:
     """What the learner takes besides its options, made afresh for each learner built: a stand-in embedder
-    (context), a small untrained-but-nonzero network (hypernet), a scripted writer LLM (playbook)."""
+    (context), a small untrained-but-nonzero network (hypernet, memory), a scripted writer LLM (playbook)."""
     if name == "context":
         return lambda: {"embedder": WordHashEmbedder()}
     if name == "hypernet":
         engine = DocToLora(lm, make_net(lm, nonzero_b=True), chunk_tokens=16)
         return lambda: {"engine": engine}
+    if name == "memory":
+        memory = strong_learner(lm).engine
+        return lambda: {"engine": memory}
     if name == "playbook":
         lesson = json.dumps({"lessons": ["The Vellmar Bridge was designed by Tamsin Quell."]})
         replies = [practice(("Who designed the Vellmar Bridge?", "Tamsin Quell")), lesson, "not JSON"] * 2

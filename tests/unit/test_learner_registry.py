@@ -12,7 +12,7 @@ from loracle.model.loader import LoadedModel
 
 def test_unknown_learner_is_one_line_naming_the_known_ones(tiny_lm: LoadedModel) -> None:
     with pytest.raises(
-        LoracleError, match=r"unknown learner 'nope' \(known: context, ttt, hypernet, kstore, playbook\)"
+        LoracleError, match=r"unknown learner 'nope' \(known: context, ttt, hypernet, memory, kstore, playbook\)"
     ):
         create_learner("nope", tiny_lm)
 

@@ -11,19 +11,6 @@ from loracle.cli.app import ModelOption, ThreadsOption, app, console, load_base
 from loracle.errors import LoracleError
 
 
-def parse_kinds(kinds: str, docs: int) -> dict[str, int]:
-    """'single,multi:500' -> {'single': docs, 'multi': 500}."""
-    counts: dict[str, int] = {}
-    for part in filter(None, (p.strip() for p in kinds.split(","))):
-        kind, _, count = part.partition(":")
-        if count and not count.isdigit():
-            raise LoracleError(f"--kinds {part}: the count after ':' must be a whole number")
-        counts[kind] = int(count) if count else docs
-    if not counts or not all(counts.values()):
-        raise LoracleError(f"--kinds {kinds!r}: name at least one kind, each with at least one document")
-    return counts
-
-
 @app.command("hypernet-data")
 def hypernet_data(
     out: Path = typer.Option(..., "--out", help="Folder of the training set; a re-run completes missing shards."),
@@ -42,7 +29,7 @@ def hypernet_data(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from loracle.learners.hypernet.dataset import DataSettings, make_data
+    from loracle.learners.hypernet.dataset import DataSettings, make_data, parse_kinds
 
     settings = DataSettings(
         parse_kinds(kinds, docs), seed=seed, shard_docs=shard_docs, max_doc_tokens=max_doc_tokens, questions=questions
@@ -82,8 +69,8 @@ def train_hypernet(
     answer_ce: float = typer.Option(
         0.0, "--answer-ce", min=0, help="Weight of cross-entropy on the exact answer beside the KL (0: KL alone)."
     ),
-    wiki_fraction: float = typer.Option(
-        0.25, "--wiki-fraction", help="Share of Wikipedia paragraphs (without --data)."
+    mix: str = typer.Option(
+        "multi:3,wiki:1", "--mix", help="Without --data: kinds of document generated, with weights (single:2,multi:1)."
     ),
     checkpoint_every: int = typer.Option(25, "--checkpoint-every", help="Steps between checkpoints."),
     checkpoint_minutes: float = typer.Option(5.0, "--checkpoint-minutes", help="Minutes between checkpoints."),
@@ -94,6 +81,12 @@ def train_hypernet(
     memory_tokens: int = typer.Option(16, "--memory-tokens", min=1, help="Prefix length (--design prefix)."),
     compress_rank: int = typer.Option(
         4, "--compress-rank", min=0, help="Rank of the LoRA on the memory positions (--design prefix; 0: none)."
+    ),
+    chunk_tokens: int = typer.Option(
+        256, "--chunk-tokens", min=8, help="Tokens per memory chunk; longer documents join chunks (--design prefix)."
+    ),
+    distractor: float = typer.Option(
+        0.0, "--distractor", min=0, max=1, help="Share of steps with an unrelated document's prefix joined in."
     ),
     heldout: Path | None = typer.Option(
         None, "--heldout", help="A held-out set (`loracle hypernet-data`, another seed) for the held-out KL."

@@ -30,6 +30,7 @@ _REGISTRY: dict[str, tuple[str, str]] = {
         ("context", "Context"),
         ("ttt", "TTT"),
         ("hypernet", "Hypernet"),
+        ("memory", "Memory"),
         ("kstore", "KStore"),
         ("playbook", "Playbook"),
     )

@@ -15,8 +15,8 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 MANIFEST = "manifest.json"
 
 
-def read_adapter_config(folder: Path) -> dict:
-    """The adapter's PEFT config, or a one-line error saying why the folder isn't an adapter."""
+def read_adapter_config(folder: Path, peft_type: str = "LORA") -> dict:
+    """The adapter's PEFT config, or a one-line error saying why the folder isn't an adapter (of `peft_type`)."""
     if not folder.is_dir():
         raise AdapterError(f"{folder}: no such adapter folder")
     config_path = folder / ADAPTER_CONFIG
@@ -28,8 +28,11 @@ def read_adapter_config(folder: Path) -> dict:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise AdapterError(f"{config_path}: not valid JSON ({exc})") from exc
-    if not isinstance(config, dict) or config.get("peft_type", "LORA") != "LORA":
-        raise AdapterError(f"{config_path}: not a LoRA adapter config")
+    found = config.get("peft_type", "LORA") if isinstance(config, dict) else None
+    if found != peft_type:
+        kind = "LoRA" if peft_type == "LORA" else peft_type.lower().replace("_", "-")
+        hint = " (a prefix adapter: ask its knowledge base, `loracle ask --kb`)" if found == "PREFIX_TUNING" else ""
+        raise AdapterError(f"{config_path}: not a {kind} adapter config{hint}")
     return config
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "MANIFEST",
     "apply_adapters",
     "check_adapter_fits",
+    "check_base_model",
     "read_adapter_config",
 ]
 
@@ -38,7 +39,21 @@ __all__ = [
 def check_adapter_fits(lm: LoadedModel, folder: Path) -> None:
     """Refuse an adapter made for another base model: by recorded fingerprint (loracle's manifest), else by the
     base model adapter_config.json names, then by tensor shapes."""
-    config = read_adapter_config(folder)
+    check_base_model(lm, folder, read_adapter_config(folder))
+    modules = dict(lm.model.named_modules())
+    try:
+        with safe_open(str(folder / ADAPTER_WEIGHTS), framework="pt") as weights:
+            for key in weights.keys():  # noqa: SIM118 - safe_open has no __iter__
+                _check_tensor(folder, key, weights.get_slice(key).get_shape(), modules)
+    except AdapterError:
+        raise
+    except Exception as exc:  # safetensors raises its own error types on corrupt files
+        raise AdapterError(f"{folder / ADAPTER_WEIGHTS}: unreadable ({exc})") from exc
+
+
+def check_base_model(lm: LoadedModel, folder: Path, config: dict) -> None:
+    """Refuse an adapter (of any kind) made for another base model: by the fingerprint loracle's manifest records,
+    else by the base model its PEFT `config` names."""
     recorded = recorded_base_fingerprint(folder)
     if recorded and recorded != lm.fingerprint:
         raise AdapterError(
@@ -49,15 +64,6 @@ def check_adapter_fits(lm: LoadedModel, folder: Path) -> None:
         raise AdapterError(
             f"{folder}: made for {declared} (base_model_name_or_path in {ADAPTER_CONFIG}), not {lm.name}"
         )
-    modules = dict(lm.model.named_modules())
-    try:
-        with safe_open(str(folder / ADAPTER_WEIGHTS), framework="pt") as weights:
-            for key in weights.keys():  # noqa: SIM118 - safe_open has no __iter__
-                _check_tensor(folder, key, weights.get_slice(key).get_shape(), modules)
-    except AdapterError:
-        raise
-    except Exception as exc:  # safetensors raises its own error types on corrupt files
-        raise AdapterError(f"{folder / ADAPTER_WEIGHTS}: unreadable ({exc})") from exc
 
 
 def model_key(name: str) -> str:

@@ -30,6 +30,7 @@ from loracle.model.detok import IncrementalDetokenizer
 from loracle.model.engine import engine_step
 from loracle.model.lean import LeanDecoder, packable_linears, supports_lean
 from loracle.model.loader import LoadedModel
+from loracle.model.prefix import prefix_cache
 
 if TYPE_CHECKING:
     from loracle.model.constrain import JSONConstraint
@@ -116,19 +117,35 @@ class TextStream:
         return "".join(self._pieces)
 
 
-def stream_ids(lm: LoadedModel, prompt_ids: Sequence[int], config: GenerationConfig | None = None) -> TextStream:
-    """Decode from `prompt_ids`, yielding text pieces as soon as they form complete characters."""
+def stream_ids(
+    lm: LoadedModel,
+    prompt_ids: Sequence[int],
+    config: GenerationConfig | None = None,
+    prefix: torch.Tensor | None = None,
+) -> TextStream:
+    """Decode from `prompt_ids`, yielding text pieces as soon as they form complete characters. `prefix` (a prefix
+    adapter's cache, loracle.model.prefix) goes before the prompt; it decodes with torch's own forward."""
     config = config or GenerationConfig()
     stats = GenerationStats(prompt_tokens=len(prompt_ids))
-    return TextStream(_decode(lm, list(prompt_ids), config, stats), stats)
+    return TextStream(_decode(lm, list(prompt_ids), config, stats, prefix), stats)
 
 
-def stream_chat(lm: LoadedModel, messages: Sequence[Message], config: GenerationConfig | None = None) -> TextStream:
-    return stream_ids(lm, encode_chat(lm.tokenizer, messages), config)
+def stream_chat(
+    lm: LoadedModel,
+    messages: Sequence[Message],
+    config: GenerationConfig | None = None,
+    prefix: torch.Tensor | None = None,
+) -> TextStream:
+    return stream_ids(lm, encode_chat(lm.tokenizer, messages), config, prefix)
 
 
-def generate_chat(lm: LoadedModel, messages: Sequence[Message], config: GenerationConfig | None = None) -> str:
-    return stream_chat(lm, messages, config).text().strip()
+def generate_chat(
+    lm: LoadedModel,
+    messages: Sequence[Message],
+    config: GenerationConfig | None = None,
+    prefix: torch.Tensor | None = None,
+) -> str:
+    return stream_chat(lm, messages, config, prefix).text().strip()
 
 
 def choose_decoder(lm: LoadedModel, config: GenerationConfig, budget: int) -> str:
@@ -152,23 +169,28 @@ def choose_decoder(lm: LoadedModel, config: GenerationConfig, budget: int) -> st
 Step = Callable[[list[int]], torch.Tensor]
 
 
-def _step_function(lm: LoadedModel, config: GenerationConfig, budget: int, capacity: int) -> tuple[Step, str]:
+def _step_function(
+    lm: LoadedModel, config: GenerationConfig, budget: int, capacity: int, prefix: torch.Tensor | None = None
+) -> tuple[Step, str]:
     """A function that feeds the next ids to the model and returns the last position's logits, and its decoder.
 
-    With decoder "auto", the selected engine's step where it can run this model; else torch's decoder.
+    With decoder "auto", the selected engine's step where it can run this model; else torch's decoder. A prefix
+    primes the transformers decoder's cache (the lean decoders and the engine take none).
     """
+    if prefix is not None:
+        return _torch_step(lm, "transformers", capacity, prefix), "transformers"
     decoder = choose_decoder(lm, config, budget)
     if config.decoder == "auto" and (engine := engine_step(lm.model)) is not None:
         return engine, "openvino"
     return _torch_step(lm, decoder, capacity), decoder
 
 
-def _torch_step(lm: LoadedModel, decoder: str, capacity: int) -> Step:
+def _torch_step(lm: LoadedModel, decoder: str, capacity: int, prefix: torch.Tensor | None = None) -> Step:
     device = lm.device
     if decoder in ("lean", "lean-fp16"):
         lean = LeanDecoder(lm.model, capacity, fp16_weights=decoder == "lean-fp16")
         return lambda ids: lean.step(torch.tensor(ids, device=device))
-    cache = DynamicCache()
+    cache = prefix_cache(prefix) if prefix is not None else DynamicCache()
 
     def step(ids: list[int]) -> torch.Tensor:
         out = lm.model(input_ids=torch.tensor([ids], device=device), cache=cache, use_cache=True)
@@ -177,19 +199,26 @@ def _torch_step(lm: LoadedModel, decoder: str, capacity: int) -> Step:
     return step
 
 
-def _decode(lm: LoadedModel, prompt: list[int], config: GenerationConfig, stats: GenerationStats) -> Iterator[str]:
+def _decode(
+    lm: LoadedModel,
+    prompt: list[int],
+    config: GenerationConfig,
+    stats: GenerationStats,
+    prefix: torch.Tensor | None = None,
+) -> Iterator[str]:
     stops = stop_token_ids(lm.tokenizer)
     generator = torch.Generator().manual_seed(config.seed) if config.seed is not None else None
     bias = _bias_vector(config.logit_bias, lm.model.config.vocab_size, lm.device)
     max_positions = getattr(lm.model.config, "max_position_embeddings", None) or 1 << 30
-    budget = max(0, min(config.max_new_tokens, max_positions - len(prompt)))
+    used = len(prompt) + (prefix.shape[3] if prefix is not None else 0)
+    budget = max(0, min(config.max_new_tokens, max_positions - used))
     if budget == 0:
         return
     detok = IncrementalDetokenizer(lm.tokenizer)
     constraint = _json_constraint(lm, config.json_schema) if config.json_schema is not None else None
     with torch.inference_mode():
         start = time.perf_counter()
-        step, stats.decoder = _step_function(lm, config, budget, len(prompt) + budget)
+        step, stats.decoder = _step_function(lm, config, budget, len(prompt) + budget, prefix)
         stats.setup_s = time.perf_counter() - start
         start += stats.setup_s
         cpu_start = time.process_time()

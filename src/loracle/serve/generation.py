@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+import torch
+
 from loracle.model.generate import GenerationConfig, TokenLogprob, stream_ids
 from loracle.model.loader import LoadedModel
 
@@ -49,10 +51,15 @@ class Tokens:
 
 
 def generation_steps(
-    lm: LoadedModel, prompt_ids: Sequence[int], config: GenerationConfig, stops: Sequence[str] = ()
+    lm: LoadedModel,
+    prompt_ids: Sequence[int],
+    config: GenerationConfig,
+    stops: Sequence[str] = (),
+    prefix: torch.Tensor | None = None,
 ) -> Iterator[str | Tokens | Finish]:
-    """Yield text pieces as they are decoded (each after the Tokens that made it, when asked), then one Finish."""
-    stream = stream_ids(lm, prompt_ids, config)
+    """Yield text pieces as they are decoded (each after the Tokens that made it, when asked), then one Finish.
+    `prefix`: a prefix adapter's cache placed before the prompt."""
+    stream = stream_ids(lm, prompt_ids, config, prefix)
     stops = [s for s in stops if s]
     held = ""
     hit_stop = False

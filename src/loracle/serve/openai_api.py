@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -237,12 +238,21 @@ async def _complete_from_kb(
     if body.adapters:
         raise ApiError(400, f"adapters: model {KB_MODEL} chooses its own adapters", param="adapters")
     plan = await run_in_threadpool(_checked, lambda: answerer.plan(messages), "model")
+    prefix = await run_in_threadpool(_checked, lambda: answerer.prefix(plan), "model")
     prompt = await run_in_threadpool(encode_chat, state.lm.tokenizer, plan.messages)
     record = plan.record()
     root = state.kb.root if state.kb else None
     record["warnings"] = [public_message(w, root) for w in record["warnings"]]
     return await _complete(
-        request, state, body, plan.spec, prompt, chat=True, default_max=answerer.config.max_new_tokens, extra=record
+        request,
+        state,
+        body,
+        plan.spec,
+        prompt,
+        chat=True,
+        default_max=answerer.config.max_new_tokens,
+        extra=record,
+        prefix=prefix,
     )
 
 
@@ -268,9 +278,11 @@ async def _complete(
     chat: bool,
     default_max: int | None = None,
     extra: dict | None = None,
+    prefix: torch.Tensor | None = None,
 ) -> dict | StreamingResponse:
     """Generate on the scheduler; a whole reply stops generating if its client disconnects first. `extra` goes
-    into the reply as `loracle` (a stream's first chunk)."""
+    into the reply as `loracle` (a stream's first chunk); `prefix` (the knowledge base's prefix adapters) goes
+    before the prompt."""
     config = body.generation_config(default_max or state.max_new_tokens, state.sampling)
     stops = body.stops()
     limit = getattr(state.lm.model.config, "max_position_embeddings", None) or 1 << 30
@@ -284,7 +296,7 @@ async def _complete(
         await run_in_threadpool(_check_schema, state, config.json_schema)
     # load before answering: a broken adapter is an error status, not an error in the middle of a stream
     await run_in_threadpool(lambda: [state.pool.ensure_loaded(adapter_id) for adapter_id, _ in spec])
-    pieces = state.scheduler.stream(spec, lambda: generation_steps(state.lm, prompt, config, stops))
+    pieces = state.scheduler.stream(spec, lambda: generation_steps(state.lm, prompt, config, stops, prefix))
     formatter = LogprobFormatter(state.lm.tokenizer) if config.logprobs is not None else None
     reply = _Reply(body.model, chat, state.kb.root if state.kb else None, extra, formatter)
     if body.stream:

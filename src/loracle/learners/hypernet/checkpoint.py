@@ -28,12 +28,17 @@ NET = "net."
 OPT = "opt."
 #: the torch RNG state of a training run, so a resumed run draws what a straight run would
 RNG = "rng.torch"
-#: the checkpoint shipped inside the package, one folder per base model name
+#: the checkpoints shipped inside the package: one folder per base model name (the LoRA-writing design), and
+#: one per base model name under a design's folder (memory/: the memory-token design)
 SHIPPED_DIR = Path(__file__).parent / "checkpoints"
 
 
-def shipped_path(model_name: str) -> Path:
-    return SHIPPED_DIR / model_name
+#: the folder of the memory-token design's shipped checkpoints (the memory learner's networks)
+MEMORY_FOLDER = "memory"
+
+
+def shipped_path(model_name: str, design_folder: str = "") -> Path:
+    return SHIPPED_DIR / design_folder / model_name if design_folder else SHIPPED_DIR / model_name
 
 
 def checkpoint_folder(path: Path, model_name: str) -> Path:

@@ -202,12 +202,3 @@ def single_fact_sample(rng: random.Random) -> Sample:
     ]
     text, question, answer = rng.choice(facts)
     return Sample(text, [(question, [answer])], kind="single")
-
-
-def training_sample(rng: random.Random, wiki_fraction: float = 0.25) -> Sample:
-    """Mostly fictional documents (one to three paragraphs); a share of real paragraphs when available."""
-    if rng.random() < wiki_fraction:
-        sample = wiki_sample(rng)
-        if sample is not None:
-            return sample
-    return fictional_sample(rng, parts=rng.choice((1, 1, 2, 3)))

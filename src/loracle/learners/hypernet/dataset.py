@@ -121,6 +121,29 @@ def generator(kind: str) -> Callable[[random.Random], Sample]:
     raise LoracleError(f"--kinds {kind}: not a kind of training document (one of {', '.join(KINDS)})")
 
 
+def parse_kinds(kinds: str, docs: int, option: str = "--kinds") -> dict[str, int]:
+    """'single,multi:500' -> {'single': docs, 'multi': 500}: documents (or, in a training mix, weights) per kind."""
+    counts: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in kinds.split(","))):
+        kind, _, count = part.partition(":")
+        if count and not count.isdigit():
+            raise LoracleError(f"{option} {part}: the count after ':' must be a whole number")
+        counts[kind] = int(count) if count else docs
+    if not counts or not all(counts.values()):
+        raise LoracleError(f"{option} {kinds!r}: name at least one kind, each with at least one document")
+    for kind in counts:
+        generator(kind)  # an unknown kind, or one that cannot be made here, is refused now
+    return counts
+
+
+def mixed_sample(rng: random.Random, weights: dict[str, int]) -> Sample:
+    """A document of a kind drawn by `weights` (kind -> weight), its questions in an order drawn from `rng`."""
+    kind = rng.choices(list(weights), weights=list(weights.values()))[0]
+    sample = generator(kind)(rng)
+    rng.shuffle(sample.qa)
+    return sample
+
+
 def shard_samples(settings: DataSettings, kind: str, shard: int) -> list[Sample]:
     """The documents of shard `shard` of `kind`: a function of (seed, kind, shard) alone."""
     make = generator(kind)

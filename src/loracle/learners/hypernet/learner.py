@@ -25,6 +25,7 @@ from loracle.learners.checkpoint import load_checkpoint, save_checkpoint, stored
 from loracle.learners.hypernet.config import HypernetConfig
 from loracle.learners.hypernet.engine import ChunkAdapter, DocText, DocToLora
 from loracle.learners.lora import Lora, hooked, lora_rank, write_peft
+from loracle.learners.ttt.learner import sentence_keys
 from loracle.model import GenerationConfig, LoadedModel, generate_chat, question_messages
 from loracle.routing import ChunkRouter
 
@@ -131,7 +132,7 @@ class HypernetLearner:
             "chunks": len(adapters),
             "chunk_rank": network.rank,
             "bias_rank": network.bias_rank,
-            "routing_keys": [a.text for a in adapters],  # what `ask --kb` routes by, as answer() routes to chunks
+            "routing_keys": sentence_keys(doc),
         }
         size = write_peft(folder, lora, scale=1.0, base_model=self.lm.name, manifest=manifest)
         return size, lora_rank(lora)

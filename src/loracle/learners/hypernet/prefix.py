@@ -25,15 +25,13 @@ from transformers import DynamicCache
 
 from loracle.adapters.peft_format import prefix_config_dict, write_adapter_folder
 from loracle.learners.hypernet.network import TargetsJson, decoder_layers
+from loracle.learners.hypernet.reading import chunk_ids
 from loracle.learners.lora import Lora, hooked
-from loracle.model.chat import stop_token_ids
-from loracle.model.loader import LoadedModel
+from loracle.model.prefix import PEFT_PREFIX_KEY, join_prefixes, peft_prefix_weights, prefix_cache
 
 DESIGN = "prefix"
 #: the modules of each decoder layer the compression LoRA adapts (at the memory positions only)
 COMPRESS_TARGETS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj")
-#: PEFT's saved name of a prefix adapter's weights
-PEFT_PREFIX_KEY = "prompt_embeddings"
 
 
 @dataclass
@@ -46,6 +44,8 @@ class PrefixConfig(TargetsJson):
     targets: dict[str, tuple[int, int]]
     memory_tokens: int = 16
     compress_rank: int = 4
+    #: a document is read in chunks of this many tokens, one prefix each, joined (older networks: one of 256)
+    chunk_tokens: int = 256
     layer_prefix: str = "model.layers"
     design: str = DESIGN
     extra: dict[str, Any] = field(default_factory=dict)
@@ -57,6 +57,7 @@ class PrefixConfig(TargetsJson):
         memory_tokens: int = 16,
         compress_rank: int = 4,
         targets: Sequence[str] = COMPRESS_TARGETS,
+        chunk_tokens: int = 256,
     ) -> PrefixConfig:
         """Read the sizes from the base model (layers, key/value heads and head size, each target's features)."""
         config = model.config
@@ -74,6 +75,7 @@ class PrefixConfig(TargetsJson):
             targets=shapes,
             memory_tokens=memory_tokens,
             compress_rank=compress_rank,
+            chunk_tokens=chunk_tokens,
             layer_prefix=prefix,
         )
 
@@ -147,14 +149,21 @@ class MemoryCompressor(nn.Module):
         return torch.stack([torch.stack([layer.keys[0, :, -m:], layer.values[0, :, -m:]]) for layer in cache.layers])
 
 
+def document_prefix(
+    model: nn.Module, net: MemoryCompressor, prompt_ids: Sequence[int], ids: Sequence[int]
+) -> torch.Tensor:
+    """A document's prefix: each chunk of `net.config.chunk_tokens` read after `prompt_ids` into its own memory,
+    the chunks' prefixes joined one after another (loracle.model.prefix)."""
+    chunks = chunk_ids(ids, net.config.chunk_tokens)
+    joined = join_prefixes(model, [net(model, [*prompt_ids, *chunk]) for chunk in chunks])
+    if joined is None:
+        raise ValueError("an empty document has no prefix")
+    return joined
+
+
 def _key(target: str) -> str:
     """ParameterDict keys may not contain dots."""
     return target.replace(".", "__")
-
-
-def prefix_cache(kv: torch.Tensor, rows: int) -> DynamicCache:
-    """A cache holding the prefix for each of `rows` sequences (what PEFT builds from a prefix adapter)."""
-    return DynamicCache([(layer[0].expand(rows, -1, -1, -1), layer[1].expand(rows, -1, -1, -1)) for layer in kv])
 
 
 def prefixed_states(model: nn.Module, kv: torch.Tensor, ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
@@ -165,33 +174,6 @@ def prefixed_states(model: nn.Module, kv: torch.Tensor, ids: torch.Tensor, atten
     mask = torch.cat([prefix, attention], dim=1)
     out = decoder(input_ids=ids, attention_mask=mask, cache=prefix_cache(kv, ids.shape[0]), use_cache=True)
     return out.last_hidden_state
-
-
-def greedy_with_prefix(lm: LoadedModel, kv: torch.Tensor, prompt: Sequence[int], max_new_tokens: int) -> str:
-    """The greedy reply to `prompt` (chat-formatted ids) with the prefix `kv` before it, up to a stop token."""
-    model, device = lm.model, lm.device
-    stops = stop_token_ids(lm.tokenizer)
-    cache = prefix_cache(kv, 1)
-    ids = torch.tensor([list(prompt)], device=device)
-    seen = kv.shape[3]
-    out: list[int] = []
-    with torch.inference_mode():
-        for _ in range(max_new_tokens):
-            seen += ids.shape[1]
-            mask = torch.ones(1, seen, dtype=torch.long, device=device)
-            logits = model(input_ids=ids, attention_mask=mask, cache=cache, use_cache=True, logits_to_keep=1).logits
-            token = int(logits[0, -1].argmax())
-            if token in stops:
-                break
-            out.append(token)
-            ids = torch.tensor([[token]], device=device)
-    return lm.tokenizer.decode(out, skip_special_tokens=True).strip()
-
-
-def peft_prefix_weights(kv: torch.Tensor) -> torch.Tensor:
-    """The cache as PEFT's prefix weights, [m, layers * 2 * kv_heads * head_dim]: row i holds virtual token i's
-    key then value of layer 0, then of layer 1, ... (PEFT views it as [m, layers * 2, kv_heads, head_dim])."""
-    return kv.permute(3, 0, 1, 2, 4).reshape(kv.shape[3], -1)
 
 
 def write_prefix_adapter(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -9,36 +10,46 @@ import torch
 
 from loracle.errors import DocumentError
 from loracle.learners.hypernet.checkpoint import load_design
-from loracle.learners.hypernet.prefix import DESIGN, MemoryCompressor, greedy_with_prefix, write_prefix_adapter
-from loracle.learners.hypernet.reading import DocPrompt, doc_ids, student_prompt
+from loracle.learners.hypernet.prefix import DESIGN, MemoryCompressor, document_prefix, write_prefix_adapter
+from loracle.learners.hypernet.reading import DocPrompt, doc_ids
+from loracle.model.chat import question_messages
+from loracle.model.generate import GenerationConfig, generate_chat
 from loracle.model.loader import LoadedModel
 
 
 class DocToPrefix:
-    """Compress a document (its first `max_doc_tokens`) into a prefix cache with one forward pass."""
+    """Compress a document into a prefix cache: each chunk of the network's `chunk_tokens` in one forward pass
+    into its own memory tokens, the chunks' prefixes joined one after another."""
 
-    def __init__(self, lm: LoadedModel, net: MemoryCompressor, max_doc_tokens: int = 256) -> None:
+    def __init__(self, lm: LoadedModel, net: MemoryCompressor) -> None:
         self.lm = lm
         self.net = net.to(lm.device).eval()
-        self.max_doc_tokens = max_doc_tokens
+        self.chunk_tokens = net.config.chunk_tokens
         self.prompt = DocPrompt.for_tokenizer(lm.tokenizer)
 
     @classmethod
-    def from_checkpoint(cls, lm: LoadedModel, path: Path, **kwargs: Any) -> DocToPrefix:
+    def from_checkpoint(cls, lm: LoadedModel, path: Path) -> DocToPrefix:
         """Load `path` (a checkpoint, or a training run folder holding one) of a memory-token compressor."""
-        return cls(lm, load_design(path, lm.name, lm.fingerprint, MemoryCompressor), **kwargs)
+        return cls(lm, load_design(path, lm.name, lm.fingerprint, MemoryCompressor))
 
     def internalise(self, text: str, doc_id: str = "text") -> torch.Tensor:
-        """The document's prefix cache, [layers, 2, kv_heads, m, head_dim]."""
-        ids = doc_ids(self.lm.tokenizer, text)[: self.max_doc_tokens]
+        """The document's prefix cache, [layers, 2, kv_heads, m x chunks, head_dim]."""
+        ids = doc_ids(self.lm.tokenizer, text)
         if not ids:
             raise DocumentError(f"{doc_id}: empty document, nothing to learn")
         with torch.no_grad():
-            return self.net(self.lm.model, self.prompt.prefix + ids).detach()
+            return document_prefix(self.lm.model, self.net, self.prompt.prefix, ids).detach()
+
+    def chunk_prefix(self, chunk: Sequence[int]) -> torch.Tensor:
+        """One chunk's prefix, [layers, 2, kv_heads, m, head_dim] (`chunk`: at most `chunk_tokens` ids)."""
+        if not 0 < len(chunk) <= self.chunk_tokens:
+            raise ValueError(f"a chunk of {len(chunk)} tokens (1 to {self.chunk_tokens})")
+        with torch.no_grad():
+            return self.net(self.lm.model, [*self.prompt.prefix, *chunk]).detach()
 
     def answer(self, question: str, kv: torch.Tensor, max_new_tokens: int = 32) -> str:
         """The closed-book reply to `question` with the prefix before it (no document in the prompt)."""
-        return greedy_with_prefix(self.lm, kv, student_prompt(self.lm.tokenizer, question), max_new_tokens)
+        return generate_chat(self.lm, question_messages(question), GenerationConfig(max_new_tokens), prefix=kv)
 
     def export(self, kv: torch.Tensor, folder: Path, manifest: dict[str, Any]) -> int:
         """Write the prefix as a plain PEFT prefix-tuning adapter folder; returns the bytes of its weights."""

@@ -30,14 +30,22 @@ import torch.nn.functional as F
 from loracle.atomic import holds_other_data, write_text_atomic
 from loracle.errors import LoracleError
 from loracle.learners.hypernet.checkpoint import Network, load_hypernet, restore_training, save_hypernet
-from loracle.learners.hypernet.data import training_sample
-from loracle.learners.hypernet.dataset import CachedDoc, DataSettings, Target, TrainingSet, cache_samples
+from loracle.learners.hypernet.dataset import (
+    CachedDoc,
+    DataSettings,
+    Target,
+    TrainingSet,
+    cache_samples,
+    mixed_sample,
+    parse_kinds,
+)
 from loracle.learners.hypernet.network import DEFAULT_TARGETS, Hypernet, NetworkConfig
 from loracle.learners.hypernet.prefix import DESIGN as PREFIX_DESIGN
-from loracle.learners.hypernet.prefix import MemoryCompressor, PrefixConfig, prefixed_states
-from loracle.learners.hypernet.reading import DocPrompt, read_chunks
+from loracle.learners.hypernet.prefix import MemoryCompressor, PrefixConfig, document_prefix, prefixed_states
+from loracle.learners.hypernet.reading import DocPrompt, doc_ids, read_chunks
 from loracle.learners.lora import Lora, concat_ranks, hooked
 from loracle.model.loader import LoadedModel
+from loracle.model.prefix import join_prefixes
 
 #: a run's folder holds the checkpoint (replaced whole at each save) and, beside it, the log: one JSON line a step
 CHECKPOINT = "checkpoint"
@@ -56,7 +64,7 @@ class TrainConfig:
     top_k: int = 16
     l1: float = 1e-4
     max_doc_tokens: int = 256
-    wiki_fraction: float = 0.25
+    mix: str = "multi:3,wiki:1"  # without cached data: the kinds of document generated, with weights
     checkpoint_every: int = 25
     checkpoint_minutes: float = 5.0
     interference: int = 1  # general prompts per step (0: none)
@@ -72,6 +80,8 @@ class TrainConfig:
     design: str = "lora"
     memory_tokens: int = 16  # design prefix: the prefix's length
     compress_rank: int = 4  # design prefix: rank of the LoRA on the memory positions (0: memory embeddings alone)
+    chunk_tokens: int = 256  # design prefix: a document is read in chunks of this many tokens, one prefix each
+    distractor: float = 0.0  # design prefix: share of steps whose prefix also holds another document's, unrelated
     eval_every: int = 0  # steps between held-out KL lines in the log (0: none)
     eval_docs: int = 32  # held-out documents each such line averages over
     extra: dict[str, Any] = field(default_factory=dict)
@@ -87,7 +97,9 @@ class TrainConfig:
             raise LoracleError(f"--design {self.design}: not a design (one of {', '.join(DESIGNS)})")
         torch.manual_seed(self.seed)
         if self.design == PREFIX_DESIGN:
-            config = PrefixConfig.for_model(model, self.memory_tokens, self.compress_rank)
+            config = PrefixConfig.for_model(
+                model, self.memory_tokens, self.compress_rank, chunk_tokens=self.chunk_tokens
+            )
             return MemoryCompressor.for_model(model, config)
         return Hypernet(self.network(model))
 
@@ -142,9 +154,11 @@ def distillation_loss(
     general: Sequence[Target],
     config: TrainConfig,
     rng: random.Random,
+    distractor: Sequence[int] = (),
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The step's loss for one document: its questions and `config.interference` general prompts in one batch,
-    the student carrying what the network made of the document (a LoRA or a prefix cache)."""
+    the student carrying what the network made of the document (a LoRA or a prefix cache; with `distractor`, the
+    ids of an unrelated document, a prefix cache that holds that one's too)."""
     model, device = lm.model, lm.device
     questions = rng.sample(doc.targets, min(config.questions_per_doc, len(doc.targets)))
     others = [
@@ -152,7 +166,11 @@ def distillation_loss(
     ]
     zero = torch.zeros((), device=device)
     if isinstance(net, MemoryCompressor):
-        kv = net(model, prompt.prefix + doc.ids)
+        kv = document_prefix(model, net, prompt.prefix, doc.ids)
+        if distractor:  # another document's prefix beside it, before or after: answer from the right one
+            with torch.no_grad():
+                other = document_prefix(model, net, prompt.prefix, distractor)
+            kv = join_prefixes(model, [other, kv] if rng.random() < 0.5 else [kv, other])
         terms, ces = answer_terms(lm, [*questions, *others], lambda ids, mask: prefixed_states(model, kv, ids, mask))
         l1 = zero
     else:
@@ -327,9 +345,17 @@ class Trainer:
         if self.data is not None:
             position = data_position(self.config.seed, self.step, len(self.data.docs))
             return self.data.docs[position], position
-        settings = DataSettings({}, top_k=self.config.top_k, max_doc_tokens=self.config.max_doc_tokens)
-        sample = training_sample(rng, self.config.wiki_fraction)
+        c = self.config
+        settings = DataSettings({}, top_k=c.top_k, max_doc_tokens=c.max_doc_tokens, questions=c.questions_per_doc)
+        sample = mixed_sample(rng, parse_kinds(c.mix, 1, "--mix"))
         return cache_samples(self.lm, self.prompt, [sample], settings)[0], None
+
+    def _distractor(self, rng: random.Random) -> list[int]:
+        """An unrelated document's ids: another cached one, or (generating as it goes) one more generated."""
+        if self.data is not None:
+            return self.data.docs[rng.randrange(len(self.data.docs))].ids
+        sample = mixed_sample(rng, parse_kinds(self.config.mix, 1, "--mix"))
+        return doc_ids(self.lm.tokenizer, sample.text)[: self.config.max_doc_tokens]
 
     def train_step(self) -> StepResult:
         start, cpu = time.perf_counter(), time.process_time()
@@ -337,7 +363,10 @@ class Trainer:
         doc, position = self._doc(rng)
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr(self.step)
-        loss, parts = distillation_loss(self.lm, self.net, self.prompt, doc, self.general(), self.config, rng)
+        distractor = self._distractor(rng) if rng.random() < self.config.distractor else []
+        loss, parts = distillation_loss(
+            self.lm, self.net, self.prompt, doc, self.general(), self.config, rng, distractor
+        )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
@@ -433,7 +462,7 @@ def train_with_progress(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from loracle.learners.hypernet.checkpoint import shipped_path
+    from loracle.learners.hypernet.checkpoint import MEMORY_FOLDER, shipped_path
 
     out = out or default_train_dir(lm.name)
     if not resume and (out / CHECKPOINT / "meta.json").is_file():
@@ -460,8 +489,10 @@ def train_with_progress(
                 progress.update(task, completed=trainer.step, info=info)
 
             trainer.run(config.steps, on_step, max_seconds=max_minutes * 60)
+    # the memory-token design ships as the memory learner's network, the Perceiver as the hypernet learner's
+    shipped = shipped_path(lm.name, MEMORY_FOLDER if config.design == PREFIX_DESIGN else "")
     if ship:
-        export_shipped(out, shipped_path(lm.name), lm, {"base_model": lm.name, "shipped_by": command})
+        export_shipped(out, shipped, lm, {"base_model": lm.name, "shipped_by": command})
     return f"step {trainer.step}/{config.steps}; checkpoint in {out / CHECKPOINT}" + (
-        f"; shipped to {shipped_path(lm.name)}" if ship else ""
+        f"; shipped to {shipped}" if ship else ""
     )

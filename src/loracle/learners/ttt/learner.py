@@ -38,7 +38,7 @@ from loracle.learners.ttt.config import TTTConfig
 from loracle.learners.ttt.dual import DualMLP, ExportedDual, blend_alpha
 from loracle.learners.ttt.gating import STORAGE_DTYPE, GatedLoRA, down_projections
 from loracle.learners.ttt.general import general_examples, reading_examples
-from loracle.learners.ttt.selfstudy import StudyExample, StudyPlan, study_examples
+from loracle.learners.ttt.selfstudy import StudyExample, StudyPlan, resolved, sentences, study_examples
 from loracle.learners.ttt.training import GeneralMemo, train
 from loracle.model import GenerationConfig, LoadedModel, generate_chat, question_messages
 from loracle.model.precision import autocast_bf16
@@ -273,3 +273,9 @@ def routing_keys(doc: Document, questions: Sequence[str]) -> list[str]:
     """What routes a question to `doc`'s adapter: the questions it was trained on, then the document's distinct
     words."""
     return [*dict.fromkeys(q for q in questions if q), " ".join(sorted(set(words(doc.text))))]
+
+
+def sentence_keys(doc: Document) -> list[str]:
+    """routing_keys for an adapter trained on no questions (the one-pass learners'): each of the document's
+    sentences (its title in place of a leading pronoun), which a question is close to in meaning."""
+    return routing_keys(doc, [resolved(sentence, doc.title) for sentence in sentences(doc.text)])

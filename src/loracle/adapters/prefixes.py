@@ -1,0 +1,57 @@
+"""Prefix adapters of a knowledge base, read once and kept: what `ask --kb` places before a question.
+
+LoRA adapters go into the model through PEFT's layers (adapters.pool); a prefix adapter (the memory learner's)
+is a key/value cache the decoder starts from instead (loracle.model.prefix), so it needs no PEFT wrapping and
+combines with whatever LoRA adapters are active. Each folder is read when first asked for and again when its
+weights change on disk (`watch` recompiling it).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+from loracle.adapters.pool import folder_signature
+from loracle.model.adapters import check_base_model, read_adapter_config
+from loracle.model.loader import LoadedModel
+from loracle.model.prefix import PREFIX_TUNING, is_prefix_adapter, join_prefixes, read_prefix_adapter
+
+
+class PrefixAdapters:
+    """Which adapters are prefixes, and their caches, by adapter id (`resolve` gives an id's folder)."""
+
+    def __init__(self, lm: LoadedModel, resolve: Callable[[str], Path]) -> None:
+        self.lm = lm
+        self._resolve = resolve
+        self._lock = threading.Lock()
+        self._kinds: dict[str, tuple[tuple[Path, tuple[int, int]], bool]] = {}
+        self._caches: dict[str, tuple[tuple[Path, tuple[int, int]], torch.Tensor]] = {}
+
+    def _key(self, adapter_id: str) -> tuple[Path, tuple[int, int]]:
+        folder = self._resolve(adapter_id)
+        return folder, folder_signature(folder)
+
+    def is_prefix(self, adapter_id: str) -> bool:
+        key = self._key(adapter_id)
+        with self._lock:
+            known = self._kinds.get(adapter_id)
+            if known is None or known[0] != key:
+                known = self._kinds[adapter_id] = (key, is_prefix_adapter(key[0]))
+            return known[1]
+
+    def cache(self, adapter_id: str) -> torch.Tensor:
+        """The adapter's key/value cache, checked against the base model (AdapterError naming the folder)."""
+        key = self._key(adapter_id)
+        with self._lock:
+            known = self._caches.get(adapter_id)
+            if known is None or known[0] != key:
+                check_base_model(self.lm, key[0], read_adapter_config(key[0], PREFIX_TUNING))
+                known = self._caches[adapter_id] = (key, read_prefix_adapter(key[0], self.lm.model))
+            return known[1]
+
+    def joined(self, adapter_ids: Sequence[str]) -> torch.Tensor | None:
+        """The adapters' caches one after another, in the order given (None for none)."""
+        return join_prefixes(self.lm.model, [self.cache(adapter_id) for adapter_id in adapter_ids])
