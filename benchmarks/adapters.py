@@ -544,8 +544,8 @@ def run(args: argparse.Namespace, options: dict[str, Any], commit: str) -> None:
         print(f"[adapters {args.corpus}] {message}", flush=True)
 
     started = time.perf_counter()
-    machine = machine_info()
     configure_threads(args.threads)
+    machine = machine_info()  # after the threads are set: it records them
     questions = args.questions if args.questions is not None or args.corpus == "fictional" else 24
     inputs = load_corpus(args.corpus, args.docs, questions)
     docs, items, mnt = inputs.docs, inputs.items, args.max_new_tokens

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.compiled_kb import CORRA, KESTREL, save_seeded_model, seeded_lm, write_compiled_kb
+from loracle.model import GenerationConfig, generate_chat, question_messages
+from loracle.model.prefix import load_prefix_adapter
+from tests.compiled_kb import CORRA, KESTREL, save_seeded_model, seeded_lm, write_compiled_kb, write_memory_kb
 from tests.crash.runner import ForkedCli, run
 from tests.e2e.test_cli_model import loracle
 
@@ -62,3 +64,16 @@ def test_ask_kb_refuses_bad_knowledge_bases_in_one_line(forked_cli: ForkedCli, t
     assert f"adapters/{KESTREL.id}: made for another base model" in line and "compile" in line
     done = run(forked_cli, "ask", "--kb", foreign, FOUNDER, "--doc", tmp_path / "notes.md")
     assert done.returncode == 1 and "leave out --doc and --adapter" in one_line(done.output)
+
+
+def test_ask_with_a_prefix_adapter_places_it_before_the_question(tmp_path: Path, model_dir: Path) -> None:
+    lm = seeded_lm()
+    folder = write_memory_kb(tmp_path / "kb", lm).adapter_path(KESTREL.id)
+    expected = generate_chat(lm, question_messages(FOUNDER), GenerationConfig(6), load_prefix_adapter(lm, folder))
+    assert expected != generate_chat(lm, question_messages(FOUNDER), GenerationConfig(6))
+    model = ("-m", str(model_dir), "--threads", "1")
+    done = loracle("ask", FOUNDER, "--adapter", str(folder), *model, "--max-tokens", "6")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == expected.strip()
+    weighted = loracle("ask", FOUNDER, "--adapter", str(folder), "--adapter-weights", "0.5", *model)
+    assert weighted.returncode == 1 and "is a prefix adapter, which takes no weight" in weighted.stderr

@@ -11,6 +11,7 @@ import openai
 import pytest
 
 from loracle.model import GenerationConfig, apply_adapters, generate_chat, question_messages
+from loracle.model.prefix import load_prefix_adapter
 from loracle.serve.app import create_app
 from loracle.serve.launch import background_server
 from tests.compiled_kb import CORRA, KESTREL, seeded_lm, write_compiled_kb, write_memory_kb
@@ -110,3 +111,15 @@ def test_a_kb_of_prefix_adapters_answers_as_its_python_api_does(tmp_path: Path) 
         chunks = list(ask(client, FOUNDER, stream=True))
         assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip() == expected
         assert ask(client, ELSEWHERE).choices[0].message.content.strip() == direct([], ELSEWHERE)
+        # the adapter by name, as any adapter of the catalog: its cache before the prompt
+        lm = seeded_lm()
+        cache = load_prefix_adapter(lm, tmp_path / "kb" / "adapters" / KESTREL.id)
+        by_name = client.chat.completions.create(
+            model=KESTREL.id, messages=[{"role": "user", "content": FOUNDER}], temperature=0, max_tokens=8
+        )
+        expected = generate_chat(lm, question_messages(FOUNDER), GenerationConfig(max_new_tokens=8), cache)
+        assert by_name.choices[0].message.content.strip() == expected.strip()
+        loaded = httpx.post(
+            f"{url}/v1/adapters/load", json={"id": KESTREL.id}, headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+        assert loaded.status_code == 200 and loaded.json()["loaded"] is True

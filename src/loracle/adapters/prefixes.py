@@ -15,9 +15,8 @@ from pathlib import Path
 import torch
 
 from loracle.adapters.pool import folder_signature
-from loracle.model.adapters import check_base_model, read_adapter_config
 from loracle.model.loader import LoadedModel
-from loracle.model.prefix import PREFIX_TUNING, is_prefix_adapter, join_prefixes, read_prefix_adapter
+from loracle.model.prefix import is_prefix_adapter, join_prefixes, load_prefix_adapter
 
 
 class PrefixAdapters:
@@ -48,8 +47,7 @@ class PrefixAdapters:
         with self._lock:
             known = self._caches.get(adapter_id)
             if known is None or known[0] != key:
-                check_base_model(self.lm, key[0], read_adapter_config(key[0], PREFIX_TUNING))
-                known = self._caches[adapter_id] = (key, read_prefix_adapter(key[0], self.lm.model))
+                known = self._caches[adapter_id] = (key, load_prefix_adapter(self.lm, key[0]))
             return known[1]
 
     def joined(self, adapter_ids: Sequence[str]) -> torch.Tensor | None:

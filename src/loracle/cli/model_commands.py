@@ -31,7 +31,9 @@ KBModelOption = typer.Option(
 def ask(
     question: str = typer.Argument(..., help="The question."),
     doc: Path | None = typer.Option(None, "--doc", help="Put this document in context."),
-    adapter: list[Path] = typer.Option([], "--adapter", help="A PEFT adapter folder to apply (repeatable)."),
+    adapter: list[Path] = typer.Option(
+        [], "--adapter", help="A PEFT adapter folder to apply, LoRA or prefix (repeatable)."
+    ),
     adapter_weights: str | None = typer.Option(None, "--adapter-weights", help="Comma-separated weights, e.g. 1,0.5"),
     model: str | None = KBModelOption,
     max_tokens: int | None = typer.Option(
@@ -69,14 +71,20 @@ def ask(
         if doc is not None or adapter:
             raise LoracleError("--kb answers from the knowledge base's own adapters: leave out --doc and --adapter")
         return ask_kb(question, kb, model, max_tokens, temperature, threads)
+    from loracle.model.prefix import is_prefix_adapter
     from loracle.sources import read_document
 
     document = read_document(doc).text if doc else None  # before the model load: a bad --doc fails at once
-    lm = load_with_adapters(model or EMBEDDED, adapter, adapter_weights, threads)
+    prefixes = [folder for folder in adapter if is_prefix_adapter(folder)]  # placed before the prompt, in order
+    if prefixes and adapter_weights:
+        raise LoracleError(f"--adapter-weights: {prefixes[0]} is a prefix adapter, which takes no weight")
+    lm = load_with_adapters(model or EMBEDDED, [a for a in adapter if a not in prefixes], adapter_weights, threads)
     from loracle.model import GenerationConfig, question_messages, stream_chat
+    from loracle.model.prefix import join_prefixes, load_prefix_adapter
 
+    prefix = join_prefixes(lm.model, [load_prefix_adapter(lm, folder) for folder in prefixes])
     config = GenerationConfig(max_new_tokens=max_tokens or 200, temperature=temperature)
-    for piece in stream_chat(lm, question_messages(question, document), config):
+    for piece in stream_chat(lm, question_messages(question, document), config, prefix):
         console.out(piece, end="", highlight=False)
     console.out("")
 

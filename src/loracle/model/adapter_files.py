@@ -31,7 +31,7 @@ def read_adapter_config(folder: Path, peft_type: str = "LORA") -> dict:
     found = config.get("peft_type", "LORA") if isinstance(config, dict) else None
     if found != peft_type:
         kind = "LoRA" if peft_type == "LORA" else peft_type.lower().replace("_", "-")
-        hint = " (a prefix adapter: ask its knowledge base, `loracle ask --kb`)" if found == "PREFIX_TUNING" else ""
+        hint = " (a prefix adapter: this takes LoRA adapters only)" if found == "PREFIX_TUNING" else ""
         raise AdapterError(f"{config_path}: not a {kind} adapter config{hint}")
     return config
 

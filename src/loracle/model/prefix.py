@@ -20,7 +20,9 @@ from safetensors import safe_open
 from transformers import DynamicCache
 
 from loracle.errors import AdapterError
-from loracle.model.adapter_files import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from loracle.model.adapter_files import ADAPTER_CONFIG, ADAPTER_WEIGHTS, read_adapter_config
+from loracle.model.adapters import check_base_model
+from loracle.model.loader import LoadedModel
 
 #: PEFT's saved name of a prefix adapter's weights
 PEFT_PREFIX_KEY = "prompt_embeddings"
@@ -97,3 +99,10 @@ def read_prefix_adapter(folder: Path, model: torch.nn.Module) -> torch.Tensor:
     weight = model.get_input_embeddings().weight
     kv = flat.reshape(flat.shape[0], layers, 2, kv_heads, head_dim).permute(1, 2, 3, 0, 4)
     return kv.to(device=weight.device, dtype=weight.dtype).contiguous()
+
+
+def load_prefix_adapter(lm: LoadedModel, folder: Path) -> torch.Tensor:
+    """The prefix adapter in `folder` for `lm`: refused in one line if it is not one, or was made for another base
+    model (by the fingerprint loracle's manifest records, else the model its config names) or shape."""
+    check_base_model(lm, folder, read_adapter_config(folder, PREFIX_TUNING))
+    return read_prefix_adapter(folder, lm.model)

@@ -13,6 +13,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from loracle.adapters.pool import AdapterPool
+from loracle.adapters.prefixes import PrefixAdapters
 from loracle.asking import KnowledgeBaseAnswerer
 from loracle.config import ServeConfig
 from loracle.kb import KBPaths
@@ -56,6 +57,7 @@ def create_app(
     pool = AdapterPool(lm, catalog.folder_for, max_loaded=config.max_loaded_adapters)
     scheduler = Scheduler(pool, max_interleaved=config.max_interleaved)
     state = ServerState(lm, pool, scheduler, catalog, paths, max_new_tokens, model_sampling(lm))
+    state.prefixes = PrefixAdapters(lm, catalog.folder_for)
     if paths is not None:
         state.search = SearchView(paths.search_db, paths.wiki)
         state.answers = LearnerAnswers(lm, paths)

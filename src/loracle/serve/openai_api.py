@@ -201,7 +201,11 @@ async def list_models(state: ServerState = Depends(get_state)) -> dict:
 @router.post("/adapters/load")
 async def load_adapter(body: AdapterAction, state: ServerState = Depends(get_state)) -> dict:
     _checked(lambda: state.catalog.folder_for(body.id), "id")
-    await run_in_threadpool(state.pool.ensure_loaded, body.id)
+    prefixes = state.prefixes
+    if prefixes is not None and await run_in_threadpool(_checked, lambda: prefixes.is_prefix(body.id), "id"):
+        await run_in_threadpool(_checked, lambda: prefixes.cache(body.id), "id")  # read and checked, kept
+    else:
+        await run_in_threadpool(state.pool.ensure_loaded, body.id)
     return {"id": body.id, "loaded": True, "loaded_adapters": state.pool.loaded()}
 
 
@@ -224,8 +228,9 @@ async def chat_completions(
     if body.model == KB_MODEL:
         return await _complete_from_kb(request, state, body, messages)
     spec = _checked(lambda: state.spec_for(body.model, [(a.id, a.weight) for a in body.adapters]), "model")
+    spec, prefix = await run_in_threadpool(_checked, lambda: state.split_prefixes(spec), "model")
     prompt = await run_in_threadpool(encode_chat, state.lm.tokenizer, messages)  # up to 1 MB of text: off the loop
-    return await _complete(request, state, body, spec, prompt, chat=True)
+    return await _complete(request, state, body, spec, prompt, chat=True, prefix=prefix)
 
 
 async def _complete_from_kb(
@@ -264,8 +269,9 @@ async def completions(
     if body.model == KB_MODEL and state.answerer is not None:
         raise ApiError(400, f"model {KB_MODEL} answers chat completions (/v1/chat/completions) only", param="model")
     spec = _checked(lambda: state.spec_for(body.model, [(a.id, a.weight) for a in body.adapters]), "model")
+    spec, prefix = await run_in_threadpool(_checked, lambda: state.split_prefixes(spec), "model")
     prompt = await run_in_threadpool(state.lm.tokenizer.encode, body.prompt_text())
-    return await _complete(request, state, body, spec, prompt, chat=False)
+    return await _complete(request, state, body, spec, prompt, chat=False, prefix=prefix)
 
 
 async def _complete(

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import torch
 from fastapi import Request
 
 from loracle.adapters.pool import AdapterPool, AdapterSpec, normalise_spec
+from loracle.adapters.prefixes import PrefixAdapters
 from loracle.asking import KnowledgeBaseAnswerer
 from loracle.kb import KBPaths
 from loracle.model.loader import LoadedModel
@@ -36,6 +38,8 @@ class ServerState:
     inventory: AdapterInventory | None = None
     #: model "kb": questions routed to the knowledge base's adapters (in this server's pool)
     answerer: KnowledgeBaseAnswerer | None = None
+    #: the catalog's prefix adapters (decoded after, not loaded into the pool)
+    prefixes: PrefixAdapters | None = None
 
     @property
     def base_id(self) -> str:
@@ -59,6 +63,15 @@ class ServerState:
         for adapter_id, _ in ids:
             self.catalog.folder_for(validate_adapter_id(adapter_id))
         return normalise_spec(ids)
+
+    def split_prefixes(self, spec: AdapterSpec) -> tuple[AdapterSpec, torch.Tensor | None]:
+        """The spec's LoRA adapters (for the pool), and its prefix adapters joined in order (None for none); their
+        weights do not apply to a prefix. Reads the prefixes' folders: run it off the event loop."""
+        if self.prefixes is None:
+            return spec, None
+        prefixes = [adapter_id for adapter_id, _ in spec if self.prefixes.is_prefix(adapter_id)]
+        lora = tuple((adapter_id, weight) for adapter_id, weight in spec if adapter_id not in prefixes)
+        return lora, self.prefixes.joined(prefixes)
 
 
 def get_state(request: Request) -> ServerState:

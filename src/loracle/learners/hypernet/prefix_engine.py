@@ -51,7 +51,10 @@ class DocToPrefix:
         """The closed-book reply to `question` with the prefix before it (no document in the prompt)."""
         return generate_chat(self.lm, question_messages(question), GenerationConfig(max_new_tokens), prefix=kv)
 
-    def export(self, kv: torch.Tensor, folder: Path, manifest: dict[str, Any]) -> int:
-        """Write the prefix as a plain PEFT prefix-tuning adapter folder; returns the bytes of its weights."""
+    def export(
+        self, kv: torch.Tensor, folder: Path, manifest: dict[str, Any], dtype: torch.dtype = torch.float32
+    ) -> int:
+        """Write the prefix as a plain PEFT prefix-tuning adapter folder, its weights in `dtype`; returns the bytes
+        of its weights."""
         record = {"design": DESIGN, "base_fingerprint": self.lm.fingerprint, **manifest}
-        return write_prefix_adapter(folder, kv, base_model=self.lm.name, manifest=record)
+        return write_prefix_adapter(folder, kv, base_model=self.lm.name, manifest=record, dtype=dtype)

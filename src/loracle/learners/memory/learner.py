@@ -128,7 +128,7 @@ class MemoryLearner:
         self.router = ChunkRouter([c.text for c in self.chunks])
 
     def compile_document(self, doc: Document, folder: Path) -> CompileReport:
-        """Write `doc` as one PEFT prefix adapter: its chunks' prefixes one after another."""
+        """Write `doc` as one PEFT prefix adapter (float16): its chunks' prefixes one after another."""
         start = time.perf_counter()
         chunks = self.chunks_of(doc)
         prefix = join_prefixes(self.lm.model, [c.kv for c in chunks])
@@ -141,7 +141,7 @@ class MemoryLearner:
             "chunks": len(chunks),
             "routing_keys": sentence_keys(doc),
         }
-        size = self.engine.export(prefix, folder, manifest)
+        size = self.engine.export(prefix, folder, manifest, dtype=torch.float16)  # half the bytes; read back as is
         tokens = sum(c.tokens for c in chunks)
         details = {"chunks": len(chunks), "virtual_tokens": int(prefix.shape[3])}
         return CompileReport(doc.id, time.perf_counter() - start, tokens, size, details)
