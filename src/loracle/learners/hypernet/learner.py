@@ -20,17 +20,17 @@ import torch
 from loracle.adapters.compiler import CompileReport
 from loracle.documents import Document
 from loracle.errors import LoracleError
-from loracle.learners.base import Answer, Citation, LearnReport
+from loracle.learners.base import Answer, LearnReport
 from loracle.learners.checkpoint import load_checkpoint, save_checkpoint, stored_config
+from loracle.learners.chunks import RoutedChunks, chunk_records, citations
 from loracle.learners.hypernet.config import HypernetConfig
 from loracle.learners.hypernet.engine import ChunkAdapter, DocText, DocToLora
 from loracle.learners.lora import Lora, hooked, lora_rank, write_peft
 from loracle.learners.ttt.learner import sentence_keys
 from loracle.model import GenerationConfig, LoadedModel, generate_chat, question_messages
-from loracle.routing import ChunkRouter
 
 
-class HypernetLearner:
+class HypernetLearner(RoutedChunks[ChunkAdapter]):
     name = "hypernet"
 
     def __init__(
@@ -47,19 +47,13 @@ class HypernetLearner:
 
     def learn(self, docs: Sequence[Document]) -> LearnReport:
         start = time.perf_counter()
-        tokens = 0
-        for adapters in self.engine.internalise_many([_doc_text(doc) for doc in docs], self.config.batch):
-            self.chunks.extend(adapters)
-            tokens += sum(a.tokens for a in adapters)
-        self.router = ChunkRouter([c.text for c in self.chunks])
+        per_doc = self.engine.internalise_many([_doc_text(doc) for doc in docs], self.config.batch)
+        learned = [adapter for adapters in per_doc for adapter in adapters]
+        self.set_chunks(self.chunks + learned)
+        tokens = sum(a.tokens for a in learned)
         size = sum(lora_bytes(c.lora) for c in self.chunks)
         details = {"chunks": len(self.chunks), "top_k": self.config.top_k}
         return LearnReport(self.name, len(docs), tokens, time.perf_counter() - start, size, details)
-
-    def route(self, question: str) -> list[ChunkAdapter]:
-        """The chunks that hold at least `min_coverage` of the question's words, best first, at most top_k."""
-        c = self.config
-        return [self.chunks[i] for i in self.router.top(question, c.top_k, c.min_coverage)]
 
     def answer(self, question: str) -> Answer:
         start = time.perf_counter()
@@ -68,21 +62,14 @@ class HypernetLearner:
         config = GenerationConfig(max_new_tokens=self.config.max_new_tokens)
         with hooked(self.lm.model, self.engine.combine(chosen)) if chosen else contextlib.nullcontext():
             text = generate_chat(self.lm, question_messages(question), config)
-        citations = [Citation(c.doc_id, c.title, c.text[:160]) for c in chosen]
-        return Answer(text, citations, time.perf_counter() - start)
-
-    def reset(self) -> None:
-        self.chunks: list[ChunkAdapter] = []
-        self.router = ChunkRouter([])
+        return Answer(text, citations(chosen), time.perf_counter() - start)
 
     def save(self, path: Path) -> None:
         tensors = {}
-        records = []
         for i, chunk in enumerate(self.chunks):
             tensors.update(to_flat(chunk.lora, f"c{i}"))
-            records.append({"doc_id": chunk.doc_id, "title": chunk.title, "index": chunk.index, "text": chunk.text,
-                            "tokens": chunk.tokens})  # fmt: skip
-        save_checkpoint(path, self.name, self.lm.fingerprint, tensors, {"chunks": records}, self.config)
+        meta = {"chunks": chunk_records(self.chunks)}
+        save_checkpoint(path, self.name, self.lm.fingerprint, tensors, meta, self.config)
 
     def load(self, path: Path) -> None:
         tensors, meta = load_checkpoint(path, self.name, self.lm.fingerprint)
@@ -97,8 +84,7 @@ class HypernetLearner:
         if (config.checkpoint, config.chunk_tokens) != (self.config.checkpoint, self.config.chunk_tokens):
             self.engine = self._engine(config)  # the network whose bias LoRA the chunk adapters were written with
         self.config = config
-        self.chunks = chunks
-        self.router = ChunkRouter([c.text for c in self.chunks])
+        self.set_chunks(chunks)
 
     def compile_document(self, doc: Document, folder: Path) -> CompileReport:
         """Write `doc` as one PEFT adapter: the bias LoRA and every chunk's adapter, rank-concatenated."""

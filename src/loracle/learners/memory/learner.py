@@ -1,4 +1,4 @@
-"""The `memory` learner: documents into prefix adapters, one forward pass per chunk (memory tokens, issue 38).
+"""The `memory` learner: documents into prefix adapters, one forward pass per chunk (memory tokens).
 
 learn() reads each chunk once through the base model and the memory-token network (DocToPrefix): the chunk's
 adapter is the key/value cache of m memory positions. answer() routes the question to the best-matching chunks
@@ -19,8 +19,9 @@ import torch
 from loracle.adapters.compiler import CompileReport
 from loracle.documents import Document
 from loracle.errors import DocumentError, LoracleError
-from loracle.learners.base import Answer, Citation, LearnReport
+from loracle.learners.base import Answer, LearnReport
 from loracle.learners.checkpoint import load_checkpoint, save_checkpoint, stored_config
+from loracle.learners.chunks import RoutedChunks, chunk_records, citations
 from loracle.learners.hypernet.checkpoint import MEMORY_FOLDER, shipped_path
 from loracle.learners.hypernet.prefix_engine import DocToPrefix
 from loracle.learners.hypernet.reading import chunk_ids, doc_ids
@@ -28,7 +29,6 @@ from loracle.learners.memory.config import MemoryConfig
 from loracle.learners.ttt.learner import sentence_keys
 from loracle.model import GenerationConfig, LoadedModel, generate_chat, question_messages
 from loracle.model.prefix import join_prefixes
-from loracle.routing import ChunkRouter
 
 
 @dataclass
@@ -43,7 +43,7 @@ class MemoryChunk:
     kv: torch.Tensor
 
 
-class MemoryLearner:
+class MemoryLearner(RoutedChunks[MemoryChunk]):
     name = "memory"
 
     def __init__(self, lm: LoadedModel, config: MemoryConfig | None = None, *, engine: DocToPrefix | None = None):
@@ -77,18 +77,12 @@ class MemoryLearner:
     def learn(self, docs: Sequence[Document]) -> LearnReport:
         start = time.perf_counter()
         learned = [chunk for doc in docs for chunk in self.chunks_of(doc)]
-        self.chunks.extend(learned)
-        self.router = ChunkRouter([c.text for c in self.chunks])
+        self.set_chunks(self.chunks + learned)
         size = sum(c.kv.numel() * 4 for c in learned)
         details = {"chunks": len(self.chunks), "top_k": self.config.top_k}
         return LearnReport(
             self.name, len(docs), sum(c.tokens for c in learned), time.perf_counter() - start, size, details
         )
-
-    def route(self, question: str) -> list[MemoryChunk]:
-        """The chunks that hold at least `min_coverage` of the question's words, best first, at most top_k."""
-        c = self.config
-        return [self.chunks[i] for i in self.router.top(question, c.top_k, c.min_coverage)]
 
     def answer(self, question: str) -> Answer:
         start = time.perf_counter()
@@ -96,20 +90,12 @@ class MemoryLearner:
         prefix = join_prefixes(self.lm.model, [c.kv for c in chosen])  # None: the base model answers alone
         config = GenerationConfig(max_new_tokens=self.config.max_new_tokens)
         text = generate_chat(self.lm, question_messages(question), config, prefix=prefix)
-        citations = [Citation(c.doc_id, c.title, c.text[:160]) for c in chosen]
-        return Answer(text, citations, time.perf_counter() - start)
-
-    def reset(self) -> None:
-        self.chunks: list[MemoryChunk] = []
-        self.router = ChunkRouter([])
+        return Answer(text, citations(chosen), time.perf_counter() - start)
 
     def save(self, path: Path) -> None:
         tensors = {f"c{i}": chunk.kv for i, chunk in enumerate(self.chunks)}
-        records = [
-            {"doc_id": c.doc_id, "title": c.title, "index": c.index, "text": c.text, "tokens": c.tokens}
-            for c in self.chunks
-        ]
-        save_checkpoint(path, self.name, self.lm.fingerprint, tensors, {"chunks": records}, self.config)
+        meta = {"chunks": chunk_records(self.chunks)}
+        save_checkpoint(path, self.name, self.lm.fingerprint, tensors, meta, self.config)
 
     def load(self, path: Path) -> None:
         tensors, meta = load_checkpoint(path, self.name, self.lm.fingerprint)
@@ -124,8 +110,7 @@ class MemoryLearner:
         if config.checkpoint != self.config.checkpoint:
             self.engine = self._engine(config)  # type: ignore[arg-type]
         self.config = config  # type: ignore[assignment]
-        self.chunks = chunks
-        self.router = ChunkRouter([c.text for c in self.chunks])
+        self.set_chunks(chunks)
 
     def compile_document(self, doc: Document, folder: Path) -> CompileReport:
         """Write `doc` as one PEFT prefix adapter (float16): its chunks' prefixes one after another."""
