@@ -6,8 +6,9 @@ article, which share their words), each with the routing keys the ttt learner wr
 manifest (its self-study questions and its document's words; no training needed to make them), and the dev
 general-knowledge questions, which should go nowhere. Each arm routes every question with routing.KeyRouter at
 the ask defaults (top 1, coverage 0.5): words only; words or a trained question at least `min_similarity` close
-(cosine of the shipped MiniLM), ranked by both orders fused; and the same with the bundled general prompts as a
-background (a question nearer to them than to an adapter's trained questions goes nowhere). Reported: the share
+(cosine of the shipped MiniLM), ranked by the word score plus a weight times that cosine; and the same with the
+bundled general prompts as a background (a question nearer to them than to an adapter's trained questions goes
+nowhere), at several weights. Reported: the share
 of questions routed to their own document, and the share of general questions routed anywhere (an adapter
 applied to them can change their answer). Writes results/ablations/routing.json and ABLATIONS.md.
 
@@ -29,7 +30,7 @@ from loracle.config import AskConfig
 from loracle.learners.ttt.learner import routing_keys
 from loracle.learners.ttt.selfstudy import study_questions
 from loracle.model import load_model
-from loracle.routing import KeyRouter
+from loracle.routing import MEANING_WEIGHT, KeyRouter
 from loracle.runtime import configure_threads
 from loracle.search.embedder import default_embedder
 
@@ -40,14 +41,24 @@ class Arm:
 
     similarity: float | None
     background: bool = False
+    meaning_weight: float = MEANING_WEIGHT  # of the cosine beside the word score when ranking (0: words, then meaning)
 
     @property
     def name(self) -> str:
         name = "words only" if self.similarity is None else f"words or similarity >= {self.similarity}"
-        return name + (", general prompts as background" if self.background else "")
+        name += ", general prompts as background" if self.background else ""
+        return name + (f", meaning weight {self.meaning_weight}" if self.similarity is not None else "")
 
 
-ARMS = (Arm(None), Arm(0.7), Arm(0.7, background=True), Arm(0.6, background=True))
+ARMS = (
+    Arm(None),
+    Arm(0.7),
+    Arm(0.7, background=True),
+    Arm(0.6, background=True),
+    Arm(0.7, background=True, meaning_weight=0.0),
+    Arm(0.7, background=True, meaning_weight=1.0),
+    Arm(0.7, background=True, meaning_weight=4.0),
+)
 
 
 def owners(dev: DevSet, per_doc: int) -> list[str]:
@@ -82,6 +93,7 @@ def main() -> None:
                 [keys[name][i] for i in ids],
                 embedder if arm.similarity is not None else None,
                 general_prompts() if arm.background else (),
+                meaning_weight=arm.meaning_weight,
             )
 
             def routed(

@@ -9,9 +9,10 @@ word does not make a question about a chunk, and adapters applied to a question 
 its answer.
 
 `KeyRouter` adds meaning to the words: with an embedder, an adapter is also a candidate when one of its
-trained questions is close to the question (cosine >= `min_similarity`), and candidates are ranked by both
-orders fused (reciprocal rank). Documents of one article share their words, so word overlap alone often
-picks a sibling; the nearest trained question tells them apart (docs/experiments/routing.md). With a
+trained questions is close to the question (cosine >= `min_similarity`), and candidates are ranked by their
+word score plus twice that cosine. Documents of one article share their
+words, and generated documents their templates: words and meaning together tell them apart better than
+either alone or their ranks fused (docs/experiments/routing.md). With a
 `background` (questions no item answers: the general prompts every ttt adapter was trained to leave alone),
 an item is routed to only when its nearest key is closer to the question than the nearest background
 question: "What is the capital of France?" shares words with a document that names a capital, but it is
@@ -88,8 +89,9 @@ class ChunkRouter:
 
 #: keys longer than this are word lists (a document's distinct words), not questions: never embedded
 MAX_EMBEDDED_KEY_WORDS = 32
-#: the constant of reciprocal-rank fusion (1 / (RRF_K + rank)), as in search
-RRF_K = 60
+#: how much the nearest trained question's cosine weighs beside the word score (both 0-1) when candidates are
+#: ranked (docs/experiments/routing.md, "Ranking candidates")
+MEANING_WEIGHT = 2.0
 
 
 @dataclass(frozen=True)
@@ -124,8 +126,13 @@ class KeyRouter:
     always, and the nearest key by meaning when an embedder is given."""
 
     def __init__(
-        self, keys: Sequence[Sequence[str]], embedder: Embedder | None = None, background: Sequence[str] = ()
+        self,
+        keys: Sequence[Sequence[str]],
+        embedder: Embedder | None = None,
+        background: Sequence[str] = (),
+        meaning_weight: float = MEANING_WEIGHT,
     ) -> None:
+        self.meaning_weight = meaning_weight
         self.lexical = ChunkRouter([" ".join(k) for k in keys])
         self.embedder = embedder
         self.vectors = [key_vectors(embedder, k) for k in keys] if embedder is not None else []
@@ -155,8 +162,8 @@ class KeyRouter:
     def route(self, question: str, k: int, min_coverage: float, min_similarity: float | None = None) -> list[KeyMatch]:
         """The k best items for `question`, best first: those holding `min_coverage` of its words (and one at
         least), or, with an embedder and `min_similarity`, whose nearest key is that close; with a background,
-        only those whose nearest key is closer than the nearest background question. Ranked by the word score,
-        fused with the nearest key's rank when embedded (meaning decides a tie)."""
+        only those whose nearest key is closer than the nearest background question. Ranked by the word score
+        plus `meaning_weight` times the nearest key's cosine when embedded; meaning decides a tie."""
         scores, coverage = self.lexical.scores(question), self.lexical.coverage(question)
         dense = self.embedder is not None and min_similarity is not None
         similarity = self.similarity(question) if dense else [0.0] * len(scores)
@@ -167,13 +174,7 @@ class KeyRouter:
             if ((scores[i] > 0 and coverage[i] >= min_coverage) or (dense and similarity[i] >= min_similarity))
             and (not dense or similarity[i] > general)
         ]
-        if dense:
-            fused = [0.0] * len(scores)
-            for order in (best_first(scores), best_first(similarity)):
-                for rank, i in enumerate(order):
-                    fused[i] += 1.0 / (RRF_K + rank)
-            ranking = fused
-        else:
-            ranking = list(scores)
+        weight = self.meaning_weight if dense else 0.0
+        ranking = [score + weight * similarity[i] for i, score in enumerate(scores)]
         chosen.sort(key=lambda i: (-ranking[i], -similarity[i], i))
         return [KeyMatch(i, scores[i], coverage[i], similarity[i]) for i in chosen[:k]]

@@ -32,7 +32,7 @@ def test_a_question_about_neither_goes_nowhere() -> None:
     assert router.route("Who wrote the symphony in 1820?", 2, 0.5, min_similarity=0.6) == []
 
 
-def test_where_words_and_meaning_disagree_the_fused_order_goes_by_meaning() -> None:
+def test_where_words_and_meaning_disagree_a_close_meaning_outweighs_one_shared_word() -> None:
     keys = [
         ["Which kitten won the show?", "show prize judge ribbon water"],  # shares "water": a word match only
         ["Where does the river flow?", "river delta sea"],  # the question's meaning
@@ -40,8 +40,10 @@ def test_where_words_and_meaning_disagree_the_fused_order_goes_by_meaning() -> N
     router = KeyRouter(keys, ConceptEmbedder())
     question = "Where does the stream water go?"
     words_only = [m.index for m in KeyRouter(keys).route(question, 2, 0.3)]
-    fused = [m.index for m in router.route(question, 2, 0.3, min_similarity=0.6)]
-    assert words_only[0] == 0 and fused[0] == 1
+    both = [m.index for m in router.route(question, 2, 0.3, min_similarity=0.6)]
+    assert words_only[0] == 0 and both[0] == 1
+    by_words = KeyRouter(keys, ConceptEmbedder(), meaning_weight=0).route(question, 2, 0.3, min_similarity=0.6)
+    assert [m.index for m in by_words] == [0, 1]  # meaning then only breaks ties
 
 
 def test_key_vectors_embed_questions_not_word_lists_and_are_kept(
