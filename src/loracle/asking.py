@@ -129,7 +129,8 @@ class KnowledgeBaseAnswerer:
     """Answers questions about a knowledge base from its compiled adapters (see the module docstring).
 
     `pool` shares the adapters loaded in a server's model (its own pool otherwise; `close()` then takes PEFT's
-    layers out of `lm` again). `config` defaults to the knowledge base's `[ask]` section.
+    layers out of `lm` again), `prefixes` the prefix adapters it has read. `config` defaults to the knowledge
+    base's `[ask]` section.
     """
 
     def __init__(
@@ -139,6 +140,7 @@ class KnowledgeBaseAnswerer:
         *,
         config: AskConfig | None = None,
         pool: AdapterPool | None = None,
+        prefixes: PrefixAdapters | None = None,
     ) -> None:
         self.lm = lm
         self.kb = kb if isinstance(kb, KBPaths) else KBPaths(Path(kb).expanduser().resolve())
@@ -152,7 +154,7 @@ class KnowledgeBaseAnswerer:
         )
         self._own_pool = pool is None
         self.pool = pool if pool is not None else AdapterPool(lm, self.router.folder)
-        self.prefixes = PrefixAdapters(lm, self.router.folder)
+        self.prefixes = prefixes if prefixes is not None else PrefixAdapters(lm, self.router.folder)
 
     def close(self) -> None:
         """Take PEFT's layers out of the model again (when the pool is this answerer's own)."""
@@ -199,7 +201,7 @@ class KnowledgeBaseAnswerer:
             if self.sources.stale(manifest, paths.get(manifest.id)):
                 warnings.append(stale_warning(manifest, path))
         unused = unused_warning(self.router.unusable())
-        prefixes = tuple(a.adapter_id for a in route.adapters if self.prefixes.is_prefix(a.adapter_id))
+        _, prefixes = self.prefixes.split(route.spec)
         return AskPlan(route, messages, documents, warnings + ([unused] if unused else []), prefixes)  # type: ignore[arg-type]
 
     # -- answering ------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from loracle.adapters.pool import folder_signature
+from loracle.adapters.pool import AdapterSpec, folder_signature
 from loracle.model.loader import LoadedModel
 from loracle.model.prefix import is_prefix_adapter, join_prefixes, load_prefix_adapter
 
@@ -49,6 +49,12 @@ class PrefixAdapters:
             if known is None or known[0] != key:
                 known = self._caches[adapter_id] = (key, load_prefix_adapter(self.lm, key[0]))
             return known[1]
+
+    def split(self, spec: AdapterSpec) -> tuple[AdapterSpec, tuple[str, ...]]:
+        """The spec's LoRA adapters (for the pool), and the ids of its prefix adapters, in order (a weight does not
+        apply to a prefix)."""
+        prefixes = tuple(adapter_id for adapter_id, _ in spec if self.is_prefix(adapter_id))
+        return tuple((adapter_id, weight) for adapter_id, weight in spec if adapter_id not in prefixes), prefixes
 
     def joined(self, adapter_ids: Sequence[str]) -> torch.Tensor | None:
         """The adapters' caches one after another, in the order given (None for none)."""

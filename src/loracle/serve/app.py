@@ -62,7 +62,7 @@ def create_app(
         state.search = SearchView(paths.search_db, paths.wiki)
         state.answers = LearnerAnswers(lm, paths)
         state.wiki = WikiView(paths.wiki)
-        state.answerer = KnowledgeBaseAnswerer(lm, paths, config=paths.config().ask, pool=pool)
+        state.answerer = KnowledgeBaseAnswerer(lm, paths, config=paths.config().ask, pool=pool, prefixes=state.prefixes)
         state.inventory = AdapterInventory(paths, catalog, state.answerer.sources)  # one cache of document hashes
 
     @asynccontextmanager

@@ -69,8 +69,7 @@ class ServerState:
         weights do not apply to a prefix. Reads the prefixes' folders: run it off the event loop."""
         if self.prefixes is None:
             return spec, None
-        prefixes = [adapter_id for adapter_id, _ in spec if self.prefixes.is_prefix(adapter_id)]
-        lora = tuple((adapter_id, weight) for adapter_id, weight in spec if adapter_id not in prefixes)
+        lora, prefixes = self.prefixes.split(spec)
         return lora, self.prefixes.joined(prefixes)
 
 

@@ -279,6 +279,8 @@ class Trainer:
         self.out_dir = out_dir
         self.meta = dict(meta or {})
         self.data = data
+        #: generating as it goes: the kinds of document made, with their weights
+        self.mix = parse_kinds(config.mix, 1, "--mix") if data is None else {}
         self._general: list[Target] | None = data.general if data else None
         lm.model.requires_grad_(False)
         self.prompt = DocPrompt.for_tokenizer(lm.tokenizer)
@@ -347,14 +349,14 @@ class Trainer:
             return self.data.docs[position], position
         c = self.config
         settings = DataSettings({}, top_k=c.top_k, max_doc_tokens=c.max_doc_tokens, questions=c.questions_per_doc)
-        sample = mixed_sample(rng, parse_kinds(c.mix, 1, "--mix"))
+        sample = mixed_sample(rng, self.mix)
         return cache_samples(self.lm, self.prompt, [sample], settings)[0], None
 
     def _distractor(self, rng: random.Random) -> list[int]:
         """An unrelated document's ids: another cached one, or (generating as it goes) one more generated."""
         if self.data is not None:
             return self.data.docs[rng.randrange(len(self.data.docs))].ids
-        sample = mixed_sample(rng, parse_kinds(self.config.mix, 1, "--mix"))
+        sample = mixed_sample(rng, self.mix)
         return doc_ids(self.lm.tokenizer, sample.text)[: self.config.max_doc_tokens]
 
     def train_step(self) -> StepResult:
